@@ -1,0 +1,68 @@
+# Perennial: one command for the demo, one for the tests. `make` installs uv when it is missing.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+RUN := $(UV) run --frozen
+
+# Local state (data, MLflow, Optuna, Prefect's own database) lives in one folder.
+export PERENNIAL_HOME ?= $(CURDIR)/.perennial
+export PREFECT_HOME ?= $(PERENNIAL_HOME)/prefect
+export MLFLOW_DISABLE_TELEMETRY := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+
+.PHONY: install browser demo test test-fast lint format infra-check infra-workpool up down status bench clean
+
+install:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen
+
+demo: install  ## replay 2013 month by month: gate, score, retrain, promote
+	$(RUN) perennial demo
+
+browser:  ## Debian's Chromium for the UI test (as root with apt; elsewhere that test is skipped)
+	@[ -x /usr/bin/chromium ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "no /usr/bin/chromium: the browser test will be skipped"
+
+test: install lint browser  ## everything: lint, unit, integration, e2e (browser too), infrastructure checks
+	$(RUN) pytest --ignore=tests/e2e/test_ui.py
+	@# The browser test runs in its own session: after the other served-stack tests in the same
+	@# pytest session, the UI's custom-run submit failed once (not yet understood); alone it passes.
+	$(RUN) pytest tests/e2e/test_ui.py
+	bash infra/check.sh
+
+test-fast: install  ## unit tests only
+	$(RUN) pytest -m "not slow and not integration and not e2e"
+
+lint: install
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy flows tasks
+
+format: install
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+infra-check: install  ## terraform fmt + test, checkov, structural HCL tests (offline)
+	$(RUN) pytest tests/unit/test_infra.py -q
+	bash infra/check.sh
+
+up: install  ## served mode: Prefect server + UI, worker, MLflow server, deployments
+	$(RUN) python -m flows.service up
+
+down:  ## stop exactly what `make up` started
+	$(RUN) python -m flows.service down
+
+status:
+	$(RUN) python -m flows.service status
+
+infra-workpool: install  ## create/update the prod ECS work pool from Terraform outputs, then deploy
+	cd infra && terraform output -json > /tmp/perennial-outputs.json
+	$(RUN) python infra/workpool.py /tmp/perennial-outputs.json
+	$(RUN) prefect --no-prompt deploy --all --prefect-file infra/prefect-prod.yaml
+
+bench: install
+	@ls benchmarks/*.py >/dev/null 2>&1 && for script in benchmarks/*.py; do $(RUN) python "$$script"; done || echo "no benchmarks yet"
+
+clean:  ## remove local state (raw data included): asks first
+	@read -p "delete $(PERENNIAL_HOME)? [y/N] " answer && [ "$$answer" = y ] && rm -rf "$(PERENNIAL_HOME)"

@@ -1,0 +1,340 @@
+"""`perennial`: the command line. A thin layer over the flows; heavy imports happen inside
+commands so that `--help` is instant.
+
+Exit codes: 0 success, 1 rejected input or failed gate (reason printed), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+
+app = typer.Typer(
+    help="Perennial: continuous training for tabular ML (validate, tune, train, promote, monitor).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+ConfigOption = typer.Option(
+    None, "--config", "-c", help="Dataset YAML (default: configs/flights.yaml, the demo)."
+)
+JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _config(path: Path | None) -> Any:
+    from tasks.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+
+
+def _emit(payload: dict[str, Any], as_json: bool, human: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(payload, indent=2, default=str))
+    else:
+        typer.echo(human)
+
+
+def _rejections() -> tuple[type[BaseException], ...]:
+    """Errors that mean 'your input was rejected' (exit 1) rather than a crash."""
+    from flows.promotion import PolicyRefusedError
+    from flows.training import GateRefusedError
+    from tasks.batches import BatchIdError
+    from tasks.features import SplitError
+    from tasks.ingest import IngestError
+    from tasks.registry import RegistryError
+    from tasks.storage import ImmutableKeyError
+
+    return (
+        GateRefusedError,
+        BatchIdError,
+        SplitError,
+        IngestError,
+        ImmutableKeyError,
+        RegistryError,
+        PolicyRefusedError,
+    )
+
+
+def _run(flow: Any, **parameters: Any) -> Any:
+    """Run a flow in this process; rejected input becomes exit code 1 with the reason."""
+    rejected = _rejections()
+    try:
+        return flow(**parameters)
+    except rejected as exc:
+        _fail(f"rejected: {exc}")
+
+
+@app.command()
+def ingest(
+    batch: str = typer.Option(..., "--batch", "-b", help="Batch id, e.g. 2013-01."),
+    source: Path | None = typer.Option(
+        None, "--source", help="CSV/Parquet file holding the batch (default: the config's source)."
+    ),
+    validate: bool = typer.Option(True, help="Run the validation gate after landing."),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Land a batch (immutable, idempotent) and run the validation gate on it."""
+    from flows.ingestion import ingestion
+
+    cfg = _config(config)
+    result = _run(
+        ingestion,
+        batch=batch,
+        source=str(source) if source else None,
+        validate=validate,
+        config_path=str(cfg.config_path),
+    )
+    _emit(result, as_json, _gate_line(result))
+    if result.get("gate") == "failed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def validate(
+    batch: str | None = typer.Option(None, "--batch", "-b", help="Batch id of a landed batch."),
+    profile: str | None = typer.Option(
+        None,
+        "--profile",
+        help="Draft the suite from these landed batches (e.g. 2013-01..2013-03) "
+        "instead of validating; review the JSON it writes like code.",
+    ),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Run the validation gate on a landed batch (quarantines it if it fails)."""
+    cfg = _config(config)
+    if profile:
+        from tasks.batches import expand_range
+        from tasks.storage import open_storage
+        from tasks.suite import profile_landed
+
+        written = profile_landed(open_storage(cfg.home), cfg, expand_range(profile, cfg.time))
+        typer.echo(f"suite drafted: {written}")
+        return
+    if not batch:
+        _fail("give --batch B (or --profile B1..B2)", 2)
+    from flows.ingestion import ingestion
+
+    result = _run(
+        ingestion,
+        batch=batch,
+        source=None,
+        validate=True,
+        land=False,
+        config_path=str(cfg.config_path),
+    )
+    _emit(result, as_json, _gate_line(result))
+    if result.get("gate") == "failed":
+        raise typer.Exit(1)
+
+
+def _gate_line(result: dict[str, Any]) -> str:
+    """A compact table: one line per failed (blocking) and warned check, blocking first."""
+    lines = [f"batch {result['batch']}: landing {result['landing']}, gate {result['gate']}"]
+    for label, key in (("FAILED ", "failures"), ("WARNING", "warnings")):
+        for entry in result.get(key, []):
+            lines.append(f"  {label} {entry}")
+    if result.get("reason_key"):
+        lines.append(f"  quarantined; reason in {result['reason_key']}")
+    return "\n".join(lines)
+
+
+@app.command()
+def train(
+    batches: str = typer.Option(
+        "",
+        "--batches",
+        help="Batches to use, e.g. 2013-01..2013-06 (newest = holdout); "
+        "default: every landed batch.",
+    ),
+    trials: int | None = typer.Option(
+        None, "--trials", min=1, help="Search trials (default: config)."
+    ),
+    reason: str = typer.Option(
+        "manual run from the CLI", "--reason", help="Recorded with the run."
+    ),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Train a challenger and promote it if it beats the champion."""
+    from flows.training import training
+
+    cfg = _config(config)
+    result = _run(
+        training, batches=batches, trials=trials, reason=reason, config_path=str(cfg.config_path)
+    )
+    verdict = "promoted to champion" if result["promoted"] else "not promoted"
+    human = (
+        f"{result['model']} v{result['version']} {verdict} "
+        f"(holdout {result['holdout']}: AUC {result['challenger']['roc_auc']:.4f}"
+        + (f" vs champion {result['champion']['roc_auc']:.4f}" if result["champion"] else "")
+        + ")\n"
+        + "\n".join(f"  - {r}" for r in result["reasons"])
+    )
+    _emit(result, as_json, human)
+
+
+@app.command()
+def promote(
+    version: str = typer.Option(..., "--version", help="Registered version to make champion."),
+    reason: str = typer.Option("", "--reason", help="Why (recorded on the version)."),
+    force: bool = typer.Option(False, "--force", help="Override the policy (needs --reason)."),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Make a version champion: the policy is checked on the newest validated batch first."""
+    if force and not reason.strip():
+        _fail("--force needs a --reason: overriding the policy must be explained", 2)
+    from flows.promotion import promote as promote_flow
+
+    cfg = _config(config)
+    result = _run(
+        promote_flow,
+        version=version,
+        reason=reason or "manual promotion",
+        force=force,
+        config_path=str(cfg.config_path),
+    )
+    human = (
+        f"{result['model']}: champion is now v{result['champion']} "
+        f"(was {'v' + result['previous'] if result['previous'] else 'none'})"
+        + (" — FORCED past the policy" if result["forced"] else "")
+        + "\n"
+        + "\n".join(f"  - {c}" for c in result["checks"])
+    )
+    _emit(result, as_json, human)
+
+
+@app.command()
+def rollback(
+    reason: str = typer.Option("manual rollback", "--reason", help="Why (recorded)."),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Point the champion back to the version it replaced."""
+    from flows.promotion import rollback_champion
+
+    cfg = _config(config)
+    result = _run(rollback_champion, reason=reason, config_path=str(cfg.config_path))
+    _emit(
+        result,
+        as_json,
+        f"{result['model']}: champion back to v{result['champion']} (v{result['demoted']} demoted)",
+    )
+
+
+@app.command()
+def predict(
+    batch: str = typer.Option(..., "--batch", "-b", help="Batch to score."),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Score a batch with the champion (and the challenger, in shadow) after the gate."""
+    from flows.inference import inference
+
+    cfg = _config(config)
+    result = _run(inference, batch=batch, config_path=str(cfg.config_path))
+    lines = [f"batch {batch}: {result['rows']} rows scored -> {result['key']}"]
+    for alias in ("champion", "challenger"):
+        if alias in result:
+            lines.append(
+                f"  {alias} v{result[alias]['version']}: mean score "
+                f"{result[alias]['mean_score']:.4f}"
+            )
+    _emit(result, as_json, "\n".join(lines))
+
+
+@app.command()
+def monitor(
+    batch: str = typer.Option(..., "--batch", "-b", help="Batch to check, e.g. 2013-07."),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Measure a batch's drift against the champion's training data (PSI per feature, scores,
+    labels); on alert emit `perennial.drift.detected`. Drift exits 0: it is information."""
+    from flows.monitoring import monitoring
+    from tasks.drift import DriftError
+
+    cfg = _config(config)
+    try:
+        result = _run(monitoring, batch=batch, config_path=str(cfg.config_path))
+    except DriftError as exc:  # e.g. a champion trained before profiles existed
+        _fail(f"rejected: {exc}")
+    lines = [
+        f"batch {batch} vs champion v{result['reference_version']}: {result['status'].upper()} "
+        f"(max PSI {result['max_psi']:.3f})",
+        *(f"  - {reason}" for reason in result["reasons"]),
+    ]
+    if result["event_emitted"]:
+        lines.append("  event perennial.drift.detected emitted (a served deployment retrains)")
+    _emit(result, as_json, "\n".join(lines))
+
+
+@app.command()
+def status(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
+    """Show the champion and challenger, their holdout metrics, and the latest decisions."""
+    from tasks.registry import CHALLENGER, CHAMPION, recent_decisions, version_by_alias
+
+    cfg = _config(config)
+    payload: dict[str, Any] = {"model": cfg.model_name}
+    for alias in (CHAMPION, CHALLENGER):
+        info = version_by_alias(cfg, alias)
+        payload[alias] = (
+            None
+            if info is None
+            else {
+                "version": info.version,
+                "run_id": info.run_id,
+                "metrics": info.metrics,
+                "batches": info.tags.get("perennial.batches", ""),
+            }
+        )
+    payload["decisions"] = recent_decisions(cfg)
+    lines = [f"model {cfg.model_name}"]
+    for alias in (CHAMPION, CHALLENGER):
+        entry = payload[alias]
+        if entry is None:
+            lines.append(f"  {alias}: none")
+        else:
+            auc = entry["metrics"].get("holdout_roc_auc")
+            lines.append(
+                f"  {alias}: v{entry['version']} holdout AUC {auc:.4f}"
+                if auc is not None
+                else f"  {alias}: v{entry['version']}"
+            )
+    for item in payload["decisions"]:
+        lines.append(f"  v{item['version']} {item['decision']}: {'; '.join(item['reasons'])}")
+    _emit(payload, as_json, "\n".join(lines))
+
+
+@app.command()
+def demo(
+    trials: int | None = typer.Option(None, "--trials", min=1, help="Search trials per retrain."),
+    first: str = typer.Option("2013-01..2013-03", help="Batches that train the first champion."),
+    last: str = typer.Option("2013-12", help="Last month to replay."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Replay the year: land and train on the first months, then month by month land, validate,
+    score with the champion and retrain, printing one row a month."""
+    from flows.demo import demo as demo_flow
+
+    cfg = _config(config)
+    _run(demo_flow, trials=trials, first=first, last=last, config_path=str(cfg.config_path))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())

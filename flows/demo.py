@@ -1,0 +1,97 @@
+"""The demo: replay 2013 month by month. Land and train on the first months, then for each
+later month land it, validate it, score it with the champion and retrain; one row a month."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from rich.console import Console
+from rich.table import Table
+
+from flows.training import GateRefusedError, training
+from tasks.batches import expand_range
+from tasks.config import load_config
+from tasks.ingest import land_batch_task
+from tasks.validate import validate_batch_task
+
+COLUMNS = ("month", "rows", "gate", "champion AUC", "challenger AUC", "promoted", "champion")
+
+
+def _row(month: str, rows: int | None, gate: str, result: dict[str, Any] | None) -> tuple[str, ...]:
+    if result is None:
+        return (month, str(rows or "-"), gate, "-", "-", "-", "-")
+    champion = result["champion"]
+    return (
+        month,
+        str(rows),
+        gate,
+        f"{champion['roc_auc']:.4f}" if champion else "-",
+        f"{result['challenger']['roc_auc']:.4f}",
+        "yes" if result["promoted"] else "no",
+        f"v{result['champion_version']}",
+    )
+
+
+@flow(name="demo", log_prints=True)
+def demo(
+    trials: int | None = None,
+    first: str = "2013-01..2013-03",
+    last: str = "2013-12",
+    config_path: str | None = None,
+) -> list[tuple[str, ...]]:
+    config = load_config(config_path)
+    console = Console()
+    opening = expand_range(first, config.time)
+    later = [m for m in expand_range(f"{opening[0]}..{last}", config.time) if m not in opening]
+    rows: list[tuple[str, ...]] = []
+
+    def show(row: tuple[str, ...]) -> None:
+        rows.append(row)
+        console.print(
+            "[bold]"
+            + " | ".join(f"{name}: {value}" for name, value in zip(COLUMNS, row, strict=True))
+        )
+
+    for month in opening:
+        land_batch_task(config, month, None)
+    console.rule(f"[bold]first champion: {first}")
+    result = training(
+        batches=first, trials=trials, reason="demo: first champion", config_path=config_path
+    )
+    show(_row(opening[-1], result.get("rows", {}).get("holdout"), "passed", result))
+    for index, month in enumerate(later, start=1):
+        console.rule(f"[bold]{month} ({index}/{len(later)})")
+        land_batch_task(config, month, None)
+        gate = validate_batch_task(config, month)
+        if not gate.passed:
+            show(_row(month, gate.rows, "quarantined", None))
+            continue
+        try:
+            result = training(
+                batches=f"{opening[0]}..{month}",
+                trials=trials,
+                reason=f"demo: {month} arrived",
+                config_path=config_path,
+            )
+        except GateRefusedError as exc:  # an earlier month was quarantined
+            console.print(f"[red]{exc}")
+            show(_row(month, gate.rows, "passed", None))
+            continue
+        show(_row(month, gate.rows, "passed", result))
+
+    table = Table(title=f"{config.model_name}: the year replayed")
+    for name in COLUMNS:
+        table.add_column(name)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    markdown = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
+    markdown += "\n".join("| " + " | ".join(row) + " |" for row in rows)
+    create_markdown_artifact(
+        markdown=markdown,
+        key=f"{config.dataset}-demo",
+        description="Month by month: gate, champion vs challenger, promotion",
+    )
+    return rows

@@ -1,0 +1,51 @@
+"""The ingestion flow: land a batch (immutable, idempotent), then run the validation gate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from tasks.config import load_config
+from tasks.ingest import land_batch_task, landed_record
+from tasks.storage import open_storage
+from tasks.validate import validate_batch_task
+
+
+@flow(name="ingestion", log_prints=True)
+def ingestion(
+    batch: str,
+    source: str | None = None,
+    validate: bool = True,
+    land: bool = True,
+    config_path: str | None = None,
+) -> dict[str, Any]:
+    """Land `batch` (from `source`, a CSV/Parquet file, or the dataset's configured source) and
+    validate it; a failing batch is quarantined with its reason, never dropped."""
+    config = load_config(config_path)
+    if land:
+        landing = land_batch_task(config, batch, source).status
+    elif landed_record(open_storage(config.home), config, batch) is None:
+        from tasks.ingest import IngestError
+
+        raise IngestError(
+            f"batch {batch} of {config.dataset} has not been landed; run ingest first"
+        )
+    else:
+        landing = "unchanged"
+    summary: dict[str, Any] = {
+        "dataset": config.dataset,
+        "batch": batch,
+        "landing": landing,
+        "gate": "skipped",
+    }
+    if validate:
+        result = validate_batch_task(config, batch)
+        summary.update(
+            gate="passed" if result.passed else "failed",
+            rows=result.rows,
+            failures=[o.describe() for o in result.blocking_failures()],
+            warnings=[o.describe() for o in result.warnings()],
+            reason_key=result.reason_key,
+        )
+    return summary

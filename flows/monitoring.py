@@ -1,0 +1,54 @@
+"""Monitoring: land a batch if needed, gate it, measure its drift against the champion's
+reference profile, leave the artifacts and, on alert, emit `perennial.drift.detected` (which the
+training deployment's trigger turns into a retrain)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from flows.training import GateRefusedError
+from tasks.config import load_config
+from tasks.drift import measure_drift_task, report_drift_task
+from tasks.ingest import land_batch_task, landed_record
+from tasks.registry import CHAMPION, RegistryError, version_by_alias
+from tasks.storage import open_storage
+from tasks.validate import landed_batches, validate_batch_task
+
+
+@flow(name="monitoring", log_prints=True)
+def monitoring(batch: str = "", config_path: str | None = None) -> dict[str, Any]:
+    """Measure drift of `batch` (e.g. `2013-07`) against the champion's training data; empty
+    `batch` (the scheduled run) means the newest landed batch. Drift is reported, not refused:
+    only a batch that fails the validation gate stops the flow.
+
+    Args:
+        batch: Batch to check, e.g. 2013-07 (landed from the source if needed); empty: the
+            newest landed batch.
+        config_path: Dataset YAML; empty: configs/flights.yaml (the demo).
+    """
+    logger = get_run_logger()
+    config = load_config(config_path)
+    storage = open_storage(config.home)
+    if not batch:
+        landed = landed_batches(storage, config)
+        if not landed:
+            raise RegistryError(f"no landed batch of {config.dataset} to monitor: ingest one")
+        batch = landed[-1]
+    if landed_record(storage, config, batch) is None:
+        land_batch_task(config, batch, None)
+    gate = validate_batch_task(config, batch)
+    if not gate.passed:
+        raise GateRefusedError(
+            f"batch {batch} failed the gate ({gate.headline()}); see {gate.reason_key}"
+        )
+    champion = version_by_alias(config, CHAMPION)
+    if champion is None:
+        raise RegistryError(f"{config.model_name} has no champion yet: train one first")
+    report = measure_drift_task(
+        config, batch, champion.version, champion.metrics.get("holdout_roc_auc")
+    )
+    plot_key = report_drift_task(config, report)
+    logger.info("drift %s vs v%s: %s", batch, champion.version, "; ".join(report.reasons))
+    return {**report.as_dict(), "plot_key": plot_key, "event_emitted": report.status == "alert"}

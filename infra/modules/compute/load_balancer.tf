@@ -1,0 +1,67 @@
+# Internal application load balancer: Prefect API/UI on 4200, MLflow on 5000.
+# Reachable only from the VPC (and client_cidrs) through the alb security group.
+
+resource "aws_lb" "this" {
+  name                       = var.names.alb
+  internal                   = true
+  load_balancer_type         = "application"
+  security_groups            = [var.security_group_ids.alb]
+  subnets                    = var.subnet_ids
+  drop_invalid_header_fields = true
+  enable_deletion_protection = var.deletion_protection
+  idle_timeout               = 120
+
+  access_logs {
+    bucket  = var.alb_logs_bucket
+    prefix  = "alb"
+    enabled = true
+  }
+
+  tags = merge(var.tags, { Name = var.names.alb })
+}
+
+resource "aws_lb_target_group" "this" {
+  #checkov:skip=CKV_AWS_378:Targets are Fargate tasks in private subnets reached only from the load balancer security group; TLS is terminated at the listener (set certificate_arn).
+  for_each = {
+    prefect = { name = var.names.tg_prefect, port = local.ports.prefect, health = "/api/health" }
+    mlflow  = { name = var.names.tg_mlflow, port = local.ports.mlflow, health = "/health" }
+  }
+
+  name                 = each.value.name
+  port                 = each.value.port
+  protocol             = "HTTP"
+  target_type          = "ip"
+  vpc_id               = var.vpc_id
+  deregistration_delay = 30
+
+  health_check {
+    path                = each.value.health
+    matcher             = "200"
+    interval            = 30
+    timeout             = 10
+    healthy_threshold   = 2
+    unhealthy_threshold = 5
+  }
+
+  tags = merge(var.tags, { Name = each.value.name })
+}
+
+# HTTPS with a TLS 1.2+ policy when certificate_arn is set. Without a certificate (one
+# needs a DNS name) the listeners serve plain HTTP, reachable only inside the VPC and
+# from client_cidrs; set certificate_arn for prod.
+resource "aws_lb_listener" "this" {
+  for_each = local.ports
+
+  load_balancer_arn = aws_lb.this.arn
+  port              = each.value
+  protocol          = local.listener_protocol
+  certificate_arn   = var.certificate_arn
+  ssl_policy        = local.use_tls ? "ELBSecurityPolicy-TLS13-1-2-2021-06" : null
+
+  default_action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.this[each.key].arn
+  }
+
+  tags = var.tags
+}

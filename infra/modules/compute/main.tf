@@ -1,0 +1,182 @@
+# ECS Fargate: Prefect server and MLflow server behind an internal load balancer,
+# and a Prefect ECS worker that starts flow runs as tasks in the same cluster.
+# All three run the Perennial image (prefect, prefect-aws, mlflow, psycopg) from
+# the stack's ECR repository, so no task needs internet access.
+
+locals {
+  image             = "${aws_ecr_repository.this.repository_url}:${var.image_tag}"
+  use_tls           = var.certificate_arn != null
+  listener_protocol = local.use_tls ? "HTTPS" : "HTTP"
+  scheme            = local.use_tls ? "https" : "http"
+  ports = {
+    prefect = 4200
+    mlflow  = 5000
+  }
+  prefect_api_url = "${local.scheme}://${aws_lb.this.dns_name}:${local.ports.prefect}/api"
+  mlflow_url      = "${local.scheme}://${aws_lb.this.dns_name}:${local.ports.mlflow}"
+
+  # libpq (psycopg) and asyncpg read these, so no URL carries the password.
+  pg_environment = [
+    { name = "PGHOST", value = var.database.host },
+    { name = "PGPORT", value = tostring(var.database.port) },
+    { name = "PGUSER", value = var.database.username },
+    { name = "PGSSLMODE", value = "require" },
+  ]
+  pg_secrets = [{ name = "PGPASSWORD", valueFrom = "${var.database.secret_arn}:password::" }]
+  pg_url     = "${var.database.username}@${var.database.host}:${var.database.port}"
+
+  # Read-only root filesystems: the only writable path is a per-task scratch volume.
+  scratch_volume = "scratch"
+  writable_environment = [
+    { name = "HOME", value = "/scratch" },
+    { name = "TMPDIR", value = "/scratch" },
+    { name = "PREFECT_HOME", value = "/scratch/.prefect" },
+  ]
+  common_container = {
+    image                  = local.image
+    essential              = true
+    readonlyRootFilesystem = true
+    privileged             = false
+    mountPoints            = [{ sourceVolume = local.scratch_volume, containerPath = "/scratch", readOnly = false }]
+  }
+
+  databases = [var.names.prefect_db_name, var.names.mlflow_db_name, var.names.optuna_db_name]
+
+  # Creates the Prefect, MLflow and Optuna databases if missing (idempotent), before
+  # the servers start. Terraform cannot reach a private RDS instance to do this itself.
+  db_init_script = <<-PY
+    import os, psycopg
+    with psycopg.connect(dbname="postgres", autocommit=True) as conn:
+        for name in os.environ["PERENNIAL_DATABASES"].split(","):
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                continue
+            try:
+                conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+            except psycopg.errors.DuplicateDatabase:
+                pass
+  PY
+  db_init_container = merge(local.common_container, {
+    name        = "db-init"
+    essential   = false
+    command     = ["python", "-c", local.db_init_script]
+    environment = concat(local.pg_environment, local.writable_environment, [{ name = "PERENNIAL_DATABASES", value = join(",", local.databases) }])
+    secrets     = local.pg_secrets
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.ecs.name
+        awslogs-region        = var.region
+        awslogs-stream-prefix = "db-init"
+      }
+    }
+  })
+}
+
+# --- encryption key for logs and the image repository ---------------------------------
+
+resource "aws_kms_key" "compute" {
+  description             = "${var.name_prefix} ECS logs and ECR images"
+  enable_key_rotation     = true
+  rotation_period_in_days = 365
+  deletion_window_in_days = var.kms_deletion_window_days
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "AccountAdministersKeyThroughIam"
+        Effect    = "Allow"
+        Principal = { AWS = "arn:${var.partition}:iam::${var.account_id}:root" }
+        Action    = local.kms_admin_actions
+        Resource  = "*"
+      },
+      {
+        Sid       = "CloudWatchLogsForEcsLogGroup"
+        Effect    = "Allow"
+        Principal = { Service = "logs.${var.region}.amazonaws.com" }
+        Action    = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey", "kms:DescribeKey"]
+        Resource  = "*"
+        Condition = {
+          ArnEquals = { "kms:EncryptionContext:aws:logs:arn" = "arn:${var.partition}:logs:${var.region}:${var.account_id}:log-group:${var.names.log_group}" }
+        }
+      },
+    ]
+  })
+
+  tags = merge(var.tags, { Name = "${var.name_prefix}-compute" })
+}
+
+resource "aws_kms_alias" "compute" {
+  name          = "alias/${var.name_prefix}-compute"
+  target_key_id = aws_kms_key.compute.key_id
+}
+
+resource "aws_cloudwatch_log_group" "ecs" {
+  name              = var.names.log_group
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.compute.arn
+
+  tags = var.tags
+}
+
+# --- image repository ---------------------------------------------------------------
+
+resource "aws_ecr_repository" "this" {
+  name                 = var.names.ecr_repository
+  image_tag_mutability = "IMMUTABLE"
+  force_delete         = false
+
+  image_scanning_configuration {
+    scan_on_push = true
+  }
+
+  encryption_configuration {
+    encryption_type = "KMS"
+    kms_key         = aws_kms_key.compute.arn
+  }
+
+  tags = var.tags
+}
+
+resource "aws_ecr_lifecycle_policy" "this" {
+  repository = aws_ecr_repository.this.name
+  policy = jsonencode({
+    rules = [
+      {
+        rulePriority = 1
+        description  = "Expire untagged images after 14 days"
+        selection    = { tagStatus = "untagged", countType = "sinceImagePushed", countUnit = "days", countNumber = 14 }
+        action       = { type = "expire" }
+      },
+      {
+        rulePriority = 2
+        description  = "Keep the 50 most recent images"
+        selection    = { tagStatus = "any", countType = "imageCountMoreThan", countNumber = 50 }
+        action       = { type = "expire" }
+      },
+    ]
+  })
+}
+
+# --- cluster ---------------------------------------------------------------------
+
+resource "aws_ecs_cluster" "this" {
+  name = var.names.cluster
+
+  setting {
+    name  = "containerInsights"
+    value = "enabled"
+  }
+
+  tags = var.tags
+}
+
+resource "aws_ecs_cluster_capacity_providers" "this" {
+  cluster_name       = aws_ecs_cluster.this.name
+  capacity_providers = ["FARGATE", "FARGATE_SPOT"]
+
+  default_capacity_provider_strategy {
+    capacity_provider = "FARGATE"
+    weight            = 1
+    base              = 0
+  }
+}

@@ -1,0 +1,49 @@
+output "cluster_arn" {
+  description = "ARN of the ECS cluster."
+  value       = aws_ecs_cluster.this.arn
+}
+
+output "cluster_name" {
+  description = "Name of the ECS cluster."
+  value       = aws_ecs_cluster.this.name
+}
+
+output "ecr_repository_url" {
+  description = "URL of the ECR repository for the Perennial image."
+  value       = aws_ecr_repository.this.repository_url
+}
+
+output "image" {
+  description = "Image URI used by the services and by flow runs."
+  value       = local.image
+}
+
+output "log_group_name" {
+  description = "CloudWatch log group of all ECS containers, flow runs included."
+  value       = aws_cloudwatch_log_group.ecs.name
+}
+
+output "alb_dns_name" {
+  description = "DNS name of the internal load balancer."
+  value       = aws_lb.this.dns_name
+}
+
+output "prefect_api_url" {
+  description = "Prefect API URL (PREFECT_API_URL)."
+  value       = local.prefect_api_url
+}
+
+output "mlflow_url" {
+  description = "MLflow tracking URL (PERENNIAL_MLFLOW_URI)."
+  value       = local.mlflow_url
+}
+
+output "flow_run_environment" {
+  description = "Non-secret environment of flow-run containers for PostgreSQL (PGHOST, PGPORT, PGUSER, PGSSLMODE)."
+  value       = { for item in local.pg_environment : item.name => item.value }
+}
+
+output "flow_run_secrets" {
+  description = "ECS container secrets for flow runs (PGPASSWORD from Secrets Manager), for the work pool's task definition."
+  value       = local.pg_secrets
+}

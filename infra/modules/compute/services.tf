@@ -1,0 +1,135 @@
+# Task definitions and services. Every container has a read-only root filesystem,
+# runs unprivileged, logs to the KMS-encrypted log group and gets the database
+# password only as a secret injected by the ECS agent.
+
+locals {
+  services = {
+    prefect_server = {
+      port       = local.ports.prefect
+      lb         = "prefect"
+      uses_db    = true
+      min_health = 0 # one server at a time: no overlapping schema migrations
+      max_health = 100
+      command    = ["prefect", "server", "start", "--host", "0.0.0.0", "--port", tostring(local.ports.prefect)]
+      environment = [
+        { name = "PREFECT_API_DATABASE_CONNECTION_URL", value = "postgresql+asyncpg://${local.pg_url}/${var.names.prefect_db_name}" },
+        { name = "PREFECT_UI_API_URL", value = local.prefect_api_url },
+        { name = "PREFECT_SERVER_ANALYTICS_ENABLED", value = "false" },
+      ]
+    }
+    mlflow = {
+      port       = local.ports.mlflow
+      lb         = "mlflow"
+      uses_db    = true
+      min_health = 100
+      max_health = 200
+      command = [
+        "mlflow", "server", "--host", "0.0.0.0", "--port", tostring(local.ports.mlflow),
+        "--backend-store-uri", "postgresql://${local.pg_url}/${var.names.mlflow_db_name}?sslmode=require",
+        "--artifacts-destination", "s3://${var.artifacts_bucket}/mlflow",
+      ]
+      environment = [
+        { name = "MLFLOW_SERVER_ALLOWED_HOSTS", value = "${aws_lb.this.dns_name},${aws_lb.this.dns_name}:${local.ports.mlflow}" },
+        { name = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", value = "false" },
+        { name = "MLFLOW_DISABLE_TELEMETRY", value = "true" },
+        { name = "AWS_DEFAULT_REGION", value = var.region },
+      ]
+    }
+    worker = {
+      port       = null
+      lb         = null
+      uses_db    = false
+      min_health = 0
+      max_health = 100
+      command    = ["prefect", "worker", "start", "--pool", var.names.work_pool, "--type", "ecs"]
+      environment = [
+        { name = "PREFECT_API_URL", value = local.prefect_api_url },
+        { name = "AWS_DEFAULT_REGION", value = var.region },
+      ]
+    }
+  }
+}
+
+resource "aws_ecs_task_definition" "this" {
+  for_each = local.services
+
+  family                   = "${var.name_prefix}-${replace(each.key, "_", "-")}"
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = var.task_sizes[each.key].cpu
+  memory                   = var.task_sizes[each.key].memory
+  execution_role_arn       = var.execution_role_arn
+  task_role_arn            = var.task_role_arns[each.key]
+
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = var.cpu_architecture
+  }
+
+  volume {
+    name = local.scratch_volume
+  }
+
+  container_definitions = jsonencode(concat(
+    each.value.uses_db ? [local.db_init_container] : [],
+    [merge(local.common_container, {
+      name         = replace(each.key, "_", "-")
+      command      = each.value.command
+      environment  = concat(each.value.environment, local.writable_environment, each.value.uses_db ? local.pg_environment : [])
+      secrets      = each.value.uses_db ? local.pg_secrets : []
+      portMappings = each.value.port == null ? [] : [{ containerPort = each.value.port, protocol = "tcp" }]
+      dependsOn    = each.value.uses_db ? [{ containerName = "db-init", condition = "SUCCESS" }] : []
+      logConfiguration = {
+        logDriver = "awslogs"
+        options = {
+          awslogs-group         = aws_cloudwatch_log_group.ecs.name
+          awslogs-region        = var.region
+          awslogs-stream-prefix = replace(each.key, "_", "-")
+        }
+      }
+    })],
+  ))
+
+  tags = merge(var.tags, { Service = each.key })
+}
+
+resource "aws_ecs_service" "this" {
+  for_each = local.services
+
+  name                               = replace(each.key, "_", "-")
+  cluster                            = aws_ecs_cluster.this.arn
+  task_definition                    = aws_ecs_task_definition.this[each.key].arn
+  desired_count                      = 1
+  launch_type                        = "FARGATE"
+  platform_version                   = "LATEST"
+  propagate_tags                     = "SERVICE"
+  enable_execute_command             = false
+  deployment_minimum_healthy_percent = each.value.min_health
+  deployment_maximum_percent         = each.value.max_health
+  health_check_grace_period_seconds  = each.value.lb == null ? null : 180
+
+  network_configuration {
+    subnets          = var.subnet_ids
+    security_groups  = [each.value.lb == null ? var.security_group_ids.runner : var.security_group_ids.app]
+    assign_public_ip = false
+  }
+
+  dynamic "load_balancer" {
+    for_each = each.value.lb == null ? [] : [each.value.lb]
+
+    content {
+      target_group_arn = aws_lb_target_group.this[load_balancer.value].arn
+      container_name   = replace(each.key, "_", "-")
+      container_port   = each.value.port
+    }
+  }
+
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = true
+  }
+
+  tags = merge(var.tags, { Service = each.key })
+
+  depends_on = [aws_lb_listener.this]
+}

@@ -1,0 +1,131 @@
+variable "name_prefix" {
+  description = "Prefix of resource names, e.g. perennial-dev."
+  type        = string
+}
+
+variable "names" {
+  description = "Resource names from modules/settings."
+  type = object({
+    cluster         = string
+    ecr_repository  = string
+    log_group       = string
+    alb             = string
+    tg_prefect      = string
+    tg_mlflow       = string
+    work_pool       = string
+    flow_run_family = string
+    prefect_db_name = string
+    mlflow_db_name  = string
+    optuna_db_name  = string
+  })
+}
+
+variable "account_id" {
+  description = "AWS account id (key policy)."
+  type        = string
+}
+
+variable "region" {
+  description = "AWS region."
+  type        = string
+}
+
+variable "partition" {
+  description = "AWS partition, e.g. aws."
+  type        = string
+  default     = "aws"
+}
+
+variable "vpc_id" {
+  description = "VPC of the load balancer target groups."
+  type        = string
+}
+
+variable "subnet_ids" {
+  description = "Private subnets for the load balancer and the tasks."
+  type        = list(string)
+}
+
+variable "security_group_ids" {
+  description = "Security groups by role (alb, app, runner) from modules/network."
+  type = object({
+    alb    = string
+    app    = string
+    runner = string
+  })
+}
+
+variable "image_tag" {
+  description = "Tag of the Perennial image in the ECR repository (prefect, prefect-aws, mlflow, psycopg installed)."
+  type        = string
+}
+
+variable "cpu_architecture" {
+  description = "CPU architecture of the image: X86_64 or ARM64."
+  type        = string
+}
+
+variable "task_sizes" {
+  description = "Fargate CPU units and memory (MiB) per service."
+  type = object({
+    prefect_server = object({ cpu = number, memory = number })
+    mlflow         = object({ cpu = number, memory = number })
+    worker         = object({ cpu = number, memory = number })
+  })
+}
+
+variable "execution_role_arn" {
+  description = "ECS task execution role."
+  type        = string
+}
+
+variable "task_role_arns" {
+  description = "Task role ARNs by service (prefect_server, mlflow, worker)."
+  type        = map(string)
+}
+
+variable "database" {
+  description = "PostgreSQL connection facts; the password comes from secret_arn (key \"password\") as PGPASSWORD."
+  type = object({
+    host       = string
+    port       = number
+    username   = string
+    secret_arn = string
+  })
+}
+
+variable "artifacts_bucket" {
+  description = "Bucket where the MLflow server stores artifacts (under mlflow/)."
+  type        = string
+}
+
+variable "certificate_arn" {
+  description = "ACM certificate for HTTPS listeners; null keeps HTTP inside the VPC."
+  type        = string
+  default     = null
+}
+
+variable "alb_logs_bucket" {
+  description = "Bucket receiving the load balancer access logs (prefix alb/)."
+  type        = string
+}
+
+variable "deletion_protection" {
+  description = "Protect the load balancer from deletion."
+  type        = bool
+}
+
+variable "log_retention_days" {
+  description = "Retention of the ECS container logs."
+  type        = number
+}
+
+variable "kms_deletion_window_days" {
+  description = "Waiting period before the KMS key is deleted after destroy (7-30)."
+  type        = number
+}
+
+variable "tags" {
+  description = "Tags applied to every resource."
+  type        = map(string)
+}

@@ -1,0 +1,14 @@
+output "execution_role_arn" {
+  description = "ECS task execution role (image pull, logs, database secret)."
+  value       = aws_iam_role.execution.arn
+}
+
+output "task_role_arns" {
+  description = "Task role ARNs by service: prefect_server, mlflow, worker, flow_run."
+  value       = { for service, role in aws_iam_role.task : service => role.arn }
+}
+
+output "rds_monitoring_role_arn" {
+  description = "Role used by RDS enhanced monitoring."
+  value       = aws_iam_role.rds_monitoring.arn
+}

@@ -1,0 +1,72 @@
+variable "names" {
+  description = "Resource names from modules/settings (roles, cluster, log group, ECR repository, flow-run family)."
+  type = object({
+    role_execution   = string
+    role_prefect     = string
+    role_mlflow      = string
+    role_worker      = string
+    role_flow_run    = string
+    role_rds_monitor = string
+    cluster          = string
+    log_group        = string
+    ecr_repository   = string
+    flow_run_family  = string
+  })
+}
+
+variable "account_id" {
+  description = "AWS account id."
+  type        = string
+}
+
+variable "region" {
+  description = "AWS region."
+  type        = string
+}
+
+variable "partition" {
+  description = "AWS partition, e.g. aws."
+  type        = string
+  default     = "aws"
+}
+
+variable "data_bucket_arn" {
+  description = "ARN of the data bucket (Perennial's state root)."
+  type        = string
+}
+
+variable "state_prefixes" {
+  description = "Prefixes of the state root flow runs may use; landing/ is write-once (no delete)."
+  type        = list(string)
+}
+
+variable "artifacts_bucket_arn" {
+  description = "ARN of the MLflow artifacts bucket."
+  type        = string
+}
+
+variable "mlflow_artifacts_prefix" {
+  description = "Prefix under which the MLflow server stores artifacts."
+  type        = string
+  default     = "mlflow/"
+}
+
+variable "s3_kms_key_arn" {
+  description = "ARN of the KMS key of the data and artifacts buckets."
+  type        = string
+}
+
+variable "db_secret_arn" {
+  description = "ARN of the database master secret (injected as PGPASSWORD by the ECS agent)."
+  type        = string
+}
+
+variable "db_kms_key_arn" {
+  description = "ARN of the KMS key encrypting the database secret."
+  type        = string
+}
+
+variable "tags" {
+  description = "Tags applied to every resource."
+  type        = map(string)
+}

@@ -1,0 +1,126 @@
+# Provider-free module: names, tags and per-environment sizes for the Perennial stack.
+# The root module feeds every other module from these outputs, and
+# infra/tests/*.tftest.hcl test them without any provider.
+
+locals {
+  name_prefix = "${var.project}-${var.environment}"
+
+  # Environment defaults. Fargate sizes must be valid CPU/memory pairs
+  # (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html).
+  defaults = {
+    dev = {
+      az_count                 = 2
+      endpoint_az_count        = 1
+      db_instance_class        = "db.t4g.micro"
+      db_allocated_storage_gb  = 20
+      db_max_allocated_storage = 50
+      db_multi_az              = false
+      db_backup_retention_days = 7
+      log_retention_days       = 30
+      landing_to_ia_days       = 30
+      landing_to_glacier_days  = 90
+      noncurrent_expiry_days   = 30
+      monthly_budget_usd       = 200
+      prefect_server_cpu       = 512
+      prefect_server_memory    = 1024
+      mlflow_cpu               = 512
+      mlflow_memory            = 2048
+      worker_cpu               = 256
+      worker_memory            = 512
+      flow_run_cpu             = 1024
+      flow_run_memory          = 4096
+      deletion_protection      = false
+      kms_deletion_window_days = 7
+      secret_recovery_window   = 7
+    }
+    prod = {
+      az_count                 = 3
+      endpoint_az_count        = 2
+      db_instance_class        = "db.t4g.medium"
+      db_allocated_storage_gb  = 50
+      db_max_allocated_storage = 200
+      db_multi_az              = true
+      db_backup_retention_days = 30
+      log_retention_days       = 400
+      landing_to_ia_days       = 30
+      landing_to_glacier_days  = 180
+      noncurrent_expiry_days   = 90
+      monthly_budget_usd       = 600
+      prefect_server_cpu       = 1024
+      prefect_server_memory    = 2048
+      mlflow_cpu               = 1024
+      mlflow_memory            = 2048
+      worker_cpu               = 512
+      worker_memory            = 1024
+      flow_run_cpu             = 2048
+      flow_run_memory          = 8192
+      deletion_protection      = true
+      kms_deletion_window_days = 30
+      secret_recovery_window   = 30
+    }
+  }
+
+  sizing = merge(
+    local.defaults[var.environment],
+    { for key, value in var.overrides : key => value if value != null },
+  )
+
+  # Every name the stack uses, in one place. AWS limits: S3 buckets 63, ALB and
+  # target groups 32, RDS identifiers 63, IAM roles 64 characters.
+  bucket_suffix = "${var.account_id}-${var.region}"
+  names = {
+    prefix             = local.name_prefix
+    data_bucket        = "${local.name_prefix}-data-${local.bucket_suffix}"
+    artifacts_bucket   = "${local.name_prefix}-artifacts-${local.bucket_suffix}"
+    logs_bucket        = "${local.name_prefix}-logs-${local.bucket_suffix}"
+    db_identifier      = "${local.name_prefix}-postgres"
+    db_secret          = "${var.project}/${var.environment}/postgres-master"
+    cluster            = local.name_prefix
+    ecr_repository     = "${var.project}/${var.environment}"
+    log_group          = "/${var.project}/${var.environment}/ecs"
+    alb                = "${local.name_prefix}-internal"
+    tg_prefect         = "${local.name_prefix}-prefect"
+    tg_mlflow          = "${local.name_prefix}-mlflow"
+    work_pool          = var.environment # the deployments in infra/prefect-prod.yaml target "prod"
+    budget             = "${local.name_prefix}-monthly"
+    role_execution     = "${local.name_prefix}-ecs-execution"
+    role_prefect       = "${local.name_prefix}-prefect-server"
+    role_mlflow        = "${local.name_prefix}-mlflow-server"
+    role_worker        = "${local.name_prefix}-prefect-worker"
+    role_flow_run      = "${local.name_prefix}-flow-run"
+    role_rds_monitor   = "${local.name_prefix}-rds-monitoring"
+    flow_run_family    = "${local.name_prefix}-flow-run"
+    prefect_db_name    = "prefect"
+    mlflow_db_name     = "mlflow"
+    optuna_db_name     = "optuna"
+    db_master_username = "perennial"
+  }
+
+  standard_tags = {
+    Project     = var.project
+    Environment = var.environment
+    Owner       = var.owner
+    Stack       = local.name_prefix
+    ManagedBy   = "terraform"
+  }
+  # Standard tags win: extra_tags cannot relabel a resource's project or environment.
+  tags = merge(var.extra_tags, local.standard_tags)
+
+  valid_fargate_memory = {
+    256  = [512, 1024, 2048]
+    512  = [1024, 2048, 3072, 4096]
+    1024 = [for gb in range(2, 9) : gb * 1024]
+    2048 = [for gb in range(4, 17) : gb * 1024]
+    4096 = [for gb in range(8, 31) : gb * 1024]
+  }
+  fargate_tasks = {
+    prefect_server = [local.sizing.prefect_server_cpu, local.sizing.prefect_server_memory]
+    mlflow         = [local.sizing.mlflow_cpu, local.sizing.mlflow_memory]
+    worker         = [local.sizing.worker_cpu, local.sizing.worker_memory]
+    flow_run       = [local.sizing.flow_run_cpu, local.sizing.flow_run_memory]
+  }
+  invalid_fargate_sizes = [
+    for task, size in local.fargate_tasks : task
+    if !contains(lookup(local.valid_fargate_memory, size[0], []), size[1])
+  ]
+}

@@ -1,0 +1,72 @@
+output "name_prefix" {
+  description = "Prefix of every resource name: <project>-<environment>."
+  value       = local.name_prefix
+}
+
+output "names" {
+  description = "Names of the stack's resources (buckets, cluster, roles, log group, databases...)."
+  value       = local.names
+
+  precondition {
+    condition = alltrue([
+      for bucket in [local.names.data_bucket, local.names.artifacts_bucket, local.names.logs_bucket] :
+      length(bucket) <= 63
+    ])
+    error_message = "An S3 bucket name would exceed 63 characters: shorten project."
+  }
+
+  precondition {
+    condition     = alltrue([for name in [local.names.alb, local.names.tg_prefect, local.names.tg_mlflow] : length(name) <= 32])
+    error_message = "A load balancer or target group name would exceed 32 characters: shorten project."
+  }
+}
+
+output "tags" {
+  description = "Tags applied to every resource."
+  value       = local.tags
+}
+
+output "is_production" {
+  description = "True for the prod environment."
+  value       = var.environment == "prod"
+}
+
+output "sizing" {
+  description = "Per-environment sizes, retention periods, protection flags and budget, after overrides."
+  value       = local.sizing
+
+  precondition {
+    condition     = length(local.invalid_fargate_sizes) == 0
+    error_message = "Invalid Fargate CPU/memory combination for: ${join(", ", local.invalid_fargate_sizes)}."
+  }
+
+  precondition {
+    condition     = local.sizing.az_count >= 2 && local.sizing.endpoint_az_count >= 1 && local.sizing.endpoint_az_count <= local.sizing.az_count
+    error_message = "az_count must be at least 2 (load balancer and DB subnet group) and endpoint_az_count between 1 and az_count."
+  }
+
+  precondition {
+    condition     = local.sizing.landing_to_glacier_days >= local.sizing.landing_to_ia_days + 30
+    error_message = "landing_to_glacier_days must be at least 30 days after landing_to_ia_days (S3 minimum storage duration)."
+  }
+
+  precondition {
+    condition     = local.sizing.landing_to_ia_days >= 30
+    error_message = "landing_to_ia_days must be at least 30 (S3 rejects earlier transitions to STANDARD_IA)."
+  }
+
+  precondition {
+    condition     = local.sizing.db_backup_retention_days >= 1 && local.sizing.db_backup_retention_days <= 35
+    error_message = "db_backup_retention_days must be between 1 and 35."
+  }
+
+  precondition {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], local.sizing.log_retention_days)
+    error_message = "log_retention_days must be a value CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, ... 3653)."
+  }
+
+  precondition {
+    condition     = var.environment != "prod" || (local.sizing.deletion_protection && local.sizing.db_multi_az && local.sizing.db_backup_retention_days >= 7)
+    error_message = "prod must keep deletion protection, Multi-AZ and at least 7 days of backups."
+  }
+}

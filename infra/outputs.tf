@@ -1,0 +1,123 @@
+# --- what Perennial needs: export these four variables ---------------------------
+
+output "perennial_env" {
+  description = "Environment variables pointing Perennial at this stack (also set PGPASSWORD from db_secret_arn, key \"password\")."
+  value = {
+    PERENNIAL_HOME           = "s3://${module.storage.data_bucket}"
+    PERENNIAL_MLFLOW_URI     = module.compute.mlflow_url
+    PERENNIAL_OPTUNA_STORAGE = "postgresql+psycopg://${module.database.master_username}@${module.database.address}:${module.database.port}/${local.names.optuna_db_name}?sslmode=require"
+    PREFECT_API_URL          = module.compute.prefect_api_url
+    PERENNIAL_S3_KMS_KEY_ID  = module.storage.kms_key_arn # the bucket policy refuses other keys
+  }
+}
+
+output "db_secret_arn" {
+  description = "Secrets Manager secret with the PostgreSQL credentials (JSON keys username, password)."
+  value       = module.database.secret_arn
+}
+
+# --- what an ECS Prefect work pool needs ------------------------------------------
+
+output "work_pool_name" {
+  description = "Name of the Prefect ECS work pool the worker service polls."
+  value       = local.names.work_pool
+}
+
+output "ecs_cluster_arn" {
+  description = "ARN of the ECS cluster flow runs start in."
+  value       = module.compute.cluster_arn
+}
+
+output "vpc_id" {
+  description = "VPC of the flow-run tasks."
+  value       = module.network.vpc_id
+}
+
+output "subnet_ids" {
+  description = "Private subnets of the flow-run tasks."
+  value       = module.network.private_subnet_ids
+}
+
+output "security_group_id" {
+  description = "Security group of the flow-run tasks (reaches the ALB, PostgreSQL, S3 and AWS APIs; no ingress)."
+  value       = module.network.security_group_ids.runner
+}
+
+output "task_role_arn" {
+  description = "Task role of flow runs (data bucket state root, landing/ write-once)."
+  value       = module.iam.task_role_arns["flow_run"]
+}
+
+output "execution_role_arn" {
+  description = "Execution role of flow runs (image pull, logs, database secret)."
+  value       = module.iam.execution_role_arn
+}
+
+output "image" {
+  description = "Perennial image for flow runs."
+  value       = module.compute.image
+}
+
+output "log_group_name" {
+  description = "CloudWatch log group for flow-run logs."
+  value       = module.compute.log_group_name
+}
+
+output "ecs_work_pool_job_variables" {
+  description = "Defaults for the ECS work pool's job variables (prefect-aws base job template), built from the outputs above."
+  value = {
+    cluster            = module.compute.cluster_arn
+    vpc_id             = module.network.vpc_id
+    task_role_arn      = module.iam.task_role_arns["flow_run"]
+    execution_role_arn = module.iam.execution_role_arn
+    image              = module.compute.image
+    family             = local.names.flow_run_family
+    cpu                = local.sizing.flow_run_cpu
+    memory             = local.sizing.flow_run_memory
+    network_configuration = {
+      subnets        = module.network.private_subnet_ids
+      securityGroups = [module.network.security_group_ids.runner]
+      assignPublicIp = "DISABLED"
+    }
+    cloudwatch_logs_options = {
+      awslogs-group         = module.compute.log_group_name
+      awslogs-region        = var.region
+      awslogs-stream-prefix = "flow-runs"
+    }
+    env = merge(module.compute.flow_run_environment, {
+      PERENNIAL_HOME           = "s3://${module.storage.data_bucket}"
+      PERENNIAL_MLFLOW_URI     = module.compute.mlflow_url
+      PERENNIAL_OPTUNA_STORAGE = "postgresql+psycopg://${module.database.master_username}@${module.database.address}:${module.database.port}/${local.names.optuna_db_name}?sslmode=require"
+      PREFECT_API_URL          = module.compute.prefect_api_url
+      PERENNIAL_S3_KMS_KEY_ID  = module.storage.kms_key_arn
+      MLFLOW_DISABLE_TELEMETRY = "true"
+    })
+  }
+}
+
+# --- operations ------------------------------------------------------------------
+
+output "ecr_repository_url" {
+  description = "Push the Perennial image here (tag = image_tag)."
+  value       = module.compute.ecr_repository_url
+}
+
+output "data_bucket" {
+  description = "Data bucket (Perennial's state root)."
+  value       = module.storage.data_bucket
+}
+
+output "artifacts_bucket" {
+  description = "MLflow artifacts bucket."
+  value       = module.storage.artifacts_bucket
+}
+
+output "database_endpoint" {
+  description = "PostgreSQL host:port."
+  value       = "${module.database.address}:${module.database.port}"
+}
+
+output "flow_run_container_secrets" {
+  description = "ECS container secrets for flow runs (PGPASSWORD from the database secret): add to the work pool's task_definition.containerDefinitions[0].secrets."
+  value       = module.compute.flow_run_secrets
+}

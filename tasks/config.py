@@ -1,0 +1,400 @@
+"""The one configuration model: a dataset YAML, overridable by `PERENNIAL_*` environment variables.
+
+Relative paths in a YAML are resolved against the YAML's own folder, so a config works from any
+working directory. Environment variables win over the file (`PERENNIAL_HOME`,
+`PERENNIAL_MLFLOW_URI`, `PERENNIAL_OPTUNA_STORAGE`, and nested fields with `__`, e.g.
+`PERENNIAL_HPO__TRIALS=5`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "flights.yaml"
+
+TimeFeature = Literal["day_of_week", "day_of_month", "day_of_year", "hour", "month"]
+GuardMetric = Literal["log_loss", "worst_slice_auc"]
+
+
+def _default_guard_tolerance() -> dict[GuardMetric, float]:
+    return {"log_loss": 0.01, "worst_slice_auc": 0.02}
+
+
+def _default_guards() -> list[GuardMetric]:
+    return ["log_loss", "worst_slice_auc"]
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JoinTable(_Strict):
+    table: str = Field(description="File name of the table to join, beside the main table.")
+    join_on: list[str] = Field(min_length=1, description="Key columns present in both tables.")
+    columns: dict[str, str] = Field(
+        description="Columns to take from the joined table, mapped to their new names."
+    )
+
+
+class SourceConfig(_Strict):
+    """Where batches come from when `ingest` is given no `--source` file."""
+
+    kind: Literal["package_tables", "files"]
+    package: str | None = Field(None, description="Python package that ships the tables.")
+    directory: str = Field("data", description="Folder inside the package holding the tables.")
+    table: str | None = Field(None, description="Main table file (one row per example).")
+    joins: list[JoinTable] = Field(default_factory=list)
+    path_template: str | None = Field(
+        None, description="For kind=files: path of a batch's file, with {batch} in it."
+    )
+
+    @model_validator(mode="after")
+    def _kind_has_its_fields(self) -> SourceConfig:
+        if self.kind == "package_tables" and not (self.package and self.table):
+            raise ValueError("kind 'package_tables' needs 'package' and 'table'")
+        if self.kind == "files" and not self.path_template:
+            raise ValueError("kind 'files' needs 'path_template' (with {batch} in it)")
+        return self
+
+
+class TimeConfig(_Strict):
+    column: str = Field(description="Timestamp column that places a row in a batch.")
+    batch_period: Literal["month", "week", "day"] = "month"
+    timezone: str = Field("UTC", description="Zone in which batch periods begin and end.")
+
+
+class TargetConfig(_Strict):
+    name: str = Field(description="Name of what is predicted; part of the registered model name.")
+    column: str = Field(
+        description="Raw column the label comes from; rows where it is null have no label."
+    )
+    expression: str = Field(
+        description="pandas expression giving the boolean label, e.g. 'arr_delay > 15'."
+    )
+    task: Literal["binary"] = "binary"
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_slug(cls, value: str) -> str:
+        if not value.replace("-", "").replace("_", "").isalnum():
+            raise ValueError("use letters, digits, '-' and '_' only")
+        return value
+
+
+class FeaturesConfig(_Strict):
+    numeric: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+    time: list[TimeFeature] = Field(
+        default_factory=list, description="Features derived from the time column (in its zone)."
+    )
+    forbidden: list[str] = Field(
+        default_factory=list,
+        description="Columns that leak the outcome; listing one as a feature is an error.",
+    )
+
+    @model_validator(mode="after")
+    def _no_leaks_no_repeats(self) -> FeaturesConfig:
+        used = self.numeric + self.categorical
+        if not used and not self.time:
+            raise ValueError("at least one feature is needed")
+        leaking = sorted(set(used) & set(self.forbidden))
+        if leaking:
+            raise ValueError(f"features {leaking} are listed as forbidden (they leak the outcome)")
+        repeated = sorted({c for c in used if used.count(c) > 1})
+        if repeated:
+            raise ValueError(f"features {repeated} are listed twice")
+        return self
+
+    @property
+    def columns(self) -> list[str]:
+        """Model input columns, in the order the model sees them."""
+        return [*self.numeric, *self.time, *self.categorical]
+
+
+class SplitConfig(_Strict):
+    min_train_batches: int = Field(
+        1, ge=1, description="Batches needed before the validation batch."
+    )
+    max_train_rows: int | None = Field(
+        None, ge=1000, description="Keep only the newest rows for training (None keeps all)."
+    )
+
+
+class PromotionConfig(_Strict):
+    min_improvement: float = Field(
+        0.002, ge=0, description="Primary metric gain needed to promote."
+    )
+    primary_floor: float = Field(0.6, description="Absolute floor of the primary metric.")
+    positive_rate_bounds: tuple[float, float] = Field(
+        (0.01, 0.9), description="Sane range of the mean predicted probability."
+    )
+    guard_tolerance: dict[GuardMetric, float] = Field(
+        default_factory=_default_guard_tolerance,
+        description="How much each guard metric may worsen.",
+    )
+    slices: list[str] = Field(
+        default_factory=list,
+        description="Categorical features whose values form slices for the worst-slice guard.",
+    )
+    min_slice_rows: int = Field(200, ge=1, description="Smaller slices are ignored.")
+    bootstrap_samples: int = Field(
+        200, ge=0, description="Paired bootstrap resamples for the improvement's interval."
+    )
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    require_significant: bool = Field(
+        False, description="Promote only if the interval's lower bound is above zero."
+    )
+
+
+class IntRange(_Strict):
+    low: int
+    high: int
+    log: bool = False
+
+
+class FloatRange(_Strict):
+    low: float
+    high: float
+    log: bool = False
+
+
+def _default_search_space() -> dict[str, IntRange | FloatRange]:
+    return {
+        "max_depth": IntRange(low=3, high=10),
+        "learning_rate": FloatRange(low=0.02, high=0.3, log=True),
+        "min_child_weight": FloatRange(low=1.0, high=50.0, log=True),
+        "subsample": FloatRange(low=0.5, high=1.0),
+        "colsample_bytree": FloatRange(low=0.5, high=1.0),
+        "reg_lambda": FloatRange(low=0.01, high=10.0, log=True),
+    }
+
+
+class HpoConfig(_Strict):
+    trials: int = Field(20, ge=1)
+    timeout_s: float | None = Field(None, gt=0, description="Wall-time budget of one search.")
+    # How the search runs, not what it finds: excluded from dumps, so from the fingerprint and the
+    # study name, so that machines with different layouts join the same study.
+    workers: int | None = Field(
+        None, ge=1, exclude=True, description="Parallel search workers (default: cores)."
+    )
+    threads_per_worker: int | None = Field(
+        None,
+        ge=1,
+        exclude=True,
+        description="XGBoost threads per worker (default: cores // workers).",
+    )
+    first_worker_index: int = Field(
+        0,
+        ge=0,
+        exclude=True,
+        description="Sampler seed offset of this machine's first worker: give each machine that "
+        "joins a shared study its own (0, then 2, 4, ... with 2 workers each).",
+    )
+    pruner: Literal["hyperband", "median", "none"] = "hyperband"
+    seed: int = 42
+    max_rounds: int = Field(400, ge=10, description="Boosting rounds at most per trial.")
+    early_stopping_rounds: int = Field(30, ge=1)
+    search_space: dict[str, IntRange | FloatRange] = Field(default_factory=_default_search_space)
+
+
+class ValidationConfig(_Strict):
+    suite: str = Field(description="Name of the GE expectation suite in the GE project.")
+    gx_root: Path = Field(Path("great_expectations"), description="Folder of the GE file context.")
+    min_rows: int = Field(1, ge=0, description="Fewer rows than this in a batch fails the gate.")
+    # Not `keys`: Prefect reads pydantic task inputs with dict(model), which calls .keys().
+    key_columns: list[str] = Field(
+        default_factory=list,
+        description="Columns that identify a row: drafted as non-null and unique together.",
+    )
+    severity: dict[str, Literal["critical", "warning", "info"]] = Field(
+        default_factory=dict,
+        description="Severity overrides applied at gate time, keyed by expectation type "
+        "(e.g. 'expect_column_values_to_be_in_set') or 'type:column' (the more specific wins).",
+    )
+    max_file_mb: float = Field(
+        1024.0,
+        gt=0,
+        description="Larger raw files (or their decompressed content) fail the file checks.",
+    )
+    max_line_bytes: int = Field(
+        100_000, ge=64, description="A longer line means a broken file (e.g. lost newlines)."
+    )
+    data_docs: bool = Field(True, description="Build GE Data Docs under PERENNIAL_HOME/data_docs.")
+    data_docs_keep: int = Field(
+        50, ge=1, description="Validation pages kept in the Data Docs (older ones are pruned)."
+    )
+
+
+class DriftConfig(_Strict):
+    """Drift monitor thresholds: PSI of each feature and of the champion's scores."""
+
+    psi_warn: float = Field(0.1, ge=0, description="PSI from which a feature is reported.")
+    psi_alert: float = Field(
+        0.25, ge=0, description="PSI from which drift is alerted (event: retrain)."
+    )
+    bins: int = Field(10, ge=2, le=100, description="Quantile bins per numeric feature.")
+    max_categories: int = Field(
+        50, ge=1, description="Most frequent categories kept; the rest share one bin."
+    )
+    min_rows: int = Field(500, ge=1, description="Smaller batches are not judged.")
+    auc_drop_alert: float = Field(
+        0.05,
+        gt=0,
+        description="Champion AUC on a labelled batch this far below its holdout AUC alerts.",
+    )
+    exclude: list[str] = Field(
+        default_factory=list, description="Features not monitored (e.g. known seasonal ones)."
+    )
+
+    @model_validator(mode="after")
+    def _warn_below_alert(self) -> DriftConfig:
+        if self.psi_warn > self.psi_alert:
+            raise ValueError("psi_warn must not exceed psi_alert")
+        return self
+
+
+class PerennialConfig(BaseSettings):
+    """A dataset's whole configuration. Built by `load_config`, never by hand."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PERENNIAL_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    dataset: str = Field(description="Dataset name: names storage folders and the model.")
+    home: str = Field(
+        ".perennial", description="Root of all state: a folder (or s3://bucket/prefix)."
+    )
+    mlflow_uri: str | None = Field(
+        None, description="MLflow tracking URI (default: SQLite in home)."
+    )
+    optuna_storage: str | None = Field(
+        None, description="Optuna storage URL (default: a journal file in home)."
+    )
+    source: SourceConfig
+    format: Literal["csv", "parquet"] = "csv"
+    time: TimeConfig
+    target: TargetConfig
+    features: FeaturesConfig
+    split: SplitConfig = Field(default_factory=SplitConfig)  # type: ignore[arg-type]
+    primary_metric: Literal["roc_auc"] = "roc_auc"
+    guard_metrics: list[GuardMetric] = Field(default_factory=_default_guards)
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)  # type: ignore[arg-type]
+    hpo: HpoConfig = Field(default_factory=HpoConfig)  # type: ignore[arg-type]
+    validation: ValidationConfig
+    # Monitoring thresholds do not shape a model: excluded from dumps, so from the fingerprint.
+    drift: DriftConfig = Field(default_factory=DriftConfig, exclude=True)  # type: ignore[arg-type]
+    config_path: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _slices_are_features(self) -> PerennialConfig:
+        unknown = sorted(set(self.promotion.slices) - set(self.features.categorical))
+        if unknown:
+            raise ValueError(f"promotion.slices {unknown} must be categorical features")
+        return self
+
+    @model_validator(mode="after")
+    def _s3_home_names_shared_back_ends(self) -> PerennialConfig:
+        # The SQLite / journal defaults live in a local home; an S3 home has nowhere to put them.
+        if self.home.startswith("s3://"):
+            missing = [
+                f"{field} (PERENNIAL_{field.upper()})"
+                for field in ("mlflow_uri", "optuna_storage")
+                if getattr(self, field) is None
+            ]
+            if missing:
+                raise ValueError(
+                    f"home {self.home} is in S3, so set {' and '.join(missing)}: e.g. an MLflow "
+                    "server URL and a postgresql:// Optuna URL (`terraform output perennial_env`)"
+                )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the YAML (which arrives as init arguments).
+        return env_settings, init_settings
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_is_slug(cls, value: str) -> str:
+        if not value.replace("-", "").replace("_", "").isalnum():
+            raise ValueError("use letters, digits, '-' and '_' only")
+        return value
+
+    @property
+    def model_name(self) -> str:
+        """Registered model name: `<dataset>-<target>`."""
+        return f"{self.dataset}-{self.target.name}"
+
+    @property
+    def tracking_uri(self) -> str:
+        # An S3 home always names its back ends (validated above): these defaults are local only.
+        return self.mlflow_uri or f"sqlite:///{(Path(self.home) / 'mlflow.db').resolve()}"
+
+    @property
+    def optuna_storage_url(self) -> str:
+        return self.optuna_storage or f"journal:{(Path(self.home) / 'optuna.journal').resolve()}"
+
+    def fingerprint(self) -> str:
+        """Hash of everything that shapes a model; back ends and paths are left out."""
+        shaping = self.model_dump(
+            mode="json", exclude={"home", "mlflow_uri", "optuna_storage", "config_path"}
+        )
+        shaping["validation"].pop("gx_root", None)
+        blob = json.dumps(shaping, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _resolve_relative(raw: dict[str, Any], base: Path) -> None:
+    """Make the YAML's relative paths relative to the YAML file rather than the working dir."""
+    for holder, key in ((raw, "home"), (raw.get("validation") or {}, "gx_root")):
+        value = holder.get(key)
+        if isinstance(value, str) and "://" not in value and not Path(value).is_absolute():
+            holder[key] = str((base / holder[key]).resolve())
+    source = raw.get("source") or {}
+    template = source.get("path_template")
+    if isinstance(template, str) and not Path(template).is_absolute():
+        source["path_template"] = str(base / template)
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  field '{where}': {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(path: Path | str | None = None) -> PerennialConfig:
+    """Load and check a dataset YAML. Raises ConfigError naming the file and each bad field."""
+    config_path = Path(path) if path else DEFAULT_CONFIG
+    if not config_path.is_file():
+        raise ConfigError(f"{config_path}: config file not found")
+    try:
+        raw = yaml.safe_load(config_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{config_path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{config_path}: expected a mapping at the top level")
+    _resolve_relative(raw, config_path.resolve().parent)
+    try:
+        return PerennialConfig(**raw, config_path=config_path.resolve())
+    except ValidationError as exc:
+        raise ConfigError(f"{config_path}: invalid config\n{_describe(exc)}") from exc

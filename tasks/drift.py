@@ -1,0 +1,419 @@
+"""Drift: a reference profile saved with each model, and a new batch measured against it.
+
+The profile (`reference/<dataset>/<version>.json`) holds, from the model's training rows, the
+quantile bin edges and bin frequencies of each numeric feature (missing values get their own
+bin), the frequencies of each categorical feature's most common values (the rest share an
+"other" bin, missing ones a "missing" bin), the label rate and the binned distribution of the
+model's own scores. A batch is then binned on the same edges and compared by the Population
+Stability Index, PSI = sum((a - e) * ln(a / e)), per feature and for the scores (prediction
+drift); with labels, the label rate and the champion's AUC on the batch say whether the
+relation itself moved (concept drift). Binning is np.searchsorted + np.bincount per column:
+about a second for 1M rows x 30 features (benchmarks/drift.py).
+
+Thresholds come from the dataset YAML (`drift:`); at `psi_alert` the monitor emits
+`perennial.drift.detected`, which the training deployment's trigger turns into a retrain.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.config import DriftConfig, PerennialConfig
+from tasks.storage import S3Storage, Storage
+
+EPSILON = 1e-4  # floor of a bin's share, so an empty bin gives a large but finite PSI
+OK, WARN, ALERT, TOO_FEW_ROWS = "ok", "warn", "alert", "too_few_rows"
+DRIFT_EVENT = "perennial.drift.detected"
+PREDICTION = "(prediction)"  # name of the score distribution among the features
+
+
+class DriftError(RuntimeError):
+    """No reference profile to compare with, or a batch that does not fit the profile."""
+
+
+def reference_key(config: PerennialConfig, version: str) -> str:
+    return f"reference/{config.dataset}/{version}.json"
+
+
+# -- binning ----------------------------------------------------------------------------------
+
+
+def quantile_edges(values: np.ndarray, bins: int) -> list[float]:
+    """Inner edges splitting the finite values into `bins` equal-count bins (repeats merged)."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return []
+    inner = np.quantile(finite, np.linspace(0.0, 1.0, bins + 1)[1:-1])
+    return [float(edge) for edge in np.unique(inner)]
+
+
+def numeric_shares(values: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Share of values per bin: len(edges) + 1 value bins, then one bin for missing values."""
+    index = np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="right")
+    index[np.isnan(values)] = len(edges) + 1
+    counts = np.bincount(index, minlength=len(edges) + 2)
+    return counts / max(len(values), 1)
+
+
+def categorical_shares(values: pd.Series, categories: list[Any]) -> np.ndarray:
+    """Share of values per known category, then "other" (unseen values), then missing."""
+    # Factorise once (fast on string columns), then map the few distinct values to bins:
+    # about 6x faster than pd.Categorical(values, categories) on 1M strings.
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    position = {value: index for index, value in enumerate(categories)}
+    to_bin = np.array(
+        [position.get(value, len(categories)) for value in uniques] + [len(categories) + 1],
+        dtype=np.int64,
+    )
+    counts = np.bincount(to_bin[codes], minlength=len(categories) + 2)  # code -1 -> missing
+    return counts / max(len(values), 1)
+
+
+def psi(expected: np.ndarray | list[float], actual: np.ndarray | list[float]) -> float:
+    """Population Stability Index of two share vectors over the same bins."""
+    e = np.clip(np.asarray(expected, dtype=np.float64), EPSILON, None)
+    a = np.clip(np.asarray(actual, dtype=np.float64), EPSILON, None)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def _as_float(frame: pd.DataFrame, column: str) -> np.ndarray:
+    return np.asarray(frame[column].to_numpy(dtype=np.float64, na_value=np.nan))
+
+
+# -- the reference profile --------------------------------------------------------------------
+
+
+def build_profile(
+    x: pd.DataFrame,
+    y: pd.Series | np.ndarray,
+    scores: np.ndarray,
+    config: PerennialConfig,
+    version: str,
+) -> dict[str, Any]:
+    """Reference profile of a model's training rows `x` (model inputs), labels and scores."""
+    drift = config.drift
+    numeric = [*config.features.numeric, *config.features.time]
+    profile: dict[str, Any] = {
+        "dataset": config.dataset,
+        "model": config.model_name,
+        "version": str(version),
+        "rows": len(x),
+        "bins": drift.bins,
+        "label_rate": float(np.mean(np.asarray(y))),
+        "numeric": {},
+        "categorical": {},
+    }
+    for column in numeric:
+        values = _as_float(x, column)
+        edges = quantile_edges(values, drift.bins)
+        shares = numeric_shares(values, edges)
+        profile["numeric"][column] = {"edges": edges, "shares": shares.tolist()}
+    for column in config.features.categorical:
+        counts = x[column].value_counts(dropna=True)
+        categories = counts.index[: drift.max_categories].tolist()
+        shares = categorical_shares(x[column], categories)
+        profile["categorical"][column] = {"categories": categories, "shares": shares.tolist()}
+    score_values = np.asarray(scores, dtype=np.float64)
+    edges = quantile_edges(score_values, drift.bins)
+    profile["scores"] = {"edges": edges, "shares": numeric_shares(score_values, edges).tolist()}
+    return profile
+
+
+def save_reference(storage: Storage, config: PerennialConfig, profile: dict[str, Any]) -> str:
+    key = reference_key(config, profile["version"])
+    storage.write_json(key, profile)
+    return key
+
+
+def load_reference(storage: Storage, config: PerennialConfig, version: str) -> dict[str, Any]:
+    key = reference_key(config, version)
+    if not storage.exists(key):
+        raise DriftError(
+            f"{key} not found in {storage!r}: model v{version} of {config.model_name} has no "
+            "reference profile (it was trained before drift monitoring existed); retrain it with "
+            "`perennial train` to create one"
+        )
+    profile: dict[str, Any] = storage.read_json(key)
+    return profile
+
+
+# -- measuring a batch ------------------------------------------------------------------------
+
+
+@dataclass
+class DriftReport:
+    dataset: str
+    batch: str
+    reference_version: str
+    rows: int
+    status: str
+    psi: dict[str, float]  # per feature, plus PREDICTION for the champion's scores
+    max_psi: float
+    drifted_features: list[str]  # PSI at or above psi_alert
+    warned_features: list[str]  # PSI at or above psi_warn, below psi_alert
+    reasons: list[str] = field(default_factory=list)
+    label: dict[str, float] | None = None  # reference and batch label rate, and their PSI
+    performance: dict[str, float] | None = None  # champion AUC on the batch vs its holdout AUC
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def event_payload(self) -> dict[str, Any]:
+        return {
+            "batch": self.batch,
+            "max_psi": round(self.max_psi, 4),
+            "drifted_features": self.drifted_features,
+            "reference_version": self.reference_version,
+            "reasons": self.reasons,
+        }
+
+
+def feature_psi(profile: dict[str, Any], x: pd.DataFrame, exclude: list[str]) -> dict[str, float]:
+    """PSI of each profiled feature of a batch's model inputs `x`."""
+    missing = [c for c in [*profile["numeric"], *profile["categorical"]] if c not in x.columns]
+    if missing:
+        raise DriftError(
+            f"columns {missing} of the v{profile['version']} reference profile are not in the "
+            "batch: the features changed since that model; retrain to profile the new ones"
+        )
+    found = {}
+    for column, ref in profile["numeric"].items():
+        if column not in exclude:
+            found[column] = psi(ref["shares"], numeric_shares(_as_float(x, column), ref["edges"]))
+    for column, ref in profile["categorical"].items():
+        if column not in exclude:
+            found[column] = psi(ref["shares"], categorical_shares(x[column], ref["categories"]))
+    return found
+
+
+def compare(
+    profile: dict[str, Any],
+    batch: str,
+    x: pd.DataFrame,
+    scores: np.ndarray,
+    labels: pd.Series | None,
+    drift: DriftConfig,
+    holdout_auc: float | None = None,
+    labelled_auc: float | None = None,
+) -> DriftReport:
+    """Drift of a batch (model inputs `x`, champion `scores`, labels if known) vs a profile.
+
+    `labelled_auc` is the champion's AUC on the batch's labelled rows, `holdout_auc` the one it
+    scored on its holdout when it was trained: a drop beyond `auc_drop_alert` is concept drift.
+    """
+    started = time.perf_counter()
+    values = feature_psi(profile, x, drift.exclude)
+    score_values = np.asarray(scores, dtype=np.float64)
+    values[PREDICTION] = psi(
+        profile["scores"]["shares"], numeric_shares(score_values, profile["scores"]["edges"])
+    )
+    ordered = dict(sorted(values.items(), key=lambda item: -item[1]))
+    drifted = [name for name, v in ordered.items() if v >= drift.psi_alert]
+    warned = [name for name, v in ordered.items() if drift.psi_warn <= v < drift.psi_alert]
+    report = DriftReport(
+        dataset=profile["dataset"],
+        batch=batch,
+        reference_version=str(profile["version"]),
+        rows=len(x),
+        status=OK,
+        psi={name: round(v, 6) for name, v in ordered.items()},
+        max_psi=max(ordered.values()),
+        drifted_features=drifted,
+        warned_features=warned,
+    )
+    if labels is not None and len(labels):
+        rate = float(np.mean(np.asarray(labels)))
+        expected = profile["label_rate"]
+        report.label = {
+            "reference_rate": expected,
+            "batch_rate": rate,
+            "psi": psi([1 - expected, expected], [1 - rate, rate]),
+        }
+    if labelled_auc is not None and holdout_auc is not None and math.isfinite(labelled_auc):
+        report.performance = {
+            "batch_auc": labelled_auc,
+            "holdout_auc": holdout_auc,
+            "drop": holdout_auc - labelled_auc,
+        }
+    report.status, report.reasons = judge(report, drift)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def judge(report: DriftReport, drift: DriftConfig) -> tuple[str, list[str]]:
+    """Status and the reasons for it, in words a person reads in the UI or the event."""
+    if report.rows < drift.min_rows:
+        return TOO_FEW_ROWS, [f"{report.rows} rows < drift.min_rows {drift.min_rows}: not judged"]
+    reasons = []
+    if report.drifted_features:
+        listed = ", ".join(f"{n} {report.psi[n]:.3f}" for n in report.drifted_features)
+        reasons.append(f"PSI >= {drift.psi_alert}: {listed}")
+    if report.performance and report.performance["drop"] >= drift.auc_drop_alert:
+        perf = report.performance
+        reasons.append(
+            f"champion AUC {perf['batch_auc']:.4f} on the batch vs {perf['holdout_auc']:.4f} on "
+            f"its holdout (drop >= {drift.auc_drop_alert})"
+        )
+    if reasons:
+        return ALERT, reasons
+    if report.warned_features:
+        listed = ", ".join(f"{n} {report.psi[n]:.3f}" for n in report.warned_features)
+        return WARN, [f"PSI >= {drift.psi_warn}: {listed}"]
+    return OK, [f"max PSI {report.max_psi:.3f} < {drift.psi_warn}"]
+
+
+def measure_batch(
+    storage: Storage,
+    config: PerennialConfig,
+    batch: str,
+    profile: dict[str, Any],
+    model: Any,
+    holdout_auc: float | None,
+) -> DriftReport:
+    """Score a validated batch with the profiled model and compare it with the profile."""
+    from tasks.evaluate import metrics_from, predict
+    from tasks.features import label, model_inputs
+
+    frame = storage.read_parquet(f"validated/{config.dataset}/{batch}.parquet")
+    x = model_inputs(frame, config)
+    scores = predict(model, x)
+    labelled = frame[config.target.column].notna().to_numpy()
+    labels, labelled_auc = None, None
+    if labelled.any():
+        labels = label(frame[labelled], config)
+        labelled_auc = metrics_from(x[labelled], labels, scores[labelled]).roc_auc
+    return compare(profile, batch, x, scores, labels, config.drift, holdout_auc, labelled_auc)
+
+
+# -- reporting --------------------------------------------------------------------------------
+
+
+def plot_psi(report: DriftReport, drift: DriftConfig) -> bytes:
+    """PNG: a bar per feature, coloured by level, with the warn and alert lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(report.psi)[::-1]
+    values = [report.psi[n] for n in names]
+    colours = [
+        "#c0392b" if v >= drift.psi_alert else "#e67e22" if v >= drift.psi_warn else "#7f8c8d"
+        for v in values
+    ]
+    figure, axes = plt.subplots(figsize=(7, 0.28 * len(names) + 1.2))
+    axes.barh(names, values, color=colours)
+    axes.axvline(drift.psi_warn, color="#e67e22", linestyle="--", label=f"warn {drift.psi_warn}")
+    axes.axvline(drift.psi_alert, color="#c0392b", linestyle="--", label=f"alert {drift.psi_alert}")
+    axes.set_xlabel("PSI vs reference")
+    axes.set_title(f"{report.dataset} {report.batch} vs v{report.reference_version}")
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def plot_location(storage: Storage, key: str) -> str:
+    """Where a person can open a stored file: a file:// URL, or the s3:// URL."""
+    if isinstance(storage, S3Storage):
+        return f"{storage.url}/{key}"
+    return storage.path(key).as_uri()
+
+
+def table_rows(report: DriftReport, drift: DriftConfig) -> list[dict[str, Any]]:
+    def level(value: float) -> str:
+        return ALERT if value >= drift.psi_alert else WARN if value >= drift.psi_warn else OK
+
+    return [{"feature": n, "psi": round(v, 4), "level": level(v)} for n, v in report.psi.items()]
+
+
+def emit_drift(config: PerennialConfig, report: DriftReport) -> None:
+    from prefect.events import emit_event
+
+    emit_event(
+        event=DRIFT_EVENT,
+        resource={"prefect.resource.id": f"perennial.dataset.{config.dataset}"},
+        related=[
+            {
+                "prefect.resource.id": f"perennial.model.{config.model_name}",
+                "prefect.resource.role": "model",
+            }
+        ],
+        payload=report.event_payload(),
+    )
+
+
+# -- Prefect tasks ----------------------------------------------------------------------------
+
+
+@task(name="save-reference-profile", cache_policy=NO_CACHE)
+def save_reference_task(
+    config: PerennialConfig,
+    version: str,
+    x: pd.DataFrame,
+    y: pd.Series,
+    scores: np.ndarray,
+) -> str:
+    from tasks.storage import open_storage
+
+    return save_reference(
+        open_storage(config.home), config, build_profile(x, y, scores, config, version)
+    )
+
+
+@task(name="measure-drift", cache_policy=NO_CACHE)
+def measure_drift_task(
+    config: PerennialConfig, batch: str, version: str, holdout_auc: float | None
+) -> DriftReport:
+    """Drift of a validated batch against model `version`'s reference profile."""
+    from tasks.registry import load_model
+    from tasks.storage import open_storage
+
+    storage = open_storage(config.home)
+    profile = load_reference(storage, config, version)
+    model = load_model(config, version=version)
+    return measure_batch(storage, config, batch, profile, model, holdout_auc)
+
+
+@task(name="report-drift", cache_policy=NO_CACHE)
+def report_drift_task(config: PerennialConfig, report: DriftReport) -> str | None:
+    """Table and plot artifacts; the drift event when the batch alerts. Returns the plot key."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    from tasks.storage import open_storage
+
+    storage = open_storage(config.home)
+    slug = f"drift-{config.dataset}-{report.batch}".lower().replace("_", "-").replace(".", "-")
+    create_table_artifact(
+        table=table_rows(report, config.drift),
+        key=slug,
+        description=f"PSI per feature, {report.batch} vs v{report.reference_version}: "
+        f"{report.status}",
+    )
+    plot_key = f"reports/{config.dataset}/drift-{report.batch}.png"
+    storage.write_bytes(plot_key, plot_psi(report, config.drift))
+    location = plot_location(storage, plot_key)
+    create_markdown_artifact(
+        key=f"{slug}-summary",
+        markdown=(
+            f"### Drift of {config.dataset} {report.batch}: **{report.status}**\n\n"
+            + "\n".join(f"- {r}" for r in report.reasons)
+            + f"\n\nPSI per feature (PNG): [{location}]({location})\n"
+        ),
+        description=f"drift {report.batch}: {report.status}",
+    )
+    if report.status == ALERT:
+        emit_drift(config, report)
+    return plot_key

@@ -1,0 +1,238 @@
+"""Evaluate: score challenger and champion on the same holdout, and decide on promotion.
+
+The policy (DESIGN.md): a challenger is promoted only if it (1) passes sanity checks (finite
+predictions, sane mean prediction, primary metric above an absolute floor), (2) beats the
+champion by at least `min_improvement` on the primary metric (and, with `require_significant`,
+the paired-bootstrap interval of the gain lies above zero), and (3) worsens no guard metric
+(log loss, worst-slice AUC) beyond its tolerance. The first model needs only (1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.config import PromotionConfig
+
+# For each metric: True when larger is better.
+HIGHER_IS_BETTER = {"roc_auc": True, "log_loss": False, "worst_slice_auc": True}
+
+
+@dataclass(frozen=True)
+class Metrics:
+    roc_auc: float
+    log_loss: float
+    mean_prediction: float
+    label_rate: float
+    rows: int
+    finite: bool
+    worst_slice_auc: float = float("nan")
+    worst_slice: str = "none"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Decision:
+    promote: bool
+    reasons: list[str] = field(default_factory=list)
+    deltas: dict[str, float] = field(default_factory=dict)
+    interval: tuple[float, float] | None = None  # bootstrap interval of the primary gain
+
+    def summary(self) -> str:
+        verdict = "promote" if self.promote else "keep champion"
+        return f"{verdict}: " + "; ".join(self.reasons)
+
+
+def predict(model: Any, x: pd.DataFrame) -> np.ndarray:
+    """Probability of the positive class."""
+    return np.asarray(model.predict_proba(x), dtype=np.float64)[:, 1]
+
+
+def _auc(y: np.ndarray, p: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
+
+
+def slice_aucs(
+    x: pd.DataFrame, y: np.ndarray, p: np.ndarray, slices: Sequence[str], min_rows: int
+) -> dict[str, float]:
+    """AUC per value of each slice column (`carrier=UA`), for slices big enough to judge."""
+    found = {}
+    for column in slices:
+        values = x[column].astype("object").to_numpy()
+        for value in pd.unique(values[pd.notna(values)]):
+            mask = values == value
+            if mask.sum() >= min_rows and len(np.unique(y[mask])) == 2:
+                found[f"{column}={value}"] = _auc(y[mask], p[mask])
+    return found
+
+
+def metrics_from(
+    x: pd.DataFrame,
+    y: pd.Series,
+    p: np.ndarray,
+    slices: Sequence[str] = (),
+    min_slice_rows: int = 200,
+) -> Metrics:
+    from sklearn.metrics import log_loss
+
+    labels = np.asarray(y)
+    finite = bool(np.isfinite(p).all())
+    safe = np.nan_to_num(p, nan=0.5, posinf=1.0, neginf=0.0)
+    per_slice = slice_aucs(x, labels, safe, slices, min_slice_rows)
+    worst = min(per_slice, key=per_slice.__getitem__) if per_slice else "none"
+    return Metrics(
+        roc_auc=_auc(labels, safe),
+        log_loss=float(log_loss(labels, np.clip(safe, 1e-7, 1 - 1e-7), labels=[0, 1])),
+        mean_prediction=float(safe.mean()),
+        label_rate=float(labels.mean()),
+        rows=len(labels),
+        finite=finite,
+        worst_slice_auc=per_slice.get(worst, float("nan")),
+        worst_slice=worst,
+    )
+
+
+def score(
+    model: Any, x: pd.DataFrame, y: pd.Series, slices: Sequence[str] = (), min_slice_rows: int = 200
+) -> Metrics:
+    return metrics_from(x, y, predict(model, x), slices, min_slice_rows)
+
+
+def paired_bootstrap(
+    y: pd.Series | np.ndarray,
+    challenger: np.ndarray,
+    champion: np.ndarray,
+    samples: int,
+    confidence: float,
+    seed: int,
+) -> tuple[float, float]:
+    """Interval of AUC(challenger) - AUC(champion), resampling holdout rows (both models on
+    the same resample, so the noise they share cancels)."""
+    labels = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    gains = []
+    for _ in range(samples):
+        rows = rng.integers(0, len(labels), len(labels))
+        if len(np.unique(labels[rows])) == 2:
+            gains.append(_auc(labels[rows], challenger[rows]) - _auc(labels[rows], champion[rows]))
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(gains, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def sanity_failures(metrics: Metrics, primary: str, policy: PromotionConfig) -> list[str]:
+    low, high = policy.positive_rate_bounds
+    failures = []
+    if not metrics.finite:
+        failures.append("predictions are not all finite")
+    if not low <= metrics.mean_prediction <= high:
+        failures.append(f"mean prediction {metrics.mean_prediction:.3f} outside [{low}, {high}]")
+    value = getattr(metrics, primary)
+    if not value >= policy.primary_floor:
+        failures.append(f"{primary} {value:.4f} below the floor {policy.primary_floor}")
+    return failures
+
+
+def decide(
+    challenger: Metrics,
+    champion: Metrics | None,
+    primary: str,
+    guards: Sequence[str],
+    policy: PromotionConfig,
+    interval: tuple[float, float] | None = None,
+) -> Decision:
+    """Apply the promotion policy; every number behind the decision goes into the reasons."""
+    failures = sanity_failures(challenger, primary, policy)
+    if failures:
+        return Decision(False, [f"sanity: {f}" for f in failures])
+    if champion is None:
+        value = getattr(challenger, primary)
+        return Decision(True, [f"first model: passes sanity checks, {primary} {value:.4f}"])
+    reasons, promote, deltas = [], True, {}
+    gain = getattr(challenger, primary) - getattr(champion, primary)
+    deltas[primary] = gain
+    if gain >= policy.min_improvement:
+        reasons.append(f"{primary} +{gain:.4f} >= required +{policy.min_improvement}")
+    else:
+        promote = False
+        reasons.append(f"{primary} {gain:+.4f} < required +{policy.min_improvement}")
+    if interval is not None:
+        low, high = interval
+        text = f"{policy.confidence:.0%} interval of the gain [{low:+.4f}, {high:+.4f}]"
+        if policy.require_significant and low <= 0:
+            promote = False
+            reasons.append(f"{text} includes zero (require_significant)")
+        else:
+            reasons.append(text)
+    tolerances: dict[str, float] = {str(k): v for k, v in policy.guard_tolerance.items()}
+    for guard in guards:
+        change = getattr(challenger, guard) - getattr(champion, guard)
+        if np.isnan(change):
+            reasons.append(f"guard {guard}: no slice large enough to compare")
+            continue
+        worsening = -change if HIGHER_IS_BETTER[guard] else change
+        deltas[guard] = change
+        tolerance = tolerances.get(guard, 0.0)
+        if worsening > tolerance:
+            promote = False
+            reasons.append(f"guard {guard} worse by {worsening:.4f} > tolerance {tolerance}")
+        else:
+            reasons.append(f"guard {guard} {change:+.4f} within tolerance {tolerance}")
+    return Decision(promote, reasons, deltas, interval)
+
+
+@dataclass
+class Comparison:
+    """Both models on the same holdout, and the decision."""
+
+    challenger: Metrics
+    champion: Metrics | None
+    decision: Decision
+    slices: list[dict[str, Any]] = field(default_factory=list)
+
+
+def compare(
+    challenger_model: Any,
+    champion_model: Any | None,
+    x: pd.DataFrame,
+    y: pd.Series,
+    primary: str,
+    guards: Sequence[str],
+    policy: PromotionConfig,
+    seed: int,
+) -> Comparison:
+    p_new = predict(challenger_model, x)
+    new = metrics_from(x, y, p_new, policy.slices, policy.min_slice_rows)
+    labels = np.asarray(y)
+    new_slices = slice_aucs(x, labels, p_new, policy.slices, policy.min_slice_rows)
+    if champion_model is None:
+        table = [
+            {"slice": k, "challenger_auc": v, "champion_auc": None} for k, v in new_slices.items()
+        ]
+        return Comparison(new, None, decide(new, None, primary, guards, policy), table)
+    p_old = predict(champion_model, x)
+    old = metrics_from(x, y, p_old, policy.slices, policy.min_slice_rows)
+    old_slices = slice_aucs(x, labels, p_old, policy.slices, policy.min_slice_rows)
+    table = [
+        {"slice": k, "challenger_auc": v, "champion_auc": old_slices.get(k)}
+        for k, v in new_slices.items()
+    ]
+    interval = None
+    if policy.bootstrap_samples and primary == "roc_auc":
+        interval = paired_bootstrap(
+            y, p_new, p_old, policy.bootstrap_samples, policy.confidence, seed
+        )
+    return Comparison(new, old, decide(new, old, primary, guards, policy, interval), table)
+
+
+compare_task = task(name="compare-on-holdout", cache_policy=NO_CACHE)(compare)

@@ -1,0 +1,180 @@
+"""File checks: what a raw batch file must be before Great Expectations looks at a single row.
+
+A pandas reader given a truncated gzip, a binary blob named `.csv` or a `;`-separated file
+either crashes or, worse, returns one odd-looking column that GE then reports in confusing
+terms. These checks run first, on the raw bytes, and each failure names the file, the check
+and what to do next; the gate then quarantines the batch exactly as for a failed expectation.
+Plain functions on bytes: cheap (one pass of numpy over the bytes for line lengths), no I/O.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import re
+import zipfile
+import zlib
+
+import numpy as np
+
+from tasks.config import ValidationConfig
+
+# Check names, as they appear in the `expectation` field of a reason file.
+FILE_EXISTS = "file_exists"
+FILE_SIZE = "file_size"
+FILE_NOT_EMPTY = "file_not_empty"
+FILE_READABLE = "file_readable"  # compressed stream intact, parquet footer present
+FILE_FORMAT = "file_format"  # content matches the name (no binary in a .csv)
+FILE_ENCODING = "file_encoding"
+FILE_LINE_LENGTH = "file_line_length"
+FILE_DELIMITER = "file_delimiter"
+FILE_HEADER_UNIQUE = "file_header_unique"
+FILE_HAS_ROWS = "file_has_rows"
+
+MB = 1024 * 1024
+SNIFF_BYTES = 64 * 1024  # binary content shows in the first bytes
+OTHER_DELIMITERS = (";", "\t", "|")
+MAGIC = {b"\x1f\x8b": "a gzip file", b"PK\x03\x04": "a zip file", b"PAR1": "a Parquet file"}
+_NON_BLANK = re.compile(rb"\S")
+
+
+class FileCheckError(ValueError):
+    """A raw file that cannot be read as a batch; `check` names the failed file check."""
+
+    def __init__(self, check: str, key: str, problem: str, next_step: str) -> None:
+        self.check, self.key, self.problem = check, key, problem
+        super().__init__(f"{key}: {problem}; {next_step}")
+
+
+def plain_bytes(data: bytes | None, key: str, ext: str, limits: ValidationConfig) -> bytes:
+    """The file's content ready for the reader (decompressed), or FileCheckError.
+
+    `ext` is the raw-format extension (`.csv`, `.csv.gz`, `.csv.zip`, `.parquet`)."""
+    if data is None:
+        raise FileCheckError(
+            FILE_EXISTS, key, "the landed raw file is missing", "land the batch again"
+        )
+    check_size(data, key, limits, "file")
+    if not data:
+        raise FileCheckError(FILE_NOT_EMPTY, key, "the file is empty (0 bytes)", _resend())
+    if ext == ".parquet":
+        if not (data.startswith(b"PAR1") and data.endswith(b"PAR1")):
+            raise FileCheckError(
+                FILE_READABLE, key, "not a complete Parquet file (no PAR1 header/footer)", _resend()
+            )
+        return data
+    if ext.endswith(".gz"):
+        data = _gunzip(data, key)
+    elif ext.endswith(".zip"):
+        data = _unzip(data, key)
+    check_size(data, key, limits, "decompressed content")
+    check_csv(data, key, limits)
+    return data
+
+
+def check_size(data: bytes, key: str, limits: ValidationConfig, what: str) -> None:
+    if len(data) > limits.max_file_mb * MB:
+        raise FileCheckError(
+            FILE_SIZE,
+            key,
+            f"{what} is {len(data) / MB:.1f} MB, above the limit of {limits.max_file_mb:g} MB",
+            "split the batch, or raise validation.max_file_mb in the dataset YAML",
+        )
+
+
+def _gunzip(data: bytes, key: str) -> bytes:
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise FileCheckError(
+            FILE_READABLE, key, f"unreadable or truncated gzip ({exc})", _resend()
+        ) from None
+
+
+def _unzip(data: bytes, key: str) -> bytes:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = [m for m in archive.namelist() if not m.endswith("/")]
+            if len(members) != 1:
+                raise FileCheckError(
+                    FILE_FORMAT,
+                    key,
+                    f"a zip batch must hold exactly one CSV file, found {len(members)}",
+                    "zip one file per batch",
+                )
+            return archive.read(members[0])
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
+        raise FileCheckError(
+            FILE_READABLE, key, f"unreadable or truncated zip ({exc})", _resend()
+        ) from None
+
+
+def check_csv(data: bytes, key: str, limits: ValidationConfig) -> None:
+    """Format, encoding, line length, delimiter, header and rows of CSV bytes."""
+    head = data[:SNIFF_BYTES]
+    for magic, kind in MAGIC.items():
+        if head.startswith(magic):
+            raise FileCheckError(
+                FILE_FORMAT, key, f"named as CSV but is {kind}", "land it with its real extension"
+            )
+    if b"\x00" in head:
+        raise FileCheckError(
+            FILE_FORMAT, key, "binary content (NUL bytes) in a file named as CSV", _resend()
+        )
+    if not _NON_BLANK.search(data):
+        raise FileCheckError(FILE_NOT_EMPTY, key, "the file holds only blank space", _resend())
+    if not data.isascii():  # ASCII is the fast, common case; only then decode in full
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            raise FileCheckError(
+                FILE_ENCODING,
+                key,
+                f"not UTF-8: byte {data[exc.start]:#04x} at line {line}",
+                "re-export the file as UTF-8",
+            ) from None
+    check_line_length(data, key, limits)
+    header_end = data.find(b"\n")
+    header_line = data[: header_end if header_end >= 0 else len(data)]
+    header = next(csv.reader([header_line.decode("utf-8").rstrip("\r")]), [])
+    if len(header) == 1:
+        for delimiter in OTHER_DELIMITERS:
+            if delimiter in header[0]:
+                raise FileCheckError(
+                    FILE_DELIMITER,
+                    key,
+                    f"one column whose header holds {delimiter!r}: the file is delimited by "
+                    f"{delimiter!r}, not ','",
+                    "re-export it comma-separated",
+                )
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise FileCheckError(
+            FILE_HEADER_UNIQUE, key, f"header repeats column names {repeated}", _resend()
+        )
+    if header_end < 0 or not _NON_BLANK.search(data, header_end + 1):
+        raise FileCheckError(FILE_HAS_ROWS, key, "a header and no rows", _resend())
+
+
+def check_line_length(data: bytes, key: str, limits: ValidationConfig) -> None:
+    """No line longer than `max_line_bytes` (a lost newline makes one huge line)."""
+    if len(data) <= limits.max_line_bytes:
+        return
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
+    bounds = np.concatenate(([-1], ends, [len(data)]))
+    lengths = np.diff(bounds) - 1
+    longest = int(lengths.argmax())
+    if lengths[longest] > limits.max_line_bytes:
+        raise FileCheckError(
+            FILE_LINE_LENGTH,
+            key,
+            f"line {longest + 1} is {int(lengths[longest]):,} bytes long, above "
+            f"validation.max_line_bytes={limits.max_line_bytes:,}",
+            "check the file's line endings, or raise validation.max_line_bytes",
+        )
+
+
+def _resend() -> str:
+    return "ask the producer for a complete file and land it as a revision (ingest --source)"

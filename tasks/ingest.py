@@ -1,0 +1,184 @@
+"""Ingest: land a batch, as it arrived, as an immutable file under `landing/<dataset>/`.
+
+Landing is idempotent: the same bytes twice is a no-op; different bytes for a batch already
+landed are refused (raw data is never overwritten), unless the gate quarantined the batch: then
+the corrected file becomes a new revision (`<batch>.r2.csv`, ...) beside the first, which stays.
+Each landed file has a record (`landing/<dataset>/<batch>.landed.json`, `<batch>.r2.landed.json`,
+...) with its content hash, size, source and time; `landed_record` gives the newest.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.batches import batch_ids, period_bounds
+from tasks.config import PerennialConfig, SourceConfig
+from tasks.storage import Storage, content_hash
+
+RAW_FORMATS = (".csv", ".csv.gz", ".csv.zip", ".parquet")
+
+
+class IngestError(ValueError):
+    """A batch that cannot be landed; the message says which file and why."""
+
+
+@dataclass(frozen=True)
+class LandingRecord:
+    batch: str
+    key: str
+    sha256: str
+    size_bytes: int
+    source: str
+    landed_at: str
+    status: str  # "landed", "revised" (a new revision of a quarantined batch) or "unchanged"
+    revision: int = 1
+
+
+def raw_extension(name: str) -> str:
+    """The raw-format extension of a file name, or IngestError naming what is accepted."""
+    for ext in RAW_FORMATS:
+        if name.lower().endswith(ext):
+            return ext
+    raise IngestError(f"{name}: unsupported file type; expected one of {', '.join(RAW_FORMATS)}")
+
+
+def _package_tables(source: SourceConfig) -> pd.DataFrame:
+    return _read_package_tables(source.model_dump_json())
+
+
+@lru_cache(maxsize=4)
+def _read_package_tables(source_json: str) -> pd.DataFrame:
+    """The main table with its joins, read once per process (it is the same for every batch)."""
+    source = SourceConfig.model_validate_json(source_json)
+    spec = importlib.util.find_spec(str(source.package))
+    if spec is None or not spec.submodule_search_locations:
+        raise IngestError(f"source package {source.package!r} is not installed")
+    folder = Path(next(iter(spec.submodule_search_locations))) / source.directory
+    frame = pd.read_csv(folder / str(source.table))
+    for join in source.joins:
+        right = pd.read_csv(folder / join.table, usecols=[*join.join_on, *join.columns])
+        right = right.drop_duplicates(join.join_on).rename(columns=join.columns)
+        frame = frame.merge(right, on=join.join_on, how="left", validate="many_to_one")
+    return frame
+
+
+def extract_from_source(config: PerennialConfig, batch: str) -> tuple[bytes, str, str]:
+    """Bytes, extension and description of a batch taken from the config's source."""
+    source = config.source
+    if source.kind == "files":
+        path = Path(str(source.path_template).format(batch=batch))
+        return read_source_file(path), raw_extension(path.name), str(path)
+    frame = _package_tables(source)
+    times = pd.to_datetime(frame[config.time.column], utc=True)
+    rows = frame[(batch_ids(times, config.time) == batch).to_numpy()]
+    if rows.empty:
+        raise IngestError(f"{source.package}: no rows for batch {batch}")
+    # CSV text is deterministic, so re-extracting a batch gives identical bytes (and hash).
+    return rows.to_csv(index=False).encode(), ".csv", f"package:{source.package}/{source.table}"
+
+
+def read_source_file(path: Path) -> bytes:
+    if not path.is_file():
+        raise IngestError(f"{path}: file not found")
+    return path.read_bytes()
+
+
+def _revision_suffix(revision: int) -> str:
+    return "" if revision == 1 else f".r{revision}"
+
+
+def landing_key(config: PerennialConfig, batch: str, ext: str, revision: int = 1) -> str:
+    return f"landing/{config.dataset}/{batch}{_revision_suffix(revision)}{ext}"
+
+
+def record_key(config: PerennialConfig, batch: str, revision: int = 1) -> str:
+    return f"landing/{config.dataset}/{batch}{_revision_suffix(revision)}.landed.json"
+
+
+def quarantine_reason_key(config: PerennialConfig, batch: str) -> str:
+    return f"quarantine/{config.dataset}/{batch}.reason.json"
+
+
+def landed_history(storage: Storage, config: PerennialConfig, batch: str) -> list[LandingRecord]:
+    """Every landed revision of a batch, oldest first (empty if never landed)."""
+    history: list[LandingRecord] = []
+    while storage.exists(key := record_key(config, batch, len(history) + 1)):
+        history.append(LandingRecord(**{**storage.read_json(key), "status": "unchanged"}))
+    return history
+
+
+def landed_record(storage: Storage, config: PerennialConfig, batch: str) -> LandingRecord | None:
+    """The newest landed revision of a batch, or None."""
+    history = landed_history(storage, config, batch)
+    return history[-1] if history else None
+
+
+def is_quarantined(storage: Storage, config: PerennialConfig, record: LandingRecord) -> bool:
+    """Whether the gate quarantined this very revision (its hash is in the reason file)."""
+    key = quarantine_reason_key(config, record.batch)
+    return storage.exists(key) and storage.read_json(key).get("sha256") == record.sha256
+
+
+def land_batch(
+    storage: Storage, config: PerennialConfig, batch: str, data: bytes, ext: str, source: str
+) -> LandingRecord:
+    """Land raw bytes for a batch: immutable, idempotent, refused when the batch differs
+    unless the batch is quarantined (then the data lands as the next revision)."""
+    period_bounds(batch, config.time)  # rejects a malformed batch id before anything is written
+    digest = content_hash(data)
+    existing = landed_record(storage, config, batch)
+    revision = 1
+    if existing is not None:
+        if existing.sha256 == digest:
+            return existing
+        if not is_quarantined(storage, config, existing):
+            raise IngestError(
+                f"batch {batch} of {config.dataset} is already landed as {existing.key} "
+                f"(sha256 {existing.sha256[:12]}) and this data differs (sha256 {digest[:12]}); "
+                "raw batches are never overwritten, and this batch is not quarantined, so it "
+                "takes no corrected revision; land the new data under another batch id"
+            )
+        revision = existing.revision + 1
+    record = LandingRecord(
+        batch=batch,
+        key=landing_key(config, batch, ext, revision),
+        sha256=digest,
+        size_bytes=len(data),
+        source=source,
+        landed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        status="landed" if revision == 1 else "revised",
+        revision=revision,
+    )
+    storage.write_bytes(record.key, data, immutable=True)
+    fields = {k: v for k, v in asdict(record).items() if k != "status"}
+    storage.write_json(record_key(config, batch, revision), fields, immutable=True)
+    return record
+
+
+def read_raw(data: bytes, ext: str) -> pd.DataFrame:
+    """Parse raw bytes into a frame, with no type coercion beyond the reader's own."""
+    if ext == ".parquet":
+        return pd.read_parquet(io.BytesIO(data))
+    compression = "gzip" if ext.endswith(".gz") else "zip" if ext.endswith(".zip") else None
+    return pd.read_csv(io.BytesIO(data), compression=compression)
+
+
+@task(name="land-batch", cache_policy=NO_CACHE)
+def land_batch_task(config: PerennialConfig, batch: str, source_file: str | None) -> LandingRecord:
+    from tasks.storage import open_storage
+
+    if source_file:
+        path = Path(source_file)
+        data, ext, origin = read_source_file(path), raw_extension(path.name), str(path.resolve())
+    else:
+        data, ext, origin = extract_from_source(config, batch)
+    return land_batch(open_storage(config.home), config, batch, data, ext, origin)

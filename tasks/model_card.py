@@ -1,0 +1,98 @@
+"""The model card: one markdown page per registered version, logged to its MLflow run and shown
+as a Prefect artifact. It says what data made the model, how it was validated and searched,
+how it compares with the champion it faced, and what was decided and why."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from tasks.config import PerennialConfig
+from tasks.evaluate import Comparison
+
+METRIC_ROWS = ("roc_auc", "log_loss", "worst_slice_auc", "mean_prediction", "label_rate", "rows")
+
+
+@dataclass
+class CardFacts:
+    version: str
+    batches: list[str]
+    holdout: str
+    validation: str
+    batch_hashes: dict[str, str]
+    rows_fit: int
+    rows_holdout: int
+    gate: dict[str, str]  # batch -> gate headline
+    study: str
+    trials_total: int
+    trials_pruned: int
+    best_trial: int
+    best_value: float
+    best_params: dict[str, Any]
+    best_rounds: int
+    champion_version: str | None
+    top_features: list[tuple[str, float]]
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def render(config: PerennialConfig, facts: CardFacts, comparison: Comparison) -> str:
+    decision = comparison.decision
+    verdict = "**promoted to champion**" if decision.promote else "**not promoted**"
+    against = f"v{facts.champion_version}" if facts.champion_version else "no champion"
+    lines = [
+        f"# Model card: {config.model_name} v{facts.version}",
+        "",
+        f"Decision: {verdict} (compared with {against} on holdout {facts.holdout}).",
+        "",
+        *[f"- {reason}" for reason in decision.reasons],
+        "",
+        "## Data",
+        f"- trained on {len(facts.batches) - 1} batches ({facts.batches[0]} to "
+        f"{facts.validation}), {facts.rows_fit} labelled rows; holdout {facts.holdout}, "
+        f"{facts.rows_holdout} rows",
+        f"- config fingerprint `{config.fingerprint()}`, seed {config.hpo.seed}",
+        "",
+        "| batch | sha256 | gate |",
+        "|---|---|---|",
+        *[
+            f"| {b} | `{facts.batch_hashes.get(b, '')[:16]}` | {facts.gate.get(b, '-')} |"
+            for b in facts.batches
+        ],
+        "",
+        "## Search",
+        f"- Optuna study `{facts.study}`: {facts.trials_total} trials, {facts.trials_pruned} "
+        f"pruned; best #{facts.best_trial}, validation AUC {facts.best_value:.4f} on "
+        f"{facts.validation}, {facts.best_rounds} boosting rounds",
+        f"- parameters: `{json.dumps(facts.best_params, default=float)}`",
+        "",
+        f"## Holdout {facts.holdout}: challenger vs champion",
+        f"| metric | v{facts.version} | {against} |",
+        "|---|---|---|",
+    ]
+    for key in METRIC_ROWS:
+        theirs = getattr(comparison.champion, key) if comparison.champion else None
+        lines.append(
+            f"| {key} | {_number(getattr(comparison.challenger, key))} | {_number(theirs)} |"
+        )
+    if decision.interval:
+        low, high = decision.interval
+        lines += ["", f"Paired bootstrap interval of the AUC gain: [{low:+.4f}, {high:+.4f}]"]
+    if comparison.slices:
+        lines += ["", "## Slices (AUC)", "| slice | challenger | champion |", "|---|---|---|"]
+        ordered = sorted(comparison.slices, key=lambda row: row["challenger_auc"])
+        lines += [
+            f"| {row['slice']} | {_number(row['challenger_auc'])} | "
+            f"{_number(row['champion_auc'])} |"
+            for row in ordered
+        ]
+    lines += ["", "## Top features (XGBoost gain)", "| feature | gain |", "|---|---|"]
+    lines += [f"| {name} | {gain:.1f} |" for name, gain in facts.top_features]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,395 @@
+"""Registry: MLflow runs, registered versions and the `champion` / `challenger` aliases.
+
+Registered model `<dataset>-<target>`; aliases only (stages are deprecated). A new version is
+registered and tagged first, and the `champion` alias is moved last, so a crash in between
+leaves the old champion serving.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.config import PerennialConfig
+from tasks.evaluate import Decision, Metrics
+from tasks.lineage import package_versions
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+PIP_PACKAGES = ("xgboost", "scikit-learn", "pandas", "numpy")
+
+
+@dataclass
+class VersionInfo:
+    name: str
+    version: str
+    run_id: str
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+
+
+def connect(config: PerennialConfig) -> Any:
+    """Point MLflow at the config's tracking server / SQLite file and return a client."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # MLflow prints "View run ... at <server>" on stdout, which breaks `--json` output.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    import mlflow
+
+    if config.mlflow_uri is None:
+        Path(config.home).mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(config.tracking_uri)
+    mlflow.set_registry_uri(config.tracking_uri)
+    return mlflow.MlflowClient(config.tracking_uri, config.tracking_uri)
+
+
+def experiment_id(config: PerennialConfig, client: Any) -> str:
+    """The dataset's experiment; local back ends keep artifacts in home, never in the cwd."""
+    existing = client.get_experiment_by_name(config.dataset)
+    if existing is not None:
+        return str(existing.experiment_id)
+    location = None
+    if config.mlflow_uri is None:
+        location = (Path(config.home) / "mlartifacts").resolve().as_uri()
+    elif config.home.startswith("s3://") and not config.mlflow_uri.startswith(
+        ("http://", "https://")
+    ):
+        # A database tracking URI with an S3 home: artifacts beside the data, never in the cwd.
+        # (An MLflow server decides for itself: --artifacts-destination.)
+        location = f"s3://{config.home.removeprefix('s3://').split('/', 1)[0]}/mlflow"
+    return str(client.create_experiment(config.dataset, artifact_location=location))
+
+
+def version_by_alias(config: PerennialConfig, alias: str) -> VersionInfo | None:
+    from mlflow.exceptions import MlflowException
+
+    client = connect(config)
+    try:
+        found = client.get_model_version_by_alias(config.model_name, alias)
+    except MlflowException:
+        return None
+    run = client.get_run(found.run_id)
+    return VersionInfo(
+        name=config.model_name,
+        version=str(found.version),
+        run_id=found.run_id,
+        metrics=dict(run.data.metrics),
+        params=dict(run.data.params),
+        tags=dict(found.tags),
+    )
+
+
+def load_model(config: PerennialConfig, alias: str = CHAMPION, version: str | None = None) -> Any:
+    """A model from the registry, by alias or version: the only way Perennial loads a model."""
+    import mlflow.sklearn
+
+    connect(config)
+    reference = f"/{version}" if version else f"@{alias}"
+    return mlflow.sklearn.load_model(f"models:/{config.model_name}{reference}")
+
+
+def log_and_register(
+    config: PerennialConfig,
+    model: Any,
+    x_example: pd.DataFrame,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    artifacts: dict[str, str],
+    figures: dict[str, Path] | None = None,
+) -> VersionInfo:
+    """Log a run with the model (plus text artifacts and PNG figures under `search/`) and
+    register it as a new version of the dataset's model."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    client = connect(config)
+    versions = package_versions()
+    example = x_example.head(5)
+    with mlflow.start_run(experiment_id=experiment_id(config, client)) as run:
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+        mlflow.set_tags(tags)
+        for name, text in artifacts.items():
+            mlflow.log_text(text, name)
+        for path in (figures or {}).values():
+            mlflow.log_artifact(str(path), artifact_path="search")
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(example, model.predict_proba(example)),
+            input_example=example,
+            # Explicit requirements: inferring them costs about 12 s per model (shared NOTES).
+            pip_requirements=[f"{p}=={versions[p]}" for p in PIP_PACKAGES],
+            serialization_format="cloudpickle",
+            registered_model_name=config.model_name,
+        )
+    version = str(info.registered_model_version)
+    for key, value in tags.items():
+        client.set_model_version_tag(config.model_name, version, key, value)
+    return VersionInfo(config.model_name, version, run.info.run_id, metrics, {}, tags)
+
+
+class RegistryError(RuntimeError):
+    """A registry action that cannot be done (no champion, nothing to roll back to, ...)."""
+
+
+@contextmanager
+def alias_lock(config: PerennialConfig) -> Iterator[None]:
+    """Serialise alias moves: a file lock for a local home. (A shared MLflow server has no
+    lock; there the re-check of the champion under `record_decision` narrows the race.)"""
+    if config.mlflow_uri is not None or "://" in config.home:
+        yield
+        return
+    import fcntl
+
+    path = Path(config.home) / ".registry.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _decision_tags(
+    decision: Decision,
+    challenger: Metrics,
+    champion: Metrics | None,
+    compared_with: str | None,
+    moved_by: str,
+) -> dict[str, str]:
+    return {
+        "perennial.decision": "promoted" if decision.promote else "rejected",
+        "perennial.decision_reasons": json.dumps(decision.reasons),
+        "perennial.decision_numbers": json.dumps(
+            {
+                "challenger": challenger.as_dict(),
+                "champion": champion.as_dict() if champion else None,
+                "deltas": decision.deltas,
+                "interval": decision.interval,
+            }
+        ),
+        "perennial.compared_with": compared_with or "none",
+        "perennial.moved_by": moved_by,
+        "perennial.decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def record_decision(
+    config: PerennialConfig,
+    version: str,
+    decision: Decision,
+    challenger: Metrics,
+    champion: Metrics | None,
+    champion_version: str | None,
+    moved_by: str,
+) -> Decision:
+    """Tag the version with the decision, then move the alias it earned (champion last).
+
+    If the champion changed while this version was being evaluated (another run promoted
+    meanwhile), the comparison is stale: the version is not promoted and says why."""
+    client = connect(config)
+    name = config.model_name
+    with alias_lock(config):
+        current = version_by_alias(config, CHAMPION)
+        current_version = current.version if current else None
+        if decision.promote and current_version != champion_version:
+            decision = Decision(
+                False,
+                [
+                    *decision.reasons,
+                    f"champion moved to v{current_version} during evaluation "
+                    f"(compared with {champion_version or 'none'}): compare again before promoting",
+                ],
+                decision.deltas,
+                decision.interval,
+            )
+        tags = _decision_tags(decision, challenger, champion, champion_version, moved_by)
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version, key, value)
+        if not decision.promote:
+            client.set_registered_model_alias(name, CHALLENGER, version)
+            return decision
+        move_champion(config, version, current_version, moved_by, decision.reasons)
+    return decision
+
+
+HISTORY_TAG = "perennial.champion_history"
+HISTORY_LENGTH = 100
+
+
+def champion_history(client: Any, name: str) -> list[str]:
+    """Versions that have been champion, oldest first, as moved by Perennial.
+
+    Kept on the registered model, not derived from per-version tags: an old version promoted
+    again would otherwise make a cycle of `replaced_version` tags."""
+    tags = client.get_registered_model(name).tags
+    return list(json.loads(tags.get(HISTORY_TAG, "[]")))
+
+
+def _save_history(client: Any, name: str, history: list[str]) -> None:
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history[-HISTORY_LENGTH:]))
+
+
+def move_champion(
+    config: PerennialConfig, version: str, previous: str | None, moved_by: str, reasons: list[str]
+) -> None:
+    """Point `champion` at `version`, record what it replaced, emit `perennial.model.promoted`."""
+    client = connect(config)
+    name = config.model_name
+    if previous and previous != version:
+        client.set_model_version_tag(name, version, "perennial.replaced_version", previous)
+    client.set_model_version_tag(name, version, "perennial.promoted_by", moved_by)
+    history = champion_history(client, name)
+    if previous and (not history or history[-1] != previous):
+        history.append(previous)
+    _save_history(client, name, [*history, version])
+    client.set_registered_model_alias(name, CHAMPION, version)
+    challenger = version_by_alias(config, CHALLENGER)
+    if challenger and challenger.version == version:
+        client.delete_registered_model_alias(name, CHALLENGER)
+    emit_model_event(config, version, previous, moved_by, reasons)
+
+
+def emit_model_event(
+    config: PerennialConfig, version: str, previous: str | None, moved_by: str, reasons: list[str]
+) -> None:
+    from prefect.events import emit_event
+
+    emit_event(
+        event="perennial.model.promoted",
+        resource={"prefect.resource.id": f"perennial.model.{config.model_name}"},
+        related=[
+            {
+                "prefect.resource.id": f"perennial.dataset.{config.dataset}",
+                "prefect.resource.role": "dataset",
+            }
+        ],
+        payload={
+            "model": config.model_name,
+            "version": version,
+            "previous": previous,
+            "moved_by": moved_by,
+            "reasons": reasons,
+        },
+    )
+
+
+def promote_version(
+    config: PerennialConfig, version: str, moved_by: str, reasons: list[str]
+) -> str | None:
+    """Make `version` champion by hand (the CLI checks the policy first). Returns the previous."""
+    client = connect(config)
+    client.get_model_version(config.model_name, version)  # raises if it does not exist
+    with alias_lock(config):
+        current = version_by_alias(config, CHAMPION)
+        previous = current.version if current else None
+        if previous == version:
+            raise RegistryError(f"v{version} of {config.model_name} is already the champion")
+        client.set_model_version_tag(
+            config.model_name, version, "perennial.manual_promotion", json.dumps(reasons)
+        )
+        move_champion(config, version, previous, moved_by, reasons)
+    return previous
+
+
+def rollback(config: PerennialConfig, moved_by: str) -> tuple[str, str]:
+    """Point `champion` back to the version it replaced (the one before it in the champion
+    history). Returns (from_version, to_version)."""
+    client = connect(config)
+    name = config.model_name
+    with alias_lock(config):
+        current = version_by_alias(config, CHAMPION)
+        if current is None:
+            raise RegistryError(f"{name} has no champion: nothing to roll back")
+        history = champion_history(client, name)
+        if not history or history[-1] != current.version:
+            raise RegistryError(
+                f"champion v{current.version} of {name} was not set by Perennial (history "
+                f"{history}): point the alias by hand with `perennial promote --version N`"
+            )
+        if len(history) < 2:
+            raise RegistryError(
+                f"champion v{current.version} of {name} replaced no earlier version: "
+                "nothing to roll back to"
+            )
+        previous = history[-2]
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        client.set_model_version_tag(
+            name,
+            current.version,
+            "perennial.rolled_back",
+            f"{stamp} by {moved_by}: champion returned to v{previous}",
+        )
+        client.set_model_version_tag(name, previous, "perennial.restored_from", current.version)
+        _save_history(client, name, history[:-1])
+        client.set_registered_model_alias(name, CHAMPION, previous)
+        emit_model_event(
+            config, previous, current.version, moved_by, [f"rollback from v{current.version}"]
+        )
+    return current.version, previous
+
+
+def find_by_training_key(config: PerennialConfig, key: str) -> VersionInfo | None:
+    """The version an identical training run (same data, config, seed, trials) registered."""
+    from mlflow.exceptions import MlflowException
+
+    client = connect(config)
+    try:
+        found = client.search_model_versions(
+            f"name = '{config.model_name}' and tags.`perennial.training_key` = '{key}'"
+        )
+    except MlflowException:
+        return None
+    if not found:
+        return None
+    first = min(found, key=lambda v: int(v.version))
+    run = client.get_run(first.run_id)
+    return VersionInfo(
+        config.model_name,
+        str(first.version),
+        first.run_id,
+        dict(run.data.metrics),
+        dict(run.data.params),
+        dict(first.tags),
+    )
+
+
+def log_text(config: PerennialConfig, run_id: str, text: str, name: str) -> None:
+    connect(config).log_text(run_id, text, name)
+
+
+def recent_decisions(config: PerennialConfig, limit: int = 5) -> list[dict[str, Any]]:
+    from mlflow.exceptions import MlflowException
+
+    client = connect(config)
+    try:
+        found = client.search_model_versions(f"name = '{config.model_name}'")
+    except MlflowException:
+        return []
+    newest = sorted(found, key=lambda v: int(v.version), reverse=True)[:limit]
+    return [
+        {
+            "version": str(v.version),
+            "decision": v.tags.get("perennial.decision", "pending"),
+            "reasons": json.loads(v.tags.get("perennial.decision_reasons", "[]")),
+            "batches": v.tags.get("perennial.batches", ""),
+        }
+        for v in newest
+    ]
+
+
+register_task = task(name="register-model", cache_policy=NO_CACHE)(log_and_register)
+record_decision_task = task(name="promote-or-keep", cache_policy=NO_CACHE)(record_decision)

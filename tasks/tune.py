@@ -1,0 +1,506 @@
+"""Tune: an Optuna search over XGBoost parameters: parallel, pruned, seeded and resumable.
+
+One study per training run, named from dataset, config fingerprint and data hash, kept in the
+storage named by one URL (a journal file by default, `postgresql://...` to share it across
+processes and machines). Rerunning the same training finds the study, fails the trials that a
+killed run left RUNNING, and runs only the trials still missing.
+
+Parallelism: `hpo.workers` search workers (default: one per core) run in threads of one process,
+each with its own sampler (seed + worker index) and `cores // workers` XGBoost threads. Threads
+beat processes here: XGBoost releases the GIL while it trains, and threads share the prepared
+matrices and skip the spawn + import cost of a process (see the issue 5 note). More machines
+join a search by running the same training against the same PostgreSQL storage URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.config import FloatRange, HpoConfig, PerennialConfig
+from tasks.features import Datasets
+
+FINISHED_STATES = ("COMPLETE", "PRUNED")
+WORKER_ATTR = "worker"  # user attribute "host:pid:index" of the worker that ran a trial
+# RDB storages record a heartbeat per running trial; a trial silent for the grace period is
+# failed by any worker (the cross-machine case, where a dead process's PID cannot be checked).
+HEARTBEAT_INTERVAL_S = 20
+HEARTBEAT_GRACE_S = 120
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The Prefect run logger inside a flow (so trials show in the UI), else a plain logger."""
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("perennial.tune")
+
+
+@dataclass
+class TuneResult:
+    study_name: str
+    best_params: dict[str, Any]
+    best_value: float
+    best_trial: int
+    best_rounds: int
+    trials_run: int  # in this call; the study may hold more from earlier runs
+    trials_total: int
+    trials_pruned: int
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    workers: int = 1
+    threads_per_worker: int = 1
+    stale_failed: int = 0  # RUNNING trials of a killed run, failed before resuming
+    figures: dict[str, Path] = field(default_factory=dict)  # PNGs to log to the MLflow run
+
+
+def study_name(config: PerennialConfig, data_hash: str) -> str:
+    return f"{config.dataset}-{config.fingerprint()}-{data_hash[:12]}"
+
+
+def open_optuna_storage(url: str) -> Any:
+    """`journal:/path` -> a journal file; any SQLAlchemy URL -> an RDB storage with heartbeats."""
+    import optuna
+
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        path = url.removeprefix("journal:")
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(path))
+    with warnings.catch_warnings():  # heartbeats are marked experimental, and work
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=HEARTBEAT_GRACE_S
+        )
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def worker_layout(hpo: HpoConfig, trials_left: int) -> tuple[int, int]:
+    """(workers, XGBoost threads per worker) so that workers x threads = cores."""
+    workers = max(1, min(hpo.workers or cores(), trials_left))
+    threads = hpo.threads_per_worker or max(1, cores() // workers)
+    return workers, threads
+
+
+def _pruner(hpo: HpoConfig) -> Any:
+    import optuna
+
+    if hpo.pruner == "none":
+        return optuna.pruners.NopPruner()
+    if hpo.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=30)
+    # Default Hyperband prunes too eagerly on this kind of data (shared NOTES): give every trial
+    # a fair number of rounds before the first cut.
+    return optuna.pruners.HyperbandPruner(
+        min_resource=min(30, hpo.max_rounds), max_resource=hpo.max_rounds, reduction_factor=3
+    )
+
+
+def _sampler(hpo: HpoConfig, worker_index: int, workers: int) -> Any:
+    import optuna
+
+    # The constant liar keeps parallel workers from sampling the same point; with one worker it
+    # is off so that a seeded search repeats exactly.
+    parallel = workers > 1 or hpo.first_worker_index > 0
+    return optuna.samplers.TPESampler(seed=hpo.seed + worker_index, constant_liar=parallel)
+
+
+def suggest_params(trial: Any, hpo: HpoConfig) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for name, bounds in hpo.search_space.items():
+        if isinstance(bounds, FloatRange):
+            params[name] = trial.suggest_float(name, bounds.low, bounds.high, log=bounds.log)
+        else:
+            params[name] = trial.suggest_int(name, bounds.low, bounds.high, log=bounds.log)
+    return params
+
+
+def typed_warm_start(params: dict[str, Any], hpo: HpoConfig) -> dict[str, Any] | None:
+    """The champion's parameters as the search space's types (MLflow returns them as strings,
+    e.g. "6" or "0.05"), or None when one is missing or unreadable (then no warm start)."""
+    typed: dict[str, Any] = {}
+    for name, bounds in hpo.search_space.items():
+        if name not in params:
+            return None
+        try:
+            value = float(params[name])
+        except (TypeError, ValueError):
+            return None
+        typed[name] = value if isinstance(bounds, FloatRange) else round(value)
+    return typed
+
+
+def xgb_classifier(
+    params: dict[str, Any], n_estimators: int, threads: int, seed: int, **extra: Any
+) -> Any:
+    from xgboost import XGBClassifier
+
+    return XGBClassifier(
+        **params,
+        n_estimators=n_estimators,
+        tree_method="hist",
+        n_jobs=threads,
+        random_state=seed,
+        **extra,
+    )
+
+
+def make_objective(data: Datasets, config: PerennialConfig, threads: int) -> Any:
+    """Objective: validation AUC of XGBoost fit on the train batches, pruned per round.
+
+    The matrices are built once per worker, not once per trial: the native API trains on a
+    prepared QuantileDMatrix, which saves the quantile sketch that `XGBClassifier.fit` redoes
+    on every call. Parameter names are the scikit-learn ones (XGBoost accepts them as aliases),
+    so the best parameters feed `xgb_classifier` unchanged."""
+    import xgboost as xgb
+
+    # The submodule, not the package's lazy attribute: that one fails when threads race for it.
+    from optuna_integration.xgboost import XGBoostPruningCallback
+
+    from tasks.train import make_encoder
+
+    hpo = config.hpo
+    encoder = make_encoder(config).fit(data.x_train)
+    train = xgb.QuantileDMatrix(encoder.transform(data.x_train), data.y_train, nthread=threads)
+    valid = xgb.QuantileDMatrix(
+        encoder.transform(data.x_valid), data.y_valid, ref=train, nthread=threads
+    )
+    fixed = {
+        "objective": "binary:logistic",
+        "eval_metric": "auc",
+        "tree_method": "hist",
+        "nthread": threads,
+        "seed": hpo.seed,
+    }
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+
+    def objective(trial: Any) -> float:
+        trial.set_user_attr(WORKER_ATTR, owner)
+        params = suggest_params(trial, hpo)
+        booster = xgb.train(
+            {**fixed, **params},
+            train,
+            num_boost_round=hpo.max_rounds,
+            evals=[(valid, "validation")],
+            early_stopping_rounds=hpo.early_stopping_rounds,
+            callbacks=[XGBoostPruningCallback(trial, "validation-auc")],
+            verbose_eval=False,
+        )
+        trial.set_user_attr("best_rounds", int(booster.best_iteration) + 1)
+        return float(booster.best_score)
+
+    return objective
+
+
+def fail_stale_trials(study: Any) -> int:
+    """Fail the RUNNING trials whose worker is gone, so that they neither block nor count.
+
+    On this host a trial's worker is known dead when its PID is (or is this process, which runs
+    no trial yet). A journal file is one host's, so its trials that died before recording their
+    worker are stale too. Other hosts' trials on an RDB storage go by heartbeat."""
+    import optuna
+    from optuna.trial import TrialState
+
+    with warnings.catch_warnings():  # experimental since Optuna 2.9, stable in use
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # heartbeat-based; a no-op on a journal
+    host = socket.gethostname()
+    journal = isinstance(study._storage, optuna.storages.JournalStorage)
+    failed = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = str(trial.user_attrs.get(WORKER_ATTR, ""))
+        owner_host, _, pid = owner.rpartition(":")
+        stale = (owner_host == host and not _alive(int(pid))) if owner else journal
+        if stale:
+            try:
+                study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+                failed += 1
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # finished meanwhile
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def search_worker(
+    data: Datasets,
+    config: PerennialConfig,
+    name: str,
+    worker_index: int,
+    workers: int,
+    threads: int,
+    target: int,
+    deadline: float | None,
+    on_trial: Callable[[Any, Any], None] | None = None,
+) -> int:
+    """One worker: run trials until the study holds `target` finished or running trials, or
+    the deadline (a `time.time()`) passes. Returns the number of trials it ran."""
+    import optuna
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    hpo = config.hpo
+    study = optuna.load_study(
+        study_name=name,
+        storage=open_optuna_storage(config.optuna_storage_url),
+        sampler=_sampler(hpo, worker_index, workers),
+        pruner=_pruner(hpo),
+    )
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    left = target - len(study.get_trials(deepcopy=False, states=states))
+    timeout = None if deadline is None else deadline - time.time()
+    if left <= 0 or (timeout is not None and timeout <= 0):
+        return 0
+    ran = 0
+
+    def count(study: Any, trial: Any) -> None:
+        nonlocal ran
+        ran += 1
+        if on_trial:
+            on_trial(study, trial)
+
+    # Counting RUNNING trials too stops a worker as soon as the others' trials fill the budget.
+    stop = MaxTrialsCallback(target, states=states)
+    objective = make_objective(data, config, threads)
+    if deadline is not None:
+        timeout = max(0.001, deadline - time.time())  # building the matrices took some of it
+    study.optimize(objective, n_trials=left, timeout=timeout, callbacks=[count, stop])
+    return ran
+
+
+WorkerRunner = Callable[[list[dict[str, Any]]], list[int]]
+
+
+def run_in_threads(calls: list[dict[str, Any]]) -> list[int]:
+    """Run `search_worker` calls in threads of this process (outside Prefect)."""
+    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="search") as pool:
+        futures = [pool.submit(search_worker, **call) for call in calls]
+        return [future.result() for future in futures]
+
+
+def create_study(config: PerennialConfig, name: str) -> Any:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(
+        study_name=name,
+        storage=open_optuna_storage(config.optuna_storage_url),
+        load_if_exists=True,
+        direction="maximize",
+        sampler=_sampler(config.hpo, 0, 1),
+        pruner=_pruner(config.hpo),
+    )
+
+
+def tune(
+    data: Datasets,
+    config: PerennialConfig,
+    name: str,
+    warm_start: dict[str, Any] | None = None,
+    trials: int | None = None,
+    runner: WorkerRunner = run_in_threads,
+) -> TuneResult:
+    """Run (or resume) the study until it holds `trials` finished trials or the timeout ends it."""
+    hpo = config.hpo
+    target = trials or hpo.trials
+    deadline = time.time() + hpo.timeout_s if hpo.timeout_s else None
+    study = create_study(config, name)
+    stale = fail_stale_trials(study)
+    if warm_start and not study.trials:
+        typed = typed_warm_start(warm_start, hpo)
+        if typed is not None:
+            study.enqueue_trial(typed, skip_if_exists=True)
+    finished = [t for t in study.trials if t.state.name in FINISHED_STATES]
+    remaining = max(0, target - len(finished))
+    workers, threads = worker_layout(hpo, remaining)
+    logger = _logger()
+    if remaining:
+        logger.info(
+            "study %s: %d finished trial(s) found (%d stale failed), running %d with %d "
+            "worker(s) x %d XGBoost thread(s)",
+            *(name, len(finished), stale, remaining, workers, threads),
+        )
+        report = _progress_reporter(logger, target)
+        calls = [
+            dict(
+                data=data,
+                config=config,
+                name=name,
+                worker_index=hpo.first_worker_index + index,
+                workers=workers,
+                threads=threads,
+                target=target,
+                deadline=deadline,
+                on_trial=report,
+            )
+            for index in range(workers)
+        ]
+        ran = sum(runner(calls))
+    else:
+        ran = 0
+    return summarise(study, name, ran, workers, threads, stale)
+
+
+def _progress_reporter(logger: Any, target: int) -> Callable[[Any, Any], None]:
+    def report(study: Any, trial: Any) -> None:
+        logger.info(
+            "trial %d/%d %s value=%s",
+            trial.number + 1,
+            target,
+            trial.state.name.lower(),
+            f"{trial.value:.4f}" if trial.value is not None else "-",
+        )
+
+    return report
+
+
+def summarise(
+    study: Any, name: str, ran: int, workers: int, threads: int, stale: int
+) -> TuneResult:
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise RuntimeError(
+            f"study {name}: no trial completed (budget too small, or every trial pruned or "
+            "failed); raise hpo.trials or hpo.timeout_s in the dataset YAML"
+        )
+    best = study.best_trial
+    return TuneResult(
+        study_name=name,
+        best_params=dict(best.params),
+        best_value=float(best.value or 0.0),  # the best trial is complete: value set
+        best_trial=best.number,
+        best_rounds=int(best.user_attrs["best_rounds"]),
+        trials_run=ran,
+        trials_total=sum(t.state.name in FINISHED_STATES for t in study.trials),
+        trials_pruned=sum(t.state.name == "PRUNED" for t in study.trials),
+        trials=trials_table(study),
+        workers=workers,
+        threads_per_worker=threads,
+        stale_failed=stale,
+    )
+
+
+def trials_table(study: Any) -> list[dict[str, Any]]:
+    rows = []
+    for trial in study.trials:
+        rows.append(
+            {
+                "number": trial.number,
+                "state": trial.state.name,
+                "value": trial.value,
+                "rounds": trial.user_attrs.get("best_rounds"),
+                "seconds": round(trial.duration.total_seconds(), 2) if trial.duration else None,
+                **trial.params,
+            }
+        )
+    return rows
+
+
+def render_study_figures(storage_url: str, name: str, folder: Path) -> dict[str, Path]:
+    """Optimisation history and parameter importance of a study as PNGs in `folder`.
+
+    Importance needs at least two completed trials; with fewer only the history is drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: CI, workers, servers
+    import matplotlib.pyplot as plt
+    import optuna
+    from optuna.importance import FanovaImportanceEvaluator
+    from optuna.trial import TrialState
+    from optuna.visualization import matplotlib as plots
+
+    study = optuna.load_study(study_name=name, storage=open_optuna_storage(storage_url))
+    folder.mkdir(parents=True, exist_ok=True)
+    drawers: dict[str, Callable[[], Any]] = {
+        "optuna_history.png": lambda: plots.plot_optimization_history(study)
+    }
+    if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= 2:
+        drawers["optuna_importance.png"] = lambda: plots.plot_param_importances(
+            study, evaluator=FanovaImportanceEvaluator(seed=0)
+        )
+    paths = {}
+    for file_name, draw in drawers.items():
+        with warnings.catch_warnings():  # the matplotlib plots are marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            try:
+                axes = draw()
+            except RuntimeError as error:  # fANOVA: "zero total variance" when trials tie
+                _logger().warning("no %s: %s", file_name, error)
+                continue
+        figure = axes.get_figure()
+        figure.set_size_inches(8, 5)
+        figure.tight_layout()
+        paths[file_name] = folder / file_name
+        figure.savefig(paths[file_name], dpi=100)
+        plt.close(figure)
+    return paths
+
+
+def _prefect_runner(calls: list[dict[str, Any]]) -> list[int]:
+    """Run the workers as Prefect tasks (threads), so each shows in the UI with its logs."""
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    runner: Any
+    with ThreadPoolTaskRunner(max_workers=len(calls)) as runner:
+        futures = [runner.submit(search_worker_task, call) for call in calls]
+        return [int(future.result()) for future in futures]
+
+
+search_worker_task = task(name="search-worker", cache_policy=NO_CACHE)(search_worker)
+
+
+@task(name="tune-hyperparameters", cache_policy=NO_CACHE)
+def tune_task(
+    data: Datasets,
+    config: PerennialConfig,
+    name: str,
+    warm_start: dict[str, Any] | None = None,
+    trials: int | None = None,
+) -> TuneResult:
+    from prefect.artifacts import create_table_artifact
+
+    result = tune(data, config, name, warm_start, trials, runner=_prefect_runner)
+    create_table_artifact(
+        table=result.trials,
+        key=f"{config.dataset}-hpo-trials".replace("_", "-").lower(),
+        description=f"study {name}: best #{result.best_trial} value {result.best_value:.4f}",
+    )
+    # A local folder even when the home is s3://: the registry uploads the files to the run.
+    folder = Path(tempfile.mkdtemp(prefix="perennial-study-")) / name
+    result.figures = render_study_figures(config.optuna_storage_url, name, folder)
+    return result
+
+
+def trials_frame(result: TuneResult) -> pd.DataFrame:
+    return pd.DataFrame(result.trials)

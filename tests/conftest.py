@@ -1,0 +1,53 @@
+"""Shared fixtures. Integration and e2e tests use real Prefect (one temporary server for the
+session), real GE, Optuna, XGBoost and MLflow (SQLite in a temporary PERENNIAL_HOME)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FLIGHTS = ROOT / "configs" / "flights.yaml"
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """One temporary Prefect server for the whole session (it takes about 15 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh PERENNIAL_HOME for one test."""
+    state = tmp_path / "home"
+    monkeypatch.setenv("PERENNIAL_HOME", str(state))
+    return state
+
+
+@pytest.fixture(scope="module")
+def module_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A PERENNIAL_HOME shared by the tests of one module (a scenario in steps)."""
+    state = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PERENNIAL_HOME", str(state))
+        yield state
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url(prefect_server: None) -> str:
+    """URL of the session's temporary Prefect server, for CLI subprocesses to report to."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    assert url and url.startswith("http://127.0.0.1:"), url
+    return str(url)

@@ -1,0 +1,235 @@
+"""Promotion you can audit and undo, against a real MLflow registry (SQLite), real training
+flows and real Prefect: policy outcomes, duplicates, crash safety, races, rollback, scoring."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import flows.training as training_module
+from flows.cli import app
+from flows.inference import inference
+from flows.promotion import PolicyRefusedError, promote, rollback_champion
+from flows.training import training
+from tasks.config import load_config
+from tasks.evaluate import Decision, Metrics
+from tasks.predict import shadow_report
+from tasks.registry import (
+    CHALLENGER,
+    CHAMPION,
+    RegistryError,
+    champion_history,
+    connect,
+    record_decision,
+    version_by_alias,
+)
+from tasks.storage import Storage
+from tests.conftest import FLIGHTS
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def champion() -> str:
+    found = version_by_alias(load_config(FLIGHTS), CHAMPION)
+    assert found is not None
+    return found.version
+
+
+def versions() -> list[str]:
+    config = load_config(FLIGHTS)
+    found = connect(config).search_model_versions(f"name = '{config.model_name}'")
+    return sorted((str(v.version) for v in found), key=int)
+
+
+def tags(version: str) -> dict[str, str]:
+    config = load_config(FLIGHTS)
+    return dict(connect(config).get_model_version(config.model_name, version).tags)
+
+
+@pytest.fixture(scope="module")
+def first(prefect_server: None, module_home: Path) -> dict:
+    result = training(batches="2013-01..2013-03", trials=2, reason="test: first")
+    assert result["promoted"] and result["version"] == "1"
+    return result
+
+
+def test_identical_training_registers_nothing_new(first: dict) -> None:
+    again = training(batches="2013-01..2013-03", trials=2, reason="test: duplicate")
+    assert again["existing"] and again["version"] == "1"
+    assert "nothing new registered" in again["reasons"][0]
+    assert versions() == ["1"]
+
+
+def test_model_card_is_logged_with_the_version(first: dict) -> None:
+    config = load_config(FLIGHTS)
+    client = connect(config)
+    run_id = client.get_model_version(config.model_name, "1").run_id
+    card = Path(client.download_artifacts(run_id, "model_card.md")).read_text()
+    assert card.startswith("# Model card: flights-late-arrival v1")
+    for section in (
+        "## Data",
+        "## Search",
+        "## Holdout 2013-03",
+        "## Slices (AUC)",
+        "## Top features (XGBoost gain)",
+        "first model",
+    ):
+        assert section in card
+    assert "carrier=" in card and "origin=" in card
+    searched = {Path(item.path).name for item in client.list_artifacts(run_id, "search")}
+    assert "optuna_history.png" in searched
+
+
+def test_better_challenger_is_promoted_with_its_evidence(first: dict) -> None:
+    result = training(batches="2013-01..2013-04", trials=2, reason="test: more data")
+    assert result["promoted"], result["reasons"]
+    assert champion() == result["version"]
+    assert result["challenger"]["roc_auc"] - result["champion"]["roc_auc"] >= 0.002
+    low, high = result["interval"]
+    assert low < high
+    recorded = tags(result["version"])
+    assert recorded["perennial.replaced_version"] == "1"
+    assert recorded["perennial.decision"] == "promoted"
+    numbers = json.loads(recorded["perennial.decision_numbers"])
+    assert numbers["champion"]["roc_auc"] == pytest.approx(result["champion"]["roc_auc"])
+
+
+def test_worse_challenger_is_not_promoted_and_says_why(
+    first: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = champion()
+    # A deliberately weak model: stumps, a tiny learning rate, few rounds.
+    monkeypatch.setenv("PERENNIAL_HPO__MAX_ROUNDS", "10")
+    monkeypatch.setenv(
+        "PERENNIAL_HPO__SEARCH_SPACE",
+        '{"max_depth": {"low": 1, "high": 1}, "learning_rate": {"low": 0.01, "high": 0.02}}',
+    )
+    result = training(batches="2013-02..2013-05", trials=2, reason="test: weak model")
+    assert not result["promoted"]
+    assert champion() == before
+    assert version_by_alias(load_config(FLIGHTS), CHALLENGER).version == result["version"]  # type: ignore[union-attr]
+    assert result["challenger"]["roc_auc"] < result["champion"]["roc_auc"]
+    assert any("< required" in r for r in result["reasons"]), result["reasons"]
+
+
+def test_guard_regression_blocks(first: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = champion()
+    # Any gain passes the primary check, but no worsening of log loss at all is tolerated.
+    monkeypatch.setenv("PERENNIAL_PROMOTION__MIN_IMPROVEMENT", "0")
+    monkeypatch.setenv("PERENNIAL_PROMOTION__GUARD_TOLERANCE", '{"log_loss": -1.0}')
+    monkeypatch.setenv("PERENNIAL_HPO__SEED", "11")
+    result = training(batches="2013-02..2013-05", trials=2, reason="test: guard")
+    assert not result["promoted"]
+    assert any(r.startswith("guard log_loss worse by") for r in result["reasons"])
+    assert champion() == before
+
+
+def test_crash_after_registration_keeps_the_champion_and_a_rerun_finishes(
+    first: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before, count = champion(), len(versions())
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("injected crash between registration and the alias move")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training_module, "record_decision_task", crash)
+        with pytest.raises(RuntimeError, match="injected crash"):
+            training(batches="2013-01..2013-05", trials=2, reason="test: crash")
+    assert champion() == before
+    assert len(versions()) == count + 1
+    pending = versions()[-1]
+    assert "perennial.decision" not in tags(pending)
+
+    rerun = training(batches="2013-01..2013-05", trials=2, reason="test: rerun after crash")
+    assert rerun["version"] == pending and len(versions()) == count + 1
+    assert "perennial.decision" in tags(pending)
+
+
+def test_racing_promotions_leave_one_champion_and_both_decisions(first: dict) -> None:
+    config = load_config(FLIGHTS)
+    current = champion()
+    racers = [v for v in versions() if v != current][:2]
+    numbers = Metrics(0.9, 0.3, 0.2, 0.2, 100, True, 0.8, "carrier=UA")
+    outcomes: dict[str, Decision] = {}
+
+    def race(version: str) -> None:
+        outcomes[version] = record_decision(
+            config, version, Decision(True, ["test: wins"]), numbers, numbers, current, "race"
+        )
+
+    threads = [threading.Thread(target=race, args=(v,)) for v in racers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [v for v, d in outcomes.items() if d.promote]
+    assert len(winners) == 1 and champion() == winners[0]
+    loser = next(v for v in racers if v not in winners)
+    assert tags(loser)["perennial.decision"] == "rejected"
+    assert "champion moved" in tags(loser)["perennial.decision_reasons"]
+    assert tags(winners[0])["perennial.decision"] == "promoted"
+
+
+def history() -> list[str]:
+    config = load_config(FLIGHTS)
+    return champion_history(connect(config), config.model_name)
+
+
+def test_rollback_restores_the_previous_champion_and_records_it(first: dict) -> None:
+    current = champion()
+    assert history()[-1] == current
+    replaced = history()[-2]
+    result = rollback_champion(reason="test: rollback")
+    assert result == {"model": "flights-late-arrival", "champion": replaced, "demoted": current}
+    assert champion() == replaced
+    assert "champion returned to" in tags(current)["perennial.rolled_back"]
+    assert tags(replaced)["perennial.restored_from"] == current
+
+
+def test_rollback_refuses_when_there_is_nothing_to_go_back_to(first: dict) -> None:
+    for _ in range(len(history()) - 1):  # unwind to the first champion
+        rollback_champion(reason="test: unwind")
+    assert champion() == "1" and history() == ["1"]
+    with pytest.raises(RegistryError, match="nothing to roll back to"):
+        rollback_champion(reason="test: one too many")
+
+
+def test_manual_promotion_checks_the_policy_and_force_needs_a_reason(first: dict) -> None:
+    current = champion()
+    other = next(v for v in versions() if v != current)
+    runner = CliRunner()
+    forced_without_reason = runner.invoke(app, ["promote", "--version", other, "--force"])
+    assert forced_without_reason.exit_code == 2
+    try:
+        result = promote(version=other, reason="test: manual")
+    except PolicyRefusedError as refused:
+        assert "policy refuses" in str(refused)
+        result = promote(version=other, reason="test: forced", force=True)
+        assert result["forced"]
+    assert champion() == other
+    assert tags(other)["perennial.replaced_version"] == current
+    assert "perennial.manual_promotion" in tags(other)
+
+
+def test_predictions_carry_the_model_version_and_shadow_scores(
+    first: dict, module_home: Path
+) -> None:
+    config, storage = load_config(FLIGHTS), Storage(module_home)
+    other = next(v for v in versions() if v != champion())
+    connect(config).set_registered_model_alias(config.model_name, CHALLENGER, other)
+    result = inference(batch="2013-06")
+    scored = pd.read_parquet(module_home / "predictions" / "flights" / "2013-06.parquet")
+    assert len(scored) == result["rows"] > 20_000
+    assert (scored["champion_version"] == champion()).all()
+    assert scored["champion_score"].between(0, 1).all()
+    challenger = version_by_alias(config, CHALLENGER).version  # type: ignore[union-attr]
+    assert (scored["challenger_version"] == challenger).all()
+    report = shadow_report(storage, config, "2013-06")
+    assert report["champion"]["version"] == champion()
+    assert 0.5 < report["challenger"]["roc_auc"] < 0.9

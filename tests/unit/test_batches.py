@@ -1,0 +1,34 @@
+import pandas as pd
+import pytest
+
+from tasks.batches import BatchIdError, batch_ids, expand_range, period_bounds, previous
+from tasks.config import TimeConfig
+
+MONTH = TimeConfig(column="t", batch_period="month", timezone="America/New_York")
+
+
+def test_month_bounds_are_in_the_dataset_zone() -> None:
+    start, end = period_bounds("2013-12", MONTH)
+    assert str(start) == "2013-12-01 00:00:00-05:00"
+    assert str(end) == "2014-01-01 00:00:00-05:00"
+
+
+def test_batch_ids_follow_the_zone() -> None:
+    times = pd.Series(pd.to_datetime(["2013-02-01T03:00:00Z", "2013-02-01T06:00:00Z"], utc=True))
+    assert batch_ids(times, MONTH).tolist() == ["2013-01", "2013-02"]
+
+
+def test_ranges_and_lists() -> None:
+    assert expand_range("2013-11..2014-02", MONTH) == ["2013-11", "2013-12", "2014-01", "2014-02"]
+    assert expand_range("2013-01, 2013-03", MONTH) == ["2013-01", "2013-03"]
+    assert previous("2013-01", MONTH) == "2012-12"
+    week = TimeConfig(column="t", batch_period="week")
+    assert expand_range("2013-W52..2014-W02", week) == ["2013-W52", "2014-W01", "2014-W02"]
+    day = TimeConfig(column="t", batch_period="day")
+    assert expand_range("2013-02-27..2013-03-01", day) == ["2013-02-27", "2013-02-28", "2013-03-01"]
+
+
+@pytest.mark.parametrize("bad", ["2013-1", "2013-13", "Jan", "2013-01-05", "2013-03..2013-01"])
+def test_malformed_batches_are_refused(bad: str) -> None:
+    with pytest.raises(BatchIdError):
+        expand_range(bad, MONTH)

@@ -1,0 +1,44 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from flows.cli import app
+from tests.conftest import ROOT
+
+HEAVY = ("prefect", "mlflow", "great_expectations", "optuna", "xgboost", "sklearn", "pandas")
+
+
+def test_help_imports_nothing_heavy() -> None:
+    code = f"import sys, flows.cli; print([m for m in {HEAVY!r} if m in sys.modules])"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "[]"
+
+
+def test_help_lists_the_commands() -> None:
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("demo", "ingest", "validate", "train", "status"):
+        assert command in result.output
+
+
+def test_bad_config_is_a_usage_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataset: x\n")
+    result = CliRunner().invoke(app, ["status", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert "field 'source'" in result.output
+
+
+def test_unknown_option_is_a_usage_error() -> None:
+    assert CliRunner().invoke(app, ["train", "--trails", "3"]).exit_code == 2
+
+
+def test_status_without_a_model(home: Path) -> None:
+    result = CliRunner().invoke(app, ["status", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["champion"] is None

@@ -1,0 +1,73 @@
+from pathlib import Path
+
+import pytest
+
+from tasks.config import ConfigError, load_config
+from tests.conftest import FLIGHTS
+
+
+def test_flights_config_loads_with_paths_relative_to_the_file() -> None:
+    config = load_config(FLIGHTS)
+    assert config.model_name == "flights-late-arrival"
+    assert Path(config.validation.gx_root) == FLIGHTS.parent.parent / "great_expectations"
+    assert config.features.columns[:2] == ["sched_dep_time", "sched_arr_time"]
+    assert "dep_delay" not in config.features.columns
+
+
+def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PERENNIAL_HOME", str(tmp_path))
+    monkeypatch.setenv("PERENNIAL_HPO__TRIALS", "3")
+    monkeypatch.setenv("PERENNIAL_MLFLOW_URI", "http://127.0.0.1:5000")
+    config = load_config(FLIGHTS)
+    assert config.home == str(tmp_path)
+    assert config.hpo.trials == 3
+    assert config.tracking_uri == "http://127.0.0.1:5000"
+
+
+def test_default_back_ends_live_in_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PERENNIAL_HOME", str(tmp_path))
+    config = load_config(FLIGHTS)
+    assert config.tracking_uri == f"sqlite:///{tmp_path}/mlflow.db"
+    assert config.optuna_storage_url == f"journal:{tmp_path}/optuna.journal"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bad.yaml"
+    path.write_text(FLIGHTS.read_text() + text)
+    return path
+
+
+def test_bad_field_is_named_with_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "\nhpo:\n  trials: 0\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(path) in str(caught.value)
+    assert "hpo.trials" in str(caught.value)
+
+
+def test_a_leaking_feature_is_refused(tmp_path: Path) -> None:
+    text = FLIGHTS.read_text().replace(
+        "categorical: [carrier,", "categorical: [dep_delay, carrier,"
+    )
+    path = tmp_path / "leak.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"features.*dep_delay.*forbidden"):
+        load_config(path)
+
+
+def test_unknown_field_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="trails"):
+        load_config(_write(tmp_path, "\ntrails: 3\n"))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_fingerprint_ignores_where_state_lives(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = load_config(FLIGHTS).fingerprint()
+    monkeypatch.setenv("PERENNIAL_HOME", "/elsewhere")
+    assert load_config(FLIGHTS).fingerprint() == first
+    monkeypatch.setenv("PERENNIAL_HPO__SEED", "7")
+    assert load_config(FLIGHTS).fingerprint() != first

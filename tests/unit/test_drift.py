@@ -1,0 +1,162 @@
+"""The drift monitor's plain functions: binning, PSI, the reference profile and the verdict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.config import DriftConfig, PerennialConfig, load_config
+from tasks.drift import (
+    ALERT,
+    OK,
+    PREDICTION,
+    TOO_FEW_ROWS,
+    WARN,
+    DriftError,
+    build_profile,
+    categorical_shares,
+    compare,
+    load_reference,
+    numeric_shares,
+    plot_psi,
+    psi,
+    quantile_edges,
+    save_reference,
+    table_rows,
+)
+from tasks.storage import Storage
+
+ROWS = 20_000
+
+
+@pytest.fixture
+def config(home: Path) -> PerennialConfig:
+    return load_config()
+
+
+def inputs(config: PerennialConfig, seed: int, shift: float = 0.0) -> pd.DataFrame:
+    """Model inputs shaped like the flights features, `temp` shifted by `shift` degrees."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {c: rng.normal(50, 10, ROWS) for c in [*config.features.numeric, *config.features.time]}
+    )
+    frame["temp"] += shift
+    frame.loc[rng.random(ROWS) < 0.05, "wind_gust"] = np.nan  # a feature with gaps
+    frame["carrier"] = rng.choice(["UA", "B6", "EV", "DL"], ROWS, p=[0.4, 0.3, 0.2, 0.1])
+    frame["origin"] = rng.choice(["EWR", "JFK", "LGA"], ROWS)
+    frame["dest"] = rng.choice(["ATL", "ORD", "LAX", None], ROWS)
+    return frame.astype({"carrier": object, "origin": object, "dest": object})
+
+
+def scores_of(x: pd.DataFrame) -> np.ndarray:
+    """A fixed 'model': a logistic function of temp, so shifting temp shifts the scores."""
+    return np.asarray(1 / (1 + np.exp(-(x["temp"].to_numpy() - 50) / 10)))
+
+
+def test_psi_is_zero_for_equal_shares_and_grows_with_the_shift() -> None:
+    shares = np.full(10, 0.1)
+    assert psi(shares, shares) == pytest.approx(0.0)
+    small = psi(shares, [0.12, 0.08, *shares[2:]])
+    large = psi(shares, [0.3, 0.0, *shares[2:]])
+    assert 0 < small < large
+    assert np.isfinite(large)  # an empty bin is floored, not infinite
+
+
+def test_quantile_bins_split_the_reference_evenly_and_give_missing_its_own_bin() -> None:
+    values = np.arange(1000, dtype=float)
+    edges = quantile_edges(values, 10)
+    assert len(edges) == 9
+    shares = numeric_shares(np.append(values, [np.nan] * 10), edges)
+    assert len(shares) == 11
+    assert shares[:10] == pytest.approx(np.full(10, 1000 / 1010 / 10), abs=2e-3)
+    assert shares[-1] == pytest.approx(10 / 1010)
+    # discrete values collapse repeated edges instead of producing empty bins
+    assert quantile_edges(np.repeat([1.0, 2.0, 3.0], 100), 10) == [1.0, 2.0, 3.0]
+
+
+def test_categorical_shares_put_unseen_values_in_other_and_nulls_in_missing() -> None:
+    values = pd.Series(["a", "a", "b", "z", None], dtype=object)
+    shares = categorical_shares(values, ["a", "b"])
+    assert shares.tolist() == pytest.approx([0.4, 0.2, 0.2, 0.2])
+
+
+def test_same_distribution_is_ok_and_a_shifted_feature_alerts(
+    config: PerennialConfig, home: Path
+) -> None:
+    reference = inputs(config, seed=1)
+    y = pd.Series((reference["temp"] > 55).astype(int))
+    profile = build_profile(reference, y, scores_of(reference), config, "3")
+    storage = Storage(home)
+    save_reference(storage, config, profile)
+    loaded = load_reference(storage, config, "3")
+    assert loaded["version"] == "3" and set(loaded["numeric"]) >= {"temp", "day_of_week"}
+
+    same = inputs(config, seed=2)
+    report = compare(loaded, "2013-02", same, scores_of(same), None, config.drift)
+    assert report.status == OK, report.reasons
+    assert report.max_psi < config.drift.psi_warn
+
+    shifted = inputs(config, seed=3, shift=15.0)
+    drifted = compare(loaded, "2013-07", shifted, scores_of(shifted), None, config.drift)
+    assert drifted.status == ALERT
+    # the scores are a monotone function of temp: both move, nothing else does
+    assert set(drifted.drifted_features) == {"temp", PREDICTION}
+    assert drifted.event_payload()["batch"] == "2013-07"
+    assert drifted.event_payload()["reference_version"] == "3"
+    assert drifted.event_payload()["max_psi"] == pytest.approx(drifted.max_psi, abs=1e-4)
+    rows = table_rows(drifted, config.drift)
+    assert rows[0]["feature"] in ("temp", PREDICTION) and rows[0]["level"] == ALERT
+    assert plot_psi(drifted, config.drift).startswith(b"\x89PNG")
+
+
+def test_warn_level_too_few_rows_and_excluded_features(config: PerennialConfig) -> None:
+    reference = inputs(config, seed=1)
+    profile = build_profile(reference, np.zeros(ROWS), scores_of(reference), config, "1")
+    nudged = inputs(config, seed=4, shift=4.0)
+    # only `temp` moves; the scores too unless we judge features alone (exclude nothing else)
+    report = compare(profile, "b", nudged, scores_of(reference), None, config.drift)
+    assert report.status == WARN, report.psi
+    assert report.warned_features == ["temp"]
+
+    tight = DriftConfig(min_rows=ROWS + 1)
+    assert compare(profile, "b", nudged, scores_of(nudged), None, tight).status == TOO_FEW_ROWS
+
+    shifted = inputs(config, seed=3, shift=15.0)
+    blind = DriftConfig(exclude=["temp"])
+    report = compare(profile, "b", shifted, scores_of(reference), None, blind)
+    assert "temp" not in report.psi and report.status == OK
+
+
+def test_labels_and_a_performance_drop_are_reported(config: PerennialConfig) -> None:
+    reference = inputs(config, seed=1)
+    profile = build_profile(reference, np.full(ROWS, 0.0), scores_of(reference), config, "1")
+    labels = pd.Series(np.ones(ROWS, dtype=int))
+    report = compare(
+        profile, "b", reference, scores_of(reference), labels, config.drift, 0.72, 0.61
+    )
+    assert report.label is not None and report.label["batch_rate"] == 1.0
+    assert report.performance == pytest.approx(
+        {"batch_auc": 0.61, "holdout_auc": 0.72, "drop": 0.11}
+    )
+    assert report.status == ALERT and "champion AUC" in report.reasons[0]
+
+
+def test_missing_reference_and_missing_columns_say_what_to_do(
+    config: PerennialConfig, home: Path
+) -> None:
+    with pytest.raises(DriftError, match="perennial train"):
+        load_reference(Storage(home), config, "9")
+    reference = inputs(config, seed=1)
+    profile = build_profile(reference, np.zeros(ROWS), scores_of(reference), config, "1")
+    with pytest.raises(DriftError, match="temp"):
+        compare(
+            profile, "b", reference.drop(columns="temp"), scores_of(reference), None, DriftConfig()
+        )
+
+
+def test_invalid_thresholds_fail_at_load() -> None:
+    with pytest.raises(ValueError, match="psi_warn"):
+        DriftConfig(psi_warn=0.3, psi_alert=0.2)

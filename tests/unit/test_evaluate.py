@@ -1,0 +1,113 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.config import PromotionConfig
+from tasks.evaluate import Metrics, decide, score
+
+POLICY = PromotionConfig(
+    min_improvement=0.01,
+    primary_floor=0.6,
+    positive_rate_bounds=(0.05, 0.8),
+    guard_tolerance={"log_loss": 0.01},
+)
+
+
+def metrics(auc: float, loss: float = 0.45, mean: float = 0.2, finite: bool = True) -> Metrics:
+    return Metrics(
+        roc_auc=auc, log_loss=loss, mean_prediction=mean, label_rate=0.2, rows=100, finite=finite
+    )
+
+
+def run(challenger: Metrics, champion: Metrics | None):  # type: ignore[no-untyped-def]
+    return decide(challenger, champion, "roc_auc", ["log_loss"], POLICY)
+
+
+def test_first_model_needs_only_sanity() -> None:
+    decision = run(metrics(0.65), None)
+    assert decision.promote
+    assert "first model" in decision.reasons[0]
+
+
+def test_better_challenger_is_promoted_with_numbers_in_the_reasons() -> None:
+    decision = run(metrics(0.72), metrics(0.70))
+    assert decision.promote
+    assert decision.deltas["roc_auc"] == pytest.approx(0.02)
+    assert any("+0.0200" in r for r in decision.reasons)
+
+
+def test_too_small_a_gain_keeps_the_champion() -> None:
+    decision = run(metrics(0.705), metrics(0.70))
+    assert not decision.promote
+    assert "roc_auc +0.0050 < required +0.01" in decision.reasons[0]
+
+
+def test_guard_regression_blocks_even_a_better_auc() -> None:
+    decision = run(metrics(0.75, loss=0.50), metrics(0.70, loss=0.45))
+    assert not decision.promote
+    assert any("guard log_loss worse by 0.0500" in r for r in decision.reasons)
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (metrics(0.55), "below the floor"),
+        (metrics(0.9, mean=0.95), "mean prediction"),
+        (metrics(0.9, finite=False), "not all finite"),
+    ],
+)
+def test_insane_challengers_are_refused(bad: Metrics, reason: str) -> None:
+    decision = run(bad, metrics(0.7))
+    assert not decision.promote
+    assert reason in " ".join(decision.reasons)
+
+
+def test_score_computes_metrics_from_probabilities() -> None:
+    class Fixed:
+        def predict_proba(self, x: pd.DataFrame) -> np.ndarray:
+            p = x["p"].to_numpy()
+            return np.column_stack([1 - p, p])
+
+    x = pd.DataFrame({"p": [0.1, 0.2, 0.8, 0.9]})
+    result = score(Fixed(), x, pd.Series([0, 0, 1, 1]))
+    assert result.roc_auc == 1.0
+    assert result.mean_prediction == pytest.approx(0.5)
+    assert result.finite and result.rows == 4
+
+
+def test_worst_slice_ignores_small_slices() -> None:
+    from tasks.evaluate import metrics_from
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 1000)
+    good = np.where(y == 1, 0.8, 0.2)
+    carriers = np.array(["UA"] * 600 + ["AA"] * 380 + ["XX"] * 20)
+    p = good.copy()
+    p[600:980] = rng.uniform(0, 1, 380)  # AA: the model knows nothing there
+    p[980:] = 1 - good[980:]  # XX: perfectly wrong, but too small to count
+    x = pd.DataFrame({"carrier": carriers})
+    result = metrics_from(x, pd.Series(y), p, ["carrier"], min_slice_rows=100)
+    assert result.worst_slice == "carrier=AA"
+    assert 0.4 < result.worst_slice_auc < 0.6
+
+
+def test_paired_bootstrap_interval_brackets_the_gain() -> None:
+    from tasks.evaluate import paired_bootstrap
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 2000)
+    noise = rng.normal(0, 1, 2000)
+    strong = y + 0.8 * noise
+    weak = y + 1.5 * noise
+    low, high = paired_bootstrap(y, strong, weak, samples=200, confidence=0.95, seed=3)
+    assert 0 < low < high
+    same_low, same_high = paired_bootstrap(y, strong, strong, samples=50, confidence=0.95, seed=3)
+    assert same_low == same_high == 0.0
+
+
+def test_require_significant_blocks_a_gain_whose_interval_includes_zero() -> None:
+    strict = POLICY.model_copy(update={"require_significant": True})
+    decision = decide(metrics(0.72), metrics(0.70), "roc_auc", ["log_loss"], strict, (-0.01, 0.05))
+    assert not decision.promote
+    assert "includes zero" in decision.reasons[1]
+    assert decide(metrics(0.72), metrics(0.70), "roc_auc", [], strict, (0.005, 0.04)).promote

@@ -1,0 +1,59 @@
+"""File checks on raw bytes: each broken file fails one named check, naming the file."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zipfile
+
+import pytest
+
+from tasks.config import ValidationConfig
+from tasks.filecheck import FileCheckError, plain_bytes
+
+LIMITS = ValidationConfig(suite="s", max_file_mb=1.0, max_line_bytes=1000)
+GOOD = b"a,b,c\n1,2,x\n3,4,y\n"
+KEY = "landing/d/2013-01.csv"
+
+
+def zipped(data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("batch.csv", data)
+    return buffer.getvalue()
+
+
+def test_good_files_pass_and_come_back_decompressed() -> None:
+    assert plain_bytes(GOOD, KEY, ".csv", LIMITS) == GOOD
+    assert plain_bytes(gzip.compress(GOOD), KEY, ".csv.gz", LIMITS) == GOOD
+    assert plain_bytes(zipped(GOOD), KEY, ".csv.zip", LIMITS) == GOOD
+    assert plain_bytes("a,b\n1,é\n".encode(), KEY, ".csv", LIMITS)  # UTF-8 beyond ASCII
+
+
+@pytest.mark.parametrize(
+    ("data", "ext", "check", "words"),
+    [
+        (None, ".csv", "file_exists", "missing"),
+        (b"", ".csv", "file_not_empty", "empty"),
+        (b"\n \n", ".csv", "file_not_empty", "blank"),
+        (b"a,b,c\n", ".csv", "file_has_rows", "no rows"),
+        (gzip.compress(GOOD * 50)[:40], ".csv.gz", "file_readable", "truncated gzip"),
+        (zipped(GOOD * 50)[:60], ".csv.zip", "file_readable", "zip"),
+        (b"PAR1\x00\x01", ".parquet", "file_readable", "Parquet"),
+        (gzip.compress(GOOD), ".csv", "file_format", "gzip file"),
+        (b"abc\x00\x01\x02\xff" * 10, ".csv", "file_format", "binary"),
+        ("a,b\n1,é\n".encode("latin-1"), ".csv", "file_encoding", "not UTF-8"),
+        (b"a;b;c\n1;2;3\n", ".csv", "file_delimiter", "';'"),
+        (b"a\tb\tc\n1\t2\t3\n", ".csv", "file_delimiter", "'\\t'"),
+        (b"a,b,a\n1,2,3\n", ".csv", "file_header_unique", "['a']"),
+        (b"a,b\n" + b"1," * 2000 + b"\n", ".csv", "file_line_length", "line 2"),
+        (b"a,b\n" + b"1,2\n" * 300_000, ".csv", "file_size", "above the limit"),
+    ],
+)
+def test_broken_files_fail_a_named_check(
+    data: bytes | None, ext: str, check: str, words: str
+) -> None:
+    with pytest.raises(FileCheckError) as caught:
+        plain_bytes(data, KEY, ext, LIMITS)
+    assert caught.value.check == check
+    assert str(caught.value).startswith(KEY) and words in str(caught.value)

@@ -1,0 +1,183 @@
+"""The search on small synthetic data with the flights config: real Optuna and XGBoost, a journal
+file in a temporary home. Kills, PostgreSQL and Prefect are in tests/integration/test_tune_*."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.config import PerennialConfig, load_config
+from tasks.features import Datasets, TimeSplit
+from tasks.tune import (
+    WORKER_ATTR,
+    create_study,
+    render_study_figures,
+    tune,
+    typed_warm_start,
+    worker_layout,
+)
+from tests.conftest import FLIGHTS
+
+
+def synthetic_datasets(config: PerennialConfig, rows: int = 800, seed: int = 0) -> Datasets:
+    """Rows with the config's feature columns and a label that depends on a few of them."""
+    rng = np.random.default_rng(seed)
+
+    def part(n: int) -> tuple[pd.DataFrame, pd.Series]:
+        columns: dict[str, object] = {c: rng.normal(size=n) for c in config.features.numeric}
+        columns.update({c: rng.integers(1, 28, size=n).astype(float) for c in config.features.time})
+        for name in config.features.categorical:
+            columns[name] = rng.choice(["a", "b", "c", "d"], size=n).astype(object)
+        x = pd.DataFrame(columns)[config.features.columns]
+        signal = x[config.features.numeric[0]] + 0.8 * x[config.features.numeric[1]]
+        signal = signal + (x[config.features.categorical[0]] == "a") + rng.normal(size=n)
+        return x, pd.Series((signal > 0.5).astype(np.int8), name="y")
+
+    split = TimeSplit(train=["2013-01"], validation="2013-02", holdout="2013-03")
+    return Datasets(split, *part(rows), *part(rows // 2), *part(rows // 2))
+
+
+def small_config(home: Path, **hpo: object) -> PerennialConfig:
+    config = load_config(FLIGHTS)
+    settings = {"trials": 6, "max_rounds": 30, "early_stopping_rounds": 10, "seed": 7, **hpo}
+    return config.model_copy(
+        update={
+            "home": str(home),
+            "optuna_storage": None,
+            "hpo": config.hpo.model_copy(update=settings),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def data() -> Datasets:
+    return synthetic_datasets(load_config(FLIGHTS))
+
+
+def test_warm_start_strings_from_mlflow_are_converted_to_the_search_space_types() -> None:
+    hpo = load_config(FLIGHTS).hpo
+    params = {name: "6" if name == "max_depth" else "0.7" for name in hpo.search_space}
+    params["n_estimators"] = "120"  # not searched: ignored
+
+    typed = typed_warm_start(params, hpo)
+
+    assert typed == {name: 6 if name == "max_depth" else 0.7 for name in hpo.search_space}
+    assert isinstance(typed["max_depth"], int)
+    assert typed_warm_start({"max_depth": "6"}, hpo) is None  # incomplete: no warm start
+    assert typed_warm_start({**params, "subsample": "n/a"}, hpo) is None
+
+
+@pytest.mark.slow
+def test_the_champion_is_the_first_trial_even_with_string_params(
+    tmp_path: Path, data: Datasets
+) -> None:
+    config = small_config(tmp_path, trials=3, workers=1)
+    champion = {"max_depth": "4", "learning_rate": "0.1", "min_child_weight": "2.0"}
+    champion |= {"subsample": "0.9", "colsample_bytree": "0.8", "reg_lambda": "1.0"}
+
+    result = tune(data, config, "warm", warm_start=champion)
+
+    first = result.trials[0]
+    assert first["state"] == "COMPLETE"
+    assert {k: first[k] for k in champion} == typed_warm_start(champion, config.hpo)
+
+
+@pytest.mark.slow
+def test_one_worker_and_a_seed_repeat_the_same_search(tmp_path: Path, data: Datasets) -> None:
+    runs = [
+        tune(data, small_config(tmp_path / f"run{i}", workers=1), "repeat", trials=6)
+        for i in range(2)
+    ]
+
+    assert runs[0].best_params == runs[1].best_params
+    assert [t["value"] for t in runs[0].trials] == [t["value"] for t in runs[1].trials]
+    assert runs[0].workers == 1
+
+
+@pytest.mark.slow
+def test_workers_share_the_study_and_split_the_cores(tmp_path: Path, data: Datasets) -> None:
+    config = small_config(tmp_path, workers=2, trials=8, pruner="none")
+
+    result = tune(data, config, "parallel")
+
+    assert (result.workers, result.threads_per_worker) == worker_layout(config.hpo, 8)
+    assert result.workers * result.threads_per_worker >= 2
+    # Two workers finishing at the same moment may each start one more trial: never fewer.
+    assert 8 <= result.trials_total <= 9
+    assert result.trials_run == result.trials_total
+    owners = {t.user_attrs[WORKER_ATTR] for t in create_study(config, "parallel").trials}
+    assert owners == {f"{socket.gethostname()}:{os.getpid()}"}
+    values = [tuple(sorted(row.items())) for row in result.trials]
+    assert len(set(values)) == len(values)  # workers did not repeat each other's points
+
+
+def test_worker_layout_uses_every_core() -> None:
+    hpo = load_config(FLIGHTS).hpo
+    cores = len(os.sched_getaffinity(0))
+    workers, threads = worker_layout(hpo.model_copy(update={"workers": None}), 40)
+    assert (workers, workers * threads) == (cores, cores)
+    assert worker_layout(hpo.model_copy(update={"workers": 1}), 40) == (1, cores)
+    assert worker_layout(hpo.model_copy(update={"workers": 4}), 2)[0] == 2  # no idle workers
+
+
+def test_layout_settings_do_not_change_the_study_name() -> None:
+    config = load_config(FLIGHTS)
+    layout = {"workers": 3, "threads_per_worker": 1, "first_worker_index": 4}
+    other = config.model_copy(update={"hpo": config.hpo.model_copy(update=layout)})
+    assert other.fingerprint() == config.fingerprint()
+
+
+@pytest.mark.slow
+def test_the_timeout_ends_the_search_before_the_trial_budget(
+    tmp_path: Path, data: Datasets
+) -> None:
+    config = small_config(tmp_path, trials=500, timeout_s=1.0, workers=1, pruner="none")
+
+    result = tune(data, config, "budget")
+
+    assert 1 <= result.trials_total < 500
+
+
+@pytest.mark.slow
+def test_a_running_trial_of_a_dead_process_is_failed_and_rerun(
+    tmp_path: Path, data: Datasets
+) -> None:
+    config = small_config(tmp_path, trials=3, workers=1)
+    study = create_study(config, "stale")
+    dead_pid = int(
+        subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    orphan = study.ask()
+    orphan.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{dead_pid}")
+
+    result = tune(data, config, "stale")
+
+    states = {t["number"]: t["state"] for t in result.trials}
+    assert states[orphan.number] == "FAIL"
+    assert result.stale_failed == 1
+    assert result.trials_total == 3
+    assert "RUNNING" not in states.values()
+
+
+@pytest.mark.slow
+def test_figures_are_png_files(tmp_path: Path, data: Datasets) -> None:
+    config = small_config(tmp_path, trials=4, workers=1, pruner="none")
+    tune(data, config, "figures")
+
+    figures = render_study_figures(config.optuna_storage_url, "figures", tmp_path / "png")
+
+    assert set(figures) == {"optuna_history.png", "optuna_importance.png"}
+    for path in figures.values():
+        assert path.read_bytes().startswith(b"\x89PNG")
