@@ -18,6 +18,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain help: rendering it with rich imports rich's markdown and traceback modules, which
+    # made `perennial --help` take 0.5-0.9 s instead of about 0.15 s.
+    rich_markup_mode=None,
 )
 
 ConfigOption = typer.Option(
@@ -281,6 +284,14 @@ def monitor(
     ]
     if result["event_emitted"]:
         lines.append("  event perennial.drift.detected emitted (a served deployment retrains)")
+    shadow = result.get("shadow")
+    if shadow:
+        lines.append(
+            f"shadow scoring on {shadow['rows']:,} labelled rows: challenger "
+            f"v{shadow['challenger']['version']} AUC {shadow['challenger']['roc_auc']:.4f} vs "
+            f"champion v{shadow['champion']['version']} {shadow['champion']['roc_auc']:.4f} "
+            f"({shadow['gain']['roc_auc']:+.4f})"
+        )
     _emit(result, as_json, "\n".join(lines))
 
 

@@ -1,6 +1,7 @@
 """Monitoring: land a batch if needed, gate it, measure its drift against the champion's
 reference profile, leave the artifacts and, on alert, emit `perennial.drift.detected` (which the
-training deployment's trigger turns into a retrain)."""
+training deployment's trigger turns into a retrain). When the batch was scored in shadow and
+its labels are in, it also compares challenger and champion on it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from flows.training import GateRefusedError
 from tasks.config import load_config
 from tasks.drift import measure_drift_task, report_drift_task
 from tasks.ingest import land_batch_task, landed_record
+from tasks.predict import compare_shadow_task
 from tasks.registry import CHAMPION, RegistryError, version_by_alias
 from tasks.storage import open_storage
 from tasks.validate import landed_batches, validate_batch_task
@@ -51,4 +53,18 @@ def monitoring(batch: str = "", config_path: str | None = None) -> dict[str, Any
     )
     plot_key = report_drift_task(config, report)
     logger.info("drift %s vs v%s: %s", batch, champion.version, "; ".join(report.reasons))
-    return {**report.as_dict(), "plot_key": plot_key, "event_emitted": report.status == "alert"}
+    shadow = compare_shadow_task(config, batch)
+    if shadow is not None:
+        logger.info(
+            "shadow %s: challenger v%s minus champion v%s, ROC AUC %+.4f",
+            batch,
+            shadow["challenger"]["version"],
+            shadow["champion"]["version"],
+            shadow["gain"]["roc_auc"],
+        )
+    return {
+        **report.as_dict(),
+        "plot_key": plot_key,
+        "event_emitted": report.status == "alert",
+        "shadow": shadow,
+    }

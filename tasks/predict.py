@@ -2,8 +2,8 @@
 
 Predictions land in `predictions/<dataset>/<batch>.parquet`, one row per input row, with the
 model version in every row. When a `challenger` alias exists the same rows are scored by it too
-(the evidence for a later promotion); once the batch's labels arrive, `shadow_report` compares
-the two on them.
+(the evidence for a later promotion); once the batch's labels arrive, the monitor compares the
+two on them (`compare_shadow`).
 """
 
 from __future__ import annotations
@@ -67,6 +67,66 @@ def shadow_report(storage: Storage, config: PerennialConfig, batch: str) -> dict
             x, y, scores, config.promotion.slices, config.promotion.min_slice_rows
         )
         report[alias] = {"version": str(scored[f"{alias}_version"].iloc[0]), **metrics.as_dict()}
+    return report
+
+
+def compare_shadow(storage: Storage, config: PerennialConfig, batch: str) -> dict[str, Any] | None:
+    """The shadow comparison of a batch, or None when there is nothing to compare: no
+    predictions for it, no challenger among them, or no labels yet. `gain` is challenger minus
+    champion per metric (positive AUC gain, negative log-loss gain: the challenger is better)."""
+    key = predictions_key(config, batch)
+    if not storage.exists(key):
+        return None
+    if f"{CHALLENGER}_score" not in storage.read_parquet(key).columns:
+        return None
+    report = shadow_report(storage, config, batch)
+    if report["rows"] == 0:
+        return None
+    champion, challenger = report[CHAMPION], report[CHALLENGER]
+    report["gain"] = {
+        metric: challenger[metric] - champion[metric]
+        for metric in ("roc_auc", "log_loss", "worst_slice_auc")
+    }
+    return report
+
+
+def shadow_markdown(report: dict[str, Any]) -> str:
+    rows = [
+        f"| {alias} | v{report[alias]['version']} | {report[alias]['roc_auc']:.4f} | "
+        f"{report[alias]['log_loss']:.4f} | {report[alias]['worst_slice_auc']:.4f} |"
+        for alias in (CHAMPION, CHALLENGER)
+    ]
+    gain = report["gain"]
+    return "\n".join(
+        [
+            f"### Shadow scoring of {report['batch']} ({report['rows']:,} labelled rows)",
+            "",
+            "| alias | version | ROC AUC | log loss | worst slice AUC |",
+            "| --- | --- | --- | --- | --- |",
+            *rows,
+            "",
+            f"Challenger minus champion: ROC AUC {gain['roc_auc']:+.4f}, "
+            f"log loss {gain['log_loss']:+.4f}.",
+        ]
+    )
+
+
+@task(name="compare-shadow", cache_policy=NO_CACHE)
+def compare_shadow_task(config: PerennialConfig, batch: str) -> dict[str, Any] | None:
+    """Champion vs challenger on a batch both scored, once its labels are in: the evidence a
+    later promotion can point to (a markdown artifact)."""
+    from prefect.artifacts import create_markdown_artifact
+
+    from tasks.storage import open_storage
+
+    report = compare_shadow(open_storage(config.home), config, batch)
+    if report is not None:
+        create_markdown_artifact(
+            key=f"shadow-{config.dataset}-{batch}".lower().replace("_", "-").replace(".", "-"),
+            markdown=shadow_markdown(report),
+            description=f"shadow scoring {batch}: challenger AUC gain "
+            f"{report['gain']['roc_auc']:+.4f}",
+        )
     return report
 
 

@@ -233,3 +233,26 @@ def test_predictions_carry_the_model_version_and_shadow_scores(
     report = shadow_report(storage, config, "2013-06")
     assert report["champion"]["version"] == champion()
     assert 0.5 < report["challenger"]["roc_auc"] < 0.9
+
+
+def test_the_monitor_compares_shadow_scores_once_labels_are_in(
+    first: dict, module_home: Path
+) -> None:
+    # Follows the scoring test above: 2013-06 was scored by champion and challenger.
+    config, storage = load_config(FLIGHTS), Storage(module_home)
+    report = shadow_report(storage, config, "2013-06")
+    runner = CliRunner()
+    monitored = runner.invoke(app, ["monitor", "--batch", "2013-06", "--json"])
+    assert monitored.exit_code == 0, monitored.output
+    shadow = json.loads(monitored.stdout)["shadow"]
+    assert shadow["champion"]["version"] == champion()
+    assert shadow["challenger"]["version"] == report["challenger"]["version"] != champion()
+    assert shadow["rows"] == report["rows"] > 20_000
+    expected_gain = report["challenger"]["roc_auc"] - report["champion"]["roc_auc"]
+    assert shadow["gain"]["roc_auc"] == pytest.approx(expected_gain)
+    human = runner.invoke(app, ["monitor", "--batch", "2013-06"])
+    assert f"challenger v{shadow['challenger']['version']} AUC" in human.stdout
+    # A batch nobody scored in shadow has no comparison.
+    unscored = runner.invoke(app, ["monitor", "--batch", "2013-05", "--json"])
+    assert unscored.exit_code == 0, unscored.output
+    assert json.loads(unscored.stdout)["shadow"] is None

@@ -1,0 +1,99 @@
+"""Served mode on PostgreSQL: `PERENNIAL_DB_URL=postgresql://…` makes `flows.service up` create
+and use one database for Prefect and one for MLflow on the machine's PostgreSQL. Checked in the
+databases themselves: the deployments, a flow run the worker ran, an MLflow experiment.
+
+The databases get a fresh name per test and are dropped afterwards; the service is stopped by
+the PIDs it recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+
+
+def query(database: str, sql: str) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    with psycopg.connect(f"{POSTGRES}/{database}") as connection:
+        return list(connection.execute(sql).fetchall())
+
+
+@pytest.fixture(scope="module")
+def postgres_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    psycopg = pytest.importorskip("psycopg")
+    from flows.service import down, up
+
+    base = f"perennial_e2e_{uuid.uuid4().hex[:10]}"
+    home = tmp_path_factory.mktemp("served-postgres") / "home"
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("PERENNIAL_HOME", str(home))
+            patch.setenv("PERENNIAL_PREFECT_PORT", "0")
+            patch.setenv("PERENNIAL_MLFLOW_PORT", "0")
+            patch.setenv("PERENNIAL_DB_URL", f"{POSTGRES}/{base}")
+            patch.delenv("PREFECT_API_URL", raising=False)
+            try:
+                yield {**up(home), "base": base, "home_path": home}
+            finally:
+                down(home)
+    finally:
+        with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as admin:
+            for name in (f"{base}_prefect", f"{base}_mlflow"):
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_prefect_and_mlflow_keep_their_state_in_postgresql(
+    postgres_service: dict[str, Any],
+) -> None:
+    base = postgres_service["base"]
+    assert postgres_service["databases"] == {
+        "prefect": f"127.0.0.1:5432/{base}_prefect",
+        "mlflow": f"127.0.0.1:5432/{base}_mlflow",
+    }
+    deployments = {name for (name,) in query(f"{base}_prefect", "SELECT name FROM deployment")}
+    assert deployments >= {"training", "monitoring", "inference", "ingest"}
+    pools = {name for (name,) in query(f"{base}_prefect", "SELECT name FROM work_pool")}
+    assert "perennial" in pools
+
+    # A flow run through the worker, recorded in PostgreSQL.
+    env = {**os.environ, **postgres_service["env"]}
+    prefect = str(Path(sys.executable).parent / "prefect")
+    run = [prefect, "deployment", "run", "ingestion/ingest", "--param", "batch=2013-01"]
+    finished = subprocess.run(
+        [*run, "--watch", "--watch-timeout", "600"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=700,
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    states = query(
+        f"{base}_prefect",
+        "SELECT fr.state_type FROM flow_run fr JOIN deployment d ON fr.deployment_id = d.id "
+        "WHERE d.name = 'ingest'",
+    )
+    assert states == [("COMPLETED",)]
+    assert (postgres_service["home_path"] / "validated" / "flights" / "2013-01.parquet").exists()
+
+    # MLflow's tracking server writes to its PostgreSQL database.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=postgres_service["mlflow_ui"])
+    client.create_experiment("postgres-check")
+    experiments = {name for (name,) in query(f"{base}_mlflow", "SELECT name FROM experiments")}
+    assert "postgres-check" in experiments
