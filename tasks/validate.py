@@ -210,22 +210,44 @@ def parse_raw(
 def run_suite(
     frame: pd.DataFrame, config: PerennialConfig, batch: str, docs: Path | None = None
 ) -> list[Outcome]:
+    """Every expectation at GE's BASIC level (observed values, unexpected counts and a few
+    examples), then again at the detailed level, with offending rows, for the failed ones only.
+    Offending rows cost a pass over the frame per expectation (SUMMARY with rows for all was
+    3.4x slower than BASIC on 1M flights rows); a batch that passes never pays them."""
     context = runtime_context(Path(config.validation.gx_root), docs)
     start, end = period_bounds(batch, config.time)
+    parameters = {"batch_start": start.tz_convert("UTC"), "batch_end": end.tz_convert("UTC")}
     definition = context.validation_definitions.get(config.validation.suite)
     result = definition.run(
         batch_parameters={"dataframe": frame},
-        expectation_parameters={
-            "batch_start": start.tz_convert("UTC"),
-            "batch_end": end.tz_convert("UTC"),
-        },
-        result_format={
-            "result_format": "SUMMARY",
-            "partial_unexpected_count": EXAMPLES,
-            "include_unexpected_rows": True,
-        },
+        expectation_parameters=parameters,
+        result_format={"result_format": "BASIC", "partial_unexpected_count": EXAMPLES},
     )
-    return [_outcome(item) for item in result.results]
+    items = list(result.results)
+    failed = {item.expectation_config.id for item in items if not item.success}
+    if failed:
+        detailed = _failure_details(definition, frame, failed, parameters)
+        items = [detailed.get(item.expectation_config.id, item) for item in items]
+    return [_outcome(item) for item in items]
+
+
+def _failure_details(
+    definition: Any, frame: pd.DataFrame, failed: set[str], parameters: dict[str, Any]
+) -> dict[str, Any]:
+    """Detailed results (examples and offending rows) of the failed expectations, by id."""
+    batch = definition.batch_definition.get_batch(batch_parameters={"dataframe": frame})
+    result_format = {
+        "result_format": "SUMMARY",
+        "partial_unexpected_count": EXAMPLES,
+        "include_unexpected_rows": True,
+    }
+    return {
+        expectation.id: batch.validate(
+            expectation, result_format=result_format, expectation_parameters=parameters
+        )
+        for expectation in definition.suite.expectations
+        if expectation.id in failed
+    }
 
 
 def _outcome(item: Any) -> Outcome:
