@@ -15,6 +15,7 @@ export DO_NOT_TRACK := 1
 install:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen
+	@mkdir -p "$(PREFECT_HOME)"  # Prefect makes only the last folder of its home
 
 demo: install  ## replay 2013 month by month: gate, score, retrain, promote
 	$(RUN) perennial demo

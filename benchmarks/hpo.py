@@ -177,7 +177,8 @@ def fixed_points(config: PerennialConfig, count: int) -> list[dict[str, Any]]:
 
 def layouts(data: Datasets, config: PerennialConfig) -> dict[str, Any]:
     """The same few unpruned trials in each layout (pruning makes costs too uneven to compare)."""
-    from tasks.tune import create_study, run_in_threads
+    from tasks.study import create_study
+    from tasks.tune import run_in_threads
 
     cores = len(os.sched_getaffinity(0))
     unpruned = config.hpo.model_copy(update={"pruner": "none"})

@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 rejected input or failed gate (reason printed), 2 usage
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -22,6 +23,17 @@ app = typer.Typer(
     # made `perennial --help` take 0.5-0.9 s instead of about 0.15 s.
     rich_markup_mode=None,
 )
+
+
+@app.callback()
+def _prepare_state_folders() -> None:
+    # Prefect creates its home with a plain mkdir, without parents: on a fresh clone the
+    # default `PREFECT_HOME=.perennial/prefect` has no parent yet, and the ephemeral server
+    # then fails to open its database. Runs before every command.
+    prefect_home = os.environ.get("PREFECT_HOME")
+    if prefect_home:
+        Path(prefect_home).expanduser().mkdir(parents=True, exist_ok=True)
+
 
 ConfigOption = typer.Option(
     None, "--config", "-c", help="Dataset YAML (default: configs/flights.yaml, the demo)."

@@ -29,7 +29,7 @@ def _row(month: str, rows: int | None, gate: str, result: dict[str, Any] | None)
         gate,
         f"{champion['roc_auc']:.4f}" if champion else "-",
         f"{result['challenger']['roc_auc']:.4f}",
-        "yes" if result["promoted"] else "no",
+        "yes" if result["promoted"] else "; ".join(["no", *result.get("blockers", [])]),
         f"v{result['champion_version']}",
     )
 

@@ -32,8 +32,9 @@ from tasks.registry import (
     version_by_alias,
 )
 from tasks.storage import content_hash, open_storage
+from tasks.study import study_name
 from tasks.train import top_features, train_task
-from tasks.tune import study_name, tune_task
+from tasks.tune import tune_task
 from tasks.validate import GateResult, landed_batches, validate_batch_task
 
 
@@ -206,6 +207,7 @@ def training(
         "existing": False,
         "promoted": decision.promote,
         "reasons": decision.reasons,
+        "blockers": decision.blockers,
         "champion_version": current.version if current else None,
         "holdout": data.split.holdout,
         "rows": {"train": len(data.x_fit), "holdout": len(data.x_holdout)},

@@ -45,6 +45,7 @@ class Decision:
     reasons: list[str] = field(default_factory=list)
     deltas: dict[str, float] = field(default_factory=dict)
     interval: tuple[float, float] | None = None  # bootstrap interval of the primary gain
+    blockers: list[str] = field(default_factory=list)  # the reasons that kept the champion
 
     def summary(self) -> str:
         verdict = "promote" if self.promote else "keep champion"
@@ -154,24 +155,25 @@ def decide(
     """Apply the promotion policy; every number behind the decision goes into the reasons."""
     failures = sanity_failures(challenger, primary, policy)
     if failures:
-        return Decision(False, [f"sanity: {f}" for f in failures])
+        reasons = [f"sanity: {f}" for f in failures]
+        return Decision(False, reasons, blockers=list(reasons))
     if champion is None:
         value = getattr(challenger, primary)
         return Decision(True, [f"first model: passes sanity checks, {primary} {value:.4f}"])
-    reasons, promote, deltas = [], True, {}
+    reasons, blockers, deltas = [], [], {}
     gain = getattr(challenger, primary) - getattr(champion, primary)
     deltas[primary] = gain
     if gain >= policy.min_improvement:
         reasons.append(f"{primary} +{gain:.4f} >= required +{policy.min_improvement}")
     else:
-        promote = False
-        reasons.append(f"{primary} {gain:+.4f} < required +{policy.min_improvement}")
+        blockers.append(f"{primary} {gain:+.4f} < required +{policy.min_improvement}")
+        reasons.append(blockers[-1])
     if interval is not None:
         low, high = interval
         text = f"{policy.confidence:.0%} interval of the gain [{low:+.4f}, {high:+.4f}]"
         if policy.require_significant and low <= 0:
-            promote = False
-            reasons.append(f"{text} includes zero (require_significant)")
+            blockers.append(f"{text} includes zero (require_significant)")
+            reasons.append(blockers[-1])
         else:
             reasons.append(text)
     tolerances: dict[str, float] = {str(k): v for k, v in policy.guard_tolerance.items()}
@@ -184,11 +186,11 @@ def decide(
         deltas[guard] = change
         tolerance = tolerances.get(guard, 0.0)
         if worsening > tolerance:
-            promote = False
-            reasons.append(f"guard {guard} worse by {worsening:.4f} > tolerance {tolerance}")
+            blockers.append(f"guard {guard} worse by {worsening:.4f} > tolerance {tolerance}")
+            reasons.append(blockers[-1])
         else:
             reasons.append(f"guard {guard} {change:+.4f} within tolerance {tolerance}")
-    return Decision(promote, reasons, deltas, interval)
+    return Decision(not blockers, reasons, deltas, interval, blockers)
 
 
 @dataclass

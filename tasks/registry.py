@@ -206,15 +206,16 @@ def record_decision(
         current = version_by_alias(config, CHAMPION)
         current_version = current.version if current else None
         if decision.promote and current_version != champion_version:
+            moved = (
+                f"champion moved to v{current_version} during evaluation "
+                f"(compared with {champion_version or 'none'}): compare again before promoting"
+            )
             decision = Decision(
                 False,
-                [
-                    *decision.reasons,
-                    f"champion moved to v{current_version} during evaluation "
-                    f"(compared with {champion_version or 'none'}): compare again before promoting",
-                ],
+                [*decision.reasons, moved],
                 decision.deltas,
                 decision.interval,
+                [*decision.blockers, moved],
             )
         tags = _decision_tags(decision, challenger, champion, champion_version, moved_by)
         for key, value in tags.items():

@@ -19,14 +19,14 @@ import numpy as np
 import pandas as pd
 
 from tasks.config import PerennialConfig
-from tasks.validate import (
+from tasks.expectations import (
     BATCH_DEFINITION,
     DATASOURCE,
     NUMBER_TYPES,
     STRING_TYPE,
-    typed_frame,
     writable_context,
 )
+from tasks.validate import typed_frame
 
 RANGE_MARGIN = 1.0  # widen numeric ranges by this share of the observed span on each side
 ROW_COUNT_FACTOR = 3  # batches may hold up to this many times the largest reference batch

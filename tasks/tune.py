@@ -1,9 +1,8 @@
 """Tune: an Optuna search over XGBoost parameters: parallel, pruned, seeded and resumable.
 
-One study per training run, named from dataset, config fingerprint and data hash, kept in the
-storage named by one URL (a journal file by default, `postgresql://...` to share it across
-processes and machines). Rerunning the same training finds the study, fails the trials that a
-killed run left RUNNING, and runs only the trials still missing.
+One study per training run (`tasks/study.py`: its name, its storage by one URL, stale trials).
+Rerunning the same training finds the study, fails the trials that a killed run left RUNNING,
+and runs only the trials still missing.
 
 Parallelism: `hpo.workers` search workers (default: one per core) run in threads of one process,
 each with its own sampler (seed + worker index) and `cores // workers` XGBoost threads. Threads
@@ -14,12 +13,10 @@ join a search by running the same training against the same PostgreSQL storage U
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,24 +29,18 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.config import FloatRange, HpoConfig, PerennialConfig
 from tasks.features import Datasets
-
-FINISHED_STATES = ("COMPLETE", "PRUNED")
-WORKER_ATTR = "worker"  # user attribute "host:pid:index" of the worker that ran a trial
-# RDB storages record a heartbeat per running trial; a trial silent for the grace period is
-# failed by any worker (the cross-machine case, where a dead process's PID cannot be checked).
-HEARTBEAT_INTERVAL_S = 20
-HEARTBEAT_GRACE_S = 120
-
-
-def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    """The Prefect run logger inside a flow (so trials show in the UI), else a plain logger."""
-    from prefect.exceptions import MissingContextError
-    from prefect.logging import get_run_logger
-
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger("perennial.tune")
+from tasks.study import (
+    FINISHED_STATES,
+    WORKER_ATTR,
+    create_study,
+    fail_stale_trials,
+    open_optuna_storage,
+    pruner_for,
+    render_study_figures,
+    run_logger,
+    sampler_for,
+    trials_table,
+)
 
 
 @dataclass
@@ -69,27 +60,6 @@ class TuneResult:
     figures: dict[str, Path] = field(default_factory=dict)  # PNGs to log to the MLflow run
 
 
-def study_name(config: PerennialConfig, data_hash: str) -> str:
-    return f"{config.dataset}-{config.fingerprint()}-{data_hash[:12]}"
-
-
-def open_optuna_storage(url: str) -> Any:
-    """`journal:/path` -> a journal file; any SQLAlchemy URL -> an RDB storage with heartbeats."""
-    import optuna
-
-    if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend
-
-        path = url.removeprefix("journal:")
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(path))
-    with warnings.catch_warnings():  # heartbeats are marked experimental, and work
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=HEARTBEAT_GRACE_S
-        )
-
-
 def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -99,29 +69,6 @@ def worker_layout(hpo: HpoConfig, trials_left: int) -> tuple[int, int]:
     workers = max(1, min(hpo.workers or cores(), trials_left))
     threads = hpo.threads_per_worker or max(1, cores() // workers)
     return workers, threads
-
-
-def _pruner(hpo: HpoConfig) -> Any:
-    import optuna
-
-    if hpo.pruner == "none":
-        return optuna.pruners.NopPruner()
-    if hpo.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=30)
-    # Default Hyperband prunes too eagerly on this kind of data (shared NOTES): give every trial
-    # a fair number of rounds before the first cut.
-    return optuna.pruners.HyperbandPruner(
-        min_resource=min(30, hpo.max_rounds), max_resource=hpo.max_rounds, reduction_factor=3
-    )
-
-
-def _sampler(hpo: HpoConfig, worker_index: int, workers: int) -> Any:
-    import optuna
-
-    # The constant liar keeps parallel workers from sampling the same point; with one worker it
-    # is off so that a seeded search repeats exactly.
-    parallel = workers > 1 or hpo.first_worker_index > 0
-    return optuna.samplers.TPESampler(seed=hpo.seed + worker_index, constant_liar=parallel)
 
 
 def suggest_params(trial: Any, hpo: HpoConfig) -> dict[str, Any]:
@@ -211,46 +158,6 @@ def make_objective(data: Datasets, config: PerennialConfig, threads: int) -> Any
     return objective
 
 
-def fail_stale_trials(study: Any) -> int:
-    """Fail the RUNNING trials whose worker is gone, so that they neither block nor count.
-
-    On this host a trial's worker is known dead when its PID is (or is this process, which runs
-    no trial yet). A journal file is one host's, so its trials that died before recording their
-    worker are stale too. Other hosts' trials on an RDB storage go by heartbeat."""
-    import optuna
-    from optuna.trial import TrialState
-
-    with warnings.catch_warnings():  # experimental since Optuna 2.9, stable in use
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)  # heartbeat-based; a no-op on a journal
-    host = socket.gethostname()
-    journal = isinstance(study._storage, optuna.storages.JournalStorage)
-    failed = 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = str(trial.user_attrs.get(WORKER_ATTR, ""))
-        owner_host, _, pid = owner.rpartition(":")
-        stale = (owner_host == host and not _alive(int(pid))) if owner else journal
-        if stale:
-            try:
-                study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-                failed += 1
-            except optuna.exceptions.UpdateFinishedTrialError:
-                pass  # finished meanwhile
-    return failed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def search_worker(
     data: Datasets,
     config: PerennialConfig,
@@ -272,8 +179,8 @@ def search_worker(
     study = optuna.load_study(
         study_name=name,
         storage=open_optuna_storage(config.optuna_storage_url),
-        sampler=_sampler(hpo, worker_index, workers),
-        pruner=_pruner(hpo),
+        sampler=sampler_for(hpo, worker_index, workers),
+        pruner=pruner_for(hpo),
     )
     states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
     left = target - len(study.get_trials(deepcopy=False, states=states))
@@ -307,20 +214,6 @@ def run_in_threads(calls: list[dict[str, Any]]) -> list[int]:
         return [future.result() for future in futures]
 
 
-def create_study(config: PerennialConfig, name: str) -> Any:
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(
-        study_name=name,
-        storage=open_optuna_storage(config.optuna_storage_url),
-        load_if_exists=True,
-        direction="maximize",
-        sampler=_sampler(config.hpo, 0, 1),
-        pruner=_pruner(config.hpo),
-    )
-
-
 def tune(
     data: Datasets,
     config: PerennialConfig,
@@ -342,7 +235,7 @@ def tune(
     finished = [t for t in study.trials if t.state.name in FINISHED_STATES]
     remaining = max(0, target - len(finished))
     workers, threads = worker_layout(hpo, remaining)
-    logger = _logger()
+    logger = run_logger()
     if remaining:
         logger.info(
             "study %s: %d finished trial(s) found (%d stale failed), running %d with %d "
@@ -409,62 +302,6 @@ def summarise(
         threads_per_worker=threads,
         stale_failed=stale,
     )
-
-
-def trials_table(study: Any) -> list[dict[str, Any]]:
-    rows = []
-    for trial in study.trials:
-        rows.append(
-            {
-                "number": trial.number,
-                "state": trial.state.name,
-                "value": trial.value,
-                "rounds": trial.user_attrs.get("best_rounds"),
-                "seconds": round(trial.duration.total_seconds(), 2) if trial.duration else None,
-                **trial.params,
-            }
-        )
-    return rows
-
-
-def render_study_figures(storage_url: str, name: str, folder: Path) -> dict[str, Path]:
-    """Optimisation history and parameter importance of a study as PNGs in `folder`.
-
-    Importance needs at least two completed trials; with fewer only the history is drawn."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display: CI, workers, servers
-    import matplotlib.pyplot as plt
-    import optuna
-    from optuna.importance import FanovaImportanceEvaluator
-    from optuna.trial import TrialState
-    from optuna.visualization import matplotlib as plots
-
-    study = optuna.load_study(study_name=name, storage=open_optuna_storage(storage_url))
-    folder.mkdir(parents=True, exist_ok=True)
-    drawers: dict[str, Callable[[], Any]] = {
-        "optuna_history.png": lambda: plots.plot_optimization_history(study)
-    }
-    if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= 2:
-        drawers["optuna_importance.png"] = lambda: plots.plot_param_importances(
-            study, evaluator=FanovaImportanceEvaluator(seed=0)
-        )
-    paths = {}
-    for file_name, draw in drawers.items():
-        with warnings.catch_warnings():  # the matplotlib plots are marked experimental
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            try:
-                axes = draw()
-            except RuntimeError as error:  # fANOVA: "zero total variance" when trials tie
-                _logger().warning("no %s: %s", file_name, error)
-                continue
-        figure = axes.get_figure()
-        figure.set_size_inches(8, 5)
-        figure.tight_layout()
-        paths[file_name] = folder / file_name
-        figure.savefig(paths[file_name], dpi=100)
-        plt.close(figure)
-    return paths
 
 
 def _prefect_runner(calls: list[dict[str, Any]]) -> list[int]:

@@ -196,7 +196,7 @@ def test_drift_alert_retrains_through_the_automation_one_run_at_a_time(
         json.dumps(
             {
                 "what": "drift event -> training flow run (automation, process worker polling "
-                "every 2 s, concurrency 1 ENQUEUE), served on 127.0.0.1",
+                "every 1 s, concurrency 1 ENQUEUE), served on 127.0.0.1",
                 "event_to_run_created_s": seconds(retrain.created, first_event),
                 "event_to_run_started_s": seconds(retrain.start_time, first_event),
                 "event_to_run_finished_s": seconds(retrain.end_time, first_event),

@@ -115,6 +115,7 @@ def test_worse_challenger_is_not_promoted_and_says_why(
     assert version_by_alias(load_config(FLIGHTS), CHALLENGER).version == result["version"]  # type: ignore[union-attr]
     assert result["challenger"]["roc_auc"] < result["champion"]["roc_auc"]
     assert any("< required" in r for r in result["reasons"]), result["reasons"]
+    assert any("< required" in b for b in result["blockers"]), result["blockers"]
 
 
 def test_guard_regression_blocks(first: dict, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,6 +127,9 @@ def test_guard_regression_blocks(first: dict, monkeypatch: pytest.MonkeyPatch) -
     result = training(batches="2013-02..2013-05", trials=2, reason="test: guard")
     assert not result["promoted"]
     assert any(r.startswith("guard log_loss worse by") for r in result["reasons"])
+    assert [b for b in result["blockers"] if "log_loss" in b] == [
+        r for r in result["reasons"] if r.startswith("guard log_loss worse by")
+    ]
     assert champion() == before
 
 

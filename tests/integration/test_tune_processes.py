@@ -25,7 +25,8 @@ if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
 
 from tasks.config import PerennialConfig, load_config  # noqa: E402
-from tasks.tune import WORKER_ATTR, create_study, tune  # noqa: E402
+from tasks.study import WORKER_ATTR, create_study  # noqa: E402
+from tasks.tune import tune  # noqa: E402
 from tests.unit.test_tune import small_config, synthetic_datasets  # noqa: E402
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"

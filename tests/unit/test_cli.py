@@ -42,3 +42,12 @@ def test_status_without_a_model(home: Path) -> None:
     result = CliRunner().invoke(app, ["status", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["champion"] is None
+
+
+def test_prefect_home_is_created_with_its_parents(tmp_path: Path) -> None:
+    # Prefect itself creates only the last folder: the ephemeral server of a fresh clone's
+    # first `perennial demo` then failed to open its database.
+    home = tmp_path / "fresh" / "home" / "prefect"
+    result = CliRunner().invoke(app, ["demo", "--help"], env={"PREFECT_HOME": str(home)})
+    assert result.exit_code == 0, result.output
+    assert home.is_dir()

@@ -40,12 +40,15 @@ def test_too_small_a_gain_keeps_the_champion() -> None:
     decision = run(metrics(0.705), metrics(0.70))
     assert not decision.promote
     assert "roc_auc +0.0050 < required +0.01" in decision.reasons[0]
+    assert decision.blockers == [decision.reasons[0]]
 
 
 def test_guard_regression_blocks_even_a_better_auc() -> None:
     decision = run(metrics(0.75, loss=0.50), metrics(0.70, loss=0.45))
     assert not decision.promote
     assert any("guard log_loss worse by 0.0500" in r for r in decision.reasons)
+    # Only the failed check is a blocker: the AUC gain itself passed.
+    assert decision.blockers == ["guard log_loss worse by 0.0500 > tolerance 0.01"]
 
 
 @pytest.mark.parametrize(

@@ -15,14 +15,8 @@ import pytest
 
 from tasks.config import PerennialConfig, load_config
 from tasks.features import Datasets, TimeSplit
-from tasks.tune import (
-    WORKER_ATTR,
-    create_study,
-    render_study_figures,
-    tune,
-    typed_warm_start,
-    worker_layout,
-)
+from tasks.study import WORKER_ATTR, create_study, render_study_figures
+from tasks.tune import tune, typed_warm_start, worker_layout
 from tests.conftest import FLIGHTS
 
 
