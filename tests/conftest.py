@@ -3,14 +3,19 @@ session), real GE, Optuna, XGBoost and MLflow (SQLite in a temporary PERENNIAL_H
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FLIGHTS = ROOT / "configs" / "flights.yaml"
+PERENNIAL = Path(sys.executable).parent / "perennial"
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -51,3 +56,48 @@ def prefect_api_url(prefect_server: None) -> str:
     url = PREFECT_API_URL.value()
     assert url and url.startswith("http://127.0.0.1:"), url
     return str(url)
+
+
+def run_perennial(
+    env: dict[str, str], *args: str, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    """The `perennial` console script in a subprocess, from the project folder, with `env` on
+    top of this process's environment."""
+    return subprocess.run(
+        [str(PERENNIAL), *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def stop_process(process: subprocess.Popen[Any], grace_s: float = 20) -> None:
+    """SIGTERM, then SIGKILL after the grace period: every process a test starts, by PID."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextlib.contextmanager
+def served_stack(home: Path, **env: str) -> Iterator[dict[str, Any]]:
+    """`flows.service up` (Prefect server, MLflow server, worker, deployments) on free ports
+    with PERENNIAL_HOME=`home` and `env`; always stopped by the PIDs it recorded."""
+    from flows.service import down, up
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PERENNIAL_HOME", str(home))
+        patch.setenv("PERENNIAL_PREFECT_PORT", "0")
+        patch.setenv("PERENNIAL_MLFLOW_PORT", "0")
+        patch.delenv("PREFECT_API_URL", raising=False)
+        patch.delenv("PERENNIAL_DB_URL", raising=False)
+        for name, value in env.items():
+            patch.setenv(name, value)
+        try:
+            yield up(home)
+        finally:
+            down(home)

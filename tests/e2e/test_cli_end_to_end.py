@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import run_perennial
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def perennial(home: Path, api: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PERENNIAL_HOME": str(home), "PREFECT_API_URL": api}
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "perennial"), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_perennial({"PERENNIAL_HOME": str(home), "PREFECT_API_URL": api}, *args, timeout=600)
 
 
 def test_ingest_train_status_and_a_rejected_batch(tmp_path: Path, prefect_api_url: str) -> None:

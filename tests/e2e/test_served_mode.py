@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_perennial, served_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(2400)]
 
@@ -35,35 +35,16 @@ RUN_WAIT_S = 1500.0
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    from flows.service import down, up
-
+    # Trials are inherited by the worker's flow runs. One search worker: parallel workers import
+    # optuna_integration lazily from several threads at once, which can fail, and 2 shared cores
+    # gain nothing.
     home = tmp_path_factory.mktemp("served") / "home"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PERENNIAL_HOME", str(home))
-        patch.setenv("PERENNIAL_PREFECT_PORT", "0")
-        patch.setenv("PERENNIAL_MLFLOW_PORT", "0")
-        patch.setenv("PERENNIAL_HPO__TRIALS", TRIALS)  # inherited by the worker's flow runs
-        # One search worker: parallel workers import optuna_integration lazily from several
-        # threads at once, which can fail (reported to the lead), and 2 shared cores gain nothing.
-        patch.setenv("PERENNIAL_HPO__WORKERS", "1")
-        patch.delenv("PREFECT_API_URL", raising=False)
-        patch.delenv("PERENNIAL_DB_URL", raising=False)
-        try:
-            yield up(home)
-        finally:
-            down(home)
+    with served_stack(home, PERENNIAL_HPO__TRIALS=TRIALS, PERENNIAL_HPO__WORKERS="1") as state:
+        yield state
 
 
 def cli(service: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **service["env"]}
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "perennial"), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    return run_perennial(service["env"], *args)
 
 
 def json_of(stdout: str) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, served_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -35,21 +35,11 @@ def query(database: str, sql: str) -> list[tuple[Any, ...]]:
 @pytest.fixture(scope="module")
 def postgres_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     psycopg = pytest.importorskip("psycopg")
-    from flows.service import down, up
-
     base = f"perennial_e2e_{uuid.uuid4().hex[:10]}"
     home = tmp_path_factory.mktemp("served-postgres") / "home"
     try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("PERENNIAL_HOME", str(home))
-            patch.setenv("PERENNIAL_PREFECT_PORT", "0")
-            patch.setenv("PERENNIAL_MLFLOW_PORT", "0")
-            patch.setenv("PERENNIAL_DB_URL", f"{POSTGRES}/{base}")
-            patch.delenv("PREFECT_API_URL", raising=False)
-            try:
-                yield {**up(home), "base": base, "home_path": home}
-            finally:
-                down(home)
+        with served_stack(home, PERENNIAL_DB_URL=f"{POSTGRES}/{base}") as state:
+            yield {**state, "base": base, "home_path": home}
     finally:
         with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as admin:
             for name in (f"{base}_prefect", f"{base}_mlflow"):

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, served_stack
 from tests.e2e.test_served_mode import api
 
 pytestmark = [
@@ -45,19 +45,9 @@ CHROMIUM_ARGS = [
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     if not CHROMIUM.exists():
         pytest.skip("needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium)")
-    from flows.service import down, up
-
     home = tmp_path_factory.mktemp("ui") / "home"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PERENNIAL_HOME", str(home))
-        patch.setenv("PERENNIAL_PREFECT_PORT", "0")
-        patch.setenv("PERENNIAL_MLFLOW_PORT", "0")
-        patch.delenv("PREFECT_API_URL", raising=False)
-        patch.delenv("PERENNIAL_DB_URL", raising=False)
-        try:
-            yield up(home)
-        finally:
-            down(home)
+    with served_stack(home) as state:
+        yield state
 
 
 def deployment_id(service: dict[str, Any]) -> str:

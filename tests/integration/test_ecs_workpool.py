@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from infra.workpool import OutputsError, fill_template, read_outputs
-from tests.conftest import ROOT
+from tests.conftest import ROOT, stop_process
 
 SAMPLE = ROOT / "infra" / "tests" / "sample_outputs.json"
 PREFECT_FILE = ROOT / "infra" / "prefect-prod.yaml"
@@ -64,12 +64,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
             time.sleep(0.5)  # polling /api/health until the server answers
         yield url, env
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server, grace_s=20)
         log.close()
 
 

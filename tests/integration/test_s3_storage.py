@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 
 from tasks.storage import MULTIPART_BYTES, ImmutableKeyError, S3Storage, open_storage
+from tests.conftest import stop_process
 
 pytestmark = [pytest.mark.integration]
 
@@ -66,12 +67,7 @@ def moto_url() -> Iterator[str]:
         wait_until_answers(port, process, timeout_s=60)
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, grace_s=10)
 
 
 @pytest.fixture
