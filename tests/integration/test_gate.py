@@ -148,3 +148,24 @@ def test_a_quarantined_batch_takes_a_corrected_revision(home: Path, february: pd
 
 def to_csv(frame: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False).encode()
+
+
+def test_data_docs_render_only_the_new_validation(
+    home: Path, february: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rebuilding the whole site re-rendered every earlier page: each gate got slower.
+    monkeypatch.setenv("PERENNIAL_VALIDATION__DATA_DOCS", "true")
+    config, storage = load_config(FLIGHTS), Storage(home)
+    pages = lambda: sorted(storage.path("data_docs/validations").rglob("*.html"))  # noqa: E731
+    land_frame(storage, config, "2013-02", february)
+    assert gate_batch(storage, config, "2013-02").passed
+    (first,) = pages()
+    first_rendered = first.stat().st_mtime_ns
+    data, ext, _ = extract_from_source(config, "2013-03")
+    land_batch(storage, config, "2013-03", data, ext, "test")
+    assert gate_batch(storage, config, "2013-03").passed
+    assert len(pages()) == 2
+    assert first.stat().st_mtime_ns == first_rendered
+    index = storage.path("data_docs/index.html").read_text()
+    assert all(page.name in index for page in pages())
+    assert "great-expectations-web-assets" not in index
