@@ -29,7 +29,7 @@ def _row(month: str, rows: int | None, gate: str, result: dict[str, Any] | None)
         gate,
         f"{champion['roc_auc']:.4f}" if champion else "-",
         f"{result['challenger']['roc_auc']:.4f}",
-        "yes" if result["promoted"] else "; ".join(["no", *result.get("blockers", [])]),
+        "yes" if result["promoted"] else "no",
         f"v{result['champion_version']}",
     )
 
@@ -46,9 +46,12 @@ def demo(
     opening = expand_range(first, config.time)
     later = [m for m in expand_range(f"{opening[0]}..{last}", config.time) if m not in opening]
     rows: list[tuple[str, ...]] = []
+    kept: list[str] = []  # why the champion stayed, month by month
 
-    def show(row: tuple[str, ...]) -> None:
+    def show(row: tuple[str, ...], result: dict[str, Any] | None = None) -> None:
         rows.append(row)
+        if result and not result["promoted"]:
+            kept.append(f"{row[0]}: " + "; ".join(result.get("blockers") or result["reasons"]))
         console.print(
             "[bold]"
             + " | ".join(f"{name}: {value}" for name, value in zip(COLUMNS, row, strict=True))
@@ -60,7 +63,7 @@ def demo(
     result = training(
         batches=first, trials=trials, reason="demo: first champion", config_path=config_path
     )
-    show(_row(opening[-1], result.get("rows", {}).get("holdout"), "passed", result))
+    show(_row(opening[-1], result.get("rows", {}).get("holdout"), "passed", result), result)
     for index, month in enumerate(later, start=1):
         console.rule(f"[bold]{month} ({index}/{len(later)})")
         land_batch_task(config, month, None)
@@ -79,7 +82,7 @@ def demo(
             console.print(f"[red]{exc}")
             show(_row(month, gate.rows, "passed", None))
             continue
-        show(_row(month, gate.rows, "passed", result))
+        show(_row(month, gate.rows, "passed", result), result)
 
     table = Table(title=f"{config.model_name}: the year replayed")
     for name in COLUMNS:
@@ -87,8 +90,15 @@ def demo(
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    if kept:
+        console.print("[bold]Champion kept[/bold] (what the challenger failed):")
+        for line in kept:
+            console.print(f"  {line}")
     markdown = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
     markdown += "\n".join("| " + " | ".join(row) + " |" for row in rows)
+    if kept:
+        markdown += "\n\n**Champion kept** (what the challenger failed):\n\n"
+        markdown += "\n".join(f"- {line}" for line in kept)
     create_markdown_artifact(
         markdown=markdown,
         key=f"{config.dataset}-demo",

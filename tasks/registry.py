@@ -8,6 +8,7 @@ leaves the old champion serving.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,9 @@ from tasks.lineage import package_versions
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 PIP_PACKAGES = ("xgboost", "scikit-learn", "pandas", "numpy")
+# MLflow loggers that speak, at every registration, of requirement inference we do not use (the
+# requirements are explicit): "Detected uv project" and "Failed to resolve installed pip version".
+QUIETED_MLFLOW_LOGGERS = ("mlflow.utils.uv_utils", "mlflow.utils.environment")
 
 
 @dataclass
@@ -36,6 +40,20 @@ class VersionInfo:
     metrics: dict[str, float]
     params: dict[str, str]
     tags: dict[str, str]
+
+
+@contextmanager
+def _quiet(names: tuple[str, ...]) -> Iterator[None]:
+    """Raise the named loggers to ERROR for the duration of the block."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [each.level for each in loggers]
+    for each in loggers:
+        each.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for each, level in zip(loggers, levels, strict=True):
+            each.setLevel(level)
 
 
 def connect(config: PerennialConfig) -> Any:
@@ -124,16 +142,17 @@ def log_and_register(
             mlflow.log_text(text, name)
         for path in (figures or {}).values():
             mlflow.log_artifact(str(path), artifact_path="search")
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=infer_signature(example, model.predict_proba(example)),
-            input_example=example,
-            # Explicit requirements: inferring them costs about 12 s per model (shared NOTES).
-            pip_requirements=[f"{p}=={versions[p]}" for p in PIP_PACKAGES],
-            serialization_format="cloudpickle",
-            registered_model_name=config.model_name,
-        )
+        with _quiet(QUIETED_MLFLOW_LOGGERS):
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=infer_signature(example, model.predict_proba(example)),
+                input_example=example,
+                # Explicit requirements: inferring them costs about 12 s per model (NOTES).
+                pip_requirements=[f"{p}=={versions[p]}" for p in PIP_PACKAGES],
+                serialization_format="cloudpickle",
+                registered_model_name=config.model_name,
+            )
     version = str(info.registered_model_version)
     for key, value in tags.items():
         client.set_model_version_tag(config.model_name, version, key, value)
