@@ -9,8 +9,9 @@ run 40 trials with the dataset's search space and seed:
 Best holdout AUC: the final model (train + validation, best parameters and rounds) scored on May.
 CPU: this process's CPU time over wall time x cores during each search, and the whole machine's
 busy share from /proc/stat (other users' load counts there too).
-With `--layouts` (after a plain run), times a few unpruned trials in three layouts: one worker
-with all threads, workers as threads, workers as processes.
+With `--layouts` (after a plain run), times a few unpruned trials in each layout: one worker
+with all threads, workers as threads, workers as processes, and the workers as Prefect tasks on
+Prefect's ThreadPoolTaskRunner, ProcessPoolTaskRunner and prefect-dask's DaskTaskRunner.
 
     .venv/bin/python benchmarks/hpo.py              # writes benchmarks/results/hpo.json
     .venv/bin/python benchmarks/hpo.py --layouts    # adds the layout timings to it
@@ -175,6 +176,51 @@ def fixed_points(config: PerennialConfig, count: int) -> list[dict[str, Any]]:
     return points
 
 
+LAYOUTS = (  # label, workers (0 = one per core), how the workers run
+    ("1 worker x all threads", 1, "threads"),
+    ("workers as threads", 0, "threads"),
+    ("workers as spawned processes", 0, "processes"),
+    ("Prefect ThreadPoolTaskRunner (what training uses)", 0, "prefect-threads"),
+    ("Prefect ProcessPoolTaskRunner", 0, "prefect-processes"),
+    ("prefect-dask DaskTaskRunner (local cluster, a process per worker)", 0, "prefect-dask"),
+)
+
+
+def prefect_runner(mode: str, workers: int) -> Any:
+    if mode == "prefect-threads":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=workers)
+    if mode == "prefect-processes":
+        from prefect.task_runners import ProcessPoolTaskRunner
+
+        return ProcessPoolTaskRunner(max_workers=workers)
+    from prefect_dask import DaskTaskRunner
+
+    return DaskTaskRunner(
+        cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True}
+    )
+
+
+def run_with_prefect(mode: str, calls: list[dict[str, Any]]) -> float:
+    """Wall time of the workers as Prefect tasks on one of Prefect's task runners, measured
+    inside a flow (the ephemeral API server's start is not counted; the runner's start is)."""
+    from prefect import flow
+
+    from tasks.tune import search_worker_task
+
+    @flow(name="hpo-layout")
+    def layout_flow() -> float:
+        start = time.perf_counter()
+        with prefect_runner(mode, len(calls)) as runner:
+            futures = [runner.submit(search_worker_task, call) for call in calls]
+            for future in futures:
+                future.result()
+        return time.perf_counter() - start
+
+    return float(layout_flow())
+
+
 def layouts(data: Datasets, config: PerennialConfig) -> dict[str, Any]:
     """The same few unpruned trials in each layout (pruning makes costs too uneven to compare)."""
     from tasks.study import create_study
@@ -183,11 +229,8 @@ def layouts(data: Datasets, config: PerennialConfig) -> dict[str, Any]:
     cores = len(os.sched_getaffinity(0))
     unpruned = config.hpo.model_copy(update={"pruner": "none"})
     results = {}
-    for label, workers, mode in (
-        ("1 worker x all threads", 1, "threads"),
-        ("workers as threads", cores, "threads"),
-        ("workers as spawned processes", cores, "processes"),
-    ):
+    for label, wanted, mode in LAYOUTS:
+        workers = wanted or cores
         hpo = unpruned.model_copy(update={"workers": workers})
         setup = config.model_copy(update={"hpo": hpo})
         name = f"layout-{workers}-{mode}"
@@ -210,11 +253,14 @@ def layouts(data: Datasets, config: PerennialConfig) -> dict[str, Any]:
         start = time.perf_counter()
         if mode == "threads":
             run_in_threads(calls)
-        else:
+            wall = time.perf_counter() - start
+        elif mode == "processes":
             spawn = multiprocessing.get_context("spawn")
             with spawn.Pool(workers) as pool:
                 pool.starmap(_process_worker, [(data, setup, name, i) for i in range(workers)])
-        wall = time.perf_counter() - start
+            wall = time.perf_counter() - start
+        else:
+            wall = run_with_prefect(mode, calls)
         results[label] = {
             "wall_s": round(wall, 1),
             "trials_per_min": round(LAYOUT_TRIALS / wall * 60, 2),
