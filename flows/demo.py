@@ -12,7 +12,7 @@ from rich.table import Table
 
 from flows.training import GateRefusedError, training
 from tasks.batches import expand_range
-from tasks.config import load_config
+from tasks.config import artifact_key, load_config
 from tasks.ingest import land_batch_task
 from tasks.validate import validate_batch_task
 
@@ -101,7 +101,7 @@ def demo(
         markdown += "\n".join(f"- {line}" for line in kept)
     create_markdown_artifact(
         markdown=markdown,
-        key=f"{config.dataset}-demo",
+        key=artifact_key(f"{config.dataset}-demo"),
         description="Month by month: gate, champion vs challenger, promotion",
     )
     return rows

@@ -15,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from tasks.batches import expand_range
-from tasks.config import PerennialConfig, load_config
+from tasks.config import PerennialConfig, artifact_key, load_config
 from tasks.evaluate import compare_task
 from tasks.features import build_datasets_task
 from tasks.ingest import land_batch_task, landed_record
@@ -196,7 +196,7 @@ def training(
     log_text(config, registered.run_id, card, "model_card.md")
     create_markdown_artifact(
         markdown=card,
-        key=f"{config.dataset}-model-card",
+        key=artifact_key(f"{config.dataset}-model-card"),
         description=f"{config.model_name} v{registered.version}: {decision.summary()}",
     )
     logger.info("v%s: %s", registered.version, decision.summary())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "flights.yaml"
+
+
+def artifact_key(name: str) -> str:
+    """A Prefect artifact key made from a name that holds dataset and batch ids: Prefect takes
+    only lowercase letters, digits and dashes, so anything else becomes a dash."""
+    return re.sub(r"[^a-z0-9-]", "-", name.lower())
+
 
 TimeFeature = Literal["day_of_week", "day_of_month", "day_of_year", "hour", "month"]
 GuardMetric = Literal["log_loss", "worst_slice_auc"]

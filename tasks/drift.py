@@ -27,7 +27,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.config import DriftConfig, PerennialConfig
+from tasks.config import DriftConfig, PerennialConfig, artifact_key
 from tasks.storage import S3Storage, Storage
 
 EPSILON = 1e-4  # floor of a bin's share, so an empty bin gives a large but finite PSI
@@ -395,7 +395,7 @@ def report_drift_task(config: PerennialConfig, report: DriftReport) -> str | Non
     from tasks.storage import open_storage
 
     storage = open_storage(config.home)
-    slug = f"drift-{config.dataset}-{report.batch}".lower().replace("_", "-").replace(".", "-")
+    slug = artifact_key(f"drift-{config.dataset}-{report.batch}")
     create_table_artifact(
         table=table_rows(report, config.drift),
         key=slug,

@@ -161,19 +161,22 @@ def decide(
         value = getattr(challenger, primary)
         return Decision(True, [f"first model: passes sanity checks, {primary} {value:.4f}"])
     reasons, blockers, deltas = [], [], {}
+
+    def block(reason: str) -> None:
+        blockers.append(reason)
+        reasons.append(reason)
+
     gain = getattr(challenger, primary) - getattr(champion, primary)
     deltas[primary] = gain
     if gain >= policy.min_improvement:
         reasons.append(f"{primary} +{gain:.4f} >= required +{policy.min_improvement}")
     else:
-        blockers.append(f"{primary} {gain:+.4f} < required +{policy.min_improvement}")
-        reasons.append(blockers[-1])
+        block(f"{primary} {gain:+.4f} < required +{policy.min_improvement}")
     if interval is not None:
         low, high = interval
         text = f"{policy.confidence:.0%} interval of the gain [{low:+.4f}, {high:+.4f}]"
         if policy.require_significant and low <= 0:
-            blockers.append(f"{text} includes zero (require_significant)")
-            reasons.append(blockers[-1])
+            block(f"{text} includes zero (require_significant)")
         else:
             reasons.append(text)
     tolerances: dict[str, float] = {str(k): v for k, v in policy.guard_tolerance.items()}
@@ -186,8 +189,7 @@ def decide(
         deltas[guard] = change
         tolerance = tolerances.get(guard, 0.0)
         if worsening > tolerance:
-            blockers.append(f"guard {guard} worse by {worsening:.4f} > tolerance {tolerance}")
-            reasons.append(blockers[-1])
+            block(f"guard {guard} worse by {worsening:.4f} > tolerance {tolerance}")
         else:
             reasons.append(f"guard {guard} {change:+.4f} within tolerance {tolerance}")
     return Decision(not blockers, reasons, deltas, interval, blockers)

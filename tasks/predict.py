@@ -15,7 +15,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.config import PerennialConfig
+from tasks.config import PerennialConfig, artifact_key
 from tasks.evaluate import metrics_from, predict
 from tasks.features import features_and_label, model_inputs
 from tasks.registry import CHALLENGER, CHAMPION, RegistryError, load_model, version_by_alias
@@ -52,9 +52,13 @@ def registry_models(config: PerennialConfig) -> dict[str, tuple[str, Any]]:
     return models
 
 
-def shadow_report(storage: Storage, config: PerennialConfig, batch: str) -> dict[str, Any]:
-    """Champion and challenger metrics on a scored batch whose labels have arrived."""
-    scored = storage.read_parquet(predictions_key(config, batch))
+def shadow_report(
+    storage: Storage, config: PerennialConfig, batch: str, scored: pd.DataFrame | None = None
+) -> dict[str, Any]:
+    """Champion and challenger metrics on a scored batch whose labels have arrived (`scored`:
+    its predictions, when the caller has read them already)."""
+    if scored is None:
+        scored = storage.read_parquet(predictions_key(config, batch))
     frame = storage.read_parquet(f"validated/{config.dataset}/{batch}.parquet")
     labelled = frame[config.target.column].notna().to_numpy()
     x, y = features_and_label(frame, config)
@@ -77,9 +81,10 @@ def compare_shadow(storage: Storage, config: PerennialConfig, batch: str) -> dic
     key = predictions_key(config, batch)
     if not storage.exists(key):
         return None
-    if f"{CHALLENGER}_score" not in storage.read_parquet(key).columns:
+    scored = storage.read_parquet(key)
+    if f"{CHALLENGER}_score" not in scored.columns:
         return None
-    report = shadow_report(storage, config, batch)
+    report = shadow_report(storage, config, batch, scored)
     if report["rows"] == 0:
         return None
     champion, challenger = report[CHAMPION], report[CHALLENGER]
@@ -122,7 +127,7 @@ def compare_shadow_task(config: PerennialConfig, batch: str) -> dict[str, Any] |
     report = compare_shadow(open_storage(config.home), config, batch)
     if report is not None:
         create_markdown_artifact(
-            key=f"shadow-{config.dataset}-{batch}".lower().replace("_", "-").replace(".", "-"),
+            key=artifact_key(f"shadow-{config.dataset}-{batch}"),
             markdown=shadow_markdown(report),
             description=f"shadow scoring {batch}: challenger AUC gain "
             f"{report['gain']['roc_auc']:+.4f}",

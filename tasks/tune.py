@@ -27,7 +27,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.config import FloatRange, HpoConfig, PerennialConfig
+from tasks.config import FloatRange, HpoConfig, PerennialConfig, artifact_key
 from tasks.features import Datasets
 from tasks.study import (
     FINISHED_STATES,
@@ -330,7 +330,7 @@ def tune_task(
     result = tune(data, config, name, warm_start, trials, runner=_prefect_runner)
     create_table_artifact(
         table=result.trials,
-        key=f"{config.dataset}-hpo-trials".replace("_", "-").lower(),
+        key=artifact_key(f"{config.dataset}-hpo-trials"),
         description=f"study {name}: best #{result.best_trial} value {result.best_value:.4f}",
     )
     # A local folder even when the home is s3://: the registry uploads the files to the run.

@@ -21,7 +21,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.config import PerennialConfig
+from tasks.config import PerennialConfig, artifact_key
 from tasks.expectations import (
     EXPECTATION,
     FILE_CHECK,
@@ -301,7 +301,7 @@ def validate_batch_task(config: PerennialConfig, batch: str) -> GateResult:
     for outcome in result.blocking_failures():
         log.error("gate %s failed: %s", batch, outcome.describe())
     create_markdown_artifact(
-        key=re.sub(r"[^a-z0-9-]", "-", f"gate-{config.dataset}-{batch}".lower()),
+        key=artifact_key(f"gate-{config.dataset}-{batch}"),
         markdown=report_markdown(config, result),
         description=f"validation gate of {config.dataset} {batch}: {result.headline()}",
     )

@@ -15,7 +15,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FLIGHTS = ROOT / "configs" / "flights.yaml"
-PERENNIAL = Path(sys.executable).parent / "perennial"
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -58,19 +57,25 @@ def prefect_api_url(prefect_server: None) -> str:
     return str(url)
 
 
-def run_perennial(
-    env: dict[str, str], *args: str, timeout: float = 900
+def run_console_script(
+    script: str, env: dict[str, str], *args: str, timeout: float = 900
 ) -> subprocess.CompletedProcess[str]:
-    """The `perennial` console script in a subprocess, from the project folder, with `env` on
-    top of this process's environment."""
+    """A console script of this environment (`perennial`, `prefect`, ...) in a subprocess, from
+    the project folder, with `env` on top of this process's environment."""
     return subprocess.run(
-        [str(PERENNIAL), *args],
+        [str(Path(sys.executable).parent / script), *args],
         cwd=ROOT,
         env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def run_perennial(
+    env: dict[str, str], *args: str, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    return run_console_script("perennial", env, *args, timeout=timeout)
 
 
 def stop_process(process: subprocess.Popen[Any], grace_s: float = 20) -> None:

@@ -8,17 +8,13 @@ the PIDs it recorded.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, served_stack
+from tests.conftest import run_console_script, served_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -60,16 +56,9 @@ def test_prefect_and_mlflow_keep_their_state_in_postgresql(
     assert "perennial" in pools
 
     # A flow run through the worker, recorded in PostgreSQL.
-    env = {**os.environ, **postgres_service["env"]}
-    prefect = str(Path(sys.executable).parent / "prefect")
-    run = [prefect, "deployment", "run", "ingestion/ingest", "--param", "batch=2013-01"]
-    finished = subprocess.run(
-        [*run, "--watch", "--watch-timeout", "600"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=700,
+    run = ["deployment", "run", "ingestion/ingest", "--param", "batch=2013-01"]
+    finished = run_console_script(
+        "prefect", postgres_service["env"], *run, "--watch", "--watch-timeout", "600", timeout=700
     )
     assert finished.returncode == 0, finished.stdout + finished.stderr
     states = query(

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
-import subprocess
-import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,7 +24,7 @@ from tasks.config import load_config
 from tasks.ingest import extract_from_source, read_raw
 from tasks.registry import CHAMPION, version_by_alias
 from tasks.storage import Storage
-from tests.conftest import FLIGHTS, ROOT
+from tests.conftest import FLIGHTS, run_perennial
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -332,14 +329,9 @@ def test_the_real_cli_process_refuses_a_bad_batch(
     source = case.make(april)
     path = tmp_path / "april.csv"
     path.write_bytes(source)
-    env = {**os.environ, "PREFECT_API_URL": prefect_api_url}
-    perennial = Path(sys.executable).parent / "perennial"
-    done = subprocess.run(
-        [str(perennial), "ingest", "--batch", BATCH, "--source", str(path)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
+    done = run_perennial(
+        {"PREFECT_API_URL": prefect_api_url},
+        *("ingest", "--batch", BATCH, "--source", str(path)),
         timeout=300,
     )
     assert done.returncode == 1, done.stdout + done.stderr
