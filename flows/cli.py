@@ -55,6 +55,18 @@ def _config(path: Path | None) -> Any:
         _fail(str(exc), 2)
 
 
+def _dataset(config: Any) -> str:
+    """The name flows take for the loaded config: its YAML's stem, with PERENNIAL_CONFIGS_DIR
+    pointing at its folder (flows take names, never paths, so a UI run cannot name a file)."""
+    from tasks.config import DATASET_NAME
+
+    path = Path(config.config_path)
+    if not DATASET_NAME.fullmatch(path.stem):
+        _fail(f"{path}: name the file <dataset>.yaml with letters, digits, '-' and '_'", 2)
+    os.environ["PERENNIAL_CONFIGS_DIR"] = str(path.parent)
+    return path.stem
+
+
 def _emit(payload: dict[str, Any], as_json: bool, human: str) -> None:
     if as_json:
         typer.echo(json.dumps(payload, indent=2, default=str))
@@ -67,18 +79,21 @@ def _rejections() -> tuple[type[BaseException], ...]:
     from flows.promotion import PolicyRefusedError
     from flows.training import GateRefusedError
     from tasks.batches import BatchIdError
+    from tasks.config import ConfigError
     from tasks.features import SplitError
     from tasks.ingest import IngestError
-    from tasks.registry import RegistryError
+    from tasks.registry import ModelIntegrityError, RegistryError
     from tasks.storage import ImmutableKeyError
 
     return (
+        ConfigError,
         GateRefusedError,
         BatchIdError,
         SplitError,
         IngestError,
         ImmutableKeyError,
         RegistryError,
+        ModelIntegrityError,
         PolicyRefusedError,
     )
 
@@ -111,7 +126,7 @@ def ingest(
         batch=batch,
         source=str(source) if source else None,
         validate=validate,
-        config_path=str(cfg.config_path),
+        dataset=_dataset(cfg),
     )
     _emit(result, as_json, _gate_line(result))
     if result.get("gate") == "failed":
@@ -150,7 +165,7 @@ def validate(
         source=None,
         validate=True,
         land=False,
-        config_path=str(cfg.config_path),
+        dataset=_dataset(cfg),
     )
     _emit(result, as_json, _gate_line(result))
     if result.get("gate") == "failed":
@@ -189,9 +204,7 @@ def train(
     from flows.training import training
 
     cfg = _config(config)
-    result = _run(
-        training, batches=batches, trials=trials, reason=reason, config_path=str(cfg.config_path)
-    )
+    result = _run(training, batches=batches, trials=trials, reason=reason, dataset=_dataset(cfg))
     verdict = "promoted to champion" if result["promoted"] else "not promoted"
     human = (
         f"{result['model']} v{result['version']} {verdict} "
@@ -222,7 +235,7 @@ def promote(
         version=version,
         reason=reason or "manual promotion",
         force=force,
-        config_path=str(cfg.config_path),
+        dataset=_dataset(cfg),
     )
     human = (
         f"{result['model']}: champion is now v{result['champion']} "
@@ -244,7 +257,7 @@ def rollback(
     from flows.promotion import rollback_champion
 
     cfg = _config(config)
-    result = _run(rollback_champion, reason=reason, config_path=str(cfg.config_path))
+    result = _run(rollback_champion, reason=reason, dataset=_dataset(cfg))
     _emit(
         result,
         as_json,
@@ -262,7 +275,7 @@ def predict(
     from flows.inference import inference
 
     cfg = _config(config)
-    result = _run(inference, batch=batch, config_path=str(cfg.config_path))
+    result = _run(inference, batch=batch, dataset=_dataset(cfg))
     lines = [f"batch {batch}: {result['rows']} rows scored -> {result['key']}"]
     for alias in ("champion", "challenger"):
         if alias in result:
@@ -286,7 +299,7 @@ def monitor(
 
     cfg = _config(config)
     try:
-        result = _run(monitoring, batch=batch, config_path=str(cfg.config_path))
+        result = _run(monitoring, batch=batch, dataset=_dataset(cfg))
     except DriftError as exc:  # e.g. a champion trained before profiles existed
         _fail(f"rejected: {exc}")
     lines = [
@@ -356,7 +369,7 @@ def demo(
     from flows.demo import demo as demo_flow
 
     cfg = _config(config)
-    _run(demo_flow, trials=trials, first=first, last=last, config_path=str(cfg.config_path))
+    _run(demo_flow, trials=trials, first=first, last=last, dataset=_dataset(cfg))
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from flows.training import GateRefusedError, training
 from tasks.batches import expand_range
-from tasks.config import artifact_key, load_config
+from tasks.config import artifact_key, dataset_config
 from tasks.ingest import land_batch_task
 from tasks.validate import validate_batch_task
 
@@ -39,9 +39,9 @@ def demo(
     trials: int | None = None,
     first: str = "2013-01..2013-03",
     last: str = "2013-12",
-    config_path: str | None = None,
+    dataset: str = "flights",
 ) -> list[tuple[str, ...]]:
-    config = load_config(config_path)
+    config = dataset_config(dataset)
     console = Console()
     opening = expand_range(first, config.time)
     later = [m for m in expand_range(f"{opening[0]}..{last}", config.time) if m not in opening]
@@ -60,9 +60,7 @@ def demo(
     for month in opening:
         land_batch_task(config, month, None)
     console.rule(f"[bold]first champion: {first}")
-    result = training(
-        batches=first, trials=trials, reason="demo: first champion", config_path=config_path
-    )
+    result = training(batches=first, trials=trials, reason="demo: first champion", dataset=dataset)
     show(_row(opening[-1], result.get("rows", {}).get("holdout"), "passed", result), result)
     for index, month in enumerate(later, start=1):
         console.rule(f"[bold]{month} ({index}/{len(later)})")
@@ -76,7 +74,7 @@ def demo(
                 batches=f"{opening[0]}..{month}",
                 trials=trials,
                 reason=f"demo: {month} arrived",
-                config_path=config_path,
+                dataset=dataset,
             )
         except GateRefusedError as exc:  # an earlier month was quarantined
             console.print(f"[red]{exc}")

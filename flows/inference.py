@@ -8,7 +8,8 @@ from typing import Any
 from prefect import flow
 
 from flows.training import GateRefusedError
-from tasks.config import load_config
+from tasks.batches import check_batch
+from tasks.config import dataset_config
 from tasks.ingest import land_batch_task, landed_record
 from tasks.predict import score_batch_task
 from tasks.storage import open_storage
@@ -16,10 +17,11 @@ from tasks.validate import validate_batch_task
 
 
 @flow(name="inference", log_prints=True)
-def inference(batch: str, config_path: str | None = None) -> dict[str, Any]:
+def inference(batch: str, dataset: str = "flights") -> dict[str, Any]:
     """Score `batch` with `models:/<model>@champion` (landing it from the source if needed);
     a batch that fails the gate is quarantined and not scored."""
-    config = load_config(config_path)
+    config = dataset_config(dataset)
+    check_batch(batch, config.time)
     if landed_record(open_storage(config.home), config, batch) is None:
         land_batch_task(config, batch, None)
     gate = validate_batch_task(config, batch)

@@ -6,7 +6,8 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.config import load_config
+from tasks.batches import check_batch
+from tasks.config import dataset_config
 from tasks.ingest import land_batch_task, landed_record
 from tasks.storage import open_storage
 from tasks.validate import validate_batch_task
@@ -18,11 +19,12 @@ def ingestion(
     source: str | None = None,
     validate: bool = True,
     land: bool = True,
-    config_path: str | None = None,
+    dataset: str = "flights",
 ) -> dict[str, Any]:
     """Land `batch` (from `source`, a CSV/Parquet file, or the dataset's configured source) and
     validate it; a failing batch is quarantined with its reason, never dropped."""
-    config = load_config(config_path)
+    config = dataset_config(dataset)
+    check_batch(batch, config.time)
     if land:
         landing = land_batch_task(config, batch, source).status
     elif landed_record(open_storage(config.home), config, batch) is None:

@@ -10,7 +10,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.training import GateRefusedError
-from tasks.config import load_config
+from tasks.batches import check_batch
+from tasks.config import dataset_config
 from tasks.drift import measure_drift_task, report_drift_task
 from tasks.ingest import land_batch_task, landed_record
 from tasks.predict import compare_shadow_task
@@ -20,7 +21,7 @@ from tasks.validate import landed_batches, validate_batch_task
 
 
 @flow(name="monitoring", log_prints=True)
-def monitoring(batch: str = "", config_path: str | None = None) -> dict[str, Any]:
+def monitoring(batch: str = "", dataset: str = "flights") -> dict[str, Any]:
     """Measure drift of `batch` (e.g. `2013-07`) against the champion's training data; empty
     `batch` (the scheduled run) means the newest landed batch. Drift is reported, not refused:
     only a batch that fails the validation gate stops the flow.
@@ -28,16 +29,17 @@ def monitoring(batch: str = "", config_path: str | None = None) -> dict[str, Any
     Args:
         batch: Batch to check, e.g. 2013-07 (landed from the source if needed); empty: the
             newest landed batch.
-        config_path: Dataset YAML; empty: configs/flights.yaml (the demo).
+        dataset: Name of a dataset YAML in configs/, e.g. flights (the demo).
     """
     logger = get_run_logger()
-    config = load_config(config_path)
+    config = dataset_config(dataset)
     storage = open_storage(config.home)
     if not batch:
         landed = landed_batches(storage, config)
         if not landed:
             raise RegistryError(f"no landed batch of {config.dataset} to monitor: ingest one")
         batch = landed[-1]
+    check_batch(batch, config.time)
     if landed_record(storage, config, batch) is None:
         land_batch_task(config, batch, None)
     gate = validate_batch_task(config, batch)

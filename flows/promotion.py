@@ -8,7 +8,7 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
-from tasks.config import load_config
+from tasks.config import dataset_config
 from tasks.evaluate import compare
 from tasks.features import features_and_label, load_validated
 from tasks.registry import (
@@ -33,11 +33,11 @@ def _mover(how: str, reason: str) -> str:
 
 @flow(name="promote", log_prints=True)
 def promote(
-    version: str, reason: str, force: bool = False, config_path: str | None = None
+    version: str, reason: str, force: bool = False, dataset: str = "flights"
 ) -> dict[str, Any]:
     """Check `version` against the champion on the newest validated batch, then make it the
     champion if the policy agrees, or if `force` (with a reason) overrides it."""
-    config = load_config(config_path)
+    config = dataset_config(dataset)
     storage = open_storage(config.home)
     validated = [
         b
@@ -51,7 +51,7 @@ def promote(
     champion = version_by_alias(config, CHAMPION)
     comparison = compare(
         load_model(config, version=version),
-        load_model(config, CHAMPION) if champion else None,
+        load_model(config, champion.version) if champion else None,
         x,
         y,
         config.primary_metric,
@@ -68,7 +68,14 @@ def promote(
         )
     forced = not comparison.decision.promote
     why = [f"manual promotion{' FORCED past the policy' if forced else ''}: {reason}", *checks]
-    previous = promote_version(config, version, _mover("perennial promote", reason), why)
+    previous = promote_version(
+        config,
+        version,
+        _mover("perennial promote", reason),
+        why,
+        compared_with=champion.version if champion else None,
+        forced=force,
+    )
     return {
         "model": config.model_name,
         "champion": version,
@@ -80,10 +87,8 @@ def promote(
 
 
 @flow(name="rollback", log_prints=True)
-def rollback_champion(
-    reason: str = "manual rollback", config_path: str | None = None
-) -> dict[str, Any]:
+def rollback_champion(reason: str = "manual rollback", dataset: str = "flights") -> dict[str, Any]:
     """Point `champion` back to the version the current champion replaced."""
-    config = load_config(config_path)
+    config = dataset_config(dataset)
     demoted, restored = rollback(config, _mover("perennial rollback", reason))
     return {"model": config.model_name, "champion": restored, "demoted": demoted}

@@ -2,20 +2,29 @@
 
 `up` starts, on 127.0.0.1, a Prefect server (API + UI), an MLflow server (tracking + registry,
 artifacts under PERENNIAL_HOME) and a process worker on the `perennial` work pool, then deploys
-`prefect.yaml`. State lives under `PERENNIAL_HOME/run`: `service.json` (PIDs, ports, URLs),
-one log per process, and `env` (PREFECT_API_URL, PERENNIAL_MLFLOW_URI, ...: `set -a; . run/env`
-points a shell or the CLI at the service). `down` stops exactly the PIDs in `service.json`.
+`prefect.yaml` once per dataset of `configs/`. State lives under `PERENNIAL_HOME/run` (0700):
+`service.json` (PIDs, ports, URLs; no secrets), one log per process, `credentials.env` and `env`.
+
+Locked down by default: the Prefect API asks for an auth string, checks CSRF tokens and allows
+cross-origin calls from the UI's own origin only; MLflow runs its basic-auth app. Both
+credentials are generated at the first `up` into `run/credentials.env` (0600, kept across
+`down`); `run/env` (0600) holds them with the URLs, so `set -a; . run/env; set +a` points a
+shell or the CLI at the service. Secrets reach processes through their environment, never argv.
 
 Ports: PERENNIAL_PREFECT_PORT (default 4200) and PERENNIAL_MLFLOW_PORT (default 5000); 0, or a
-default port already taken, picks a free one. With PERENNIAL_DB_URL=postgresql://user@host:port/db
+default port already taken, picks a free one. With PERENNIAL_DB_URL=postgresql://user:pw@host/db
 Prefect and MLflow keep their state in PostgreSQL databases `<db>_prefect` and `<db>_mlflow`
-(created if missing) instead of SQLite files in PERENNIAL_HOME.
+(created if missing) instead of SQLite files in PERENNIAL_HOME. The password goes to the two
+servers as PGPASSWORD and is written nowhere.
 """
 
 from __future__ import annotations
 
+import base64
+import copy
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -31,6 +40,11 @@ BIN = Path(sys.executable).parent
 WORK_POOL = "perennial"
 READY_TIMEOUT_S = 180.0  # servers take 15-25 s alone, much longer on a loaded 2-core machine
 STOP_GRACE_S = 10.0  # then SIGKILL: the worker ignores SIGTERM for more than 15 s (NOTES)
+
+
+DATASET_TOKEN = "${dataset}"  # prefect.yaml writes each deployment once, for every dataset
+CREDENTIALS = "credentials.env"
+MLFLOW_USER = "perennial"
 
 
 class ServiceError(RuntimeError):
@@ -64,7 +78,8 @@ def choose_port(variable: str, default: int) -> int:
 
 
 def database_urls(db_url: str | None, home: Path) -> dict[str, str]:
-    """Back-end URLs for Prefect and MLflow: SQLite in home, or PostgreSQL databases."""
+    """Back-end URLs for Prefect and MLflow: SQLite in home, or PostgreSQL databases. The URLs
+    never carry a password (see `database_password`)."""
     if not db_url:
         return {
             "prefect": f"sqlite+aiosqlite:///{home / 'prefect' / 'prefect.db'}",
@@ -72,11 +87,17 @@ def database_urls(db_url: str | None, home: Path) -> dict[str, str]:
         }
     parts = urlsplit(db_url)
     if not parts.scheme.startswith("postgresql"):
-        raise ServiceError(f"PERENNIAL_DB_URL={db_url!r}: expected postgresql://user@host:port/db")
+        raise ServiceError(
+            f"PERENNIAL_DB_URL ({parts.scheme or 'no scheme'}://...): expected "
+            "postgresql://user:password@host:port/db"
+        )
     base = parts.path.strip("/") or "perennial"
+    netloc = f"{parts.username}@" if parts.username else ""
+    netloc += parts.hostname or "127.0.0.1"
+    netloc += f":{parts.port}" if parts.port else ""
 
     def url(scheme: str, name: str) -> str:
-        return urlunsplit((scheme, parts.netloc, f"/{base}_{name}", parts.query, ""))
+        return urlunsplit((scheme, netloc, f"/{base}_{name}", parts.query, ""))
 
     return {
         "prefect": url("postgresql+asyncpg", "prefect"),
@@ -84,7 +105,13 @@ def database_urls(db_url: str | None, home: Path) -> dict[str, str]:
     }
 
 
-def create_databases(urls: dict[str, str]) -> None:
+def database_password(db_url: str | None) -> str | None:
+    """The password of PERENNIAL_DB_URL: handed to the servers as PGPASSWORD (libpq, psycopg and
+    asyncpg all read it), so that no URL on a command line, on disk or in a log carries it."""
+    return urlsplit(db_url).password if db_url else None
+
+
+def create_databases(urls: dict[str, str], password: str | None) -> None:
     """Create the PostgreSQL databases that do not exist yet (on the server's `postgres` db)."""
     import psycopg
 
@@ -92,14 +119,14 @@ def create_databases(urls: dict[str, str]) -> None:
         parts = urlsplit(url.replace("+asyncpg", ""))
         name = parts.path.strip("/")
         admin = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
-        with psycopg.connect(admin, autocommit=True) as connection:
+        with psycopg.connect(admin, password=password, autocommit=True) as connection:
             found = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             if found.fetchone() is None:
                 connection.execute(f'CREATE DATABASE "{name}"')
 
 
 def service_env(home: Path, prefect_port: int, mlflow_port: int) -> dict[str, str]:
-    """What the servers, the worker and the flow runs it starts all see."""
+    """What the servers, the worker and the flow runs it starts all see (no secrets)."""
     api = f"http://127.0.0.1:{prefect_port}/api"
     return {
         "PERENNIAL_HOME": str(home),
@@ -116,6 +143,120 @@ def service_env(home: Path, prefect_port: int, mlflow_port: int) -> dict[str, st
     }
 
 
+def server_settings(prefect_port: int) -> dict[str, str]:
+    """The Prefect server's lock-down: CSRF tokens on, cross-origin calls only from its UI."""
+    return {
+        "PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED": "true",
+        "PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS": f"http://127.0.0.1:{prefect_port}",
+        "PREFECT_SERVER_API_CORS_ALLOWED_METHODS": "GET,POST,PUT,PATCH,DELETE,OPTIONS",
+    }
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only the user can read (0600), whatever the umask, replacing it whole."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.unlink(missing_ok=True)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+    os.replace(temporary, path)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def credentials(home: Path) -> dict[str, str]:
+    """The served stack's credentials, generated once into `run/credentials.env` (0600):
+    the Prefect API auth string, MLflow's admin user and password, MLflow's session key."""
+    path = run_dir(home) / CREDENTIALS
+    if path.is_file():
+        return read_env_file(path)
+    generated = {
+        "PREFECT_API_AUTH_STRING": secrets.token_urlsafe(32),
+        "MLFLOW_TRACKING_USERNAME": MLFLOW_USER,
+        "MLFLOW_TRACKING_PASSWORD": secrets.token_urlsafe(32),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(32),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_private(path, "".join(f"{key}={value}\n" for key, value in generated.items()))
+    return generated
+
+
+def client_env(home: Path) -> dict[str, str]:
+    """Everything a client (CLI, worker, test) needs to talk to the running stack: the URLs of
+    `service.json` and the credentials. What `run/env` holds."""
+    state = read_state(home)
+    if state is None:
+        raise ServiceError(f"no served stack in {home}: run `make up`")
+    wanted = ("PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    secret = credentials(home)
+    return {**state["env"], **{key: secret[key] for key in wanted}}
+
+
+def mlflow_auth_config(home: Path, secret: dict[str, str]) -> Path:
+    """MLflow's basic-auth settings (its admin is created from them at the first start)."""
+    path = run_dir(home) / "mlflow-auth.ini"
+    write_private(
+        path,
+        "[mlflow]\n"
+        "default_permission = NO_PERMISSIONS\n"
+        f"database_uri = sqlite:///{home / 'mlflow-auth.db'}\n"
+        f"admin_username = {secret['MLFLOW_TRACKING_USERNAME']}\n"
+        f"admin_password = {secret['MLFLOW_TRACKING_PASSWORD']}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        # Checking the password hash costs about 0.4 s a request; cache a good one for a minute.
+        "auth_cache_ttl_seconds = 60\n",
+    )
+    return path
+
+
+def served_datasets(folder: Path | None = None) -> list[str]:
+    """Datasets to serve: every YAML of the configs folder; each must load, and name itself as
+    its file does (the drift trigger matches the config's dataset, the parameter the file)."""
+    from tasks.config import ConfigError, configs_dir, dataset_names, load_config
+
+    root = folder or configs_dir()
+    names = dataset_names(root)
+    if not names:
+        raise ServiceError(f"no dataset YAML in {root}: add one (configs/flights.yaml is the demo)")
+    for name in names:
+        try:
+            config = load_config(root / f"{name}.yaml")
+        except ConfigError as exc:
+            raise ServiceError(f"cannot serve {name}: {exc}") from None
+        if config.dataset != name:
+            raise ServiceError(
+                f"{root / name}.yaml names dataset {config.dataset!r}: rename the file "
+                f"{config.dataset}.yaml so deployments, triggers and events agree"
+            )
+    return names
+
+
+def render_deployments(template: str, datasets: list[str]) -> str:
+    """prefect.yaml with each deployment repeated for every dataset (`${dataset}` replaced)."""
+    import yaml
+
+    document = yaml.safe_load(template)
+
+    def replace(value: Any, name: str) -> Any:
+        if isinstance(value, str):
+            return value.replace(DATASET_TOKEN, name)
+        if isinstance(value, list):
+            return [replace(item, name) for item in value]
+        if isinstance(value, dict):
+            return {key: replace(item, name) for key, item in value.items()}
+        return value
+
+    document["deployments"] = [
+        replace(copy.deepcopy(deployment), name)
+        for deployment in document["deployments"]
+        for name in datasets
+    ]
+    return yaml.safe_dump(document, sort_keys=False)
+
+
 def start_ticks(pid: int) -> str | None:
     """The process's start time in clock ticks (Linux): tells our PID from a recycled one."""
     try:
@@ -124,9 +265,23 @@ def start_ticks(pid: int) -> str | None:
         return None
 
 
+def open_log(logs: Path, name: str) -> Any:
+    """A process's log, appended to, readable by the user only."""
+    return os.fdopen(
+        os.open(logs / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab"
+    )
+
+
+def is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def spawn(name: str, command: list[str], env: dict[str, str], logs: Path) -> dict[str, Any]:
     """Start a process in its own session (so Ctrl-C in the shell leaves it running)."""
-    with open(logs / f"{name}.log", "ab") as log:
+    with open_log(logs, name) as log:
         process = subprocess.Popen(
             command,
             cwd=ROOT,
@@ -140,6 +295,8 @@ def spawn(name: str, command: list[str], env: dict[str, str], logs: Path) -> dic
 
 
 def alive(entry: dict[str, Any]) -> bool:
+    if is_zombie(entry["pid"]):  # exited, not yet reaped by us (its parent)
+        return False
     ticks = start_ticks(entry["pid"])
     if ticks is None:  # no /proc: fall back to "some process has this PID"
         try:
@@ -150,14 +307,17 @@ def alive(entry: dict[str, Any]) -> bool:
     return ticks == entry.get("ticks")
 
 
-def wait_ready(name: str, url: str, entry: dict[str, Any], logs: Path) -> None:
+def wait_ready(
+    name: str, url: str, entry: dict[str, Any], logs: Path, headers: dict[str, str]
+) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if not alive(entry):
             tail = (logs / f"{name}.log").read_text(errors="replace")[-2000:]
             raise ServiceError(f"{name} exited before it was ready; end of its log:\n{tail}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as reply:
+            request = urllib.request.Request(url, headers=headers)
+            with urllib.request.urlopen(request, timeout=2) as reply:
                 if reply.status == 200:
                     return
         except OSError:
@@ -167,7 +327,7 @@ def wait_ready(name: str, url: str, entry: dict[str, Any], logs: Path) -> None:
 
 
 def run_cli(command: list[str], env: dict[str, str], logs: Path, name: str) -> None:
-    with open(logs / f"{name}.log", "ab") as log:
+    with open_log(logs, name) as log:
         done = subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     if done.returncode != 0:
         tail = (logs / f"{name}.log").read_text(errors="replace")[-3000:]
@@ -186,77 +346,112 @@ def up(home: Path) -> dict[str, Any]:
         return state
     if state:
         down(home)  # a half-dead service: clear it before starting afresh
+    datasets = served_datasets()
     logs = run_dir(home)
     logs.mkdir(parents=True, exist_ok=True)
+    logs.chmod(0o700)
     (home / "prefect").mkdir(parents=True, exist_ok=True)
     prefect_port = choose_port("PERENNIAL_PREFECT_PORT", 4200)
     mlflow_port = choose_port("PERENNIAL_MLFLOW_PORT", 5000)
-    urls = database_urls(os.environ.get("PERENNIAL_DB_URL"), home)
-    if os.environ.get("PERENNIAL_DB_URL"):
-        create_databases(urls)
+    db_url = os.environ.get("PERENNIAL_DB_URL")
+    urls = database_urls(db_url, home)
+    password = database_password(db_url)
+    if db_url:
+        create_databases(urls, password)
+    secret = credentials(home)
     extra = service_env(home, prefect_port, mlflow_port)
-    env = {**os.environ, **extra}
-    server_env = {**env, "PREFECT_API_DATABASE_CONNECTION_URL": urls["prefect"]}
+    inherited = {k: v for k, v in os.environ.items() if k != "PERENNIAL_DB_URL"}
+    client = {
+        **inherited,
+        **extra,
+        **{k: secret[k] for k in secret if not k.startswith("MLFLOW_F")},
+    }
+    database = {"PGPASSWORD": password} if password else {}
+    prefect_server_env = {
+        **client,
+        **server_settings(prefect_port),
+        **database,
+        "PREFECT_SERVER_API_AUTH_STRING": secret["PREFECT_API_AUTH_STRING"],
+        "PREFECT_API_DATABASE_CONNECTION_URL": urls["prefect"],
+    }
+    mlflow_server_env = {
+        **client,
+        **database,
+        "MLFLOW_AUTH_CONFIG_PATH": str(mlflow_auth_config(home, secret)),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secret["MLFLOW_FLASK_SERVER_SECRET_KEY"],
+        "MLFLOW_BACKEND_STORE_URI": urls["mlflow"],  # from the environment: never in argv
+    }
     processes: dict[str, dict[str, Any]] = {}
     state = {
         "home": str(home),
         "processes": processes,
         "prefect_ui": f"http://127.0.0.1:{prefect_port}",
         "mlflow_ui": f"http://127.0.0.1:{mlflow_port}",
+        "datasets": datasets,
         "env": extra,
-        "databases": {k: v.split("@")[-1] for k, v in urls.items()},  # no passwords on disk
+        "credentials": str(logs / CREDENTIALS),
+        "databases": {k: v.split("@")[-1] for k, v in urls.items()},
     }
     state_path = logs / "service.json"
     try:
         processes["prefect-server"] = spawn(
             "prefect-server",
             [
-                str(BIN / "prefect"),
-                "server",
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(prefect_port),
+                *(str(BIN / "prefect"), "server", "start"),
+                *("--host", "127.0.0.1", "--port", str(prefect_port)),
             ],
-            server_env,
+            prefect_server_env,
             logs,
         )
         processes["mlflow-server"] = spawn(
             "mlflow-server",
             [
-                *(str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port)),
-                *("--workers", "1", "--backend-store-uri", urls["mlflow"]),
+                *(str(BIN / "mlflow"), "server", "--app-name", "basic-auth"),
+                *("--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1"),
                 *("--artifacts-destination", str(home / "mlartifacts")),
             ],
-            env,
+            mlflow_server_env,
             logs,
         )
-        state_path.write_text(json.dumps(state, indent=2))  # so `down` works from here on
+        write_private(state_path, json.dumps(state, indent=2))  # so `down` works from here on
+        auth_string = base64.b64encode(secret["PREFECT_API_AUTH_STRING"].encode()).decode()
+        prefect_auth = {"Authorization": f"Basic {auth_string}"}
         wait_ready(
             "prefect-server",
             f"{extra['PREFECT_API_URL']}/health",
             processes["prefect-server"],
             logs,
+            prefect_auth,
         )
+        token = base64.b64encode(
+            f"{secret['MLFLOW_TRACKING_USERNAME']}:{secret['MLFLOW_TRACKING_PASSWORD']}".encode()
+        ).decode()
         wait_ready(
-            "mlflow-server", f"{state['mlflow_ui']}/health", processes["mlflow-server"], logs
+            "mlflow-server",
+            f"{state['mlflow_ui']}/health",
+            processes["mlflow-server"],
+            logs,
+            {"Authorization": f"Basic {token}"},
         )
         prefect = [str(BIN / "prefect"), "--no-prompt"]
         pool = [*prefect, "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"]
-        run_cli(pool, env, logs, "deploy")
-        run_cli([*prefect, "deploy", "--all"], env, logs, "deploy")
+        run_cli(pool, client, logs, "deploy")
+        rendered = logs / "prefect.yaml"
+        write_private(rendered, render_deployments((ROOT / "prefect.yaml").read_text(), datasets))
+        run_cli(
+            [*prefect, "deploy", "--all", "--prefect-file", str(rendered)], client, logs, "deploy"
+        )
         processes["worker"] = spawn(
             "worker",
             [*prefect, "worker", "start", "--pool", WORK_POOL, "--type", "process"],
-            env,
+            client,
             logs,
         )
-        state_path.write_text(json.dumps(state, indent=2))
+        write_private(state_path, json.dumps(state, indent=2))
     except BaseException:
         down(home)
         raise
-    (logs / "env").write_text("".join(f"{key}={value}\n" for key, value in extra.items()))
+    write_private(logs / "env", "".join(f"{k}={v}\n" for k, v in client_env(home).items()))
     return state
 
 
@@ -292,7 +487,7 @@ def down(home: Path) -> list[str]:
         if entry is not None:
             stop(entry)
             stopped.append(f"{name} (pid {entry['pid']})")
-    for leftover in ("service.json", "env"):
+    for leftover in ("service.json", "env", "mlflow-auth.ini", "prefect.yaml"):
         (run_dir(home) / leftover).unlink(missing_ok=True)
     return stopped
 
@@ -307,19 +502,24 @@ def status(home: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
-    if len(args) != 1 or args[0] not in ("up", "down", "status"):
-        print("usage: python -m flows.service up|down|status", file=sys.stderr)
+    if len(args) != 1 or args[0] not in ("up", "down", "status", "render"):
+        print("usage: python -m flows.service up|down|status|render", file=sys.stderr)
         return 2
     home = home_dir()
+    if args[0] == "render":
+        print(render_deployments((ROOT / "prefect.yaml").read_text(), served_datasets()), end="")
+        return 0
     if args[0] == "up":
         try:
             state = up(home)
         except ServiceError as exc:
             print(f"make up failed: {exc}", file=sys.stderr)
             return 1
-        print(f"Prefect UI:  {state['prefect_ui']}  (deployments: training, monitoring, ...)")
-        print(f"MLflow UI:   {state['mlflow_ui']}")
-        print(f"logs and PIDs in {run_dir(home)}; `set -a; . {run_dir(home) / 'env'}` to use it")
+        names = ", ".join(state["datasets"])
+        print(f"Prefect UI:  {state['prefect_ui']}  (deployments for {names}; sign in with")
+        print(f"             PREFECT_API_AUTH_STRING from {state['credentials']})")
+        print(f"MLflow UI:   {state['mlflow_ui']}  (user and password in the same file)")
+        print(f"logs and PIDs in {run_dir(home)}; `set -a; . {run_dir(home) / 'env'}; set +a`")
     elif args[0] == "down":
         stopped = down(home)
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))

@@ -15,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from tasks.batches import expand_range
-from tasks.config import PerennialConfig, artifact_key, load_config
+from tasks.config import PerennialConfig, artifact_key, dataset_config
 from tasks.evaluate import compare_task
 from tasks.features import build_datasets_task
 from tasks.ingest import land_batch_task, landed_record
@@ -86,7 +86,7 @@ def training(
     batches: str = "",
     trials: int | None = None,
     reason: str = "manual run",
-    config_path: str | None = None,
+    dataset: str = "flights",
 ) -> dict[str, Any]:
     """Train a challenger on `batches` (e.g. `2013-01..2013-06`; the newest is the holdout) and
     promote it if it beats the champion. Empty `batches` means every landed batch.
@@ -96,10 +96,10 @@ def training(
             empty: every landed batch.
         trials: Optuna trials of the search; empty: the dataset config's hpo.trials.
         reason: Why this run happens; recorded with the model version and the decision.
-        config_path: Dataset YAML; empty: configs/flights.yaml (the demo).
+        dataset: Name of a dataset YAML in configs/, e.g. flights (the demo).
     """
     logger = get_run_logger()
-    config = load_config(config_path)
+    config = dataset_config(dataset)
     storage = open_storage(config.home)
     chosen = expand_range(batches, config.time) if batches else landed_batches(storage, config)
     logger.info("training %s on %s (%s)", config.model_name, ",".join(chosen), reason)
@@ -120,7 +120,7 @@ def training(
         model = load_model(config, version=existing.version)
     else:
         model = train_task(data, config, tuned)
-    champion_model = load_model(config, CHAMPION) if champion else None
+    champion_model = load_model(config, champion.version) if champion else None
     comparison = compare_task(
         model,
         champion_model,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 
 import pandas as pd
@@ -14,8 +15,25 @@ class BatchIdError(ValueError):
     """A batch id or range that does not match the dataset's batch period."""
 
 
+# What any batch id may contain, checked before parsing: no '/', '.', '..' or absolute paths
+# can reach a storage key, whatever the period.
+BATCH_CHARACTERS = re.compile(r"[0-9]{4}-[0-9W]{2,3}(-[0-9]{2})?")
+
+
+def check_batch(batch: str, time: TimeConfig) -> str:
+    """`batch` if it is a well-formed id of the dataset's period; BatchIdError otherwise."""
+    period_bounds(batch, time)
+    return batch
+
+
 def period_bounds(batch: str, time: TimeConfig) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """Start (inclusive) and end (exclusive) of a batch, as tz-aware timestamps."""
+    """Start (inclusive) and end (exclusive) of a batch, as tz-aware timestamps. Also the check
+    of every batch id that arrives from outside: only a well-formed id of the period passes."""
+    if not isinstance(batch, str) or not BATCH_CHARACTERS.fullmatch(batch):
+        raise BatchIdError(
+            f"batch {str(batch)[:40]!r} is not a {time.batch_period} id ({example(time)}): "
+            "letters, digits and '-' only, no paths"
+        )
     try:
         if time.batch_period == "month":
             start = pd.Timestamp(date.fromisoformat(f"{batch}-01"))

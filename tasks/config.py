@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +19,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "flights.yaml"
+DEFAULT_CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_DATASET = "flights"
+DEFAULT_CONFIG = DEFAULT_CONFIGS_DIR / f"{DEFAULT_DATASET}.yaml"
+# A dataset name as flows, deployments and the UI take it: the stem of a YAML in the configs
+# folder. Never a path: a UI parameter must not pick an arbitrary file on the worker.
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 def artifact_key(name: str) -> str:
@@ -388,6 +394,36 @@ def _describe(error: ValidationError) -> str:
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
         lines.append(f"  field '{where}': {item['msg']}")
     return "\n".join(lines)
+
+
+def configs_dir() -> Path:
+    """The folder of dataset YAMLs that flows and deployments name datasets from: `configs/` of
+    the project, or PERENNIAL_CONFIGS_DIR (set by the operator, never by a flow parameter)."""
+    return Path(os.environ.get("PERENNIAL_CONFIGS_DIR") or DEFAULT_CONFIGS_DIR).resolve()
+
+
+def dataset_names(folder: Path | None = None) -> list[str]:
+    """Datasets of the configs folder: every `<name>.yaml` whose name is a valid dataset name."""
+    root = folder or configs_dir()
+    return sorted(p.stem for p in root.glob("*.yaml") if DATASET_NAME.fullmatch(p.stem))
+
+
+def dataset_config(dataset: str | None) -> PerennialConfig:
+    """The config of a dataset named as flows take it (`flights` -> configs/flights.yaml)."""
+    name = dataset or DEFAULT_DATASET
+    folder = configs_dir()
+    if not isinstance(name, str) or not DATASET_NAME.fullmatch(name):
+        raise ConfigError(
+            f"dataset {str(name)[:80]!r}: give the name of a YAML in {folder} "
+            f"({', '.join(dataset_names(folder)) or 'none yet'}), not a path"
+        )
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"no dataset {name!r} in {folder}: known are "
+            f"{', '.join(dataset_names(folder)) or 'none'}; add {name}.yaml there"
+        )
+    return load_config(path)
 
 
 def load_config(path: Path | str | None = None) -> PerennialConfig:

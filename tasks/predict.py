@@ -45,10 +45,10 @@ def registry_models(config: PerennialConfig) -> dict[str, tuple[str, Any]]:
     champion = version_by_alias(config, CHAMPION)
     if champion is None:
         raise RegistryError(f"{config.model_name} has no champion yet: train one first")
-    models = {CHAMPION: (champion.version, load_model(config, CHAMPION))}
+    models = {CHAMPION: (champion.version, load_model(config, champion.version))}
     challenger = version_by_alias(config, CHALLENGER)
     if challenger is not None and challenger.version != champion.version:
-        models[CHALLENGER] = (challenger.version, load_model(config, CHALLENGER))
+        models[CHALLENGER] = (challenger.version, load_model(config, challenger.version))
     return models
 
 

@@ -7,6 +7,7 @@ leaves the old champion serving.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from tasks.evaluate import Decision, Metrics
 from tasks.lineage import package_versions
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+MODEL_SHA256_TAG = "perennial.model_sha256"
 PIP_PACKAGES = ("xgboost", "scikit-learn", "pandas", "numpy")
 # MLflow loggers that speak, at every registration, of requirement inference we do not use (the
 # requirements are explicit): "Detected uv project" and "Failed to resolve installed pip version".
@@ -93,8 +95,12 @@ def version_by_alias(config: PerennialConfig, alias: str) -> VersionInfo | None:
     client = connect(config)
     try:
         found = client.get_model_version_by_alias(config.model_name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        # Only "no such alias / model" means none: a server error must not read as "no
+        # champion", or the first-model rule would promote with no comparison.
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
     run = client.get_run(found.run_id)
     return VersionInfo(
         name=config.model_name,
@@ -106,13 +112,54 @@ def version_by_alias(config: PerennialConfig, alias: str) -> VersionInfo | None:
     )
 
 
-def load_model(config: PerennialConfig, alias: str = CHAMPION, version: str | None = None) -> Any:
-    """A model from the registry, by alias or version: the only way Perennial loads a model."""
+class ModelIntegrityError(RuntimeError):
+    """A model artifact whose bytes are not the ones Perennial registered: never loaded."""
+
+
+def artifact_digest(folder: Path) -> str:
+    """sha256 over every file of a model folder (relative path and content, in sorted order)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _download_version(config: PerennialConfig, version: str, into: Path) -> Path:
+    """The version's model files exactly as the artifact store holds them (a `models:/` URI
+    would add a file the client writes)."""
+    import mlflow.artifacts
+
+    client = connect(config)
+    uri = client.get_model_version_download_uri(config.model_name, version)
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(into)))
+
+
+def load_model(config: PerennialConfig, version: str) -> Any:
+    """Version `version` from the registry: the only way Perennial loads a model. Its files are
+    downloaded and checked against the sha256 recorded at registration before anything is
+    unpickled; a mismatch, or a version Perennial did not register, is refused."""
+    import tempfile
+
     import mlflow.sklearn
 
-    connect(config)
-    reference = f"/{version}" if version else f"@{alias}"
-    return mlflow.sklearn.load_model(f"models:/{config.model_name}{reference}")
+    client = connect(config)
+    expected = client.get_model_version(config.model_name, version).tags.get(MODEL_SHA256_TAG)
+    with tempfile.TemporaryDirectory(prefix="perennial-model-") as scratch:
+        folder = _download_version(config, version, Path(scratch))
+        found = artifact_digest(folder)
+        if expected is None:
+            raise ModelIntegrityError(
+                f"v{version} of {config.model_name} has no {MODEL_SHA256_TAG} tag: it was not "
+                "registered by Perennial, so it is not loaded; train or register it with Perennial"
+            )
+        if found != expected:
+            raise ModelIntegrityError(
+                f"v{version} of {config.model_name}: model artifact sha256 {found[:12]}... is not "
+                f"the {expected[:12]}... recorded at registration: refusing to load a tampered "
+                "artifact; roll back or retrain, and check who can write the artifact store"
+            )
+        return mlflow.sklearn.load_model(str(folder))
 
 
 def log_and_register(
@@ -154,6 +201,14 @@ def log_and_register(
                 registered_model_name=config.model_name,
             )
     version = str(info.registered_model_version)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="perennial-model-") as scratch:
+        # Hash what the store holds, as `load_model` will download it.
+        tags = {
+            **tags,
+            MODEL_SHA256_TAG: artifact_digest(_download_version(config, version, Path(scratch))),
+        }
     for key, value in tags.items():
         client.set_model_version_tag(config.model_name, version, key, value)
     return VersionInfo(config.model_name, version, run.info.run_id, metrics, {}, tags)
@@ -163,16 +218,44 @@ class RegistryError(RuntimeError):
     """A registry action that cannot be done (no champion, nothing to roll back to, ...)."""
 
 
+REGISTRY_LOCK_TIMEOUT_S = 600.0  # a training decision holds it for seconds; wait, then refuse
+REGISTRY_LEASE_S = 60.0  # a killed holder's slot on the Prefect server frees itself after this
+
+
+def registry_lock_name(config: PerennialConfig) -> str:
+    return f"perennial-registry-{config.model_name}"
+
+
 @contextmanager
-def alias_lock(config: PerennialConfig) -> Iterator[None]:
-    """Serialise alias moves: a file lock for a local home. (A shared MLflow server has no
-    lock; there the re-check of the champion under `record_decision` narrows the race.)"""
-    if config.mlflow_uri is not None or "://" in config.home:
-        yield
-        return
+def alias_lock(config: PerennialConfig) -> Iterator[str]:
+    """Serialise every alias move of the model, across processes and machines. Yields the kind
+    of lock held. On what all movers share:
+    - an MLflow database on PostgreSQL: a session advisory lock in that database;
+    - a local SQLite registry: a file lock beside it;
+    - an MLflow server (served mode): a global concurrency limit of one slot on the Prefect
+      server of PREFECT_API_URL, leased, so that a killed holder frees it.
+    A remote MLflow with neither is refused: nothing would serialise the moves."""
+    uri = config.tracking_uri
+    if uri.startswith(("postgresql://", "postgresql+")):
+        with _postgres_advisory_lock(uri, registry_lock_name(config)):
+            yield "postgresql advisory lock"
+    elif uri.startswith("sqlite:///"):
+        with _file_lock(Path(uri.removeprefix("sqlite:///")).with_name(".registry.lock")):
+            yield "file lock"
+    elif os.environ.get("PREFECT_API_URL"):
+        with _prefect_slot(registry_lock_name(config)):
+            yield "prefect global concurrency limit"
+    else:
+        raise RegistryError(
+            f"no lock shared by every machine for {config.model_name} at {uri}: set "
+            "PREFECT_API_URL to the served Prefect API (or use a postgresql:// registry)"
+        )
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
     import fcntl
 
-    path = Path(config.home) / ".registry.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -180,6 +263,38 @@ def alias_lock(config: PerennialConfig) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _postgres_advisory_lock(url: str, name: str) -> Iterator[None]:
+    import psycopg
+
+    plain = "postgresql://" + url.split("://", 1)[1]  # the driver suffix means nothing here
+    # A session lock: the server frees it if this process dies and its connection drops.
+    with psycopg.connect(plain, autocommit=True) as connection:
+        connection.execute("SET lock_timeout = %s", (f"{int(REGISTRY_LOCK_TIMEOUT_S)}s",))
+        connection.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
+        try:
+            yield
+        finally:
+            connection.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
+
+
+@contextmanager
+def _prefect_slot(name: str) -> Iterator[None]:
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency.sync import concurrency
+
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, 1)  # idempotent
+    with concurrency(
+        name,
+        occupy=1,
+        timeout_seconds=REGISTRY_LOCK_TIMEOUT_S,
+        lease_duration=REGISTRY_LEASE_S,
+        strict=True,
+    ):
+        yield
 
 
 def _decision_tags(
@@ -217,8 +332,9 @@ def record_decision(
 ) -> Decision:
     """Tag the version with the decision, then move the alias it earned (champion last).
 
-    If the champion changed while this version was being evaluated (another run promoted
-    meanwhile), the comparison is stale: the version is not promoted and says why."""
+    Under the registry lock: if the champion changed while this version was being evaluated
+    (another run promoted, or a rollback, meanwhile), the comparison is stale: the version is
+    not promoted and says why."""
     client = connect(config)
     name = config.model_name
     with alias_lock(config):
@@ -242,44 +358,64 @@ def record_decision(
         if not decision.promote:
             client.set_registered_model_alias(name, CHALLENGER, version)
             return decision
-        move_champion(config, version, current_version, moved_by, decision.reasons)
+        _move_champion(config, version, current_version, "train", moved_by, decision.reasons)
     return decision
 
 
 HISTORY_TAG = "perennial.champion_history"
 HISTORY_LENGTH = 100
+MOVES_TAG = "perennial.champion_moves"
+MOVES_LENGTH = 200  # about 250 bytes each; a registered-model tag holds 100,000
 
 
 def champion_history(client: Any, name: str) -> list[str]:
-    """Versions that have been champion, oldest first, as moved by Perennial.
-
-    Kept on the registered model, not derived from per-version tags: an old version promoted
-    again would otherwise make a cycle of `replaced_version` tags."""
+    """Versions that have been champion, oldest first, as moved by Perennial: the stack that
+    `rollback` pops. Kept on the registered model, not derived from per-version tags: an old
+    version promoted again would otherwise make a cycle of `replaced_version` tags."""
     tags = client.get_registered_model(name).tags
     return list(json.loads(tags.get(HISTORY_TAG, "[]")))
 
 
-def _save_history(client: Any, name: str, history: list[str]) -> None:
-    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history[-HISTORY_LENGTH:]))
+def champion_moves(client: Any, name: str) -> list[dict[str, str | None]]:
+    """Every move of `champion`, oldest first (train, promote, rollback): the audit log, each
+    entry with what it moved from and to, who moved it, why, and when."""
+    tags = client.get_registered_model(name).tags
+    return list(json.loads(tags.get(MOVES_TAG, "[]")))
 
 
-def move_champion(
-    config: PerennialConfig, version: str, previous: str | None, moved_by: str, reasons: list[str]
+def _move_champion(
+    config: PerennialConfig,
+    version: str,
+    previous: str | None,
+    action: str,
+    moved_by: str,
+    reasons: list[str],
+    history: list[str] | None = None,
 ) -> None:
-    """Point `champion` at `version`, record what it replaced, emit `perennial.model.promoted`."""
+    """Point `champion` at `version` and record the move; the caller holds the registry lock
+    and has checked that `previous` is the champion now. `history` is the rollback stack after
+    the move (default: `version` pushed)."""
     client = connect(config)
     name = config.model_name
-    if previous and previous != version:
-        client.set_model_version_tag(name, version, "perennial.replaced_version", previous)
-    client.set_model_version_tag(name, version, "perennial.promoted_by", moved_by)
-    history = champion_history(client, name)
-    if previous and (not history or history[-1] != previous):
-        history.append(previous)
-    _save_history(client, name, [*history, version])
-    client.set_registered_model_alias(name, CHAMPION, version)
-    challenger = version_by_alias(config, CHALLENGER)
-    if challenger and challenger.version == version:
-        client.delete_registered_model_alias(name, CHALLENGER)
+    stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+    if action != "rollback":
+        if previous and previous != version:
+            client.set_model_version_tag(name, version, "perennial.replaced_version", previous)
+        client.set_model_version_tag(name, version, "perennial.promoted_by", moved_by)
+    if history is None:
+        history = champion_history(client, name)
+        if previous and (not history or history[-1] != previous):
+            history.append(previous)
+        history = [*history, version]
+    move = {"action": action, "from": previous, "to": version, "by": moved_by, "at": stamp}
+    moves = [*champion_moves(client, name), {**move, "reasons": "; ".join(reasons)[:200]}]
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history[-HISTORY_LENGTH:]))
+    client.set_registered_model_tag(name, MOVES_TAG, json.dumps(moves[-MOVES_LENGTH:]))
+    client.set_registered_model_alias(name, CHAMPION, version)  # the move itself, last
+    if action != "rollback":
+        challenger = version_by_alias(config, CHALLENGER)
+        if challenger and challenger.version == version:
+            client.delete_registered_model_alias(name, CHALLENGER)
     emit_model_event(config, version, previous, moved_by, reasons)
 
 
@@ -308,9 +444,17 @@ def emit_model_event(
 
 
 def promote_version(
-    config: PerennialConfig, version: str, moved_by: str, reasons: list[str]
+    config: PerennialConfig,
+    version: str,
+    moved_by: str,
+    reasons: list[str],
+    compared_with: str | None,
+    forced: bool = False,
 ) -> str | None:
-    """Make `version` champion by hand (the CLI checks the policy first). Returns the previous."""
+    """Make `version` champion by hand. The caller checked the policy against the champion
+    `compared_with`; under the lock, a champion that has moved since makes that check stale
+    and the promotion is refused (a forced one goes ahead, and says what it overrode).
+    Returns the previous champion."""
     client = connect(config)
     client.get_model_version(config.model_name, version)  # raises if it does not exist
     with alias_lock(config):
@@ -318,10 +462,18 @@ def promote_version(
         previous = current.version if current else None
         if previous == version:
             raise RegistryError(f"v{version} of {config.model_name} is already the champion")
+        if previous != compared_with:
+            stale = (
+                f"champion moved to v{previous} while v{version} was checked against "
+                f"v{compared_with or 'none'}"
+            )
+            if not forced:
+                raise RegistryError(f"{stale}: run `perennial promote` again to compare anew")
+            reasons = [*reasons, f"{stale} (forced)"]
         client.set_model_version_tag(
             config.model_name, version, "perennial.manual_promotion", json.dumps(reasons)
         )
-        move_champion(config, version, previous, moved_by, reasons)
+        _move_champion(config, version, previous, "promote", moved_by, reasons)
     return previous
 
 
@@ -354,10 +506,14 @@ def rollback(config: PerennialConfig, moved_by: str) -> tuple[str, str]:
             f"{stamp} by {moved_by}: champion returned to v{previous}",
         )
         client.set_model_version_tag(name, previous, "perennial.restored_from", current.version)
-        _save_history(client, name, history[:-1])
-        client.set_registered_model_alias(name, CHAMPION, previous)
-        emit_model_event(
-            config, previous, current.version, moved_by, [f"rollback from v{current.version}"]
+        _move_champion(
+            config,
+            previous,
+            current.version,
+            "rollback",
+            moved_by,
+            [f"rollback from v{current.version}"],
+            history=history[:-1],
         )
     return current.version, previous
 

@@ -91,8 +91,9 @@ def stop_process(process: subprocess.Popen[Any], grace_s: float = 20) -> None:
 @contextlib.contextmanager
 def served_stack(home: Path, **env: str) -> Iterator[dict[str, Any]]:
     """`flows.service up` (Prefect server, MLflow server, worker, deployments) on free ports
-    with PERENNIAL_HOME=`home` and `env`; always stopped by the PIDs it recorded."""
-    from flows.service import down, up
+    with PERENNIAL_HOME=`home` and `env`; always stopped by the PIDs it recorded. Yields the
+    service state with `env` holding what a client needs, credentials included."""
+    from flows.service import client_env, down, up
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PERENNIAL_HOME", str(home))
@@ -103,6 +104,7 @@ def served_stack(home: Path, **env: str) -> Iterator[dict[str, Any]]:
         for name, value in env.items():
             patch.setenv(name, value)
         try:
-            yield up(home)
+            state = up(home)
+            yield {**state, "env": client_env(home)}
         finally:
             down(home)

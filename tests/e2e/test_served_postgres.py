@@ -19,6 +19,9 @@ from tests.conftest import run_console_script, served_stack
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+# The machine's PostgreSQL trusts local connections, so any password works: this one must
+# appear nowhere on disk (but for files only the user can read) nor in any command line.
+PASSWORD = f"pw-{uuid.uuid4().hex}"
 
 
 def query(database: str, sql: str) -> list[tuple[Any, ...]]:
@@ -34,7 +37,8 @@ def postgres_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[
     base = f"perennial_e2e_{uuid.uuid4().hex[:10]}"
     home = tmp_path_factory.mktemp("served-postgres") / "home"
     try:
-        with served_stack(home, PERENNIAL_DB_URL=f"{POSTGRES}/{base}") as state:
+        with_password = POSTGRES.replace("postgres@", f"postgres:{PASSWORD}@")
+        with served_stack(home, PERENNIAL_DB_URL=f"{with_password}/{base}") as state:
             yield {**state, "base": base, "home_path": home}
     finally:
         with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as admin:
@@ -51,12 +55,14 @@ def test_prefect_and_mlflow_keep_their_state_in_postgresql(
         "mlflow": f"127.0.0.1:5432/{base}_mlflow",
     }
     deployments = {name for (name,) in query(f"{base}_prefect", "SELECT name FROM deployment")}
-    assert deployments >= {"training", "monitoring", "inference", "ingest"}
+    assert deployments == {"flights"}  # one of each flow, named for the dataset
+    flows = {name for (name,) in query(f"{base}_prefect", "SELECT name FROM flow")}
+    assert flows >= {"training", "monitoring", "inference", "ingestion"}
     pools = {name for (name,) in query(f"{base}_prefect", "SELECT name FROM work_pool")}
     assert "perennial" in pools
 
     # A flow run through the worker, recorded in PostgreSQL.
-    run = ["deployment", "run", "ingestion/ingest", "--param", "batch=2013-01"]
+    run = ["deployment", "run", "ingestion/flights", "--param", "batch=2013-01"]
     finished = run_console_script(
         "prefect", postgres_service["env"], *run, "--watch", "--watch-timeout", "600", timeout=700
     )
@@ -64,7 +70,7 @@ def test_prefect_and_mlflow_keep_their_state_in_postgresql(
     states = query(
         f"{base}_prefect",
         "SELECT fr.state_type FROM flow_run fr JOIN deployment d ON fr.deployment_id = d.id "
-        "WHERE d.name = 'ingest'",
+        "WHERE d.name = 'flights' AND d.entrypoint LIKE 'flows/ingestion.py%'",
     )
     assert states == [("COMPLETED",)]
     assert (postgres_service["home_path"] / "validated" / "flights" / "2013-01.parquet").exists()
@@ -72,7 +78,33 @@ def test_prefect_and_mlflow_keep_their_state_in_postgresql(
     # MLflow's tracking server writes to its PostgreSQL database.
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=postgres_service["mlflow_ui"])
-    client.create_experiment("postgres-check")
+    env = postgres_service["env"]
+    with pytest.MonkeyPatch.context() as patch:  # MLflow's basic auth: the stack's credentials
+        for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            patch.setenv(name, env[name])
+        client = MlflowClient(tracking_uri=postgres_service["mlflow_ui"])
+        client.create_experiment("postgres-check")
     experiments = {name for (name,) in query(f"{base}_mlflow", "SELECT name FROM experiments")}
     assert "postgres-check" in experiments
+
+
+def test_the_database_password_is_nowhere_but_in_the_servers_environment(
+    postgres_service: dict[str, Any],
+) -> None:
+    import subprocess
+
+    home = postgres_service["home_path"]
+    leaks = []
+    for path in home.rglob("*"):
+        if path.is_file() and PASSWORD.encode() in path.read_bytes():
+            leaks.append(f"{path} ({oct(path.stat().st_mode & 0o777)})")
+    assert not leaks, leaks  # not even in 0600 files: it is handed over as PGPASSWORD
+    command_lines = subprocess.run(
+        ["ps", "-eo", "args"], capture_output=True, text=True, check=True
+    ).stdout
+    assert PASSWORD not in command_lines
+    status = run_console_script(
+        "python", postgres_service["env"], "-m", "flows.service", "status", timeout=120
+    )
+    assert status.returncode == 0 and "127.0.0.1:5432" in status.stdout
+    assert PASSWORD not in status.stdout + status.stderr

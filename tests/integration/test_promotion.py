@@ -3,6 +3,7 @@ flows and real Prefect: policy outcomes, duplicates, crash safety, races, rollba
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from pathlib import Path
@@ -22,9 +23,14 @@ from tasks.predict import shadow_report
 from tasks.registry import (
     CHALLENGER,
     CHAMPION,
+    MODEL_SHA256_TAG,
+    ModelIntegrityError,
     RegistryError,
     champion_history,
+    champion_moves,
     connect,
+    load_model,
+    promote_version,
     record_decision,
     version_by_alias,
 )
@@ -260,3 +266,51 @@ def test_the_monitor_compares_shadow_scores_once_labels_are_in(
     unscored = runner.invoke(app, ["monitor", "--batch", "2013-05", "--json"])
     assert unscored.exit_code == 0, unscored.output
     assert json.loads(unscored.stdout)["shadow"] is None
+
+
+def test_a_manual_promotion_checked_against_a_stale_champion_is_refused_unless_forced(
+    first: dict,
+) -> None:
+    config = load_config(FLIGHTS)
+    current = champion()
+    other = next(v for v in versions() if v != current)
+    stale = next(v for v in versions() if v not in (current, other))
+    with pytest.raises(RegistryError, match=f"champion moved to v{current} while v{other}"):
+        promote_version(config, other, "test", ["test: stale"], compared_with=stale)
+    assert champion() == current
+    previous = promote_version(
+        config, other, "test", ["test: stale but forced"], compared_with=stale, forced=True
+    )
+    assert previous == current and champion() == other
+    assert "(forced)" in tags(other)["perennial.manual_promotion"]
+
+
+def test_every_move_of_the_champion_is_in_the_audit_log_in_order(first: dict) -> None:
+    config = load_config(FLIGHTS)
+    moves = champion_moves(connect(config), config.model_name)
+    assert moves[0]["from"] is None and moves[0]["action"] == "train"
+    assert {m["action"] for m in moves} == {"train", "promote", "rollback"}
+    for earlier, later in itertools.pairwise(moves):
+        assert later["from"] == earlier["to"]
+        assert later["at"] >= earlier["at"] and later["by"]
+    assert moves[-1]["to"] == champion() == history()[-1]
+
+
+def test_a_tampered_model_artifact_is_refused_naming_the_version(
+    first: dict, module_home: Path
+) -> None:
+    config = load_config(FLIGHTS)
+    version = champion()
+    found = connect(config).get_model_version(config.model_name, version)
+    assert len(found.tags[MODEL_SHA256_TAG]) == 64
+    assert load_model(config, version) is not None  # the artifact as registered loads
+    [pickle] = list(module_home.glob(f"mlartifacts/*/models/{found.model_id}/artifacts/model.pkl"))
+    original = pickle.read_bytes()
+    try:
+        pickle.write_bytes(original + b"\n")
+        with pytest.raises(ModelIntegrityError, match=f"v{version} of flights-late-arrival"):
+            load_model(config, version)
+        refused = CliRunner().invoke(app, ["predict", "--batch", "2013-06"])
+        assert refused.exit_code == 1 and "tampered" in refused.output
+    finally:
+        pickle.write_bytes(original)

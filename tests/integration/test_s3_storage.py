@@ -394,5 +394,5 @@ def test_training_flow_end_to_end_on_s3(
     assert artifact_uri.startswith(f"s3://{bucket}/mlflow/"), artifact_uri
     # The champion loads back from S3 and scores the landed data.
     frame = open_storage(config.home).read_parquet("validated/flights/2013-03.parquet")
-    model = load_model(config, CHAMPION)
+    model = load_model(config, champion.version)
     assert model.predict_proba(model_inputs(frame, config)).shape[1] == 2

@@ -76,7 +76,9 @@ def test_synthetic_dataset_trains_from_its_own_yaml(
     suite_file = profile_landed(storage, config, batches[:2])
     assert suite_file == tmp_path / "gx" / "expectations" / "sensors.json"
 
-    result = training(batches="2024-W01..2024-W04", config_path=str(config_path))
+    # Flows name datasets (a YAML of the configs folder), never paths.
+    monkeypatch.setenv("PERENNIAL_CONFIGS_DIR", str(tmp_path))
+    result = training(batches="2024-W01..2024-W04", dataset="sensors")
 
     assert result["model"] == "sensors-overheat" and result["promoted"]
     assert result["holdout"] == "2024-W04"

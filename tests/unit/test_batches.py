@@ -1,7 +1,14 @@
 import pandas as pd
 import pytest
 
-from tasks.batches import BatchIdError, batch_ids, expand_range, period_bounds, previous
+from tasks.batches import (
+    BatchIdError,
+    batch_ids,
+    check_batch,
+    expand_range,
+    period_bounds,
+    previous,
+)
 from tasks.config import TimeConfig
 
 MONTH = TimeConfig(column="t", batch_period="month", timezone="America/New_York")
@@ -32,3 +39,18 @@ def test_ranges_and_lists() -> None:
 def test_malformed_batches_are_refused(bad: str) -> None:
     with pytest.raises(BatchIdError):
         expand_range(bad, MONTH)
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["../2013-01", "2013-01/../../x", "/etc/passwd", "2013-01.", "..", "2013-01\n", "", "2013-1"],
+)
+def test_hostile_batch_ids_are_refused(hostile: str) -> None:
+    with pytest.raises(BatchIdError):
+        check_batch(hostile, MONTH)
+
+
+def test_well_formed_ids_of_every_period_pass() -> None:
+    assert check_batch("2013-01", MONTH) == "2013-01"
+    assert check_batch("2013-W05", TimeConfig(column="t", batch_period="week")) == "2013-W05"
+    assert check_batch("2013-01-05", TimeConfig(column="t", batch_period="day")) == "2013-01-05"

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import ConfigError, load_config
+from tasks.config import ConfigError, dataset_config, dataset_names, load_config
 from tests.conftest import FLIGHTS
 
 
@@ -78,3 +78,25 @@ def test_artifact_keys_keep_only_what_prefect_accepts() -> None:
 
     assert artifact_key("drift-My_Data-2013.07") == "drift-my-data-2013-07"
     assert artifact_key("gate-flights-2013-07") == "gate-flights-2013-07"
+
+
+@pytest.mark.parametrize(
+    "hostile", ["../configs/flights", "/etc/passwd", "flights.yaml", "a/b", ""]
+)
+def test_flows_take_dataset_names_never_paths(
+    hostile: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PERENNIAL_CONFIGS_DIR", str(tmp_path))
+    (tmp_path / "flights.yaml").write_text(FLIGHTS.read_text())
+    if hostile == "":  # empty means the demo dataset
+        assert dataset_config(hostile).dataset == "flights"
+        return
+    with pytest.raises(ConfigError, match=r"not a path|no dataset"):
+        dataset_config(hostile)
+
+
+def test_a_dataset_name_resolves_in_the_configs_folder() -> None:
+    assert dataset_config("flights").config_path == FLIGHTS.resolve()
+    assert "flights" in dataset_names()
+    with pytest.raises(ConfigError, match=r"no dataset .nope..*known are flights"):
+        dataset_config("nope")

@@ -1,0 +1,332 @@
+"""Served mode a team can trust, on the real stack (`flows.service up` on free ports):
+
+- two datasets served at once, each with its own deployments and drift trigger;
+- locked down: Prefect API auth, CSRF, CORS for the UI's origin only, MLflow basic auth,
+  state files 0600 and no secret in `service.json` or `status`;
+- five processes racing for the champion (two trainings, a promotion, a rollback, a forced
+  promotion) leave one champion and a history that holds every move, in order;
+- a tampered model artifact is refused by `predict`, naming the version.
+
+The second dataset is synthetic (weekly sensor readings, tests/integration/test_second_dataset)
+so that its trainings take seconds; flights only has to be deployed and left alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import FLIGHTS, ROOT, run_console_script, run_perennial, served_stack
+from tests.e2e.test_served_mode import api, json_of
+from tests.integration.test_second_dataset import CONFIG as SENSORS_CONFIG
+from tests.integration.test_second_dataset import write_week
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(2400)]
+
+WEEKS = [f"2024-W{week:02d}" for week in range(1, 8)]
+RUN_WAIT_S = 900.0
+
+
+@pytest.fixture(scope="module")
+def configs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A configs folder with the flights demo and the sensors dataset, and a week of sensor
+    readings per file under `incoming/`."""
+    folder = tmp_path_factory.mktemp("configs")
+    flights = yaml.safe_load(FLIGHTS.read_text())
+    flights["validation"]["gx_root"] = str(ROOT / "great_expectations")
+    (folder / "flights.yaml").write_text(yaml.safe_dump(flights))
+    (folder / "sensors.yaml").write_text(SENSORS_CONFIG)
+    (folder / "incoming").mkdir()
+    for seed, week in enumerate(WEEKS):
+        write_week(folder / "incoming", week, seed)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def service(configs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    home = tmp_path_factory.mktemp("team") / "home"
+    with served_stack(
+        home,
+        PERENNIAL_CONFIGS_DIR=str(configs),
+        PERENNIAL_HPO__WORKERS="1",
+    ) as state:
+        yield state
+
+
+def cli(service: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    return run_perennial(service["env"], *args)
+
+
+def sensors(service: dict[str, Any], configs: Path, *args: str) -> Any:
+    return cli(service, *args, "--config", str(configs / "sensors.yaml"))
+
+
+def request(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> Any:
+    """(status, headers) of a plain HTTP request, errors included."""
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, method=method, headers=headers or {}), timeout=30
+        ) as reply:
+            return reply.status, dict(reply.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers)
+
+
+def deployments(service: dict[str, Any]) -> dict[str, Any]:
+    async def call(client: Any) -> dict[str, Any]:
+        found = await client.read_deployments()
+        flows = {f.id: f.name for f in await client.read_flows()}
+        return {f"{flows[d.flow_id]}/{d.name}": d for d in found}
+
+    return dict(with_auth(service, call))
+
+
+def with_auth(service: dict[str, Any], call: Any) -> Any:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PREFECT_API_AUTH_STRING", service["env"]["PREFECT_API_AUTH_STRING"])
+        return api(service, call)
+
+
+def flow_runs(service: dict[str, Any], deployment_id: Any) -> list[Any]:
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    async def call(client: Any) -> list[Any]:
+        only = DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+        return list(await client.read_flow_runs(deployment_filter=only, limit=50))
+
+    return list(with_auth(service, call))
+
+
+def test_every_dataset_is_deployed_with_its_own_trigger(service: dict[str, Any]) -> None:
+    found = deployments(service)
+    for flow in ("training", "monitoring", "inference", "ingestion"):
+        assert {f"{flow}/flights", f"{flow}/sensors"} <= set(found), sorted(found)
+    for name in ("flights", "sensors"):
+        deployment = found[f"training/{name}"]
+        assert deployment.parameters["dataset"] == name
+    assert service["datasets"] == ["flights", "sensors"]
+
+    async def automations(client: Any) -> list[Any]:
+        return list(await client.read_automations())
+
+    matches = {
+        a.name: a.trigger.match.model_dump()["prefect.resource.id"]
+        for a in with_auth(service, automations)
+    }
+    assert matches == {
+        "retrain-flights-on-drift": "perennial.dataset.flights",
+        "retrain-sensors-on-drift": "perennial.dataset.sensors",
+    }
+
+
+def test_the_api_refuses_requests_without_the_auth_string(service: dict[str, Any]) -> None:
+    api_url = service["env"]["PREFECT_API_URL"]
+    for path in ("/admin/settings", "/admin/version", "/csrf-token?client=x", "/work_pools/"):
+        status, _ = request(f"{api_url}{path}")
+        assert status == 401, path
+    status, _ = request(f"{api_url}/flows/filter", method="POST")
+    assert status in (401, 403)  # CSRF and auth both refuse a bare POST
+    token = base64.b64encode(service["env"]["PREFECT_API_AUTH_STRING"].encode()).decode()
+    status, _ = request(f"{api_url}/admin/version", headers={"Authorization": f"Basic {token}"})
+    assert status == 200
+    # A page from another origin may not call the API from the user's browser.
+    preflight = {"Access-Control-Request-Method": "POST", "Origin": "http://evil.example"}
+    _, headers = request(f"{api_url}/flows/filter", method="OPTIONS", headers=preflight)
+    assert "access-control-allow-origin" not in {key.lower() for key in headers}
+    own = {**preflight, "Origin": service["prefect_ui"]}
+    _, headers = request(f"{api_url}/flows/filter", method="OPTIONS", headers=own)
+    allowed = {key.lower(): value for key, value in headers.items()}
+    assert allowed.get("access-control-allow-origin") == service["prefect_ui"]
+    # CSRF protection is on: the server hands out tokens (to authenticated clients).
+    status, _ = request(
+        f"{api_url}/csrf-token?client=test", headers={"Authorization": f"Basic {token}"}
+    )
+    assert status == 200
+
+
+def test_mlflow_refuses_requests_without_credentials(service: dict[str, Any]) -> None:
+    search = f"{service['mlflow_ui']}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert request(search)[0] == 401
+    env = service["env"]
+    good = f"{env['MLFLOW_TRACKING_USERNAME']}:{env['MLFLOW_TRACKING_PASSWORD']}"
+    bad = f"{env['MLFLOW_TRACKING_USERNAME']}:wrong"
+    for pair, expected in ((bad, 401), (good, 200)):
+        basic = base64.b64encode(pair.encode()).decode()
+        assert request(search, headers={"Authorization": f"Basic {basic}"})[0] == expected
+
+
+def test_state_files_are_private_and_hold_no_secret(service: dict[str, Any]) -> None:
+    run = Path(service["home"]) / "run"
+    assert run.stat().st_mode & 0o777 == 0o700
+    for path in run.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    env = service["env"]
+    secret_values = [
+        env["PREFECT_API_AUTH_STRING"],
+        env["MLFLOW_TRACKING_PASSWORD"],
+    ]
+    public = (run / "service.json").read_text()
+    status = run_console_script("python", env, "-m", "flows.service", "status", timeout=120)
+    assert status.returncode == 0, status.stderr
+    command_lines = subprocess.run(
+        ["ps", "-eo", "args"], capture_output=True, text=True, check=True
+    ).stdout
+    logs = "".join(p.read_text(errors="replace") for p in run.glob("*.log"))
+    for value in secret_values:
+        assert value not in public
+        assert value not in status.stdout
+        assert value not in command_lines
+        assert value not in logs
+
+
+def test_a_drift_event_on_the_second_dataset_retrains_only_it(
+    service: dict[str, Any], configs: Path
+) -> None:
+    for week in WEEKS[:2]:
+        landed = sensors(service, configs, "ingest", "--batch", week, "--no-validate")
+        assert landed.returncode == 0, landed.stderr[-2000:]
+    profiled = sensors(service, configs, "validate", "--profile", f"{WEEKS[0]}..{WEEKS[1]}")
+    assert profiled.returncode == 0, profiled.stderr[-2000:]
+    for week in WEEKS[2:]:
+        landed = sensors(service, configs, "ingest", "--batch", week, "--json")
+        assert landed.returncode == 0, landed.stderr[-2000:]
+    found = deployments(service)
+    before_flights = flow_runs(service, found["training/flights"].id)
+
+    event = [
+        "from prefect.events import emit_event",
+        "emit_event(event='perennial.drift.detected',",
+        "    resource={'prefect.resource.id': 'perennial.dataset.sensors'},",
+        f"    payload={{'batch': '{WEEKS[3]}', 'max_psi': 0.9,",
+        "             'drifted_features': ['load'], 'reference_version': 'none'})",
+    ]
+    emitted = subprocess.run(
+        [sys.executable, "-c", "\n".join(event)],
+        env={**os.environ, **service["env"]},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert emitted.returncode == 0, emitted.stderr
+    deadline = time.monotonic() + RUN_WAIT_S
+    runs: list[Any] = []
+    while time.monotonic() < deadline:
+        runs = flow_runs(service, found["training/sensors"].id)
+        runs = [r for r in runs if r.parameters.get("reason", "").startswith("drift on")]
+        if runs and all(r.state and r.state.is_final() for r in runs):
+            break
+        time.sleep(2)
+    [retrain] = runs
+    log = (Path(service["home"]) / "run" / "worker.log").read_text(errors="replace")[-3000:]
+    assert retrain.state_name == "Completed", log
+    assert retrain.parameters["dataset"] == "sensors"
+    assert flow_runs(service, found["training/flights"].id) == before_flights  # untouched
+    status = sensors(service, configs, "status", "--json")
+    assert json_of(status.stdout)["champion"]["version"] == "1"
+    print(f"event -> sensors retrain started: {(retrain.start_time - retrain.created)}")
+
+
+def _run_all(service: dict[str, Any], commands: list[list[str]]) -> list[Any]:
+    with ThreadPoolExecutor(len(commands)) as pool:
+        return list(pool.map(lambda args: cli(service, *args), commands))
+
+
+def test_five_movers_race_and_every_move_is_kept_in_order(
+    service: dict[str, Any], configs: Path
+) -> None:
+    from tasks.config import load_config
+    from tasks.registry import CHAMPION, champion_history, champion_moves, connect
+
+    sensors_yaml = str(configs / "sensors.yaml")
+    second = cli(
+        service, "train", "--batches", f"{WEEKS[0]}..{WEEKS[4]}", "--trials", "3",
+        "--config", sensors_yaml, "--json",
+    )  # fmt: skip
+    assert second.returncode == 0, second.stderr[-2000:]
+    if not json_of(second.stdout)["promoted"]:
+        forced = cli(
+            service, "promote", "--version", json_of(second.stdout)["version"], "--force",
+            "--reason", "a history of two before the race", "--config", sensors_yaml,
+        )  # fmt: skip
+        assert forced.returncode == 0, forced.stderr[-2000:]
+
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in service["env"].items():
+            patch.setenv(key, value)
+        patch.setenv("PERENNIAL_CONFIGS_DIR", str(configs))
+        config = load_config(configs / "sensors.yaml")
+        client = connect(config)
+        moves_before = len(champion_moves(client, config.model_name))
+
+        movers = (
+            ["train", "--batches", f"{WEEKS[0]}..{WEEKS[5]}", "--trials", "2", "--json"],
+            ["train", "--batches", f"{WEEKS[0]}..{WEEKS[6]}", "--trials", "2", "--json"],
+            ["promote", "--version", "1", "--json"],
+            ["rollback", "--reason", "race", "--json"],
+            ["promote", "--version", "1", "--force", "--reason", "race", "--json"],
+        )
+        results = _run_all(service, [[*args, "--config", sensors_yaml] for args in movers])
+        moved = 0
+        for result in results:
+            # Every mover either moved or was refused in one line: never a crash.
+            assert result.returncode in (0, 1), result.stderr[-3000:]
+            assert "Traceback" not in result.stderr, result.stderr[-3000:]
+            if result.returncode == 0:
+                payload = json_of(result.stdout)
+                moved += 1 if payload.get("promoted", True) else 0
+            else:
+                assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        history = champion_history(client, config.model_name)
+        moves = champion_moves(client, config.model_name)
+        champion = client.get_model_version_by_alias(config.model_name, CHAMPION)
+
+    race = moves[moves_before:]
+    assert len(race) == moved, (moved, race, [r.stdout[-500:] for r in results])
+    for earlier, later in itertools.pairwise(moves):
+        # No lost update: each move starts from where the one before it left the champion.
+        assert later["from"] == earlier["to"], moves
+        assert later["at"] >= earlier["at"]
+        assert later["by"] and later["action"] in ("train", "promote", "rollback")
+    assert moves[-1]["to"] == str(champion.version) == history[-1]
+
+
+def test_a_tampered_model_artifact_is_refused_by_predict(
+    service: dict[str, Any], configs: Path
+) -> None:
+    from tasks.config import load_config
+    from tasks.registry import CHAMPION, connect
+
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in service["env"].items():
+            patch.setenv(key, value)
+        config = load_config(configs / "sensors.yaml")
+        champion = connect(config).get_model_version_by_alias(config.model_name, CHAMPION)
+    home = Path(service["home"])
+    [pickle] = list(
+        (home / "mlartifacts").glob(f"*/models/{champion.model_id}/artifacts/model.pkl")
+    )
+    good = pickle.read_bytes()
+    try:
+        pickle.write_bytes(good + b"\n# appended by an attacker")
+        refused = sensors(service, configs, "predict", "--batch", WEEKS[6])
+        assert refused.returncode == 1
+        assert f"v{champion.version} of sensors-overheat" in refused.stderr
+        assert "tampered" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    finally:
+        pickle.write_bytes(good)
+    scored = sensors(service, configs, "predict", "--batch", WEEKS[6], "--json")
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    assert json_of(scored.stdout)["champion"]["version"] == str(champion.version)
