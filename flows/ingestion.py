@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from prefect.runtime import flow_run
 
 from tasks.batches import check_batch
 from tasks.config import dataset_config
-from tasks.ingest import land_batch_task, landed_record
+from tasks.ingest import IngestError, land_batch_task, landed_record
 from tasks.storage import open_storage
 from tasks.validate import validate_batch_task
 
@@ -25,11 +26,16 @@ def ingestion(
     validate it; a failing batch is quarantined with its reason, never dropped."""
     config = dataset_config(dataset)
     check_batch(batch, config.time)
+    if source and flow_run.get_deployment_id():
+        # A deployment's parameters come from the UI and the API: they may not name a file
+        # on the worker's disk. Served batches come from the dataset's configured source.
+        raise IngestError(
+            f"a served ingestion of {config.dataset} reads the dataset's configured source, not "
+            "a file named in its parameters: put the file where source.path_template says"
+        )
     if land:
         landing = land_batch_task(config, batch, source).status
     elif landed_record(open_storage(config.home), config, batch) is None:
-        from tasks.ingest import IngestError
-
         raise IngestError(
             f"batch {batch} of {config.dataset} has not been landed; run ingest first"
         )

@@ -3,7 +3,7 @@
 #   settings  names, tags, per-environment sizes (provider-free, tested by terraform test)
 #   network   VPC, private subnets, VPC endpoints, security groups, flow logs
 #   storage   data, artifacts and log buckets, KMS key
-#   database  RDS PostgreSQL for Prefect, MLflow and Optuna, secret in Secrets Manager
+#   database  RDS PostgreSQL for Prefect, MLflow and Optuna, one user and secret per service
 #   iam       one role per service
 #   compute   ECS cluster, Prefect server, Prefect ECS worker, MLflow server, internal ALB
 #   budget.tf monthly cost budget with email alerts
@@ -84,6 +84,7 @@ module "database" {
   initial_db_name             = local.names.prefect_db_name
   password_version            = var.db_password_version
   secret_name                 = local.names.db_secret
+  services                    = module.settings.db_services
   secret_recovery_window_days = local.sizing.secret_recovery_window
   monitoring_role_arn         = module.iam.rds_monitoring_role_arn
   log_retention_days          = local.sizing.log_retention_days
@@ -94,17 +95,18 @@ module "database" {
 module "iam" {
   source = "./modules/iam"
 
-  names                = local.names
-  account_id           = local.account_id
-  region               = var.region
-  partition            = local.partition
-  data_bucket_arn      = module.storage.data_bucket_arn
-  state_prefixes       = module.storage.state_prefixes
-  artifacts_bucket_arn = module.storage.artifacts_bucket_arn
-  s3_kms_key_arn       = module.storage.kms_key_arn
-  db_secret_arn        = module.database.secret_arn
-  db_kms_key_arn       = module.database.kms_key_arn
-  tags                 = local.tags
+  names                  = local.names
+  account_id             = local.account_id
+  region                 = var.region
+  partition              = local.partition
+  data_bucket_arn        = module.storage.data_bucket_arn
+  state_prefixes         = module.storage.state_prefixes
+  artifacts_bucket_arn   = module.storage.artifacts_bucket_arn
+  s3_kms_key_arn         = module.storage.kms_key_arn
+  db_master_secret_arn   = module.database.secret_arn
+  db_service_secret_arns = module.database.service_secret_arns
+  db_kms_key_arn         = module.database.kms_key_arn
+  tags                   = local.tags
 }
 
 module "compute" {
@@ -125,16 +127,24 @@ module "compute" {
     mlflow         = { cpu = local.sizing.mlflow_cpu, memory = local.sizing.mlflow_memory }
     worker         = { cpu = local.sizing.worker_cpu, memory = local.sizing.worker_memory }
   }
-  execution_role_arn = module.iam.execution_role_arn
-  task_role_arns     = module.iam.task_role_arns
+  execution_role_arns = module.iam.execution_role_arns
+  task_role_arns      = module.iam.task_role_arns
   database = {
-    host       = module.database.address
-    port       = module.database.port
-    username   = module.database.master_username
-    secret_arn = module.database.secret_arn
+    host              = module.database.address
+    port              = module.database.port
+    master_username   = module.database.master_username
+    master_secret_arn = module.database.secret_arn
+    services = {
+      for service, db in module.settings.db_services : service => {
+        username   = db.username
+        database   = db.database
+        secret_arn = module.database.service_secret_arns[service]
+      }
+    }
   }
   artifacts_bucket         = module.storage.artifacts_bucket
   certificate_arn          = var.certificate_arn
+  https_only               = local.sizing.https_only
   alb_logs_bucket          = module.storage.logs_bucket
   deletion_protection      = local.sizing.deletion_protection
   log_retention_days       = local.sizing.log_retention_days

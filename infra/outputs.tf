@@ -1,19 +1,39 @@
 # --- what Perennial needs: export these four variables ---------------------------
 
 output "perennial_env" {
-  description = "Environment variables pointing Perennial at this stack (also set PGPASSWORD from db_secret_arn, key \"password\")."
+  description = "Environment variables pointing Perennial at this stack (also set PGPASSWORD from db_service_secret_arns.flow_run, key \"password\": Optuna logs in as the flow_run user)."
   value = {
     PERENNIAL_HOME           = "s3://${module.storage.data_bucket}"
     PERENNIAL_MLFLOW_URI     = module.compute.mlflow_url
-    PERENNIAL_OPTUNA_STORAGE = "postgresql+psycopg://${module.database.master_username}@${module.database.address}:${module.database.port}/${local.names.optuna_db_name}?sslmode=require"
+    PERENNIAL_OPTUNA_STORAGE = local.optuna_storage
     PREFECT_API_URL          = module.compute.prefect_api_url
     PERENNIAL_S3_KMS_KEY_ID  = module.storage.kms_key_arn # the bucket policy refuses other keys
   }
 }
 
+locals {
+  # Optuna's storage, as the flow_run user (never the master user); PGPASSWORD comes from its secret.
+  optuna_storage = "postgresql+psycopg://${module.settings.db_services.flow_run.username}@${module.database.address}:${module.database.port}/${module.settings.db_services.flow_run.database}?sslmode=require"
+}
+
 output "db_secret_arn" {
-  description = "Secrets Manager secret with the PostgreSQL credentials (JSON keys username, password)."
+  description = "Master PostgreSQL secret (JSON keys username, password): read only by the db-bootstrap task."
   value       = module.database.secret_arn
+}
+
+output "db_service_secret_arns" {
+  description = "Each service's own PostgreSQL secret (JSON keys username, password, dbname), by service: prefect_server, mlflow, flow_run."
+  value       = module.database.service_secret_arns
+}
+
+output "db_users" {
+  description = "PostgreSQL user and database of each service; the db-bootstrap task creates them."
+  value       = module.database.service_users
+}
+
+output "db_bootstrap_task_definition" {
+  description = "Task definition family that creates the services' database users: run it once after the first apply and after every password rotation (infra/README.md)."
+  value       = module.compute.db_bootstrap_task_definition
 }
 
 # --- what an ECS Prefect work pool needs ------------------------------------------
@@ -49,12 +69,12 @@ output "task_role_arn" {
 }
 
 output "execution_role_arn" {
-  description = "Execution role of flow runs (image pull, logs, database secret)."
-  value       = module.iam.execution_role_arn
+  description = "Execution role of flow runs (image pull, logs, the flow_run database secret only)."
+  value       = module.iam.execution_role_arns["flow_run"]
 }
 
 output "image" {
-  description = "Perennial image for flow runs."
+  description = "Perennial image (infra/Dockerfile, pushed to ecr_repository_url with image_tag) for the services and flow runs."
   value       = module.compute.image
 }
 
@@ -69,7 +89,7 @@ output "ecs_work_pool_job_variables" {
     cluster            = module.compute.cluster_arn
     vpc_id             = module.network.vpc_id
     task_role_arn      = module.iam.task_role_arns["flow_run"]
-    execution_role_arn = module.iam.execution_role_arn
+    execution_role_arn = module.iam.execution_role_arns["flow_run"]
     image              = module.compute.image
     family             = local.names.flow_run_family
     cpu                = local.sizing.flow_run_cpu
@@ -87,7 +107,7 @@ output "ecs_work_pool_job_variables" {
     env = merge(module.compute.flow_run_environment, {
       PERENNIAL_HOME           = "s3://${module.storage.data_bucket}"
       PERENNIAL_MLFLOW_URI     = module.compute.mlflow_url
-      PERENNIAL_OPTUNA_STORAGE = "postgresql+psycopg://${module.database.master_username}@${module.database.address}:${module.database.port}/${local.names.optuna_db_name}?sslmode=require"
+      PERENNIAL_OPTUNA_STORAGE = local.optuna_storage
       PREFECT_API_URL          = module.compute.prefect_api_url
       PERENNIAL_S3_KMS_KEY_ID  = module.storage.kms_key_arn
       MLFLOW_DISABLE_TELEMETRY = "true"
@@ -118,6 +138,6 @@ output "database_endpoint" {
 }
 
 output "flow_run_container_secrets" {
-  description = "ECS container secrets for flow runs (PGPASSWORD from the database secret): add to the work pool's task_definition.containerDefinitions[0].secrets."
+  description = "ECS container secrets for flow runs (PGPASSWORD from the flow_run user's secret): add to the work pool's task_definition.containerDefinitions[0].secrets."
   value       = module.compute.flow_run_secrets
 }

@@ -54,14 +54,29 @@ variable "client_cidrs" {
 }
 
 variable "image_tag" {
-  description = "Tag of the Perennial image in the stack's ECR repository (build it from the repo and push it before applying compute)."
+  description = "Tag of the Perennial image, built from infra/Dockerfile and pushed to the stack's ECR repository (immutable tags: a new build needs a new tag) before applying compute."
   type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag)) && var.image_tag != "latest"
+    error_message = "image_tag must be a valid Docker tag naming one build (a version or commit), never \"latest\"."
+  }
 }
 
 variable "certificate_arn" {
-  description = "ACM certificate for an internal DNS name of the load balancer. When set the listeners use HTTPS; when null they use HTTP inside the VPC."
+  description = "ACM certificate (same account and region) for an internal DNS name of the load balancer: the listeners serve HTTPS with it. Required in prod, which serves HTTPS only; without it dev serves HTTP inside the VPC."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.certificate_arn == null || can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[A-Za-z0-9-]+$", var.certificate_arn))
+    error_message = "certificate_arn must be an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)."
+  }
+
+  validation {
+    condition     = var.environment != "prod" || var.certificate_arn != null
+    error_message = "prod serves HTTPS only: set certificate_arn to an ACM certificate for the load balancer's internal DNS name."
+  }
 }
 
 variable "cpu_architecture" {

@@ -63,6 +63,8 @@ def connect(config: PerennialConfig) -> Any:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # MLflow prints "View run ... at <server>" on stdout, which breaks `--json` output.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    # Model downloads (checked by hash at every load) would draw a progress bar each time.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
     if config.mlflow_uri is None:

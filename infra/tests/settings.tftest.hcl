@@ -139,6 +139,85 @@ run "prod_is_protected_and_redundant" {
     condition     = output.sizing.prefect_server_cpu > 512 && output.sizing.endpoint_az_count >= 2
     error_message = "prod is bigger than dev"
   }
+
+  assert {
+    condition     = output.sizing.https_only
+    error_message = "prod serves HTTPS only"
+  }
+}
+
+run "each_service_has_its_own_database_user" {
+  command = plan
+
+  module {
+    source = "../modules/settings"
+  }
+
+  variables {
+    environment = "prod"
+  }
+
+  assert {
+    condition     = toset(keys(output.db_services)) == toset(["prefect_server", "mlflow", "flow_run"])
+    error_message = "the Prefect server, the MLflow server and flow runs (Optuna) each get a database user; the worker none"
+  }
+
+  assert {
+    condition = (
+      length(distinct([for db in values(output.db_services) : db.username])) == 3 &&
+      !contains([for db in values(output.db_services) : db.username], output.names.db_master_username)
+    )
+    error_message = "service users are distinct and none is the master user"
+  }
+
+  assert {
+    condition = (
+      output.db_services.prefect_server.database == output.names.prefect_db_name &&
+      output.db_services.mlflow.database == output.names.mlflow_db_name &&
+      output.db_services.flow_run.database == output.names.optuna_db_name
+    )
+    error_message = "each service user owns its own database"
+  }
+
+  assert {
+    condition = (
+      length(distinct([for db in values(output.db_services) : db.secret_name])) == 3 &&
+      !contains([for db in values(output.db_services) : db.secret_name], output.names.db_secret)
+    )
+    error_message = "each service has its own secret, apart from the master secret"
+  }
+}
+
+run "dev_may_serve_http_inside_the_vpc" {
+  command = plan
+
+  module {
+    source = "../modules/settings"
+  }
+
+  variables {
+    environment = "dev"
+  }
+
+  assert {
+    condition     = output.sizing.https_only == false
+    error_message = "dev needs no certificate"
+  }
+}
+
+run "prod_cannot_drop_https" {
+  command = plan
+
+  module {
+    source = "../modules/settings"
+  }
+
+  variables {
+    environment = "prod"
+    overrides   = { https_only = false }
+  }
+
+  expect_failures = [output.sizing]
 }
 
 run "overrides_replace_only_given_fields" {

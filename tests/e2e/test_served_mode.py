@@ -55,12 +55,17 @@ def json_of(stdout: str) -> Any:
 
 
 def api(service: dict[str, Any], call: Any) -> Any:
-    """Run `call(client)` against the service's Prefect API."""
+    """Run `call(client)` against the service's Prefect API, with its auth string."""
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    settings = {
+        PREFECT_API_URL: service["env"]["PREFECT_API_URL"],
+        PREFECT_API_AUTH_STRING: service["env"]["PREFECT_API_AUTH_STRING"],
+    }
 
     async def main() -> Any:
-        with temporary_settings(updates={PREFECT_API_URL: service["env"]["PREFECT_API_URL"]}):
+        with temporary_settings(updates=settings):
             async with get_client() as client:
                 return await call(client)
 
@@ -68,11 +73,19 @@ def api(service: dict[str, Any], call: Any) -> Any:
 
 
 def training_runs(service: dict[str, Any]) -> list[Any]:
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterName,
+        FlowFilter,
+        FlowFilterName,
+    )
 
     async def call(client: Any) -> list[Any]:
-        deployments = DeploymentFilter(name=DeploymentFilterName(any_=["training"]))
-        return list(await client.read_flow_runs(deployment_filter=deployments, limit=50))
+        deployments = DeploymentFilter(name=DeploymentFilterName(any_=["flights"]))
+        flows = FlowFilter(name=FlowFilterName(any_=["training"]))
+        return list(
+            await client.read_flow_runs(flow_filter=flows, deployment_filter=deployments, limit=50)
+        )
 
     return list(api(service, call))
 
@@ -133,11 +146,10 @@ def test_drift_alert_retrains_through_the_automation_one_run_at_a_time(
     from tasks.config import load_config
     from tasks.registry import recent_decisions
 
-    os.environ["PERENNIAL_MLFLOW_URI"] = service["env"]["PERENNIAL_MLFLOW_URI"]
-    try:
+    with pytest.MonkeyPatch.context() as patch:  # the stack's URLs and credentials
+        for key, value in service["env"].items():
+            patch.setenv(key, value)
         decisions = recent_decisions(load_config())
-    finally:
-        del os.environ["PERENNIAL_MLFLOW_URI"]
     newest = decisions[0]
     assert newest["version"] == "2" and newest["decision"] in ("promoted", "rejected")
     assert DRIFTING in newest["batches"]

@@ -1,6 +1,7 @@
-"""The Prefect UI in a real browser (Debian's Chromium driven by Playwright): open the `training`
-deployment, start a custom run with a changed parameter, and check through the API that the run
-was created with it. A screenshot is kept under test-artifacts/.
+"""The Prefect UI in a real browser (Debian's Chromium driven by Playwright): sign in with the
+served stack's auth string, open the flights `training` deployment, start a custom run with a
+changed parameter, and check through the API that the run was created with it. Screenshots are
+kept under test-artifacts/.
 
 Needs /usr/bin/chromium (`make browser` installs it as root with apt; without it the test is
 skipped) and Playwright's Python package (in the dev group; it drives that Chromium, it never
@@ -52,21 +53,16 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
 
 def deployment_id(service: dict[str, Any]) -> str:
     async def call(client: Any) -> str:
-        found = await client.read_deployment_by_name("training/training")
+        found = await client.read_deployment_by_name("training/flights")
         return str(found.id)
 
     return str(api(service, call))
 
 
 def runs_with_reason(service: dict[str, Any], reason: str) -> list[Any]:
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+    from tests.e2e.test_served_mode import training_runs
 
-    async def call(client: Any) -> list[Any]:
-        deployments = DeploymentFilter(name=DeploymentFilterName(any_=["training"]))
-        runs = await client.read_flow_runs(deployment_filter=deployments, limit=50)
-        return [r for r in runs if r.parameters.get("reason") == reason]
-
-    return list(api(service, call))
+    return [r for r in training_runs(service) if r.parameters.get("reason") == reason]
 
 
 def test_custom_run_from_the_ui_carries_the_changed_parameter(service: dict[str, Any]) -> None:
@@ -80,8 +76,15 @@ def test_custom_run_from_the_ui_carries_the_changed_parameter(service: dict[str,
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(60_000)
+            # The API asks for the auth string: without it the UI shows its login page.
             page.goto(f"{ui}/deployments")
-            page.get_by_text("training", exact=True).first.click()
+            page.get_by_role("button", name="Login").wait_for()
+            page.screenshot(path=str(ARTIFACTS / "ui-login.png"), full_page=True)
+            page.locator("input[type=password]").fill(service["env"]["PREFECT_API_AUTH_STRING"])
+            page.get_by_role("button", name="Login").click()
+            page.goto(f"{ui}/deployments")
+            page.get_by_text("training", exact=True).first.wait_for()
+            page.locator(f"a[href*='/deployments/deployment/{identifier}']").first.click()
             page.wait_for_url(f"**/deployments/deployment/{identifier}**")
             page.get_by_role("button", name="Run", exact=True).click()
             page.get_by_text("Custom run", exact=True).click()
@@ -105,3 +108,4 @@ def test_custom_run_from_the_ui_carries_the_changed_parameter(service: dict[str,
     [run] = runs_with_reason(service, REASON)
     assert run.parameters["reason"] == REASON
     assert run.parameters["batches"] == ""  # the others kept their defaults
+    assert run.parameters["dataset"] == "flights"

@@ -113,6 +113,19 @@ def text(path: Path) -> str:
     return path.read_text()
 
 
+def locals_of(path: Path) -> dict[str, Any]:
+    """Every `locals` entry of one file, merged."""
+    merged: dict[str, Any] = {}
+    for entry in parse(path).get("locals", []):
+        merged.update({k: v for k, v in entry.items() if not k.startswith("__")})
+    return merged
+
+
+def named(path: Path, kind: str) -> dict[str, Any]:
+    """`variable` / `output` / `module` blocks of one file, by name."""
+    return {name: body for entry in parse(path).get(kind, []) for name, body in entry.items()}
+
+
 def settings_defaults() -> dict[str, dict[str, Any]]:
     main = parse(MODULES / "settings" / "main.tf")
     for entry in main["locals"]:
@@ -436,9 +449,11 @@ def test_services_are_private_fargate_tasks() -> None:
     compute_main = text(COMPUTE / "main.tf")
     assert "readonlyRootFilesystem = true" in compute_main
     assert "privileged             = false" in compute_main
+    # Each service's password only as a secret from its own secret (main.tf); the bootstrap
+    # task's secrets are in services.tf, and never in an environment variable.
+    assert re.search(r'valueFrom = "\$\{db\.secret_arn\}:password::"', compute_main)
     services = text(COMPUTE / "services.tf")
-    assert re.search(r'valueFrom = "\$\{var\.database\.secret_arn\}:password::"', compute_main)
-    assert "PGPASSWORD" not in services  # only injected as a secret, in main.tf
+    assert not re.search(r'name = "PGPASSWORD", value\s*=', compute_main + services)
 
 
 def test_logs_have_retention_and_kms() -> None:
@@ -568,7 +583,12 @@ def test_outputs_give_perennial_env_and_work_pool_inputs() -> None:
         "PERENNIAL_S3_KMS_KEY_ID",
     }
     assert env["PERENNIAL_HOME"].startswith("s3://")
-    assert env["PERENNIAL_OPTUNA_STORAGE"].startswith("postgresql+psycopg://")
+    assert env["PERENNIAL_OPTUNA_STORAGE"] == "${local.optuna_storage}"
+    optuna = locals_of(INFRA / "outputs.tf")["optuna_storage"]
+    assert optuna.startswith(
+        "postgresql+psycopg://${module.settings.db_services.flow_run.username}@"
+    )
+    assert "master_username" not in text(INFRA / "outputs.tf")  # Optuna never as the master user
     assert ":password" not in str(env) and "secret" not in str(env).lower()
     for name in [
         "ecs_cluster_arn",
@@ -584,3 +604,206 @@ def test_outputs_give_perennial_env_and_work_pool_inputs() -> None:
     ]:
         assert name in outputs, name
     assert "sensitive" not in outputs["perennial_env"]  # no password in any URL
+
+
+# --- HTTPS only in prod -----------------------------------------------------------------------
+
+
+def test_prod_load_balancer_serves_https_only() -> None:
+    defaults = settings_defaults()
+    assert defaults["prod"]["https_only"] is True and defaults["dev"]["https_only"] is False
+    sizing_checks = [
+        p["condition"]
+        for p in named(MODULES / "settings" / "outputs.tf", "output")["sizing"]["precondition"]
+    ]
+    assert '${var.environment != "prod" || local.sizing.https_only}' in sizing_checks
+    compute = named(INFRA / "main.tf", "module")["compute"]
+    assert compute["https_only"] == "${local.sizing.https_only}"
+    # The listeners refuse to exist in an https_only environment without a certificate...
+    listener = one("aws_lb_listener", "this", COMPUTE)
+    conditions = [p["condition"] for p in sub(listener, "lifecycle")["precondition"]]
+    assert "${!var.https_only || var.certificate_arn != null}" in conditions
+    assert any("var.account_id" in c and "var.region" in c for c in conditions)
+    # ...and never fall back to HTTP there: https_only alone makes them HTTPS.
+    compute_locals = locals_of(COMPUTE / "main.tf")
+    assert listener["protocol"] == "${local.listener_protocol}"
+    assert compute_locals["listener_protocol"] == '${local.use_tls ? "HTTPS" : "HTTP"}'
+    assert compute_locals["use_tls"] == "${var.https_only || var.certificate_arn != null}"
+    assert listener["ssl_policy"].startswith('${local.use_tls ? "ELBSecurityPolicy-TLS13-1-2')
+    # The root variable refuses a prod without a certificate before any plan.
+    certificate = named(INFRA / "variables.tf", "variable")["certificate_arn"]
+    validations = [v["condition"] for v in certificate["validation"]]
+    assert '${var.environment != "prod" || var.certificate_arn != null}' in validations
+    prod = parse(INFRA / "envs" / "prod.tfvars")
+    assert re.fullmatch(
+        r"arn:aws:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+", prod["certificate_arn"]
+    )
+
+
+def test_no_plain_http_listener_without_redirect() -> None:
+    listeners = resources("aws_lb_listener")
+    assert listeners
+    for path, name, body in listeners:
+        action = sub(body, "default_action")
+        if body["protocol"] == "HTTP":  # a literal HTTP listener may only redirect to HTTPS
+            assert action["type"] == "redirect", (path, name)
+            assert sub(action, "redirect")["protocol"] == "HTTPS", (path, name)
+        else:
+            assert body["protocol"] in {"HTTPS", "${local.listener_protocol}"}, (path, name)
+            assert body["certificate_arn"] == "${var.certificate_arn}", (path, name)
+
+
+# --- one database user and secret per service ---------------------------------------------------
+
+
+DB_SERVICES = {"prefect_server", "mlflow", "flow_run"}
+
+
+def test_each_service_has_its_own_database_user() -> None:
+    settings = locals_of(MODULES / "settings" / "main.tf")
+    services = settings["db_services"]
+    assert set(services) == DB_SERVICES  # the worker uses no database
+    users = [db["username"] for db in services.values()]
+    assert len(set(users)) == len(users)
+    assert settings["names"]["db_master_username"] not in users
+    assert {db["database"] for db in services.values()} == {
+        "${local.names.prefect_db_name}",
+        "${local.names.mlflow_db_name}",
+        "${local.names.optuna_db_name}",
+    }
+    database = named(INFRA / "main.tf", "module")["database"]
+    assert database["services"] == "${module.settings.db_services}"
+
+
+def test_one_database_secret_per_service() -> None:
+    secret = one("aws_secretsmanager_secret", "service", DATABASE)
+    assert secret["for_each"] == "${var.services}"
+    assert secret["kms_key_id"] == "${aws_kms_key.database.arn}"
+    version = one("aws_secretsmanager_secret_version", "service", DATABASE)
+    assert "secret_string_wo" in version and "secret_string" not in version
+    assert "ephemeral.random_password.service[each.key].result" in version["secret_string_wo"]
+    ephemeral = {
+        name: body
+        for entry in parse(DATABASE / "main.tf")["ephemeral"]
+        for name, body in entry["random_password"].items()
+    }
+    assert ephemeral["service"]["for_each"] == "${var.services}"
+    outputs = named(DATABASE / "outputs.tf", "output")
+    assert "aws_secretsmanager_secret.service" in outputs["service_secret_arns"]["value"]
+
+
+def test_services_log_in_as_their_own_user_never_the_master() -> None:
+    compute_locals = locals_of(COMPUTE / "main.tf")
+    assert "db.secret_arn" in compute_locals["pg_secrets"]
+    assert "db.username" in compute_locals["pg_environment"]
+    services = locals_of(COMPUTE / "services.tf")["services"]
+    assert {k: v["db_service"] for k, v in services.items()} == {
+        "prefect_server": "prefect_server",
+        "mlflow": "mlflow",
+        "worker": None,
+    }
+    server_url = services["prefect_server"]["environment"][0]["value"]
+    assert server_url == "postgresql+asyncpg://${local.pg_url.prefect_server}"
+    assert "postgresql://${local.pg_url.mlflow}?sslmode=require" in services["mlflow"]["command"]
+    task = one("aws_ecs_task_definition", "this", COMPUTE)
+    assert task["execution_role_arn"] == "${var.execution_role_arns[each.key]}"
+    assert "local.pg_secrets[each.value.db_service]" in task["container_definitions"]
+    assert "master" not in task["container_definitions"]
+    # Flow runs (Optuna) get the flow_run user and secret.
+    outputs = named(COMPUTE / "outputs.tf", "output")
+    assert outputs["flow_run_secrets"]["value"] == '${local.pg_secrets["flow_run"]}'
+    assert 'local.pg_environment["flow_run"]' in outputs["flow_run_environment"]["value"]
+    # The master user and secret appear in one task definition only: the bootstrap.
+    bootstrap = one("aws_ecs_task_definition", "db_bootstrap", COMPUTE)
+    assert "var.database.master_secret_arn" in bootstrap["container_definitions"]
+    assert "var.database.master_username" in bootstrap["container_definitions"]
+    assert 'file("${path.module}/db_bootstrap.py")' in bootstrap["container_definitions"]
+    assert bootstrap["execution_role_arn"] == '${var.execution_role_arns["db_bootstrap"]}'
+    assert (COMPUTE / "db_bootstrap.py").is_file()
+    main_and_services = text(COMPUTE / "main.tf") + text(COMPUTE / "services.tf")
+    assert main_and_services.count("master_secret_arn") == 1
+    assert main_and_services.count("master_username") == 1
+
+
+def test_execution_roles_read_only_their_own_secret() -> None:
+    secrets = locals_of(IAM / "main.tf")["execution_secrets"]
+    for service in DB_SERVICES:
+        assert secrets[service] == [f'${{var.db_service_secret_arns["{service}"]}}'], service
+    assert secrets["worker"] == []
+    assert "var.db_master_secret_arn" in secrets["db_bootstrap"]
+    assert text(IAM / "main.tf").count("db_master_secret_arn") == 1  # the bootstrap only
+    role = one("aws_iam_role", "execution", IAM)
+    assert role["for_each"] == "${local.execution_secrets}"
+    document = next(
+        body
+        for _, type_, name, body in blocks("data", IAM)
+        if type_ == "aws_iam_policy_document" and name == "execution"
+    )
+    assert document["for_each"] == "${local.execution_secrets}"
+    dynamic = {d["statement"]["content"][0]["sid"]: d["statement"] for d in document["dynamic"]}
+    assert dynamic["ReadOwnDatabaseSecret"]["content"][0]["resources"] == "${statement.value}"
+    assert dynamic["ReadOwnDatabaseSecret"]["content"][0]["actions"] == [
+        "secretsmanager:GetSecretValue"
+    ]
+    pass_role = next(
+        s for name, s in policy_statements() if name == "worker" and s["sid"] == "PassFlowRunRoles"
+    )
+    assert pass_role["resources"] == [
+        '${aws_iam_role.task["flow_run"].arn}',
+        '${aws_iam_role.execution["flow_run"].arn}',
+    ]
+
+
+# --- landing/ write-once on the bucket side ------------------------------------------------
+
+
+def test_landing_objects_are_write_once_in_the_bucket_policy() -> None:
+    policy = one("aws_s3_bucket_policy", "this", STORAGE)["policy"]
+    assert 'each.key == "data" ? [local.landing_write_once] : []' in policy
+    statement = locals_of(STORAGE / "main.tf")["landing_write_once"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Principal"] == {"AWS": "*"}
+    assert statement["Action"] == "s3:PutObject"
+    assert statement["Resource"] == '${aws_s3_bucket.this["data"].arn}/landing/*'
+    # Denied unless the put carries If-None-Match; the multipart steps that cannot carry it
+    # (create, upload part) are exempted, their completion is not.
+    assert statement["Condition"] == {
+        "Null": {"s3:if-none-match": "true"},
+        "Bool": {"s3:ObjectCreationOperation": "true"},
+    }
+
+
+# --- the image ------------------------------------------------------------------------------
+
+
+def dockerfile_workdir() -> str:
+    found = re.findall(r"(?m)^WORKDIR\s+(\S+)", text(INFRA / "Dockerfile"))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_services_and_flow_runs_run_the_image_of_the_dockerfile() -> None:
+    import yaml
+
+    compute_locals = locals_of(COMPUTE / "main.tf")
+    assert compute_locals["image"] == "${aws_ecr_repository.this.repository_url}:${var.image_tag}"
+    assert compute_locals["common_container"]["image"] == "${local.image}"
+    outputs = named(INFRA / "outputs.tf", "output")
+    assert outputs["ecs_work_pool_job_variables"]["value"]["image"] == "${module.compute.image}"
+    tag = named(INFRA / "variables.tf", "variable")["image_tag"]
+    assert 'var.image_tag != "latest"' in tag["validation"][0]["condition"]
+    # prefect-prod.yaml runs the flows from the image's WORKDIR, with dataset names.
+    prod = yaml.safe_load(text(INFRA / "prefect-prod.yaml"))
+    pull = prod["pull"][0]["prefect.deployments.steps.set_working_directory"]["directory"]
+    assert pull == dockerfile_workdir()
+    configs = {path.stem for path in (INFRA.parent / "configs").glob("*.yaml")}
+    for deployment in prod["deployments"]:
+        parameters = deployment.get("parameters") or {}
+        assert "config_path" not in parameters, deployment["name"]
+        assert parameters.get("dataset") in configs, deployment["name"]  # a name, not a path
+        for trigger in deployment.get("triggers", []):
+            dataset = trigger["parameters"]["dataset"]
+            assert trigger["match"]["prefect.resource.id"] == f"perennial.dataset.{dataset}"
+    readme = text(INFRA / "README.md")
+    assert "docker build -f infra/Dockerfile" in readme
+    assert "docker build -t" not in readme

@@ -47,8 +47,10 @@ resource "aws_lb_target_group" "this" {
 }
 
 # HTTPS with a TLS 1.2+ policy when certificate_arn is set. Without a certificate (one
-# needs a DNS name) the listeners serve plain HTTP, reachable only inside the VPC and
-# from client_cidrs; set certificate_arn for prod.
+# needs a DNS name) the listeners of an environment that is not https_only serve plain HTTP,
+# reachable only inside the VPC and from client_cidrs. With https_only (prod) they are HTTPS
+# whatever happens, and refuse to exist without a certificate of this account and region: there
+# is no HTTP listener to fall back to, and no port-80 redirect either (nothing listens on 80).
 resource "aws_lb_listener" "this" {
   for_each = local.ports
 
@@ -64,4 +66,17 @@ resource "aws_lb_listener" "this" {
   }
 
   tags = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = !var.https_only || var.certificate_arn != null
+      error_message = "This environment serves HTTPS only: set certificate_arn to an ACM certificate for the load balancer's internal DNS name."
+    }
+
+    precondition {
+      # A conditional, not ||: Terraform evaluates both sides of || and split(null) fails.
+      condition     = var.certificate_arn == null ? true : (try(split(":", var.certificate_arn)[3], "") == var.region && try(split(":", var.certificate_arn)[4], "") == var.account_id)
+      error_message = "certificate_arn must be an ACM certificate of this account and region (replace the placeholder in envs/prod.tfvars)."
+    }
+  }
 }

@@ -1,11 +1,14 @@
 # ECS Fargate: Prefect server and MLflow server behind an internal load balancer,
 # and a Prefect ECS worker that starts flow runs as tasks in the same cluster.
-# All three run the Perennial image (prefect, prefect-aws, mlflow, psycopg) from
-# the stack's ECR repository, so no task needs internet access.
+# All three, the flow runs and the db-bootstrap task run the Perennial image built from
+# infra/Dockerfile (prefect, prefect-aws, mlflow, psycopg) and pushed to the stack's ECR
+# repository, so no task needs internet access.
 
 locals {
-  image             = "${aws_ecr_repository.this.repository_url}:${var.image_tag}"
-  use_tls           = var.certificate_arn != null
+  image = "${aws_ecr_repository.this.repository_url}:${var.image_tag}"
+  # https_only (prod) makes the listeners HTTPS whatever happens: their preconditions then
+  # refuse a missing certificate instead of falling back to HTTP.
+  use_tls           = var.https_only || var.certificate_arn != null
   listener_protocol = local.use_tls ? "HTTPS" : "HTTP"
   scheme            = local.use_tls ? "https" : "http"
   ports = {
@@ -15,15 +18,22 @@ locals {
   prefect_api_url = "${local.scheme}://${aws_lb.this.dns_name}:${local.ports.prefect}/api"
   mlflow_url      = "${local.scheme}://${aws_lb.this.dns_name}:${local.ports.mlflow}"
 
-  # libpq (psycopg) and asyncpg read these, so no URL carries the password.
-  pg_environment = [
+  # libpq (psycopg) and asyncpg read these, so no URL carries a password. Each service logs in
+  # as its own user with its own secret (modules/database); the master user only bootstraps.
+  pg_common = [
     { name = "PGHOST", value = var.database.host },
     { name = "PGPORT", value = tostring(var.database.port) },
-    { name = "PGUSER", value = var.database.username },
     { name = "PGSSLMODE", value = "require" },
   ]
-  pg_secrets = [{ name = "PGPASSWORD", valueFrom = "${var.database.secret_arn}:password::" }]
-  pg_url     = "${var.database.username}@${var.database.host}:${var.database.port}"
+  pg_environment = {
+    for service, db in var.database.services :
+    service => concat(local.pg_common, [{ name = "PGUSER", value = db.username }])
+  }
+  pg_secrets = {
+    for service, db in var.database.services :
+    service => [{ name = "PGPASSWORD", valueFrom = "${db.secret_arn}:password::" }]
+  }
+  pg_url = { for service, db in var.database.services : service => "${db.username}@${var.database.host}:${var.database.port}/${db.database}" }
 
   # Read-only root filesystems: the only writable path is a per-task scratch volume.
   scratch_volume = "scratch"
@@ -39,37 +49,6 @@ locals {
     privileged             = false
     mountPoints            = [{ sourceVolume = local.scratch_volume, containerPath = "/scratch", readOnly = false }]
   }
-
-  databases = [var.names.prefect_db_name, var.names.mlflow_db_name, var.names.optuna_db_name]
-
-  # Creates the Prefect, MLflow and Optuna databases if missing (idempotent), before
-  # the servers start. Terraform cannot reach a private RDS instance to do this itself.
-  db_init_script = <<-PY
-    import os, psycopg
-    with psycopg.connect(dbname="postgres", autocommit=True) as conn:
-        for name in os.environ["PERENNIAL_DATABASES"].split(","):
-            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-                continue
-            try:
-                conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
-            except psycopg.errors.DuplicateDatabase:
-                pass
-  PY
-  db_init_container = merge(local.common_container, {
-    name        = "db-init"
-    essential   = false
-    command     = ["python", "-c", local.db_init_script]
-    environment = concat(local.pg_environment, local.writable_environment, [{ name = "PERENNIAL_DATABASES", value = join(",", local.databases) }])
-    secrets     = local.pg_secrets
-    logConfiguration = {
-      logDriver = "awslogs"
-      options = {
-        awslogs-group         = aws_cloudwatch_log_group.ecs.name
-        awslogs-region        = var.region
-        awslogs-stream-prefix = "db-init"
-      }
-    }
-  })
 }
 
 # --- encryption key for logs and the image repository ---------------------------------

@@ -39,11 +39,16 @@ output "mlflow_url" {
 }
 
 output "flow_run_environment" {
-  description = "Non-secret environment of flow-run containers for PostgreSQL (PGHOST, PGPORT, PGUSER, PGSSLMODE)."
-  value       = { for item in local.pg_environment : item.name => item.value }
+  description = "Non-secret environment of flow-run containers for PostgreSQL (PGHOST, PGPORT, PGUSER of the flow_run user, PGSSLMODE)."
+  value       = { for item in local.pg_environment["flow_run"] : item.name => item.value }
 }
 
 output "flow_run_secrets" {
-  description = "ECS container secrets for flow runs (PGPASSWORD from Secrets Manager), for the work pool's task definition."
-  value       = local.pg_secrets
+  description = "ECS container secrets for flow runs (PGPASSWORD from the flow_run user's own secret), for the work pool's task definition."
+  value       = local.pg_secrets["flow_run"]
+}
+
+output "db_bootstrap_task_definition" {
+  description = "Family of the one-off task that creates the services' database users (run it with aws ecs run-task after apply and after a password rotation)."
+  value       = aws_ecs_task_definition.db_bootstrap.family
 }

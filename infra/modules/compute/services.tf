@@ -1,18 +1,18 @@
 # Task definitions and services. Every container has a read-only root filesystem,
-# runs unprivileged, logs to the KMS-encrypted log group and gets the database
-# password only as a secret injected by the ECS agent.
+# runs unprivileged, logs to the KMS-encrypted log group and gets its own service's database
+# password only as a secret injected by the ECS agent, with its own execution role.
 
 locals {
   services = {
     prefect_server = {
       port       = local.ports.prefect
       lb         = "prefect"
-      uses_db    = true
+      db_service = "prefect_server"
       min_health = 0 # one server at a time: no overlapping schema migrations
       max_health = 100
       command    = ["prefect", "server", "start", "--host", "0.0.0.0", "--port", tostring(local.ports.prefect)]
       environment = [
-        { name = "PREFECT_API_DATABASE_CONNECTION_URL", value = "postgresql+asyncpg://${local.pg_url}/${var.names.prefect_db_name}" },
+        { name = "PREFECT_API_DATABASE_CONNECTION_URL", value = "postgresql+asyncpg://${local.pg_url.prefect_server}" },
         { name = "PREFECT_UI_API_URL", value = local.prefect_api_url },
         { name = "PREFECT_SERVER_ANALYTICS_ENABLED", value = "false" },
       ]
@@ -20,12 +20,12 @@ locals {
     mlflow = {
       port       = local.ports.mlflow
       lb         = "mlflow"
-      uses_db    = true
+      db_service = "mlflow"
       min_health = 100
       max_health = 200
       command = [
         "mlflow", "server", "--host", "0.0.0.0", "--port", tostring(local.ports.mlflow),
-        "--backend-store-uri", "postgresql://${local.pg_url}/${var.names.mlflow_db_name}?sslmode=require",
+        "--backend-store-uri", "postgresql://${local.pg_url.mlflow}?sslmode=require",
         "--artifacts-destination", "s3://${var.artifacts_bucket}/mlflow",
       ]
       environment = [
@@ -38,7 +38,7 @@ locals {
     worker = {
       port       = null
       lb         = null
-      uses_db    = false
+      db_service = null
       min_health = 0
       max_health = 100
       command    = ["prefect", "worker", "start", "--pool", var.names.work_pool, "--type", "ecs"]
@@ -58,7 +58,7 @@ resource "aws_ecs_task_definition" "this" {
   network_mode             = "awsvpc"
   cpu                      = var.task_sizes[each.key].cpu
   memory                   = var.task_sizes[each.key].memory
-  execution_role_arn       = var.execution_role_arn
+  execution_role_arn       = var.execution_role_arns[each.key]
   task_role_arn            = var.task_role_arns[each.key]
 
   runtime_platform {
@@ -70,25 +70,21 @@ resource "aws_ecs_task_definition" "this" {
     name = local.scratch_volume
   }
 
-  container_definitions = jsonencode(concat(
-    each.value.uses_db ? [local.db_init_container] : [],
-    [merge(local.common_container, {
-      name         = replace(each.key, "_", "-")
-      command      = each.value.command
-      environment  = concat(each.value.environment, local.writable_environment, each.value.uses_db ? local.pg_environment : [])
-      secrets      = each.value.uses_db ? local.pg_secrets : []
-      portMappings = each.value.port == null ? [] : [{ containerPort = each.value.port, protocol = "tcp" }]
-      dependsOn    = each.value.uses_db ? [{ containerName = "db-init", condition = "SUCCESS" }] : []
-      logConfiguration = {
-        logDriver = "awslogs"
-        options = {
-          awslogs-group         = aws_cloudwatch_log_group.ecs.name
-          awslogs-region        = var.region
-          awslogs-stream-prefix = replace(each.key, "_", "-")
-        }
+  container_definitions = jsonencode([merge(local.common_container, {
+    name         = replace(each.key, "_", "-")
+    command      = each.value.command
+    environment  = concat(each.value.environment, local.writable_environment, each.value.db_service == null ? [] : local.pg_environment[each.value.db_service])
+    secrets      = each.value.db_service == null ? [] : local.pg_secrets[each.value.db_service]
+    portMappings = each.value.port == null ? [] : [{ containerPort = each.value.port, protocol = "tcp" }]
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.ecs.name
+        awslogs-region        = var.region
+        awslogs-stream-prefix = replace(each.key, "_", "-")
       }
-    })],
-  ))
+    }
+  })])
 
   tags = merge(var.tags, { Service = each.key })
 }
@@ -132,4 +128,57 @@ resource "aws_ecs_service" "this" {
   tags = merge(var.tags, { Service = each.key })
 
   depends_on = [aws_lb_listener.this]
+}
+
+# --- database bootstrap: one-off task, run by hand after apply (infra/README.md) --------------
+
+# The only task that logs in as the master user. It creates each service's user and database
+# and sets the passwords from the services' secrets (db_bootstrap.py), and is run with
+# `aws ecs run-task` after the first apply and after every password rotation. Not a service,
+# and not a container of the server tasks: only its execution role can read the master secret.
+resource "aws_ecs_task_definition" "db_bootstrap" {
+  family                   = var.names.db_bootstrap
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = 256
+  memory                   = 512
+  execution_role_arn       = var.execution_role_arns["db_bootstrap"]
+
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = var.cpu_architecture
+  }
+
+  volume {
+    name = local.scratch_volume
+  }
+
+  container_definitions = jsonencode([merge(local.common_container, {
+    name    = "db-bootstrap"
+    command = ["python", "-c", file("${path.module}/db_bootstrap.py")]
+    environment = concat(local.pg_common, local.writable_environment, [
+      { name = "PGUSER", value = var.database.master_username },
+      {
+        name = "PERENNIAL_DB_SERVICES"
+        value = jsonencode([
+          for service, db in var.database.services :
+          { username = db.username, database = db.database, password_env = "PERENNIAL_DB_PASSWORD_${upper(service)}" }
+        ])
+      },
+    ])
+    secrets = concat(
+      [{ name = "PGPASSWORD", valueFrom = "${var.database.master_secret_arn}:password::" }],
+      [for service, db in var.database.services : { name = "PERENNIAL_DB_PASSWORD_${upper(service)}", valueFrom = "${db.secret_arn}:password::" }],
+    )
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.ecs.name
+        awslogs-region        = var.region
+        awslogs-stream-prefix = "db-bootstrap"
+      }
+    }
+  })])
+
+  tags = merge(var.tags, { Service = "db_bootstrap" })
 }

@@ -14,6 +14,7 @@ variable "names" {
     tg_mlflow       = string
     work_pool       = string
     flow_run_family = string
+    db_bootstrap    = string
     prefect_db_name = string
     mlflow_db_name  = string
     optuna_db_name  = string
@@ -56,7 +57,7 @@ variable "security_group_ids" {
 }
 
 variable "image_tag" {
-  description = "Tag of the Perennial image in the ECR repository (prefect, prefect-aws, mlflow, psycopg installed)."
+  description = "Tag of the Perennial image (built from infra/Dockerfile) in the ECR repository, whose tags are immutable."
   type        = string
 }
 
@@ -74,9 +75,9 @@ variable "task_sizes" {
   })
 }
 
-variable "execution_role_arn" {
-  description = "ECS task execution role."
-  type        = string
+variable "execution_role_arns" {
+  description = "ECS task execution role by task family (prefect_server, mlflow, worker, flow_run, db_bootstrap): each reads only its own database secret."
+  type        = map(string)
 }
 
 variable "task_role_arns" {
@@ -85,13 +86,28 @@ variable "task_role_arns" {
 }
 
 variable "database" {
-  description = "PostgreSQL connection facts; the password comes from secret_arn (key \"password\") as PGPASSWORD."
+  description = "PostgreSQL connection facts. Each service in `services` logs in as its own user, its password from its secret (key \"password\") as PGPASSWORD; the master user and secret serve the db-bootstrap task only."
   type = object({
-    host       = string
-    port       = number
-    username   = string
-    secret_arn = string
+    host              = string
+    port              = number
+    master_username   = string
+    master_secret_arn = string
+    services = map(object({
+      username   = string
+      database   = string
+      secret_arn = string
+    }))
   })
+
+  validation {
+    condition     = toset(keys(var.database.services)) == toset(["prefect_server", "mlflow", "flow_run"])
+    error_message = "database.services must have exactly prefect_server, mlflow and flow_run."
+  }
+
+  validation {
+    condition     = !contains([for db in values(var.database.services) : db.username], var.database.master_username)
+    error_message = "No service may log in as the master user."
+  }
 }
 
 variable "artifacts_bucket" {
@@ -100,9 +116,14 @@ variable "artifacts_bucket" {
 }
 
 variable "certificate_arn" {
-  description = "ACM certificate for HTTPS listeners; null keeps HTTP inside the VPC."
+  description = "ACM certificate (same account and region) for the HTTPS listeners; null keeps HTTP inside the VPC, which https_only refuses."
   type        = string
   default     = null
+}
+
+variable "https_only" {
+  description = "Serve HTTPS only (prod): the listeners refuse to exist without certificate_arn."
+  type        = bool
 }
 
 variable "alb_logs_bucket" {

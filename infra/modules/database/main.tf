@@ -1,5 +1,5 @@
 # One PostgreSQL instance for the Prefect server, the MLflow backend store and Optuna
-# storage (one database each). Private, encrypted with a customer key, TLS enforced,
+# storage (one database and one user each; the master user only bootstraps them). Private, encrypted with a customer key, TLS enforced,
 # automated backups, logs to CloudWatch. The master password is generated as an
 # ephemeral value and handed to Secrets Manager and RDS through write-only arguments:
 # it never appears in the plan, the state or this repository.
@@ -67,6 +67,46 @@ resource "aws_secretsmanager_secret_version" "master" {
   secret_string_wo = jsonencode({
     username = var.master_username
     password = ephemeral.random_password.master.result
+  })
+  secret_string_wo_version = var.password_version
+}
+
+# --- one user per service -------------------------------------------------------
+
+# The Prefect server, the MLflow server and flow runs (Optuna) each log in as their own user,
+# which owns only its own database. Their passwords are made like the master password (ephemeral,
+# write-only: never in plan or state) and live in one secret per service, which only that
+# service's ECS execution role may read (modules/iam). Terraform cannot reach the private
+# instance to create the users: the db-bootstrap ECS task (modules/compute, see infra/README.md)
+# creates them, their databases and grants with the master user, and sets their passwords again
+# after a rotation.
+ephemeral "random_password" "service" {
+  for_each = var.services
+
+  length  = 40
+  special = false
+}
+
+resource "aws_secretsmanager_secret" "service" {
+  #checkov:skip=CKV2_AWS_57:Rotated deliberately with the master password (db_password_version, then the db-bootstrap task and a redeploy): the servers read it once at task start.
+  for_each = var.services
+
+  name                    = each.value.secret_name
+  description             = "PostgreSQL credentials of ${each.key} on ${var.identifier} (keys: username, password, dbname)"
+  kms_key_id              = aws_kms_key.database.arn
+  recovery_window_in_days = var.secret_recovery_window_days
+
+  tags = merge(var.tags, { Service = each.key })
+}
+
+resource "aws_secretsmanager_secret_version" "service" {
+  for_each = var.services
+
+  secret_id = aws_secretsmanager_secret.service[each.key].id
+  secret_string_wo = jsonencode({
+    username = each.value.username
+    password = ephemeral.random_password.service[each.key].result
+    dbname   = each.value.database
   })
   secret_string_wo_version = var.password_version
 }

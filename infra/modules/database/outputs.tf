@@ -14,8 +14,18 @@ output "master_username" {
 }
 
 output "secret_arn" {
-  description = "ARN of the Secrets Manager secret holding {username, password}."
+  description = "ARN of the master secret {username, password}: for the db-bootstrap task only."
   value       = aws_secretsmanager_secret.master.arn
+}
+
+output "service_secret_arns" {
+  description = "ARN of each service's own secret {username, password, dbname}, by service."
+  value       = { for service, secret in aws_secretsmanager_secret.service : service => secret.arn }
+}
+
+output "service_users" {
+  description = "PostgreSQL user and database of each service, by service."
+  value       = { for service, db in var.services : service => { username = db.username, database = db.database } }
 }
 
 output "kms_key_arn" {

@@ -79,8 +79,17 @@ variable "initial_db_name" {
   type        = string
 }
 
+variable "services" {
+  description = "Services with their own PostgreSQL user: username, database it owns, Secrets Manager secret name (from modules/settings db_services)."
+  type = map(object({
+    username    = string
+    database    = string
+    secret_name = string
+  }))
+}
+
 variable "password_version" {
-  description = "Bump to rotate the master password (new random value written to Secrets Manager and RDS)."
+  description = "Bump to rotate the master and service passwords (new random values written to Secrets Manager and RDS; rerun the db-bootstrap task for the service users)."
   type        = number
 }
 

@@ -21,6 +21,18 @@ locals {
     worker         = var.names.role_worker
     flow_run       = var.names.role_flow_run
   }
+
+  # One execution role per task family: the ECS agent injects a task's secrets with it, so each
+  # may read only the secrets of its own service. Only db_bootstrap reads the master secret. The
+  # worker registers flow-run task definitions and can pass only the flow_run role, which
+  # reads only the flow_run secret.
+  execution_secrets = {
+    prefect_server = [var.db_service_secret_arns["prefect_server"]]
+    mlflow         = [var.db_service_secret_arns["mlflow"]]
+    worker         = []
+    flow_run       = [var.db_service_secret_arns["flow_run"]]
+    db_bootstrap   = concat([var.db_master_secret_arn], values(var.db_service_secret_arns))
+  }
 }
 
 # --- trust policies -------------------------------------------------------------
@@ -70,12 +82,14 @@ data "aws_iam_policy_document" "rds_monitoring_trust" {
 # --- roles ----------------------------------------------------------------------
 
 resource "aws_iam_role" "execution" {
-  name                 = var.names.role_execution
-  description          = "ECS agent: pull the Perennial image, write logs, inject the database password"
+  for_each = local.execution_secrets
+
+  name                 = "${var.names.role_execution}-${replace(each.key, "_", "-")}"
+  description          = "ECS agent for ${replace(each.key, "_", " ")} tasks: pull the image, write logs, inject only this service's database secret"
   assume_role_policy   = data.aws_iam_policy_document.ecs_tasks_trust.json
   max_session_duration = 3600
 
-  tags = var.tags
+  tags = merge(var.tags, { Service = each.key })
 }
 
 resource "aws_iam_role" "task" {
@@ -102,9 +116,11 @@ resource "aws_iam_role_policy_attachment" "rds_monitoring" {
   policy_arn = "arn:${var.partition}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
 }
 
-# --- ECS execution role -----------------------------------------------------------
+# --- ECS execution roles ---------------------------------------------------------
 
 data "aws_iam_policy_document" "execution" {
+  for_each = local.execution_secrets
+
   statement {
     sid = "EcrAuthorizationTokenIsNotResourceScoped"
     # GetAuthorizationToken supports no resource-level permission: "*" is required.
@@ -124,29 +140,39 @@ data "aws_iam_policy_document" "execution" {
     resources = ["${local.log_group_arn}:log-stream:*"]
   }
 
-  statement {
-    sid       = "ReadDatabaseSecret"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = [var.db_secret_arn]
+  dynamic "statement" {
+    for_each = length(each.value) > 0 ? [each.value] : []
+
+    content {
+      sid       = "ReadOwnDatabaseSecret"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = statement.value
+    }
   }
 
-  statement {
-    sid       = "DecryptDatabaseSecret"
-    actions   = ["kms:Decrypt"]
-    resources = [var.db_kms_key_arn]
+  dynamic "statement" {
+    for_each = length(each.value) > 0 ? [var.db_kms_key_arn] : []
 
-    condition {
-      test     = "StringEquals"
-      variable = "kms:ViaService"
-      values   = ["secretsmanager.${var.region}.amazonaws.com"]
+    content {
+      sid       = "DecryptDatabaseSecret"
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["secretsmanager.${var.region}.amazonaws.com"]
+      }
     }
   }
 }
 
 resource "aws_iam_role_policy" "execution" {
+  for_each = local.execution_secrets
+
   name   = "ecs-execution"
-  role   = aws_iam_role.execution.id
-  policy = data.aws_iam_policy_document.execution.json
+  role   = aws_iam_role.execution[each.key].id
+  policy = data.aws_iam_policy_document.execution[each.key].json
 }
 
 # --- MLflow server: artifacts under one prefix of the artifacts bucket ------------
@@ -231,7 +257,7 @@ data "aws_iam_policy_document" "worker" {
   statement {
     sid       = "PassFlowRunRoles"
     actions   = ["iam:PassRole"]
-    resources = [aws_iam_role.task["flow_run"].arn, aws_iam_role.execution.arn]
+    resources = [aws_iam_role.task["flow_run"].arn, aws_iam_role.execution["flow_run"].arn]
 
     condition {
       test     = "StringEquals"

@@ -1,6 +1,6 @@
-output "execution_role_arn" {
-  description = "ECS task execution role (image pull, logs, database secret)."
-  value       = aws_iam_role.execution.arn
+output "execution_role_arns" {
+  description = "ECS task execution role by task family (prefect_server, mlflow, worker, flow_run, db_bootstrap): image pull, logs, its own database secret."
+  value       = { for family, role in aws_iam_role.execution : family => role.arn }
 }
 
 output "task_role_arns" {

@@ -56,9 +56,19 @@ variable "s3_kms_key_arn" {
   type        = string
 }
 
-variable "db_secret_arn" {
-  description = "ARN of the database master secret (injected as PGPASSWORD by the ECS agent)."
+variable "db_master_secret_arn" {
+  description = "ARN of the database master secret: readable by the db_bootstrap execution role only."
   type        = string
+}
+
+variable "db_service_secret_arns" {
+  description = "ARN of each service's own database secret (prefect_server, mlflow, flow_run), injected as PGPASSWORD by the ECS agent."
+  type        = map(string)
+
+  validation {
+    condition     = toset(keys(var.db_service_secret_arns)) == toset(["prefect_server", "mlflow", "flow_run"])
+    error_message = "db_service_secret_arns must have exactly prefect_server, mlflow and flow_run."
+  }
 }
 
 variable "db_kms_key_arn" {

@@ -30,6 +30,7 @@ locals {
       flow_run_cpu             = 1024
       flow_run_memory          = 4096
       deletion_protection      = false
+      https_only               = false # no certificate needed: HTTP inside the VPC is allowed
       kms_deletion_window_days = 7
       secret_recovery_window   = 7
     }
@@ -55,6 +56,7 @@ locals {
       flow_run_cpu             = 2048
       flow_run_memory          = 8192
       deletion_protection      = true
+      https_only               = true # the listeners refuse to exist without certificate_arn
       kms_deletion_window_days = 30
       secret_recovery_window   = 30
     }
@@ -90,10 +92,24 @@ locals {
     role_flow_run      = "${local.name_prefix}-flow-run"
     role_rds_monitor   = "${local.name_prefix}-rds-monitoring"
     flow_run_family    = "${local.name_prefix}-flow-run"
+    db_bootstrap       = "${local.name_prefix}-db-bootstrap"
     prefect_db_name    = "prefect"
     mlflow_db_name     = "mlflow"
     optuna_db_name     = "optuna"
     db_master_username = "perennial"
+  }
+
+  # One PostgreSQL user per service that talks to the database, each owning its own database
+  # and holding its own secret; the master user only bootstraps them (modules/compute
+  # db_bootstrap task). The ECS worker uses no database.
+  db_services = {
+    prefect_server = { username = "prefect_server", database = local.names.prefect_db_name }
+    mlflow         = { username = "mlflow_server", database = local.names.mlflow_db_name }
+    flow_run       = { username = "flow_run", database = local.names.optuna_db_name } # Optuna storage
+  }
+  db_service_secrets = {
+    for service, db in local.db_services :
+    service => merge(db, { secret_name = "${var.project}/${var.environment}/postgres-${replace(service, "_", "-")}" })
   }
 
   standard_tags = {

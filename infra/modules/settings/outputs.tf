@@ -21,6 +21,24 @@ output "names" {
   }
 }
 
+output "db_services" {
+  description = "Database user, database and secret name of each service that uses PostgreSQL (prefect_server, mlflow, flow_run)."
+  value       = local.db_service_secrets
+
+  precondition {
+    condition = alltrue([
+      for db in values(local.db_services) :
+      db.username != local.names.db_master_username && can(regex("^[a-z_][a-z0-9_]{0,62}$", db.username))
+    ])
+    error_message = "Every service needs its own PostgreSQL user: a valid identifier that is not the master user."
+  }
+
+  precondition {
+    condition     = length(distinct([for db in values(local.db_services) : db.username])) == length(local.db_services)
+    error_message = "Two services would share a PostgreSQL user."
+  }
+}
+
 output "tags" {
   description = "Tags applied to every resource."
   value       = local.tags
@@ -68,5 +86,10 @@ output "sizing" {
   precondition {
     condition     = var.environment != "prod" || (local.sizing.deletion_protection && local.sizing.db_multi_az && local.sizing.db_backup_retention_days >= 7)
     error_message = "prod must keep deletion protection, Multi-AZ and at least 7 days of backups."
+  }
+
+  precondition {
+    condition     = var.environment != "prod" || local.sizing.https_only
+    error_message = "prod serves HTTPS only: https_only cannot be overridden to false."
   }
 }

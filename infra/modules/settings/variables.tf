@@ -79,6 +79,7 @@ variable "overrides" {
     flow_run_cpu             = optional(number)
     flow_run_memory          = optional(number)
     deletion_protection      = optional(bool)
+    https_only               = optional(bool)
     kms_deletion_window_days = optional(number)
     secret_recovery_window   = optional(number)
   })

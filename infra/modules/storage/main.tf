@@ -71,13 +71,36 @@ resource "aws_s3_bucket_notification" "this" {
   eventbridge = true
 }
 
+# landing/ is write-once on the bucket side too, whoever writes (the flow-run role has no
+# delete there; see modules/iam). A put or a multipart completion into landing/ is denied
+# unless it carries `If-None-Match: *`, so S3 itself refuses to replace an existing key (412)
+# and the bytes under a landed key never change. Object Lock was the alternative and is not
+# used: it keeps old versions from deletion but still lets a put make a new current version of
+# the same key (readers would see new bytes), and in compliance mode nobody, root included, can
+# ever remove a batch landed by mistake or under a data-deletion request. CreateMultipartUpload,
+# UploadPart and UploadPartCopy take no conditional header: s3:ObjectCreationOperation exempts
+# them. CopyObject into landing/ is refused (S3 cannot copy conditionally); Perennial never does it.
+locals {
+  landing_write_once = {
+    Sid       = "LandingIsWriteOnce"
+    Effect    = "Deny"
+    Principal = { AWS = "*" }
+    Action    = "s3:PutObject"
+    Resource  = "${aws_s3_bucket.this["data"].arn}/landing/*"
+    Condition = {
+      "Null" = { "s3:if-none-match" = "true" }
+      Bool   = { "s3:ObjectCreationOperation" = "true" }
+    }
+  }
+}
+
 resource "aws_s3_bucket_policy" "this" {
   for_each = aws_s3_bucket.this
 
   bucket = each.value.id
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [
+    Statement = concat(each.key == "data" ? [local.landing_write_once] : [], [
       {
         Sid       = "DenyInsecureTransport"
         Effect    = "Deny"
@@ -105,7 +128,7 @@ resource "aws_s3_bucket_policy" "this" {
           StringNotEquals = { "s3:x-amz-server-side-encryption" = "aws:kms" }
         }
       },
-    ]
+    ])
   })
 
   depends_on = [aws_s3_bucket_public_access_block.this]
