@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
-from prefect.runtime import flow_run
+from prefect.runtime import deployment
 
 from tasks.batches import check_batch
 from tasks.config import dataset_config
@@ -26,7 +26,7 @@ def ingestion(
     validate it; a failing batch is quarantined with its reason, never dropped."""
     config = dataset_config(dataset)
     check_batch(batch, config.time)
-    if source and flow_run.get_deployment_id():
+    if source and deployment.id:
         # A deployment's parameters come from the UI and the API: they may not name a file
         # on the worker's disk. Served batches come from the dataset's configured source.
         raise IngestError(

@@ -23,6 +23,7 @@ from tasks.lineage import lineage_tags
 from tasks.model_card import CardFacts, render
 from tasks.registry import (
     CHAMPION,
+    TRAINING_KEY_TAG,
     VersionInfo,
     find_by_training_key,
     load_model,
@@ -146,7 +147,7 @@ def training(
             seed=config.hpo.seed,
             flow_run_id=flow_run_id,
         )
-        tags |= {"perennial.reason": reason, "perennial.training_key": key}
+        tags |= {"perennial.reason": reason, TRAINING_KEY_TAG: key}
         metrics = {
             f"holdout_{k}": v
             for k, v in comparison.challenger.as_dict().items()
@@ -157,17 +158,14 @@ def training(
         registered = register_task(
             config, model, data.x_holdout, params, metrics, tags, {}, tuned.figures
         )
-    decision = record_decision_task(
-        config,
-        registered.version,
-        comparison.decision,
-        comparison.challenger,
-        comparison.champion,
-        champion.version if champion else None,
-        f"training flow run {flow_run_id or 'local'}: {reason}",
-    )
-    comparison.decision = decision
-    # The drift monitor compares later batches with the rows (and scores) this version learnt.
+        if not registered.created:  # an identical run elsewhere registered first: it decides
+            logger.info(
+                "identical training registered v%s meanwhile; nothing new", registered.version
+            )
+            return existing_summary(config, registered)
+    # Everything the version needs is written before the alias moves (the move is last): the
+    # drift reference profile (the monitor compares later batches with what it learnt) and
+    # its model card. A crash in between leaves the old champion with all it needs.
     from tasks.drift import save_reference_task
     from tasks.evaluate import predict
 
@@ -194,6 +192,19 @@ def training(
     )
     card = render(config, facts, comparison)
     log_text(config, registered.run_id, card, "model_card.md")
+    decision = record_decision_task(
+        config,
+        registered.version,
+        comparison.decision,
+        comparison.challenger,
+        comparison.champion,
+        champion.version if champion else None,
+        f"training flow run {flow_run_id or 'local'}: {reason}",
+    )
+    if decision != comparison.decision:  # the champion moved under us: the card says so
+        comparison.decision = decision
+        card = render(config, facts, comparison)
+        log_text(config, registered.run_id, card, "model_card.md")
     create_markdown_artifact(
         markdown=card,
         key=artifact_key(f"{config.dataset}-model-card"),

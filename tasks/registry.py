@@ -42,6 +42,7 @@ class VersionInfo:
     metrics: dict[str, float]
     params: dict[str, str]
     tags: dict[str, str]
+    created: bool = True  # False: an identical training had registered it already
 
 
 @contextmanager
@@ -164,6 +165,9 @@ def load_model(config: PerennialConfig, version: str) -> Any:
         return mlflow.sklearn.load_model(str(folder))
 
 
+TRAINING_KEY_TAG = "perennial.training_key"
+
+
 def log_and_register(
     config: PerennialConfig,
     model: Any,
@@ -175,45 +179,55 @@ def log_and_register(
     figures: dict[str, Path] | None = None,
 ) -> VersionInfo:
     """Log a run with the model (plus text artifacts and PNG figures under `search/`) and
-    register it as a new version of the dataset's model."""
+    register it as a new version of the dataset's model, unless an identical training (same
+    `perennial.training_key` tag) registered one meanwhile: checked again under the registry
+    lock, so two machines that trained the same thing register one version between them."""
+    import tempfile
+
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    client = connect(config)
-    versions = package_versions()
-    example = x_example.head(5)
-    with mlflow.start_run(experiment_id=experiment_id(config, client)) as run:
-        mlflow.log_params(params)
-        mlflow.log_metrics(metrics)
-        mlflow.set_tags(tags)
-        for name, text in artifacts.items():
-            mlflow.log_text(text, name)
-        for path in (figures or {}).values():
-            mlflow.log_artifact(str(path), artifact_path="search")
-        with _quiet(QUIETED_MLFLOW_LOGGERS):
-            info = mlflow.sklearn.log_model(
-                model,
-                name="model",
-                signature=infer_signature(example, model.predict_proba(example)),
-                input_example=example,
-                # Explicit requirements: inferring them costs about 12 s per model (NOTES).
-                pip_requirements=[f"{p}=={versions[p]}" for p in PIP_PACKAGES],
-                serialization_format="cloudpickle",
-                registered_model_name=config.model_name,
-            )
-    version = str(info.registered_model_version)
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="perennial-model-") as scratch:
-        # Hash what the store holds, as `load_model` will download it.
-        tags = {
-            **tags,
-            MODEL_SHA256_TAG: artifact_digest(_download_version(config, version, Path(scratch))),
-        }
-    for key, value in tags.items():
-        client.set_model_version_tag(config.model_name, version, key, value)
-    return VersionInfo(config.model_name, version, run.info.run_id, metrics, {}, tags)
+    key = tags.get(TRAINING_KEY_TAG)
+    with alias_lock(config):
+        found = find_by_training_key(config, key) if key else None
+        if found is not None:
+            found.created = False
+            return found
+        client = connect(config)
+        versions = package_versions()
+        example = x_example.head(5)
+        with mlflow.start_run(experiment_id=experiment_id(config, client)) as run:
+            mlflow.log_params(params)
+            mlflow.log_metrics(metrics)
+            mlflow.set_tags(tags)
+            for name, text in artifacts.items():
+                mlflow.log_text(text, name)
+            for path in (figures or {}).values():
+                mlflow.log_artifact(str(path), artifact_path="search")
+            with _quiet(QUIETED_MLFLOW_LOGGERS):
+                info = mlflow.sklearn.log_model(
+                    model,
+                    name="model",
+                    signature=infer_signature(example, model.predict_proba(example)),
+                    input_example=example,
+                    # Explicit requirements: inferring them costs about 12 s per model (NOTES).
+                    pip_requirements=[f"{p}=={versions[p]}" for p in PIP_PACKAGES],
+                    serialization_format="cloudpickle",
+                    registered_model_name=config.model_name,
+                )
+        version = str(info.registered_model_version)
+        with tempfile.TemporaryDirectory(prefix="perennial-model-") as scratch:
+            # Hash what the store holds, as `load_model` will download it.
+            tags = {
+                **tags,
+                MODEL_SHA256_TAG: artifact_digest(
+                    _download_version(config, version, Path(scratch))
+                ),
+            }
+        for tag, value in tags.items():
+            client.set_model_version_tag(config.model_name, version, tag, value)
+        return VersionInfo(config.model_name, version, run.info.run_id, metrics, {}, tags)
 
 
 class RegistryError(RuntimeError):
@@ -527,7 +541,7 @@ def find_by_training_key(config: PerennialConfig, key: str) -> VersionInfo | Non
     client = connect(config)
     try:
         found = client.search_model_versions(
-            f"name = '{config.model_name}' and tags.`perennial.training_key` = '{key}'"
+            f"name = '{config.model_name}' and tags.`{TRAINING_KEY_TAG}` = '{key}'"
         )
     except MlflowException:
         return None

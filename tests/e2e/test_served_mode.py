@@ -116,6 +116,29 @@ def wait_for_runs(
     raise AssertionError(f"training runs not done after {timeout:.0f} s: {states}\n{log}")
 
 
+def emit_drift_events(
+    service: dict[str, Any], dataset: str, batch: str, reference: str, count: int = 1
+) -> None:
+    """`count` drift alerts on `dataset`, from a process of their own, as the monitor sends
+    them (max_psi 9, 10, ... so that each is a distinct event)."""
+    script = [
+        "from prefect.events import emit_event",
+        f"for i in range({count}):",
+        "    emit_event(event='perennial.drift.detected',",
+        f"        resource={{'prefect.resource.id': 'perennial.dataset.{dataset}'}},",
+        f"        payload={{'batch': '{batch}', 'max_psi': 9.0 + i,",
+        f"                 'drifted_features': ['temp'], 'reference_version': '{reference}'}})",
+    ]
+    sent = subprocess.run(
+        [sys.executable, "-c", "\n".join(script)],
+        env={**os.environ, **service["env"]},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert sent.returncode == 0, sent.stderr
+
+
 def seconds(later: datetime | None, earlier: datetime) -> float | None:
     return None if later is None else round((later - earlier).total_seconds(), 2)
 
@@ -158,23 +181,8 @@ def test_drift_alert_retrains_through_the_automation_one_run_at_a_time(
     first_event = occurred(event)
 
     # Five alerts at once: five queued retrains, never two running together.
-    burst = [
-        "from prefect.events import emit_event",
-        f"for i in range({BURST}):",
-        "    emit_event(event='perennial.drift.detected',",
-        "        resource={'prefect.resource.id': 'perennial.dataset.flights'},",
-        f"        payload={{'batch': '{DRIFTING}', 'max_psi': 9.0 + i,",
-        "                 'drifted_features': ['temp'], 'reference_version': 'burst'})",
-    ]
     emitted_at = datetime.now().astimezone()
-    sent = subprocess.run(
-        [sys.executable, "-c", "\n".join(burst)],
-        env={**os.environ, **service["env"]},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert sent.returncode == 0, sent.stderr
+    emit_drift_events(service, "flights", DRIFTING, "burst", count=BURST)
     queued = wait_for_runs(service, lambda reason: "(vs vburst)" in reason, BURST)
     assert all(run.state_name == "Completed" for run in queued), [r.state for r in queued]
     started = [r for r in training_runs(service) if r.start_time is not None]  # not the schedule's

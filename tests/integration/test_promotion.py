@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -24,12 +25,14 @@ from tasks.registry import (
     CHALLENGER,
     CHAMPION,
     MODEL_SHA256_TAG,
+    TRAINING_KEY_TAG,
     ModelIntegrityError,
     RegistryError,
     champion_history,
     champion_moves,
     connect,
     load_model,
+    log_and_register,
     promote_version,
     record_decision,
     version_by_alias,
@@ -155,6 +158,9 @@ def test_crash_after_registration_keeps_the_champion_and_a_rerun_finishes(
     assert len(versions()) == count + 1
     pending = versions()[-1]
     assert "perennial.decision" not in tags(pending)
+    # What the version needs was written before the alias would have moved.
+    home = Path(os.environ["PERENNIAL_HOME"])
+    assert (home / "reference" / "flights" / f"{pending}.json").is_file()
 
     rerun = training(batches="2013-01..2013-05", trials=2, reason="test: rerun after crash")
     assert rerun["version"] == pending and len(versions()) == count + 1
@@ -304,7 +310,8 @@ def test_a_tampered_model_artifact_is_refused_naming_the_version(
     found = connect(config).get_model_version(config.model_name, version)
     assert len(found.tags[MODEL_SHA256_TAG]) == 64
     assert load_model(config, version) is not None  # the artifact as registered loads
-    [pickle] = list(module_home.glob(f"mlartifacts/*/models/{found.model_id}/artifacts/model.pkl"))
+    model_id = found.model_id or found.source.removeprefix("models:/")
+    [pickle] = list(module_home.glob(f"mlartifacts/*/models/{model_id}/artifacts/model.pkl"))
     original = pickle.read_bytes()
     try:
         pickle.write_bytes(original + b"\n")
@@ -314,3 +321,14 @@ def test_a_tampered_model_artifact_is_refused_naming_the_version(
         assert refused.exit_code == 1 and "tampered" in refused.output
     finally:
         pickle.write_bytes(original)
+
+
+def test_registration_checks_the_training_key_again_under_the_lock(first: dict) -> None:
+    # Two machines that trained the same thing: the second registers nothing.
+    config = load_config(FLIGHTS)
+    existing = versions()[0]
+    key = tags(existing)["perennial.training_key"]
+    count = len(versions())
+    again = log_and_register(config, None, pd.DataFrame(), {}, {}, {TRAINING_KEY_TAG: key}, {})
+    assert again.version == existing and not again.created
+    assert len(versions()) == count
