@@ -2,8 +2,8 @@
 `prefect deploy --all`) on free ports, a champion trained against it, a month that drifts, the
 monitor's event, and the automation's retrain; then five alerts at once, run one at a time.
 
-Latencies (event -> run started / finished) go to benchmarks/results/served.json; no timing is
-asserted here. The service is always stopped, by the PIDs it recorded.
+No timing is asserted here (benchmarks/served.py measures the latencies); the test prints them.
+The service is always stopped, by the PIDs it recorded.
 """
 
 from __future__ import annotations
@@ -22,11 +22,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, run_perennial, served_stack
+from tests.conftest import run_perennial, served_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(2400)]
 
-RESULTS = ROOT / "benchmarks" / "results" / "served.json"
 DRIFTING = "2013-07"  # summer weather vs a winter-trained champion: temp, dewp, ... drift
 TRIALS = "2"  # search trials per retrain: the test is about orchestration, not model quality
 BURST = 5
@@ -191,26 +190,10 @@ def test_drift_alert_retrains_through_the_automation_one_run_at_a_time(
     for before, after in itertools.pairwise(everything):
         assert after.start_time >= before.end_time, f"{before.name} and {after.name} overlapped"
 
-    burst_starts = sorted(r.start_time for r in queued)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "what": "drift event -> training flow run (automation, process worker polling "
-                "every 1 s, concurrency 1 ENQUEUE), served on 127.0.0.1",
-                "event_to_run_created_s": seconds(retrain.created, first_event),
-                "event_to_run_started_s": seconds(retrain.start_time, first_event),
-                "event_to_run_finished_s": seconds(retrain.end_time, first_event),
-                "retrain_run_s": retrain.total_run_time.total_seconds(),
-                "burst_events": BURST,
-                "burst_first_started_s": seconds(burst_starts[0], emitted_at),
-                "burst_all_finished_s": seconds(max(r.end_time for r in queued), emitted_at),
-                "search_trials_per_retrain": int(TRIALS),
-                "machine": {"cpus": os.cpu_count(), "note": "2 shared cores, loaded"},
-            },
-            indent=2,
-        )
-        + "\n"
+    print(
+        f"event -> run started {seconds(retrain.start_time, first_event)} s, "
+        f"finished {seconds(retrain.end_time, first_event)} s; burst of {BURST} done "
+        f"{seconds(max(r.end_time for r in queued), emitted_at)} s after it was sent"
     )
 
 

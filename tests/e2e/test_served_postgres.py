@@ -75,17 +75,23 @@ def test_prefect_and_mlflow_keep_their_state_in_postgresql(
     assert states == [("COMPLETED",)]
     assert (postgres_service["home_path"] / "validated" / "flights" / "2013-01.parquet").exists()
 
-    # MLflow's tracking server writes to its PostgreSQL database.
-    from mlflow.tracking import MlflowClient
-
-    env = postgres_service["env"]
-    with pytest.MonkeyPatch.context() as patch:  # MLflow's basic auth: the stack's credentials
-        for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
-            patch.setenv(name, env[name])
-        client = MlflowClient(tracking_uri=postgres_service["mlflow_ui"])
-        client.create_experiment("postgres-check")
-    experiments = {name for (name,) in query(f"{base}_mlflow", "SELECT name FROM experiments")}
-    assert "postgres-check" in experiments
+    # Perennial registers and promotes through the MLflow server, which keeps it in PostgreSQL.
+    trained = run_console_script(
+        "perennial",
+        {**postgres_service["env"], "PERENNIAL_HPO__TRIALS": "2", "PERENNIAL_HPO__WORKERS": "1"},
+        *("train", "--batches", "2013-01..2013-02", "--json"),
+        timeout=900,
+    )
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    aliases = query(f"{base}_mlflow", "SELECT name, alias, version FROM registered_model_aliases")
+    assert aliases == [("flights-late-arrival", "champion", 1)]
+    tags = dict(
+        query(
+            f"{base}_mlflow",
+            "SELECT key, value FROM model_version_tags WHERE name = 'flights-late-arrival'",
+        )
+    )
+    assert len(tags["perennial.model_sha256"]) == 64 and tags["perennial.decision"] == "promoted"
 
 
 def test_the_database_password_is_nowhere_but_in_the_servers_environment(
