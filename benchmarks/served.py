@@ -5,7 +5,7 @@ MLflow basic auth), on 127.0.0.1 with free ports and a temporary home.
 
     .venv/bin/python benchmarks/served.py [--events 3]
 
-Two months of flights are landed first, so each retrain (1 search trial) is short: the figure
+Three months of flights are landed first, so each retrain (1 search trial) is short: the figure
 of interest is the orchestration's own delay. Events are sent one at a time, each after the
 previous retrain finished. Writes benchmarks/results/served.json (medians, and every sample).
 """
@@ -53,7 +53,7 @@ def training_run(env: dict[str, str], reason: str) -> Any:
 
 
 def one_event(env: dict[str, str], index: int) -> dict[str, float | None]:
-    batch = "2013-02"
+    batch = "2013-03"
     reason = f"drift on {batch} max_psi={index + 1.5}"
     script = (
         "from prefect.events import emit_event\n"
@@ -107,7 +107,7 @@ def main() -> None:
             up(home)
             up_s = round(time.perf_counter() - started, 1)
             env = {**os.environ, **client_env(home)}
-            for batch in ("2013-01", "2013-02"):
+            for batch in ("2013-01", "2013-02", "2013-03"):
                 subprocess.run(
                     [str(BIN / "perennial"), "ingest", "--batch", batch],
                     env=env,
@@ -115,6 +115,9 @@ def main() -> None:
                     capture_output=True,
                 )
             samples = [one_event(env, index) for index in range(events)]
+            if any(sample["state"] != "Completed" for sample in samples):
+                log = (home / "run" / "worker.log").read_text(errors="replace")[-4000:]
+                raise SystemExit(f"a retrain did not complete: {samples}\n{log}")
         finally:
             down(home)
 
@@ -127,7 +130,7 @@ def main() -> None:
             {
                 "what": "drift event -> training flow run on the locked-down served stack "
                 "(automation, process worker polling every 1 s), 127.0.0.1; retrains of one "
-                "search trial on two landed months",
+                "search trial on three landed months",
                 "up_s": up_s,
                 "event_to_run_created_s": median("created_s"),
                 "event_to_run_started_s": median("started_s"),

@@ -45,6 +45,7 @@ STOP_GRACE_S = 10.0  # then SIGKILL: the worker ignores SIGTERM for more than 15
 DATASET_TOKEN = "${dataset}"  # prefect.yaml writes each deployment once, for every dataset
 CREDENTIALS = "credentials.env"
 MLFLOW_USER = "perennial"
+LEASES_ON_DISK = "prefect.server.concurrency.lease_storage.filesystem"
 
 
 class ServiceError(RuntimeError):
@@ -149,6 +150,10 @@ def server_settings(prefect_port: int) -> dict[str, str]:
         "PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED": "true",
         "PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS": f"http://127.0.0.1:{prefect_port}",
         "PREFECT_SERVER_API_CORS_ALLOWED_METHODS": "GET,POST,PUT,PATCH,DELETE,OPTIONS",
+        # Leases of concurrency slots (the registry lock, one training run at a time) on disk,
+        # not in memory: a restarted server still expires a dead holder's slot instead of
+        # keeping it taken for good.
+        "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": LEASES_ON_DISK,
     }
 
 

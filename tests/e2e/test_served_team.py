@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import base64
 import itertools
+import os
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -332,3 +334,43 @@ def test_a_ui_run_can_name_neither_a_file_nor_a_path_as_dataset(service: dict[st
     for run, reason in zip(api(service, call), expected, strict=True):
         assert run.state.is_failed(), run.state
         assert reason in (run.state.message or ""), run.state.message
+
+
+def test_a_killed_lock_holder_frees_the_registry_lock_within_its_lease(
+    service: dict[str, Any], configs: Path
+) -> None:
+    """A mover killed while it holds the registry lock (SIGKILL: no cleanup) must not block
+    every later move: its slot's lease runs out and the next mover gets the lock."""
+    take = (
+        "import sys, time\n"
+        "from tasks.config import load_config\n"
+        "from tasks.registry import alias_lock\n"
+        f"config = load_config({str(configs / 'sensors.yaml')!r})\n"
+        "started = time.monotonic()\n"
+        "with alias_lock(config) as kind:\n"
+        "    print(kind, round(time.monotonic() - started, 1), flush=True)\n"
+        "    if sys.argv[1] == 'hold':\n"
+        "        time.sleep(3600)\n"
+    )
+    env = {**os.environ, **service["env"]}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", take, "hold"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().startswith("prefect global concurrency limit")
+    finally:
+        holder.kill()
+        holder.wait()
+    second = subprocess.run(
+        [sys.executable, "-c", take, "take"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert second.returncode == 0, second.stderr[-2000:]
+    kind, waited = second.stdout.rsplit(" ", 1)
+    assert kind == "prefect global concurrency limit"
+    print(f"lock freed {waited} s after its holder was killed")
