@@ -9,12 +9,14 @@ run 40 trials with the dataset's search space and seed:
 Best holdout AUC: the final model (train + validation, best parameters and rounds) scored on May.
 CPU: this process's CPU time over wall time x cores during each search, and the whole machine's
 busy share from /proc/stat (other users' load counts there too).
-With `--layouts` (after a plain run), times a few unpruned trials in each layout: one worker
-with all threads, workers as threads, workers as processes, and the workers as Prefect tasks on
-Prefect's ThreadPoolTaskRunner, ProcessPoolTaskRunner and prefect-dask's DaskTaskRunner.
+Then it times a few unpruned trials in each layout: one worker with all threads, workers as
+threads, workers as processes, and the workers as Prefect tasks on Prefect's
+ThreadPoolTaskRunner, ProcessPoolTaskRunner and prefect-dask's DaskTaskRunner.
 
-    .venv/bin/python benchmarks/hpo.py              # writes benchmarks/results/hpo.json
-    .venv/bin/python benchmarks/hpo.py --layouts    # adds the layout timings to it
+One run writes the whole of benchmarks/results/hpo.json (nothing else writes it, by hand or
+otherwise): run it on a quiet machine, the load averages it records say how quiet.
+
+    .venv/bin/python benchmarks/hpo.py
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +99,8 @@ def bare_search(data: Datasets, config: PerennialConfig, trials: int = TRIALS) -
     """What one would write without Perennial: sequential, unpruned, all threads per fit."""
     import optuna
 
-    from tasks.train import make_encoder
-    from tasks.tune import suggest_params, xgb_classifier
+    from tasks.model import make_encoder, xgb_classifier
+    from tasks.tune import suggest_params
 
     hpo = config.hpo
     encoder = make_encoder(config).fit(data.x_train)
@@ -277,12 +280,8 @@ def main() -> None:
     data = flights_datasets(config)
     rows = len(data.x_train) + len(data.x_valid)
     print(f"{rows} rows for the search, {len(data.x_holdout)} holdout", flush=True)
-    if "--layouts" in sys.argv:  # a second, separate run: adds to the comparison's JSON
-        result = json.loads(RESULTS.read_text())
-        result["layouts_unpruned_trials"] = layouts(data, config)
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-        return
-
+    started = datetime.now(UTC)
+    load_at_start = round(os.getloadavg()[0], 2)
     bare, bare_stats = measured(lambda: bare_search(data, config))
     print("bare", bare_stats, flush=True)
     ours, our_stats = measured(lambda: perennial_search(data, config, "bench"))
@@ -314,8 +313,11 @@ def main() -> None:
         "batches": {"train": BATCHES[:3], "validation": BATCHES[3], "holdout": BATCHES[4]},
         "cores": len(os.sched_getaffinity(0)),
         "python": platform.python_version(),
-        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
     }
+    result["layouts_unpruned_trials"] = layouts(data, config)
+    result["measured_at"] = started.isoformat(timespec="seconds")
+    result["load_average_1m_at_start"] = load_at_start
+    result["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -76,14 +76,14 @@ def _emit(payload: dict[str, Any], as_json: bool, human: str) -> None:
 
 def _rejections() -> tuple[type[BaseException], ...]:
     """Errors that mean 'your input was rejected' (exit 1) rather than a crash."""
-    from flows.promotion import PolicyRefusedError
-    from flows.training import GateRefusedError
     from tasks.batches import BatchIdError
     from tasks.config import ConfigError
     from tasks.features import SplitError
     from tasks.ingest import IngestError
+    from tasks.promotion import PolicyRefusedError
     from tasks.registry import ModelIntegrityError, RegistryError
     from tasks.storage import ImmutableKeyError
+    from tasks.validate import GateRefusedError
 
     return (
         ConfigError,
@@ -370,6 +370,22 @@ def demo(
 
     cfg = _config(config)
     _run(demo_flow, trials=trials, first=first, last=last, dataset=_dataset(cfg))
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to bind (loopback only by default)."
+    ),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Serve the champion over HTTP (POST /predict, /health, /version, /metrics); the challenger
+    scores `serve.challenger_share` of requests. A moved alias is loaded, warmed up and swapped
+    in without dropping a request."""
+    from flows.serve import run
+
+    run(_config(config), host, port)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -1,5 +1,6 @@
 """The demo: replay 2013 month by month. Land and train on the first months, then for each
-later month land it, validate it, score it with the champion and retrain; one row a month."""
+later month land it, validate it, score it with the champion (batch inference, before the
+month's labels are used) and retrain; one row a month."""
 
 from __future__ import annotations
 
@@ -10,23 +11,48 @@ from prefect.artifacts import create_markdown_artifact
 from rich.console import Console
 from rich.table import Table
 
-from flows.training import GateRefusedError, training
+from flows.training import training
+from tasks.artifacts import artifact_key
 from tasks.batches import expand_range
-from tasks.config import artifact_key, dataset_config
-from tasks.ingest import land_batch_task
-from tasks.validate import validate_batch_task
+from tasks.config import dataset_config
+from tasks.predict import score_batch_task
+from tasks.validate import GateRefusedError, gate_batches_task
 
-COLUMNS = ("month", "rows", "gate", "champion AUC", "challenger AUC", "promoted", "champion")
+COLUMNS = (
+    "month",
+    "rows",
+    "gate",
+    "scored by",
+    "champion AUC",
+    "challenger AUC",
+    "promoted",
+    "champion",
+)
 
 
-def _row(month: str, rows: int | None, gate: str, result: dict[str, Any] | None) -> tuple[str, ...]:
+def _scored(scoring: dict[str, Any] | None) -> str:
+    """Which champion scored the month before retraining, and its mean predicted probability."""
+    if scoring is None:
+        return "-"
+    champion = scoring["champion"]
+    return f"v{champion['version']} (mean {champion['mean_score']:.3f})"
+
+
+def _row(
+    month: str,
+    rows: int | None,
+    gate: str,
+    result: dict[str, Any] | None,
+    scoring: dict[str, Any] | None = None,
+) -> tuple[str, ...]:
     if result is None:
-        return (month, str(rows or "-"), gate, "-", "-", "-", "-")
+        return (month, str(rows or "-"), gate, _scored(scoring), "-", "-", "-", "-")
     champion = result["champion"]
     return (
         month,
         str(rows),
         gate,
+        _scored(scoring),
         f"{champion['roc_auc']:.4f}" if champion else "-",
         f"{result['challenger']['roc_auc']:.4f}",
         "yes" if result["promoted"] else "no",
@@ -57,18 +83,16 @@ def demo(
             + " | ".join(f"{name}: {value}" for name, value in zip(COLUMNS, row, strict=True))
         )
 
-    for month in opening:
-        land_batch_task(config, month, None)
     console.rule(f"[bold]first champion: {first}")
     result = training(batches=first, trials=trials, reason="demo: first champion", dataset=dataset)
     show(_row(opening[-1], result.get("rows", {}).get("holdout"), "passed", result), result)
     for index, month in enumerate(later, start=1):
         console.rule(f"[bold]{month} ({index}/{len(later)})")
-        land_batch_task(config, month, None)
-        gate = validate_batch_task(config, month)
+        gate = gate_batches_task(config, [month], "the demo", refuse=False)[month]
         if not gate.passed:
             show(_row(month, gate.rows, "quarantined", None))
             continue
+        scoring = score_batch_task(config, month)  # the champion scores the month first
         try:
             result = training(
                 batches=f"{opening[0]}..{month}",
@@ -78,9 +102,9 @@ def demo(
             )
         except GateRefusedError as exc:  # an earlier month was quarantined
             console.print(f"[red]{exc}")
-            show(_row(month, gate.rows, "passed", None))
+            show(_row(month, gate.rows, "passed", None, scoring))
             continue
-        show(_row(month, gate.rows, "passed", result), result)
+        show(_row(month, gate.rows, "passed", result, scoring), result)
 
     table = Table(title=f"{config.model_name}: the year replayed")
     for name in COLUMNS:
@@ -100,6 +124,6 @@ def demo(
     create_markdown_artifact(
         markdown=markdown,
         key=artifact_key(f"{config.dataset}-demo"),
-        description="Month by month: gate, champion vs challenger, promotion",
+        description="Month by month: gate, champion scoring, champion vs challenger, promotion",
     )
     return rows

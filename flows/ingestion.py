@@ -9,9 +9,8 @@ from prefect.runtime import deployment
 
 from tasks.batches import check_batch
 from tasks.config import dataset_config
-from tasks.ingest import IngestError, land_batch_task, landed_record
-from tasks.storage import open_storage
-from tasks.validate import validate_batch_task
+from tasks.ingest import IngestError, land_batch_task
+from tasks.validate import gate_batches_task, gate_summary
 
 
 @flow(name="ingestion", log_prints=True)
@@ -23,7 +22,8 @@ def ingestion(
     dataset: str = "flights",
 ) -> dict[str, Any]:
     """Land `batch` (from `source`, a CSV/Parquet file, or the dataset's configured source) and
-    validate it; a failing batch is quarantined with its reason, never dropped."""
+    validate it; a failing batch is quarantined with its reason, never dropped. Without `land`,
+    only a batch landed before is validated."""
     config = dataset_config(dataset)
     check_batch(batch, config.time)
     if source and deployment.id:
@@ -33,27 +33,10 @@ def ingestion(
             f"a served ingestion of {config.dataset} reads the dataset's configured source, not "
             "a file named in its parameters: put the file where source.path_template says"
         )
-    if land:
-        landing = land_batch_task(config, batch, source).status
-    elif landed_record(open_storage(config.home), config, batch) is None:
-        raise IngestError(
-            f"batch {batch} of {config.dataset} has not been landed; run ingest first"
-        )
-    else:
-        landing = "unchanged"
-    summary: dict[str, Any] = {
-        "dataset": config.dataset,
-        "batch": batch,
-        "landing": landing,
-        "gate": "skipped",
-    }
-    if validate:
-        result = validate_batch_task(config, batch)
-        summary.update(
-            gate="passed" if result.passed else "failed",
-            rows=result.rows,
-            failures=[o.describe() for o in result.blocking_failures()],
-            warnings=[o.describe() for o in result.warnings()],
-            reason_key=result.reason_key,
-        )
-    return summary
+    landing = land_batch_task(config, batch, source).status if land else "unchanged"
+    gate = (
+        gate_batches_task(config, [batch], "ingestion", land_missing=False, refuse=False)
+        if validate
+        else {}
+    )
+    return gate_summary(config, batch, landing, gate.get(batch))

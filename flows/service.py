@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -173,20 +174,24 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def credentials(home: Path) -> dict[str, str]:
-    """The served stack's credentials, generated once into `run/credentials.env` (0600):
-    the Prefect API auth string, MLflow's admin user and password, MLflow's session key."""
+    """The served stack's credentials, generated once into `run/credentials.env` (0600): the
+    Prefect API auth string, MLflow's admin user and password, MLflow's session key, and the
+    bearer token of `perennial serve`. Kept across `down`; a missing one is added."""
     path = run_dir(home) / CREDENTIALS
-    if path.is_file():
-        return read_env_file(path)
-    generated = {
-        "PREFECT_API_AUTH_STRING": secrets.token_urlsafe(32),
-        "MLFLOW_TRACKING_USERNAME": MLFLOW_USER,
-        "MLFLOW_TRACKING_PASSWORD": secrets.token_urlsafe(32),
-        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(32),
+    known = read_env_file(path) if path.is_file() else {}
+    wanted = {
+        "PREFECT_API_AUTH_STRING": lambda: secrets.token_urlsafe(32),
+        "MLFLOW_TRACKING_USERNAME": lambda: MLFLOW_USER,
+        "MLFLOW_TRACKING_PASSWORD": lambda: secrets.token_urlsafe(32),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": lambda: secrets.token_urlsafe(32),
+        "PERENNIAL_SERVE_TOKEN": lambda: secrets.token_urlsafe(32),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_private(path, "".join(f"{key}={value}\n" for key, value in generated.items()))
-    return generated
+    missing = {key: make() for key, make in wanted.items() if key not in known}
+    if missing:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        known |= missing
+        write_private(path, "".join(f"{key}={value}\n" for key, value in known.items()))
+    return known
 
 
 def client_env(home: Path) -> dict[str, str]:
@@ -195,7 +200,12 @@ def client_env(home: Path) -> dict[str, str]:
     state = read_state(home)
     if state is None:
         raise ServiceError(f"no served stack in {home}: run `make up`")
-    wanted = ("PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    wanted = (
+        "PREFECT_API_AUTH_STRING",
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+        "PERENNIAL_SERVE_TOKEN",
+    )
     secret = credentials(home)
     return {**state["env"], **{key: secret[key] for key in wanted}}
 
@@ -313,8 +323,15 @@ def alive(entry: dict[str, Any]) -> bool:
 
 
 def wait_ready(
-    name: str, url: str, entry: dict[str, Any], logs: Path, headers: dict[str, str]
+    name: str,
+    url: str,
+    entry: dict[str, Any],
+    logs: Path,
+    headers: dict[str, str],
+    answers: tuple[int, ...] = (200,),
 ) -> None:
+    """Poll `url` until it answers with one of `answers` (a scoring service with no champion
+    yet answers 503, and is up all the same)."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if not alive(entry):
@@ -323,8 +340,11 @@ def wait_ready(
         try:
             request = urllib.request.Request(url, headers=headers)
             with urllib.request.urlopen(request, timeout=2) as reply:
-                if reply.status == 200:
+                if reply.status in answers:
                     return
+        except urllib.error.HTTPError as error:
+            if error.code in answers:
+                return
         except OSError:
             pass
         time.sleep(0.5)
@@ -396,6 +416,7 @@ def up(home: Path) -> dict[str, Any]:
         "env": extra,
         "credentials": str(logs / CREDENTIALS),
         "databases": {k: v.split("@")[-1] for k, v in urls.items()},
+        "scoring": {},
     }
     state_path = logs / "service.json"
     try:
@@ -453,11 +474,37 @@ def up(home: Path) -> dict[str, Any]:
             logs,
         )
         write_private(state_path, json.dumps(state, indent=2))
+        start_scoring(state, client, logs)
+        write_private(state_path, json.dumps(state, indent=2))
     except BaseException:
         down(home)
         raise
     write_private(logs / "env", "".join(f"{k}={v}\n" for k, v in client_env(home).items()))
     return state
+
+
+def start_scoring(state: dict[str, Any], env: dict[str, str], logs: Path) -> None:
+    """`perennial serve` for each dataset, on its own free port, with a bearer token (its /health
+    answers 503 until the dataset has a champion: that is up, not failed)."""
+    from tasks.config import configs_dir
+
+    folder = configs_dir()
+    for name in state["datasets"]:
+        port = free_port()
+        process = f"serve-{name}"
+        state["processes"][process] = spawn(
+            process,
+            [
+                *(str(BIN / "perennial"), "serve", "--config", str(folder / f"{name}.yaml")),
+                *("--host", "127.0.0.1", "--port", str(port)),
+            ],
+            env,
+            logs,
+        )
+        state["scoring"][name] = f"http://127.0.0.1:{port}"
+    for name, url in state["scoring"].items():
+        entry = state["processes"][f"serve-{name}"]
+        wait_ready(f"serve-{name}", f"{url}/health", entry, logs, {}, answers=(200, 503))
 
 
 def stop(entry: dict[str, Any], grace: float = STOP_GRACE_S) -> None:
@@ -487,7 +534,8 @@ def down(home: Path) -> list[str]:
     if state is None:
         return []
     stopped = []
-    for name in ("worker", "mlflow-server", "prefect-server"):
+    scoring = [name for name in state["processes"] if name.startswith("serve-")]
+    for name in (*scoring, "worker", "mlflow-server", "prefect-server"):
         entry = state["processes"].get(name)
         if entry is not None:
             stop(entry)
@@ -524,6 +572,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Prefect UI:  {state['prefect_ui']}  (deployments for {names}; sign in with")
         print(f"             PREFECT_API_AUTH_STRING from {state['credentials']})")
         print(f"MLflow UI:   {state['mlflow_ui']}  (user and password in the same file)")
+        for name, url in state["scoring"].items():
+            print(f"scoring:     {url}/predict  ({name}; bearer PERENNIAL_SERVE_TOKEN)")
         print(f"logs and PIDs in {run_dir(home)}; `set -a; . {run_dir(home) / 'env'}; set +a`")
     elif args[0] == "down":
         stopped = down(home)

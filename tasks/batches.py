@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import date
 
 import pandas as pd
 
@@ -107,8 +107,3 @@ def expand_range(spec: str, time: TimeConfig) -> list[str]:
         _, next_start = period_bounds(batches[-1], time)
         moment = next_start.tz_localize(None)
     return batches
-
-
-def previous(batch: str, time: TimeConfig) -> str:
-    start, _ = period_bounds(batch, time)
-    return batch_id(start.tz_localize(None) - timedelta(days=1), time)

@@ -27,12 +27,6 @@ DEFAULT_CONFIG = DEFAULT_CONFIGS_DIR / f"{DEFAULT_DATASET}.yaml"
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
-def artifact_key(name: str) -> str:
-    """A Prefect artifact key made from a name that holds dataset and batch ids: Prefect takes
-    only lowercase letters, digits and dashes, so anything else becomes a dash."""
-    return re.sub(r"[^a-z0-9-]", "-", name.lower())
-
-
 TimeFeature = Literal["day_of_week", "day_of_month", "day_of_year", "hour", "month"]
 GuardMetric = Literal["log_loss", "worst_slice_auc"]
 
@@ -278,6 +272,22 @@ class DriftConfig(_Strict):
         return self
 
 
+class ServeConfig(_Strict):
+    """`perennial serve`: real-time scoring of the champion (and, optionally, the challenger)."""
+
+    challenger_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of requests scored by the challenger (sticky by request key).",
+    )
+    poll_seconds: float = Field(
+        10.0, gt=0, description="How often the registry aliases are checked for a new version."
+    )
+    threshold: float = Field(0.5, ge=0, le=1, description="Score from which the label is 1.")
+    max_rows: int = Field(1000, ge=1, description="Most rows one request may carry.")
+
+
 class PerennialConfig(BaseSettings):
     """A dataset's whole configuration. Built by `load_config`, never by hand."""
 
@@ -308,6 +318,8 @@ class PerennialConfig(BaseSettings):
     validation: ValidationConfig
     # Monitoring thresholds do not shape a model: excluded from dumps, so from the fingerprint.
     drift: DriftConfig = Field(default_factory=DriftConfig, exclude=True)  # type: ignore[arg-type]
+    # How the model is served does not shape it either: excluded like `drift`.
+    serve: ServeConfig = Field(default_factory=ServeConfig, exclude=True)  # type: ignore[arg-type]
     config_path: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")

@@ -27,7 +27,9 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.config import DriftConfig, PerennialConfig, artifact_key
+from tasks import catalog
+from tasks.artifacts import artifact_key
+from tasks.config import DriftConfig, PerennialConfig
 from tasks.storage import S3Storage, Storage
 
 EPSILON = 1e-4  # floor of a bin's share, so an empty bin gives a large but finite PSI
@@ -38,10 +40,6 @@ PREDICTION = "(prediction)"  # name of the score distribution among the features
 
 class DriftError(RuntimeError):
     """No reference profile to compare with, or a batch that does not fit the profile."""
-
-
-def reference_key(config: PerennialConfig, version: str) -> str:
-    return f"reference/{config.dataset}/{version}.json"
 
 
 # -- binning ----------------------------------------------------------------------------------
@@ -129,13 +127,13 @@ def build_profile(
 
 
 def save_reference(storage: Storage, config: PerennialConfig, profile: dict[str, Any]) -> str:
-    key = reference_key(config, profile["version"])
+    key = catalog.key("reference", config, version=profile["version"])
     storage.write_json(key, profile)
     return key
 
 
 def load_reference(storage: Storage, config: PerennialConfig, version: str) -> dict[str, Any]:
-    key = reference_key(config, version)
+    key = catalog.key("reference", config, version=version)
     if not storage.exists(key):
         raise DriftError(
             f"{key} not found in {storage!r}: model v{version} of {config.model_name} has no "
@@ -284,7 +282,7 @@ def measure_batch(
     from tasks.evaluate import metrics_from, predict
     from tasks.features import label, model_inputs
 
-    frame = storage.read_parquet(f"validated/{config.dataset}/{batch}.parquet")
+    frame = storage.read_parquet(catalog.key("validated", config, batch=batch))
     x = model_inputs(frame, config)
     scores = predict(model, x)
     labelled = frame[config.target.column].notna().to_numpy()
@@ -374,17 +372,22 @@ def save_reference_task(
 
 
 @task(name="measure-drift", cache_policy=NO_CACHE)
-def measure_drift_task(
-    config: PerennialConfig, batch: str, version: str, holdout_auc: float | None
-) -> DriftReport:
-    """Drift of a validated batch against model `version`'s reference profile."""
-    from tasks.registry import load_model
+def measure_drift_task(config: PerennialConfig, batch: str) -> DriftReport:
+    """Drift of a validated batch against the champion's reference profile."""
+    from tasks.registry import CHAMPION, RegistryError, load_model, version_by_alias
+    from tasks.run_logging import run_logger
     from tasks.storage import open_storage
 
+    champion = version_by_alias(config, CHAMPION)
+    if champion is None:
+        raise RegistryError(f"{config.model_name} has no champion yet: train one first")
     storage = open_storage(config.home)
-    profile = load_reference(storage, config, version)
-    model = load_model(config, version=version)
-    return measure_batch(storage, config, batch, profile, model, holdout_auc)
+    profile = load_reference(storage, config, champion.version)
+    model = load_model(config, version=champion.version)
+    holdout_auc = champion.metrics.get("holdout_roc_auc")
+    report = measure_batch(storage, config, batch, profile, model, holdout_auc)
+    run_logger().info("drift %s vs v%s: %s", batch, champion.version, "; ".join(report.reasons))
+    return report
 
 
 @task(name="report-drift", cache_policy=NO_CACHE)
@@ -402,7 +405,7 @@ def report_drift_task(config: PerennialConfig, report: DriftReport) -> str | Non
         description=f"PSI per feature, {report.batch} vs v{report.reference_version}: "
         f"{report.status}",
     )
-    plot_key = f"reports/{config.dataset}/drift-{report.batch}.png"
+    plot_key = catalog.key("drift_plot", config, batch=report.batch)
     storage.write_bytes(plot_key, plot_psi(report, config.drift))
     location = plot_location(storage, plot_key)
     create_markdown_artifact(

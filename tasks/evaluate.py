@@ -1,6 +1,6 @@
 """Evaluate: score challenger and champion on the same holdout, and decide on promotion.
 
-The policy (DESIGN.md): a challenger is promoted only if it (1) passes sanity checks (finite
+The promotion policy: a challenger is promoted only if it (1) passes sanity checks (finite
 predictions, sane mean prediction, primary metric above an absolute floor), (2) beats the
 champion by at least `min_improvement` on the primary metric (and, with `require_significant`,
 the paired-bootstrap interval of the gain lies above zero), and (3) worsens no guard metric
@@ -101,12 +101,6 @@ def metrics_from(
         worst_slice_auc=per_slice.get(worst, float("nan")),
         worst_slice=worst,
     )
-
-
-def score(
-    model: Any, x: pd.DataFrame, y: pd.Series, slices: Sequence[str] = (), min_slice_rows: int = 200
-) -> Metrics:
-    return metrics_from(x, y, predict(model, x), slices, min_slice_rows)
 
 
 def paired_bootstrap(

@@ -114,6 +114,11 @@ def writable_context(gx_root: Path) -> Any:
     return gx.get_context(mode="file", context_root_dir=str(gx_root))
 
 
+def suite_path(config: PerennialConfig) -> Path:
+    """The suite's JSON in the GE file context: the rules, reviewed like code."""
+    return Path(config.validation.gx_root) / "expectations" / f"{config.validation.suite}.json"
+
+
 def docs_dir(config: PerennialConfig) -> Path | None:
     """Where Data Docs go: `PERENNIAL_HOME/data_docs` for a local home with docs enabled."""
     if not config.validation.data_docs or "://" in config.home:

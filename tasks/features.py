@@ -13,6 +13,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks import catalog
 from tasks.batches import local_times
 from tasks.config import PerennialConfig
 from tasks.storage import Storage
@@ -54,7 +55,7 @@ def load_validated(storage: Storage, config: PerennialConfig, batches: list[str]
     """Validated batches, concatenated, with their batch id in `_batch`."""
     frames = []
     for batch in batches:
-        frame = storage.read_parquet(f"validated/{config.dataset}/{batch}.parquet")
+        frame = storage.read_parquet(catalog.key("validated", config, batch=batch))
         frames.append(frame.assign(**{BATCH_COLUMN: batch}))
     return pd.concat(frames, ignore_index=True)
 
@@ -68,7 +69,7 @@ def label(frame: pd.DataFrame, config: PerennialConfig) -> pd.Series:
 def time_features(frame: pd.DataFrame, config: PerennialConfig) -> pd.DataFrame:
     local = local_times(pd.to_datetime(frame[config.time.column], utc=True), config.time)
     derive = {
-        "day_of_week": lambda: local.dt.dayofweek,
+        "day_of_week": lambda: local.dt.day_of_week,
         "day_of_month": lambda: local.dt.day,
         "day_of_year": lambda: local.dt.dayofyear,
         "hour": lambda: local.dt.hour,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -20,7 +21,8 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.batches import batch_ids, period_bounds
+from tasks.batches import batch_ids, expand_range, period_bounds
+from tasks.catalog import LANDED_SUFFIX, landing_folder, landing_key, quarantine_reason_key
 from tasks.config import PerennialConfig, SourceConfig
 from tasks.storage import Storage, content_hash
 
@@ -29,6 +31,10 @@ RAW_FORMATS = (".csv", ".csv.gz", ".csv.zip", ".parquet")
 
 class IngestError(ValueError):
     """A batch that cannot be landed; the message says which file and why."""
+
+
+class NotLandedError(IngestError):
+    """A batch (or any batch at all) was asked for before it was landed."""
 
 
 @dataclass(frozen=True)
@@ -92,26 +98,10 @@ def read_source_file(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def _revision_suffix(revision: int) -> str:
-    return "" if revision == 1 else f".r{revision}"
-
-
-def landing_key(config: PerennialConfig, batch: str, ext: str, revision: int = 1) -> str:
-    return f"landing/{config.dataset}/{batch}{_revision_suffix(revision)}{ext}"
-
-
-def record_key(config: PerennialConfig, batch: str, revision: int = 1) -> str:
-    return f"landing/{config.dataset}/{batch}{_revision_suffix(revision)}.landed.json"
-
-
-def quarantine_reason_key(config: PerennialConfig, batch: str) -> str:
-    return f"quarantine/{config.dataset}/{batch}.reason.json"
-
-
 def landed_history(storage: Storage, config: PerennialConfig, batch: str) -> list[LandingRecord]:
     """Every landed revision of a batch, oldest first (empty if never landed)."""
     history: list[LandingRecord] = []
-    while storage.exists(key := record_key(config, batch, len(history) + 1)):
+    while storage.exists(key := landing_key(config, batch, LANDED_SUFFIX, len(history) + 1)):
         history.append(LandingRecord(**{**storage.read_json(key), "status": "unchanged"}))
     return history
 
@@ -160,7 +150,7 @@ def land_batch(
     )
     storage.write_bytes(record.key, data, immutable=True)
     fields = {k: v for k, v in asdict(record).items() if k != "status"}
-    storage.write_json(record_key(config, batch, revision), fields, immutable=True)
+    storage.write_json(landing_key(config, batch, LANDED_SUFFIX, revision), fields, immutable=True)
     return record
 
 
@@ -170,6 +160,46 @@ def read_raw(data: bytes, ext: str) -> pd.DataFrame:
         return pd.read_parquet(io.BytesIO(data))
     compression = "gzip" if ext.endswith(".gz") else "zip" if ext.endswith(".zip") else None
     return pd.read_csv(io.BytesIO(data), compression=compression)
+
+
+def landed_batches(storage: Storage, config: PerennialConfig) -> list[str]:
+    """Batch ids landed so far (revisions of a batch count once)."""
+    keys = storage.list(landing_folder(config))
+    names = [
+        k.rsplit("/", 1)[-1].removesuffix(LANDED_SUFFIX) for k in keys if k.endswith(LANDED_SUFFIX)
+    ]
+    return sorted(name for name in names if not re.search(r"\.r\d+$", name))
+
+
+def newest_landed(storage: Storage, config: PerennialConfig) -> str:
+    """The newest landed batch (what a scheduled run without a batch looks at)."""
+    landed = landed_batches(storage, config)
+    if not landed:
+        raise NotLandedError(f"no landed batch of {config.dataset}: ingest one")
+    return landed[-1]
+
+
+@task(name="newest-landed-batch", cache_policy=NO_CACHE)
+def newest_landed_task(config: PerennialConfig) -> str:
+    from tasks.storage import open_storage
+
+    return newest_landed(open_storage(config.home), config)
+
+
+@task(name="choose-batches", cache_policy=NO_CACHE)
+def choose_batches_task(config: PerennialConfig, batches: str, reason: str) -> list[str]:
+    """The batches a run uses: the range or list `batches` (each id checked), or, when empty,
+    every landed batch."""
+    from tasks.run_logging import run_logger
+    from tasks.storage import open_storage
+
+    chosen = (
+        expand_range(batches, config.time)
+        if batches
+        else landed_batches(open_storage(config.home), config)
+    )
+    run_logger().info("%s on %s (%s)", config.dataset, ",".join(chosen), reason)
+    return chosen
 
 
 @task(name="land-batch", cache_policy=NO_CACHE)

@@ -15,15 +15,14 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.config import PerennialConfig, artifact_key
+from tasks import catalog
+from tasks.artifacts import artifact_key
+from tasks.config import PerennialConfig
 from tasks.evaluate import metrics_from, predict
 from tasks.features import features_and_label, model_inputs
 from tasks.registry import CHALLENGER, CHAMPION, RegistryError, load_model, version_by_alias
+from tasks.run_logging import run_logger
 from tasks.storage import Storage
-
-
-def predictions_key(config: PerennialConfig, batch: str) -> str:
-    return f"predictions/{config.dataset}/{batch}.parquet"
 
 
 def score_frame(
@@ -58,8 +57,8 @@ def shadow_report(
     """Champion and challenger metrics on a scored batch whose labels have arrived (`scored`:
     its predictions, when the caller has read them already)."""
     if scored is None:
-        scored = storage.read_parquet(predictions_key(config, batch))
-    frame = storage.read_parquet(f"validated/{config.dataset}/{batch}.parquet")
+        scored = storage.read_parquet(catalog.key("predictions", config, batch=batch))
+    frame = storage.read_parquet(catalog.key("validated", config, batch=batch))
     labelled = frame[config.target.column].notna().to_numpy()
     x, y = features_and_label(frame, config)
     report: dict[str, Any] = {"batch": batch, "rows": int(labelled.sum())}
@@ -78,7 +77,7 @@ def compare_shadow(storage: Storage, config: PerennialConfig, batch: str) -> dic
     """The shadow comparison of a batch, or None when there is nothing to compare: no
     predictions for it, no challenger among them, or no labels yet. `gain` is challenger minus
     champion per metric (positive AUC gain, negative log-loss gain: the challenger is better)."""
-    key = predictions_key(config, batch)
+    key = catalog.key("predictions", config, batch=batch)
     if not storage.exists(key):
         return None
     scored = storage.read_parquet(key)
@@ -132,6 +131,13 @@ def compare_shadow_task(config: PerennialConfig, batch: str) -> dict[str, Any] |
             description=f"shadow scoring {batch}: challenger AUC gain "
             f"{report['gain']['roc_auc']:+.4f}",
         )
+        run_logger().info(
+            "shadow %s: challenger v%s minus champion v%s, ROC AUC %+.4f",
+            batch,
+            report["challenger"]["version"],
+            report["champion"]["version"],
+            report["gain"]["roc_auc"],
+        )
     return report
 
 
@@ -140,13 +146,13 @@ def score_batch_task(config: PerennialConfig, batch: str) -> dict[str, Any]:
     from tasks.storage import open_storage
 
     storage = open_storage(config.home)
-    frame = storage.read_parquet(f"validated/{config.dataset}/{batch}.parquet")
+    frame = storage.read_parquet(catalog.key("validated", config, batch=batch))
     scored = score_frame(frame, config, registry_models(config))
-    storage.write_parquet(predictions_key(config, batch), scored)
+    storage.write_parquet(catalog.key("predictions", config, batch=batch), scored)
     summary: dict[str, Any] = {
         "batch": batch,
         "rows": len(scored),
-        "key": predictions_key(config, batch),
+        "key": catalog.key("predictions", config, batch=batch),
     }
     for alias in (CHAMPION, CHALLENGER):
         if f"{alias}_version" in scored.columns:

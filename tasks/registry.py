@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from tasks.config import PerennialConfig
 from tasks.evaluate import Decision, Metrics
@@ -211,7 +209,7 @@ def log_and_register(
                     name="model",
                     signature=infer_signature(example, model.predict_proba(example)),
                     input_example=example,
-                    # Explicit requirements: inferring them costs about 12 s per model (NOTES).
+                    # Explicit requirements: inferring them costs about 12 s per model.
                     pip_requirements=[f"{p}=={versions[p]}" for p in PIP_PACKAGES],
                     serialization_format="cloudpickle",
                     registered_model_name=config.model_name,
@@ -581,7 +579,3 @@ def recent_decisions(config: PerennialConfig, limit: int = 5) -> list[dict[str, 
         }
         for v in newest
     ]
-
-
-register_task = task(name="register-model", cache_policy=NO_CACHE)(log_and_register)
-record_decision_task = task(name="promote-or-keep", cache_policy=NO_CACHE)(record_decision)

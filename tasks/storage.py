@@ -1,10 +1,11 @@
 """The one storage layer: every read and write of pipeline state goes through `Storage`.
 
-Keys are slash-separated paths under one root (`landing/flights/2013-01.csv`, ...), laid out as in
-DESIGN.md. The root is a local folder (`Storage`) or an `s3://bucket/prefix` (`S3Storage`, same
-interface); `open_storage` picks one from a config's `home`. Writes are atomic (a temporary file
-renamed into place; a single S3 put or a completed multipart upload), so an interrupted run never
-leaves a partial object behind; immutable keys (raw landed data) can be written once only.
+Keys are slash-separated paths under one root (`landing/flights/2013-01.csv`, ...), spelled only
+in `tasks/catalog.py`. The root is a local folder (`Storage`) or an `s3://bucket/prefix`
+(`S3Storage`, same interface); `open_storage` picks one from a config's `home`. Writes are
+atomic (a temporary file renamed into place; a single S3 put or a completed multipart upload),
+so an interrupted run never leaves a partial object behind; immutable keys (raw landed data) can
+be written once only.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from tasks.catalog import LANDING
 
 # S3 tuning. Objects from MULTIPART_BYTES up go up in parts of that size (S3 minimum: 5 MiB).
 MULTIPART_BYTES = 8 * 1024 * 1024
@@ -93,7 +96,7 @@ class Storage:
 
     def delete(self, key: str) -> None:
         """Remove a derived file (never used on raw landed data)."""
-        if key.startswith("landing/"):
+        if key.startswith(LANDING):
             raise ValueError(f"refusing to delete raw data {key}")
         self.path(key).unlink(missing_ok=True)
 
@@ -197,7 +200,7 @@ class S3Storage(Storage):
 
     def delete(self, key: str) -> None:
         """Remove a derived object (never raw landed data; the IAM role forbids it too)."""
-        if key.startswith("landing/"):
+        if key.startswith(LANDING):
             raise ValueError(f"refusing to delete raw data {key}")
         _s3_client().delete_object(Bucket=self.bucket, Key=self._object_key(key))
 

@@ -6,7 +6,6 @@ and what it shows a person: the trials table and the PNG figures.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import warnings
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.config import HpoConfig, PerennialConfig
+from tasks.run_logging import run_logger
 
 FINISHED_STATES = ("COMPLETE", "PRUNED")
 WORKER_ATTR = "worker"  # user attribute "host:pid:index" of the worker that ran a trial
@@ -22,17 +22,6 @@ WORKER_ATTR = "worker"  # user attribute "host:pid:index" of the worker that ran
 # failed by any worker (the cross-machine case, where a dead process's PID cannot be checked).
 HEARTBEAT_INTERVAL_S = 20
 HEARTBEAT_GRACE_S = 120
-
-
-def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    """The Prefect run logger inside a flow (so trials show in the UI), else a plain logger."""
-    from prefect.exceptions import MissingContextError
-    from prefect.logging import get_run_logger
-
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger("perennial.tune")
 
 
 def study_name(config: PerennialConfig, data_hash: str) -> str:
@@ -63,8 +52,9 @@ def pruner_for(hpo: HpoConfig) -> Any:
         return optuna.pruners.NopPruner()
     if hpo.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=30)
-    # Default Hyperband prunes too eagerly on this kind of data (shared NOTES): give every trial
-    # a fair number of rounds before the first cut.
+    # Default Hyperband prunes too eagerly on this kind of data (on the flights task it pruned
+    # 34 of 40 trials, holdout AUC 0.710 against 0.718 unpruned): give every trial a fair
+    # number of rounds before the first cut.
     return optuna.pruners.HyperbandPruner(
         min_resource=min(30, hpo.max_rounds), max_resource=hpo.max_rounds, reduction_factor=3
     )
@@ -79,13 +69,14 @@ def sampler_for(hpo: HpoConfig, worker_index: int, workers: int) -> Any:
     return optuna.samplers.TPESampler(seed=hpo.seed + worker_index, constant_liar=parallel)
 
 
-def create_study(config: PerennialConfig, name: str) -> Any:
+def create_study(config: PerennialConfig, name: str, storage: Any | None = None) -> Any:
+    """Create or load the study `name` (on `storage`, else on the config's storage URL)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.create_study(
         study_name=name,
-        storage=open_optuna_storage(config.optuna_storage_url),
+        storage=storage or open_optuna_storage(config.optuna_storage_url),
         load_if_exists=True,
         direction="maximize",
         sampler=sampler_for(config.hpo, 0, 1),
@@ -93,12 +84,14 @@ def create_study(config: PerennialConfig, name: str) -> Any:
     )
 
 
-def fail_stale_trials(study: Any) -> int:
+def fail_stale_trials(study: Any, storage: Any) -> int:
     """Fail the RUNNING trials whose worker is gone, so that they neither block nor count.
 
-    On this host a trial's worker is known dead when its PID is (or is this process, which runs
-    no trial yet). A journal file is one host's, so its trials that died before recording their
-    worker are stale too. Other hosts' trials on an RDB storage go by heartbeat."""
+    `storage` is the storage the study was opened on. On this host a trial's worker is known
+    dead when its PID is (or is this process, which runs no trial yet). A journal file is one
+    host's, so its trials that died before recording their worker are stale too. Other hosts'
+    trials on an RDB storage go by heartbeat. Only Optuna's public API is used: `study.tell`
+    accepts a trial number and any RUNNING trial, whichever process started it."""
     import optuna
     from optuna.trial import TrialState
 
@@ -106,7 +99,7 @@ def fail_stale_trials(study: Any) -> int:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # heartbeat-based; a no-op on a journal
     host = socket.gethostname()
-    journal = isinstance(study._storage, optuna.storages.JournalStorage)
+    journal = isinstance(storage, optuna.storages.JournalStorage)
     failed = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = str(trial.user_attrs.get(WORKER_ATTR, ""))
@@ -114,9 +107,9 @@ def fail_stale_trials(study: Any) -> int:
         stale = (owner_host == host and not _alive(int(pid))) if owner else journal
         if stale:
             try:
-                study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+                study.tell(trial.number, state=TrialState.FAIL)
                 failed += 1
-            except optuna.exceptions.UpdateFinishedTrialError:
+            except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
                 pass  # finished meanwhile
     return failed
 
@@ -178,7 +171,7 @@ def render_study_figures(storage_url: str, name: str, folder: Path) -> dict[str,
             try:
                 axes = draw()
             except RuntimeError as error:  # fANOVA: "zero total variance" when trials tie
-                run_logger().warning("no %s: %s", file_name, error)
+                run_logger("perennial.tune").warning("no %s: %s", file_name, error)
                 continue
         figure = axes.get_figure()
         figure.set_size_inches(8, 5)

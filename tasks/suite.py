@@ -24,6 +24,7 @@ from tasks.expectations import (
     DATASOURCE,
     NUMBER_TYPES,
     STRING_TYPE,
+    suite_path,
     writable_context,
 )
 from tasks.validate import typed_frame
@@ -192,7 +193,7 @@ def write_suite(reference: list[pd.DataFrame], config: PerennialConfig) -> Path:
     context.validation_definitions.add(
         gx.ValidationDefinition(name=name, data=definition, suite=suite)
     )
-    return gx_root / "expectations" / f"{name}.json"
+    return suite_path(config)
 
 
 def profile_landed(storage: Any, config: PerennialConfig, batches: list[str]) -> Path:

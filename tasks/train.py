@@ -7,39 +7,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.config import PerennialConfig
 from tasks.features import Datasets
-from tasks.tune import TuneResult, xgb_classifier
-
-
-def make_encoder(config: PerennialConfig) -> Any:
-    """Categories -> ordinal codes (unseen and missing -> NaN, which XGBoost routes itself)."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.preprocessing import OrdinalEncoder
-
-    spec = config.features
-    encoder = ColumnTransformer(
-        [
-            (
-                "categorical",
-                OrdinalEncoder(
-                    handle_unknown="use_encoded_value",
-                    unknown_value=np.nan,
-                    encoded_missing_value=np.nan,
-                    dtype=np.float64,
-                ),
-                spec.categorical,
-            ),
-        ],
-        remainder="passthrough",
-        verbose_feature_names_out=False,
-    )
-    return encoder.set_output(transform="pandas")
+from tasks.model import make_encoder, xgb_classifier
+from tasks.tune import TuneResult
 
 
 def fit_model(

@@ -11,8 +11,8 @@ ones are reported only. Running GE and reading its results is `tasks/expectation
 
 from __future__ import annotations
 
+import json
 import logging
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -21,7 +21,10 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.config import PerennialConfig, artifact_key
+from tasks import catalog
+from tasks.artifacts import artifact_key
+from tasks.catalog import quarantine_reason_key
+from tasks.config import PerennialConfig
 from tasks.expectations import (
     EXPECTATION,
     FILE_CHECK,
@@ -31,18 +34,28 @@ from tasks.expectations import (
     docs_dir,
     run_suite,
     shorten,
+    suite_path,
 )
 from tasks.filecheck import FILE_READABLE, FileCheckError, plain_bytes
 from tasks.ingest import (
     LandingRecord,
+    NotLandedError,
+    land_batch_task,
     landed_record,
-    quarantine_reason_key,
     raw_extension,
     read_raw,
 )
-from tasks.storage import Storage
+from tasks.storage import Storage, content_hash
 
 logger = logging.getLogger("perennial.validate")
+
+# The gate's own version: raise it when a change to this module changes which batches pass, so
+# that batches validated before the change are validated again.
+GATE_VERSION = 2
+
+
+class GateRefusedError(RuntimeError):
+    """A flow was asked to use a batch that the validation gate quarantined."""
 
 
 @dataclass
@@ -58,6 +71,7 @@ class GateResult:
     revision: int = 1
     raw_key: str | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per gate step
+    gate: str = ""  # fingerprint of the gate the batch was validated under
 
     def blocking_failures(self) -> list[Outcome]:
         return [o for o in self.outcomes if not o.success and o.severity == "critical"]
@@ -110,25 +124,32 @@ def parse_raw(
 # -- the gate ----------------------------------------------------------------------------------
 
 
-def validated_key(config: PerennialConfig, batch: str, suffix: str = ".parquet") -> str:
-    return f"validated/{config.dataset}/{batch}{suffix}"
-
-
-def reason_key(config: PerennialConfig, batch: str) -> str:
-    return quarantine_reason_key(config, batch)
+def gate_fingerprint(config: PerennialConfig) -> str:
+    """What decides whether a batch passes, besides its bytes: the suite's content, the gate
+    settings of the dataset YAML (severities, minimum rows, file limits) and `GATE_VERSION`.
+    A batch validated under another fingerprint is validated again."""
+    settings = config.validation.model_dump(mode="json", exclude={"gx_root"})
+    facts = {
+        "gate_version": GATE_VERSION,
+        "suite_sha256": content_hash(suite_path(config).read_bytes()),
+        "settings": settings,
+    }
+    return content_hash(json.dumps(facts, sort_keys=True).encode())
 
 
 def gate_batch(storage: Storage, config: PerennialConfig, batch: str) -> GateResult:
     """Validate the newest landed revision of a batch; pass -> `validated/`, fail ->
-    `quarantine/` with the reason. A batch already validated with the same content hash is not
-    validated again."""
+    `quarantine/` with the reason. A batch already validated with the same content hash under
+    the same gate fingerprint (suite content, gate settings, gate version) is not validated
+    again."""
     record = landed_record(storage, config, batch)
     if record is None:
         raise FileNotFoundError(f"batch {batch} of {config.dataset} has not been landed")
-    summary_key = validated_key(config, batch, ".json")
+    summary_key = catalog.key("validated_summary", config, batch=batch)
+    fingerprint = gate_fingerprint(config)
     if storage.exists(summary_key):
         summary = storage.read_json(summary_key)
-        if summary["sha256"] == record.sha256 and summary["suite"] == config.validation.suite:
+        if summary["sha256"] == record.sha256 and summary.get("gate") == fingerprint:
             outcomes = [Outcome(**o) for o in summary["outcomes"]]
             return GateResult(
                 batch,
@@ -137,16 +158,24 @@ def gate_batch(storage: Storage, config: PerennialConfig, batch: str) -> GateRes
                 summary["rows"],
                 summary["suite"],
                 outcomes,
-                validated_key(config, batch),
+                catalog.key("validated", config, batch=batch),
                 revision=summary.get("revision", 1),
                 raw_key=record.key,
+                gate=fingerprint,
             )
     clock, timings = time.perf_counter(), {}
     data = storage.read_bytes(record.key) if storage.exists(record.key) else None
     frame, failed_file = parse_raw(data, record, config)
     timings["read_and_parse"] = time.perf_counter() - clock
     result = GateResult(
-        batch, True, record.sha256, 0, config.validation.suite, [], revision=record.revision
+        batch,
+        True,
+        record.sha256,
+        0,
+        config.validation.suite,
+        [],
+        revision=record.revision,
+        gate=fingerprint,
     )
     result.raw_key, result.timings = record.key, timings
     if frame is None:
@@ -165,9 +194,9 @@ def gate_batch(storage: Storage, config: PerennialConfig, batch: str) -> GateRes
     clock = time.perf_counter()
     if result.passed and frame is not None:
         archive_reason(storage, config, batch)
-        storage.write_parquet(validated_key(config, batch), frame)
+        storage.write_parquet(catalog.key("validated", config, batch=batch), frame)
         storage.write_json(summary_key, _summary(result))
-        result.validated_key = validated_key(config, batch)
+        result.validated_key = catalog.key("validated", config, batch=batch)
     else:
         quarantine(storage, config, result, record.key, data)
     timings["write"] = time.perf_counter() - clock
@@ -186,6 +215,7 @@ def _summary(result: GateResult) -> dict[str, Any]:
         "sha256": result.sha256,
         "rows": result.rows,
         "suite": result.suite,
+        "gate": result.gate,
         "outcomes": [asdict(o) for o in result.outcomes],
     }
 
@@ -198,12 +228,14 @@ def quarantine(
     data: bytes | None,
 ) -> None:
     """Copy the raw file to quarantine with its reason; remove any stale validated copy."""
-    storage.delete(validated_key(config, result.batch))
-    storage.delete(validated_key(config, result.batch, ".json"))
+    storage.delete(catalog.key("validated", config, batch=result.batch))
+    storage.delete(catalog.key("validated_summary", config, batch=result.batch))
     archive_reason(storage, config, result.batch, unless_sha256=result.sha256)
     if data is not None:
-        storage.write_bytes(f"quarantine/{config.dataset}/{raw_key.rsplit('/', 1)[-1]}", data)
-    result.reason_key = reason_key(config, result.batch)
+        storage.write_bytes(
+            catalog.key("quarantined_file", config, file=raw_key.rsplit("/", 1)[-1]), data
+        )
+    result.reason_key = quarantine_reason_key(config, result.batch)
     stage = FILE_CHECK if any(o.stage == FILE_CHECK for o in result.outcomes) else EXPECTATION
     storage.write_json(
         result.reason_key,
@@ -222,23 +254,15 @@ def archive_reason(
 ) -> None:
     """Keep an earlier revision's reason as `<batch>.r<N>.reason.json`: history keeps both, and
     `<batch>.reason.json` always speaks of the newest revision."""
-    current = reason_key(config, batch)
+    current = quarantine_reason_key(config, batch)
     if not storage.exists(current):
         return
     reason = storage.read_json(current)
     if reason.get("sha256") == unless_sha256:
         return
     revision = reason.get("revision", 1)
-    storage.write_json(f"quarantine/{config.dataset}/{batch}.r{revision}.reason.json", reason)
+    storage.write_json(quarantine_reason_key(config, batch, revision), reason)
     storage.delete(current)
-
-
-def landed_batches(storage: Storage, config: PerennialConfig) -> list[str]:
-    """Batch ids landed so far (revisions of a batch count once)."""
-    suffix = ".landed.json"
-    keys = storage.list(f"landing/{config.dataset}")
-    names = [k.rsplit("/", 1)[-1].removesuffix(suffix) for k in keys if k.endswith(suffix)]
-    return sorted(name for name in names if not re.search(r"\.r\d+$", name))
 
 
 # -- reports -----------------------------------------------------------------------------------
@@ -308,3 +332,62 @@ def validate_batch_task(config: PerennialConfig, batch: str) -> GateResult:
     if not result.passed:
         _emit_quarantined(config, result)
     return result
+
+
+def gate_summary(
+    config: PerennialConfig, batch: str, landing: str, result: GateResult | None
+) -> dict[str, Any]:
+    """What the ingestion flow reports: the landing status and the gate's verdict (`skipped`
+    without a gate result)."""
+    summary: dict[str, Any] = {
+        "dataset": config.dataset,
+        "batch": batch,
+        "landing": landing,
+        "gate": "skipped",
+    }
+    if result is not None:
+        summary.update(
+            gate="passed" if result.passed else "failed",
+            rows=result.rows,
+            failures=[o.describe() for o in result.blocking_failures()],
+            warnings=[o.describe() for o in result.warnings()],
+            reason_key=result.reason_key,
+        )
+    return summary
+
+
+def refusal(results: dict[str, GateResult], use: str) -> str | None:
+    """Why `use` (e.g. "training") must not go on with these gate results, or None."""
+    failed = [r for r in results.values() if not r.passed]
+    if not failed:
+        return None
+    details = "; ".join(f"{r.batch}: {r.headline()} (see {r.reason_key})" for r in failed)
+    return f"{use} refused: quarantined batch(es): {details}"
+
+
+@task(name="gate-batches", cache_policy=NO_CACHE)
+def gate_batches_task(
+    config: PerennialConfig,
+    batches: list[str],
+    use: str,
+    land_missing: bool = True,
+    refuse: bool = True,
+) -> dict[str, GateResult]:
+    """Every batch through the gate before `use` touches it: land it from the dataset's source
+    if it is not landed yet (with `land_missing`; else refuse it), validate it, and (with
+    `refuse`) raise `GateRefusedError` if any is quarantined."""
+    from tasks.storage import open_storage
+
+    storage = open_storage(config.home)
+    results = {}
+    for batch in batches:
+        if landed_record(storage, config, batch) is None:
+            if not land_missing:
+                raise NotLandedError(
+                    f"batch {batch} of {config.dataset} has not been landed; run ingest first"
+                )
+            land_batch_task(config, batch, None)
+        results[batch] = validate_batch_task(config, batch)
+    if refuse and (why := refusal(results, use)):
+        raise GateRefusedError(why)
+    return results

@@ -1,14 +1,17 @@
 """`perennial demo`, shortened to five months: the first champion on three, then a row per month
-(land, gate, retrain, decision), the table, and why the champion was kept where it was."""
+(land, gate, champion scoring, retrain, decision), the table, and why the champion was kept
+where it was."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from tasks import catalog
 from tasks.config import load_config
 from tasks.registry import CHAMPION, version_by_alias
 from tests.conftest import FLIGHTS
@@ -28,6 +31,11 @@ def demo_artifact() -> str:
     return str(found[0].data)
 
 
+def row_scorers(rows: list[list[str]]) -> list[str]:
+    """The champion version named in each row's "scored by" cell."""
+    return [row[3].split(" ")[0] for row in rows]
+
+
 def test_the_demo_replays_months_and_says_why_a_champion_stayed(
     prefect_server: None, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -41,10 +49,18 @@ def test_the_demo_replays_months_and_says_why_a_champion_stayed(
     rows = [line.strip("| ").split(" | ") for line in lines if line.startswith("| 2013-")]
     assert [row[0] for row in rows] == ["2013-03", "2013-04", "2013-05"]
     assert all(row[2] == "passed" for row in rows)
-    assert [row[5] for row in rows] == ["yes", "no", "no"]  # the first passes sanity + floor
-    champion = version_by_alias(load_config(FLIGHTS), CHAMPION)
+    # Each later month is scored by the champion before it is used to retrain.
+    assert row_scorers(rows) == ["-", "v1", "v1"]
+    config = load_config(FLIGHTS)
+    for month in ("2013-04", "2013-05"):
+        scored = pd.read_parquet(home / catalog.key("predictions", config, batch=month))
+        assert set(scored["champion_version"]) == {"1"}
+        assert len(scored) == int(next(row[1] for row in rows if row[0] == month))
+    assert not (home / catalog.key("predictions", config, batch="2013-03")).exists()
+    assert [row[6] for row in rows] == ["yes", "no", "no"]  # the first passes sanity + floor
+    champion = version_by_alias(config, CHAMPION)
     assert champion is not None and champion.version == "1"
-    assert [row[6] for row in rows] == ["v1", "v1", "v1"]
+    assert [row[7] for row in rows] == ["v1", "v1", "v1"]
     kept = [line for line in lines if line.startswith("- 2013-")]
     assert [line.split(":")[0] for line in kept] == ["- 2013-04", "- 2013-05"]
     assert all("< required +1.0" in line for line in kept)  # each names the failed check

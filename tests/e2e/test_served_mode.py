@@ -153,7 +153,8 @@ def test_drift_alert_retrains_through_the_automation_one_run_at_a_time(
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert json_of(trained.stdout)["promoted"]
     home = Path(service["home"])
-    assert (home / "reference" / "flights" / "1.json").is_file()  # saved with the model
+    reference = home / "reference" / "flights" / "flights-late-arrival" / "1.json"
+    assert reference.is_file()  # saved with the model
 
     monitored = cli(service, "monitor", "--batch", DRIFTING, "--json")
     assert monitored.returncode == 0, monitored.stderr[-3000:]  # drift is not a failure

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -217,6 +218,39 @@ def test_a_drift_event_on_the_second_dataset_retrains_only_it(
     status = sensors(service, configs, "status", "--json")
     assert json_of(status.stdout)["champion"]["version"] == "1"
     print(f"event -> sensors retrain started: {(retrain.start_time - retrain.created)}")
+
+
+def test_each_dataset_is_scored_in_real_time_behind_a_token(
+    service: dict[str, Any], configs: Path
+) -> None:
+    """`make up` runs `perennial serve` per dataset; after the drift retrain above, sensors has
+    a champion, which its service picks up by polling and scores with."""
+    import pandas as pd
+
+    url = service["scoring"]["sensors"]
+    token = {"Authorization": f"Bearer {service['env']['PERENNIAL_SERVE_TOKEN']}"}
+    assert request(f"{url}/version")[0] == 401
+    assert request(f"{url}/version", headers={"Authorization": "Bearer wrong"})[0] == 401
+    assert request(f"{service['scoring']['flights']}/health")[0] == 503  # no champion yet
+    row = pd.read_csv(configs / "incoming" / f"{WEEKS[6]}.csv").drop(columns=["peak"]).iloc[0]
+    body = json.dumps({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if request(f"{url}/health")[0] == 200:
+            break
+        time.sleep(1)
+    scored = urllib.request.urlopen(
+        urllib.request.Request(
+            f"{url}/predict",
+            data=body.encode(),
+            method="POST",
+            headers={**token, "Content-Type": "application/json"},
+        ),
+        timeout=30,
+    )
+    answer = json.loads(scored.read())
+    assert answer["alias"] == "champion" and answer["version"]
+    assert 0 <= answer["predictions"][0]["score"] <= 1
 
 
 def _run_all(service: dict[str, Any], commands: list[list[str]]) -> list[Any]:

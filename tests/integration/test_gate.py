@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from tasks.config import PerennialConfig, load_config
-from tasks.ingest import IngestError, extract_from_source, land_batch, read_raw
+from tasks.ingest import IngestError, extract_from_source, land_batch, landed_batches, read_raw
 from tasks.storage import Storage
-from tasks.validate import gate_batch, landed_batches
+from tasks.validate import gate_batch
 from tests.conftest import FLIGHTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -169,3 +169,41 @@ def test_data_docs_render_only_the_new_validation(
     index = storage.path("data_docs/index.html").read_text()
     assert all(page.name in index for page in pages())
     assert "great-expectations-web-assets" not in index
+
+
+def test_a_tightened_suite_or_a_new_gate_version_validates_again(
+    home: Path, tmp_path: Path, february: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The "already validated" shortcut holds only for the same bytes under the same rules."""
+    import json
+    import shutil
+
+    from tasks import validate
+
+    config, storage = load_config(FLIGHTS), Storage(home)
+    gx_copy = tmp_path / "gx"
+    shutil.copytree(config.validation.gx_root, gx_copy, ignore=shutil.ignore_patterns("unc*"))
+    config = config.model_copy(
+        update={"validation": config.validation.model_copy(update={"gx_root": gx_copy})}
+    )
+    land_frame(storage, config, "2013-02", february)
+    assert gate_batch(storage, config, "2013-02").passed
+    again = gate_batch(storage, config, "2013-02")
+    assert again.passed and "great_expectations" not in again.timings  # the shortcut
+
+    monkeypatch.setattr(validate, "GATE_VERSION", validate.GATE_VERSION + 1)
+    assert "great_expectations" in gate_batch(storage, config, "2013-02").timings
+
+    suite_file = gx_copy / "expectations" / "flights.json"
+    suite = json.loads(suite_file.read_text())
+    rows = next(e for e in suite["expectations"] if e["type"].startswith("expect_table_row_count"))
+    rows["kwargs"].update(min_value=100_000, max_value=200_000)  # no real month is that large
+    suite_file.write_text(json.dumps(suite, indent=2))
+    tightened = gate_batch(storage, config, "2013-02")
+
+    assert not tightened.passed
+    assert "expect_table_row_count_to_be_between" in {
+        o.expectation for o in tightened.blocking_failures()
+    }
+    assert not storage.exists("validated/flights/2013-02.parquet")
+    assert storage.exists("quarantine/flights/2013-02.reason.json")

@@ -2,7 +2,9 @@
 
 Each one, file-level or content-level, must: exit 1, print the failed rule and the column (or the
 file and the check), leave a reason file in `quarantine/`, keep the raw file byte for byte in
-`landing/`, leave the champion where it was, and put nothing in `validated/`.
+`landing/`, put nothing in `validated/`, and stay unusable: the reason file names that very
+revision (which is what lets a corrected file land as the next one), and training and scoring
+refuse the batch.
 The CLI runs in-process against the session's Prefect server (one case also as a subprocess).
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 import gzip
 import io
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,26 +22,15 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from tasks import catalog
 from tasks.config import load_config
-from tasks.ingest import extract_from_source, read_raw
-from tasks.registry import CHAMPION, version_by_alias
+from tasks.ingest import extract_from_source, is_quarantined, landed_record, read_raw
 from tasks.storage import Storage
 from tests.conftest import FLIGHTS, run_perennial
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BATCH = "2013-04"
-
-
-@pytest.fixture(scope="module")
-def champion(prefect_server: None, module_home: Path) -> Iterator[tuple[str, str]]:
-    """A tiny champion trained once; every case reports to its MLflow registry."""
-    from flows.training import training
-
-    result = training(batches="2013-01..2013-03", trials=1, reason="test: battery champion")
-    assert result["promoted"]
-    uri = f"sqlite:///{module_home / 'mlflow.db'}"
-    yield uri, str(result["version"])
 
 
 @pytest.fixture(scope="module")
@@ -186,19 +177,14 @@ CASES = [
 
 
 @pytest.fixture
-def case_home(
-    champion: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Storage:
-    """A fresh PERENNIAL_HOME per case, reporting to the module's registry."""
+def case_home(prefect_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Storage:
+    """A fresh PERENNIAL_HOME per case."""
     monkeypatch.setenv("PERENNIAL_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("PERENNIAL_MLFLOW_URI", champion[0])
     monkeypatch.setenv("PERENNIAL_VALIDATION__DATA_DOCS", "false")  # built once, in its own test
     return Storage(tmp_path / "home")
 
 
-def assert_quarantined(
-    storage: Storage, case: Case, output: str, source: bytes, champion_version: str
-) -> None:
+def assert_quarantined(storage: Storage, case: Case, output: str, source: bytes) -> None:
     assert case.rule in output, output
     if case.column:
         assert case.column in output, output
@@ -214,14 +200,15 @@ def assert_quarantined(
     assert storage.read_bytes(landed[0]) == source  # raw untouched
     assert storage.read_bytes(f"quarantine/flights/{BATCH}{case.suffix}") == source
     assert not storage.list("validated/flights")
-    assert version_by_alias(load_config(FLIGHTS), CHAMPION).version == champion_version  # type: ignore[union-attr]
+    record = landed_record(storage, load_config(FLIGHTS), BATCH)
+    assert record is not None and reason["sha256"] == record.sha256
+    assert is_quarantined(storage, load_config(FLIGHTS), record)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_batch_is_refused_by_the_cli(
     case: Case,
     case_home: Storage,
-    champion: tuple[str, str],
     april: pd.DataFrame,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -233,12 +220,11 @@ def test_bad_batch_is_refused_by_the_cli(
     result = CliRunner().invoke(app, ["ingest", "--batch", BATCH, "--source", str(path)])
 
     assert result.exit_code == 1, result.output
-    assert_quarantined(case_home, case, result.output, source, champion[1])
+    assert_quarantined(case_home, case, result.output, source)
 
 
 def test_a_file_over_the_size_limit_is_quarantined(
     case_home: Storage,
-    champion: tuple[str, str],
     april: pd.DataFrame,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -250,7 +236,7 @@ def test_a_file_over_the_size_limit_is_quarantined(
     result = CliRunner().invoke(app, ["ingest", "--batch", BATCH, "--source", str(path)])
     assert result.exit_code == 1, result.output
     case = Case("too large", lambda f: source, "file_size", None)
-    assert_quarantined(case_home, case, result.output, source, champion[1])
+    assert_quarantined(case_home, case, result.output, source)
 
 
 def test_a_missing_source_file_is_refused(case_home: Storage, tmp_path: Path) -> None:
@@ -320,7 +306,6 @@ def test_a_corrected_file_lands_as_a_revision_and_passes(
 
 def test_the_real_cli_process_refuses_a_bad_batch(
     case_home: Storage,
-    champion: tuple[str, str],
     april: pd.DataFrame,
     prefect_api_url: str,
     tmp_path: Path,
@@ -335,4 +320,23 @@ def test_the_real_cli_process_refuses_a_bad_batch(
         timeout=300,
     )
     assert done.returncode == 1, done.stdout + done.stderr
-    assert_quarantined(case_home, case, done.stdout + done.stderr, source, champion[1])
+    assert_quarantined(case_home, case, done.stdout + done.stderr, source)
+
+
+def test_a_quarantined_batch_is_refused_by_training_and_scoring(
+    case_home: Storage, april: pd.DataFrame, tmp_path: Path
+) -> None:
+    from flows.inference import inference
+    from flows.training import training
+    from tasks.validate import GateRefusedError
+
+    path = tmp_path / "april.csv"
+    path.write_bytes(csv_bytes(april.drop(columns=["carrier"])))
+    assert CliRunner().invoke(app, ["ingest", "-b", BATCH, "--source", str(path)]).exit_code == 1
+
+    with pytest.raises(GateRefusedError, match=f"{BATCH}.*reason.json"):
+        training(batches=f"2013-02..{BATCH}", trials=1, reason="test: quarantined")
+    with pytest.raises(GateRefusedError, match=f"{BATCH}.*reason.json"):
+        inference(batch=BATCH)
+    assert not case_home.exists(catalog.key("predictions", load_config(FLIGHTS), batch=BATCH))
+    assert not case_home.exists(f"validated/flights/{BATCH}.parquet")

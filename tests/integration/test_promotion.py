@@ -13,14 +13,16 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import flows.training as training_module
+import tasks.promotion as promotion_stage
 from flows.cli import app
 from flows.inference import inference
-from flows.promotion import PolicyRefusedError, promote, rollback_champion
+from flows.promotion import promote, rollback_champion
 from flows.training import training
+from tasks import catalog
 from tasks.config import load_config
 from tasks.evaluate import Decision, Metrics
 from tasks.predict import shadow_report
+from tasks.promotion import PolicyRefusedError
 from tasks.registry import (
     CHALLENGER,
     CHAMPION,
@@ -151,7 +153,7 @@ def test_crash_after_registration_keeps_the_champion_and_a_rerun_finishes(
         raise RuntimeError("injected crash between registration and the alias move")
 
     with monkeypatch.context() as patch:
-        patch.setattr(training_module, "record_decision_task", crash)
+        patch.setattr(promotion_stage, "record_decision", crash)
         with pytest.raises(RuntimeError, match="injected crash"):
             training(batches="2013-01..2013-05", trials=2, reason="test: crash")
     assert champion() == before
@@ -160,7 +162,7 @@ def test_crash_after_registration_keeps_the_champion_and_a_rerun_finishes(
     assert "perennial.decision" not in tags(pending)
     # What the version needs was written before the alias would have moved.
     home = Path(os.environ["PERENNIAL_HOME"])
-    assert (home / "reference" / "flights" / f"{pending}.json").is_file()
+    assert (home / catalog.key("reference", load_config(FLIGHTS), version=pending)).is_file()
 
     rerun = training(batches="2013-01..2013-05", trials=2, reason="test: rerun after crash")
     assert rerun["version"] == pending and len(versions()) == count + 1
@@ -216,18 +218,21 @@ def test_rollback_refuses_when_there_is_nothing_to_go_back_to(first: dict) -> No
         rollback_champion(reason="test: one too many")
 
 
-def test_manual_promotion_checks_the_policy_and_force_needs_a_reason(first: dict) -> None:
+def test_manual_promotion_checks_the_policy_and_force_needs_a_reason(
+    first: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     current = champion()
     other = next(v for v in versions() if v != current)
     runner = CliRunner()
     forced_without_reason = runner.invoke(app, ["promote", "--version", other, "--force"])
     assert forced_without_reason.exit_code == 2
-    try:
-        result = promote(version=other, reason="test: manual")
-    except PolicyRefusedError as refused:
-        assert "policy refuses" in str(refused)
-        result = promote(version=other, reason="test: forced", force=True)
-        assert result["forced"]
+    # No version gains a whole AUC point: the policy must refuse, and only force moves the alias.
+    monkeypatch.setenv("PERENNIAL_PROMOTION__MIN_IMPROVEMENT", "1.0")
+    with pytest.raises(PolicyRefusedError, match=rf"policy refuses v{other} .*< required \+1\.0"):
+        promote(version=other, reason="test: manual")
+    assert champion() == current
+    result = promote(version=other, reason="test: forced", force=True)
+    assert result["forced"] and result["previous"] == current
     assert champion() == other
     assert tags(other)["perennial.replaced_version"] == current
     assert "perennial.manual_promotion" in tags(other)
@@ -240,7 +245,7 @@ def test_predictions_carry_the_model_version_and_shadow_scores(
     other = next(v for v in versions() if v != champion())
     connect(config).set_registered_model_alias(config.model_name, CHALLENGER, other)
     result = inference(batch="2013-06")
-    scored = pd.read_parquet(module_home / "predictions" / "flights" / "2013-06.parquet")
+    scored = pd.read_parquet(module_home / catalog.key("predictions", config, batch="2013-06"))
     assert len(scored) == result["rows"] > 20_000
     assert (scored["champion_version"] == champion()).all()
     assert scored["champion_score"].between(0, 1).all()
@@ -311,7 +316,7 @@ def test_a_tampered_model_artifact_is_refused_naming_the_version(
     assert len(found.tags[MODEL_SHA256_TAG]) == 64
     assert load_model(config, version) is not None  # the artifact as registered loads
     model_id = found.model_id or found.source.removeprefix("models:/")
-    [pickle] = list(module_home.glob(f"mlartifacts/*/models/{model_id}/artifacts/model.pkl"))
+    [pickle] = list(module_home.glob(f"mlartifacts/**/{model_id}/artifacts/model.pkl"))
     original = pickle.read_bytes()
     try:
         pickle.write_bytes(original + b"\n")

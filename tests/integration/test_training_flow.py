@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from flows.training import GateRefusedError, training
+from flows.monitoring import monitoring
+from flows.training import training
 from tasks.config import load_config
-from tasks.ingest import extract_from_source, land_batch, read_raw
+from tasks.ingest import NotLandedError, extract_from_source, land_batch, read_raw
 from tasks.registry import CHALLENGER, CHAMPION, connect, version_by_alias
 from tasks.storage import Storage
+from tasks.validate import GateRefusedError
 from tests.conftest import FLIGHTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -96,3 +98,10 @@ def test_reingesting_the_same_batch_is_a_no_op(first_run: dict, module_home: Pat
     data, ext, source = extract_from_source(config, "2013-02")
     assert land_batch(storage, config, "2013-02", data, ext, source).status == "unchanged"
     assert storage.read_json("landing/flights/2013-02.landed.json") == before
+
+
+def test_monitoring_with_nothing_landed_is_refused_by_the_ingest_stage(
+    prefect_server: None, home: Path
+) -> None:
+    with pytest.raises(NotLandedError, match="no landed batch of flights: ingest one"):
+        monitoring()

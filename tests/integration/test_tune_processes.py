@@ -161,7 +161,11 @@ def test_the_prefect_task_runs_workers_as_tasks_and_makes_a_table_and_figures(
 ) -> None:
     from prefect import flow
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
 
     from tasks.tune import TuneResult, tune_task
 
@@ -172,14 +176,21 @@ def test_the_prefect_task_runs_workers_as_tasks_and_makes_a_table_and_figures(
     def search() -> TuneResult:
         return tune_task(data, config, "in-prefect")
 
-    result = search()
+    state = search(return_state=True)
+    result = state.result()
 
     assert result.trials_total >= 4 and result.workers == 2
     assert result.figures["optuna_history.png"].read_bytes().startswith(b"\x89PNG")
-    with get_client(sync_client=True) as client:
-        key = ArtifactFilterKey(any_=["flights-hpo-trials"])
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=key))
-    assert artifacts and artifacts[0].type == "table"
+    with get_client(sync_client=True) as client:  # this run's table, not another test's
+        this_run = ArtifactFilter(
+            key=ArtifactFilterKey(any_=["flights-hpo-trials"]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]),
+        )
+        artifacts = client.read_artifacts(artifact_filter=this_run)
+    assert len(artifacts) == 1 and artifacts[0].type == "table"
+    table = artifacts[0].data
+    rows = json.loads(table) if isinstance(table, str) else table
+    assert [row["number"] for row in rows] == [row["number"] for row in result.trials]
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ from tasks.batches import (
     check_batch,
     expand_range,
     period_bounds,
-    previous,
 )
 from tasks.config import TimeConfig
 
@@ -28,7 +27,6 @@ def test_batch_ids_follow_the_zone() -> None:
 def test_ranges_and_lists() -> None:
     assert expand_range("2013-11..2014-02", MONTH) == ["2013-11", "2013-12", "2014-01", "2014-02"]
     assert expand_range("2013-01, 2013-03", MONTH) == ["2013-01", "2013-03"]
-    assert previous("2013-01", MONTH) == "2012-12"
     week = TimeConfig(column="t", batch_period="week")
     assert expand_range("2013-W52..2014-W02", week) == ["2013-W52", "2014-W01", "2014-W02"]
     day = TimeConfig(column="t", batch_period="day")

@@ -74,7 +74,7 @@ def test_fingerprint_ignores_where_state_lives(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_artifact_keys_keep_only_what_prefect_accepts() -> None:
-    from tasks.config import artifact_key
+    from tasks.artifacts import artifact_key
 
     assert artifact_key("drift-My_Data-2013.07") == "drift-my-data-2013-07"
     assert artifact_key("gate-flights-2013-07") == "gate-flights-2013-07"

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from tasks.config import PromotionConfig
-from tasks.evaluate import Metrics, decide, score
+from tasks.evaluate import Metrics, decide, metrics_from, predict
 
 POLICY = PromotionConfig(
     min_improvement=0.01,
@@ -65,14 +65,14 @@ def test_insane_challengers_are_refused(bad: Metrics, reason: str) -> None:
     assert reason in " ".join(decision.reasons)
 
 
-def test_score_computes_metrics_from_probabilities() -> None:
+def test_metrics_from_the_predicted_probabilities() -> None:
     class Fixed:
         def predict_proba(self, x: pd.DataFrame) -> np.ndarray:
             p = x["p"].to_numpy()
             return np.column_stack([1 - p, p])
 
     x = pd.DataFrame({"p": [0.1, 0.2, 0.8, 0.9]})
-    result = score(Fixed(), x, pd.Series([0, 0, 1, 1]))
+    result = metrics_from(x, pd.Series([0, 0, 1, 1]), predict(Fixed(), x))
     assert result.roc_auc == 1.0
     assert result.mean_prediction == pytest.approx(0.5)
     assert result.finite and result.rows == 4

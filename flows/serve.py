@@ -1,0 +1,228 @@
+"""`perennial serve`: the champion over HTTP (FastAPI on uvicorn), bound to 127.0.0.1 by default.
+
+    POST /predict   one row (JSON object) or many (JSON list) -> score, label, version, alias
+    GET  /health    200 once a champion is loaded, else 503 (the only route open without the
+                    bearer token, when PERENNIAL_SERVE_TOKEN is set)
+    GET  /version   the served versions
+    GET  /metrics   Prometheus text: requests, latency histogram, served versions, swap failures
+
+A request may carry `X-Request-Key`: the same key is always scored by the same arm (A/B with
+`serve.challenger_share`). The work is in `tasks.serving`; this module only wires HTTP to it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from pydantic import ValidationError
+
+from tasks.config import PerennialConfig
+from tasks.registry import CHALLENGER, CHAMPION
+from tasks.serving import AliasPoller, Arms, ModelSlot, route
+
+log = logging.getLogger("perennial.serve")
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class ServeMetrics:
+    """The service's Prometheus metrics, in a registry of its own (one per app)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "perennial_serve_requests",
+            "Prediction requests by arm and HTTP status.",
+            ["alias", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "perennial_serve_request_seconds",
+            "Time to check and score a prediction request, in the service.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.rows = Counter(
+            "perennial_serve_rows", "Rows scored, by arm.", ["alias"], registry=self.registry
+        )
+        self.version = Gauge(
+            "perennial_serve_model_version",
+            "Registered version served by each arm (0: none).",
+            ["alias"],
+            registry=self.registry,
+        )
+        self.swap_failures = Counter(
+            "perennial_serve_swap_failures",
+            "Versions that failed to load or warm up and were not swapped in.",
+            ["alias"],
+            registry=self.registry,
+        )
+
+    def served(self, arms: Arms) -> None:
+        for alias, model in ((CHAMPION, arms.champion), (CHALLENGER, arms.challenger)):
+            self.version.labels(alias).set(int(model.version) if model else 0)
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
+
+
+def _refusal(error: ValidationError) -> Response:
+    """422 naming each field (and row index, for a list) as FastAPI does: loc starts at body."""
+    detail = [
+        {
+            "loc": ["body", *item["loc"]],
+            "field": ".".join(str(part) for part in item["loc"]) or "(body)",
+            "msg": item["msg"],
+            "type": item["type"],
+        }
+        for item in error.errors(include_url=False, include_input=False)
+    ]
+    return _json({"detail": detail}, 422)
+
+
+def _token_check(token: str | None) -> Any:
+    """A check of `Authorization: Bearer <token>` (PERENNIAL_SERVE_TOKEN; served mode generates
+    one): None lets a request through, else the refusal to send. No token: no check."""
+    expected = f"Bearer {token}".encode() if token else None
+
+    def refused(request: Request) -> Response | None:
+        if expected is None:
+            return None
+        given = request.headers.get("authorization", "").encode()
+        if hmac.compare_digest(given, expected):
+            return None
+        return _json({"detail": "missing or wrong bearer token"}, 401)
+
+    return refused
+
+
+def create_app(config: PerennialConfig, poller: AliasPoller | None = None) -> FastAPI:
+    """The service for a dataset. The first alias check happens at startup, before the first
+    request; then a background thread polls every `serve.poll_seconds`. Tests may pass their
+    own poller (e.g. one that never starts its thread)."""
+    metrics = ServeMetrics()
+    slot = poller.slot if poller else ModelSlot()
+    if poller is None:
+        poller = AliasPoller(
+            config,
+            slot,
+            on_swap=metrics.served,
+            on_failure=lambda alias, _version: metrics.swap_failures.labels(alias).inc(),
+        )
+    share, threshold = config.serve.challenger_share, config.serve.threshold
+    refused = _token_check(os.environ.get("PERENNIAL_SERVE_TOKEN"))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            poller.refresh()
+        except Exception:  # the registry may be down at startup: keep trying in the thread
+            log.exception("first check of the aliases of %s failed", config.model_name)
+        metrics.served(slot.arms)
+        poller.start()
+        try:
+            yield
+        finally:
+            poller.stop()
+
+    app = FastAPI(title=f"perennial serve: {config.model_name}", lifespan=lifespan)
+    app.state.slot, app.state.poller, app.state.metrics = slot, poller, metrics
+
+    # Async handlers with no awaits but the body: scoring a few rows takes tens of
+    # microseconds, less than a hop to the thread pool would.
+    @app.post("/predict")
+    async def predict(request: Request) -> Response:
+        started = time.perf_counter()
+        if (refusal := refused(request)) is not None:
+            metrics.requests.labels("none", "401").inc()
+            return refusal
+        arms = slot.arms  # read once: a swap during this request does not touch it
+        if arms.champion is None or arms.schema is None:
+            metrics.requests.labels("none", "503").inc()
+            return _json({"detail": f"{config.model_name} has no champion loaded yet"}, 503)
+        try:
+            rows = arms.schema.parse(await request.body())
+        except ValidationError as error:
+            # Refused before routing: a refusal belongs to no arm.
+            metrics.requests.labels("none", "422").inc()
+            metrics.latency.observe(time.perf_counter() - started)
+            return _refusal(error)
+        model = route(arms, share, request.headers.get("x-request-key")) or arms.champion
+        scores = model.score(rows)
+        predictions = [
+            {
+                "score": score,
+                "label": int(score >= threshold),
+                "version": model.version,
+                "alias": model.alias,
+            }
+            for score in scores.tolist()
+        ]
+        response = _json(
+            {
+                "model": config.model_name,
+                "version": model.version,
+                "alias": model.alias,
+                "threshold": threshold,
+                "predictions": predictions,
+            }
+        )
+        metrics.requests.labels(model.alias, "200").inc()
+        metrics.rows.labels(model.alias).inc(len(rows))
+        metrics.latency.observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/health")
+    async def health() -> Response:
+        champion = slot.arms.champion
+        if champion is None:
+            return _json({"status": "no champion loaded"}, 503)
+        return _json({"status": "ok", "model": config.model_name, "champion": champion.version})
+
+    @app.get("/version")
+    async def version(request: Request) -> Response:
+        if (refusal := refused(request)) is not None:
+            return refusal
+        arms = slot.arms
+        return _json(
+            {
+                "model": config.model_name,
+                CHAMPION: arms.champion.version if arms.champion else None,
+                CHALLENGER: arms.challenger.version if arms.challenger else None,
+                "challenger_share": share if arms.challenger else 0.0,
+            }
+        )
+
+    @app.get("/metrics")
+    async def prometheus(request: Request) -> Response:
+        if (refusal := refused(request)) is not None:
+            return refusal
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def run(config: PerennialConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve until interrupted (Ctrl-C or SIGTERM stop the poller and the server cleanly)."""
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # No access log: a line per request would cost more than scoring it.
+    uvicorn.run(create_app(config), host=host, port=port, access_log=False, log_level="info")

@@ -1,0 +1,54 @@
+"""Catalog: where every stored dataset lives, relative to the state root (`PERENNIAL_HOME`).
+
+The one place a storage key is spelled (in the spirit of a Kedro catalog). Raw data and what
+the gate makes of it belong to the dataset; what a model produces (its drift reference, its
+predictions) sits under that model's name.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from tasks.config import PerennialConfig
+
+LANDING = "landing/"  # raw data: never overwritten, never deleted
+LANDED_SUFFIX = ".landed.json"
+
+Entry = Literal[
+    "validated", "validated_summary", "quarantined_file", "reference", "predictions", "drift_plot"
+]
+CATALOG: dict[Entry, str] = {
+    # batches that passed the gate, and the gate's summary of each
+    "validated": "validated/{dataset}/{batch}.parquet",
+    "validated_summary": "validated/{dataset}/{batch}.json",
+    # a quarantined copy keeps the landed file's name (reasons: `quarantine_reason_key`)
+    "quarantined_file": "quarantine/{dataset}/{file}",
+    # a model version's drift reference profile, and a batch scored by the model
+    "reference": "reference/{dataset}/{model}/{version}.json",
+    "predictions": "predictions/{dataset}/{model}/{batch}.parquet",
+    # drift plots
+    "drift_plot": "reports/{dataset}/drift-{batch}.png",
+}
+
+
+def key(entry: Entry, config: PerennialConfig, **parts: str) -> str:
+    """The storage key of a catalog entry, e.g. `key("validated", config, batch="2013-01")`."""
+    return CATALOG[entry].format(dataset=config.dataset, model=config.model_name, **parts)
+
+
+def landing_folder(config: PerennialConfig) -> str:
+    return f"{LANDING}{config.dataset}"
+
+
+def landing_key(config: PerennialConfig, batch: str, ext: str, revision: int = 1) -> str:
+    """A landed revision's raw file (`ext` `.landed.json`: its record); revision 1 has no
+    `.r<N>` suffix."""
+    suffix = "" if revision == 1 else f".r{revision}"
+    return f"{landing_folder(config)}/{batch}{suffix}{ext}"
+
+
+def quarantine_reason_key(config: PerennialConfig, batch: str, revision: int | None = None) -> str:
+    """The reason of the newest revision, or (with `revision`) an earlier one's, archived."""
+    middle = "" if revision is None else f".r{revision}"
+    return f"quarantine/{config.dataset}/{batch}{middle}.reason.json"
