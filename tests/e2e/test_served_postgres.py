@@ -79,7 +79,7 @@ def test_prefect_and_mlflow_keep_their_state_in_postgresql(
     trained = run_console_script(
         "perennial",
         {**postgres_service["env"], "PERENNIAL_HPO__TRIALS": "2", "PERENNIAL_HPO__WORKERS": "1"},
-        *("train", "--batches", "2013-01..2013-02", "--json"),
+        *("train", "--batches", "2013-01..2013-03", "--json"),
         timeout=900,
     )
     assert trained.returncode == 0, trained.stderr[-3000:]
