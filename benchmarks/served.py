@@ -129,8 +129,9 @@ def main() -> None:
         json.dumps(
             {
                 "what": "drift event -> training flow run on the locked-down served stack "
-                "(automation, process worker polling every 1 s), 127.0.0.1; retrains of one "
-                "search trial on three landed months",
+                "(automation, process worker polling every 1 s), 127.0.0.1; the first event "
+                "retrains (one search trial, three landed months); later ones find that identical "
+                "training registered and finish at once, so 'finished' is the orchestration alone",
                 "up_s": up_s,
                 "event_to_run_created_s": median("created_s"),
                 "event_to_run_started_s": median("started_s"),
