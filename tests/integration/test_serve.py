@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -27,44 +26,10 @@ from tasks import catalog
 from tasks.config import PerennialConfig, load_config
 from tasks.registry import CHALLENGER, CHAMPION, connect, promote_version, version_by_alias
 from tasks.storage import Storage
+from tests.conftest import stop_process
+from tests.integration.test_second_dataset import CONFIG, write_week
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-CONFIG = """
-dataset: sensors
-home: state
-format: csv
-source: {kind: files, path_template: "incoming/{batch}.csv"}
-time: {column: measured_at, batch_period: week, timezone: UTC}
-target: {name: overheat, column: peak, expression: "peak > 80"}
-features:
-  numeric: [load, ambient]
-  categorical: [site]
-  time: [day_of_week]
-  forbidden: [peak]
-promotion: {primary_floor: 0.55, positive_rate_bounds: [0.05, 0.95]}
-hpo: {trials: 2, max_rounds: 60, early_stopping_rounds: 10, seed: 3}
-validation: {suite: sensors, gx_root: gx, min_rows: 100}
-"""
-
-
-def write_week(folder: Path, batch: str, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    start = pd.Timestamp.fromisocalendar(int(batch[:4]), int(batch[-2:]), 1).tz_localize("UTC")
-    rows = 1500
-    load = rng.uniform(0, 100, rows)
-    ambient = rng.normal(20, 5, rows)
-    site = rng.choice(["north", "south", "east"], rows)
-    peak = 0.6 * load + ambient + np.where(site == "south", 10, 0) + rng.normal(0, 8, rows)
-    pd.DataFrame(
-        {
-            "measured_at": start + pd.to_timedelta(rng.uniform(0, 7 * 86400 - 1, rows), unit="s"),
-            "load": load.round(2),
-            "ambient": ambient.round(2),
-            "site": site,
-            "peak": peak.round(2),
-        }
-    ).to_csv(folder / f"{batch}.csv", index=False)
 
 
 @dataclass
@@ -138,12 +103,7 @@ def server(trained: Trained, share: float = 0.0) -> Iterator[str]:
             time.sleep(0.3)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, grace_s=30)
         log.close()
 
 
