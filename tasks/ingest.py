@@ -21,10 +21,10 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.batches import batch_ids, expand_range, period_bounds
+from tasks.batches import batch_ids, check_batch, expand_range, period_bounds
 from tasks.catalog import LANDED_SUFFIX, landing_folder, landing_key, quarantine_reason_key
 from tasks.config import PerennialConfig, SourceConfig
-from tasks.storage import Storage, content_hash
+from tasks.storage import ImmutableKeyError, Storage, content_hash
 
 RAW_FORMATS = (".csv", ".csv.gz", ".csv.zip", ".parquet")
 
@@ -79,6 +79,7 @@ def _read_package_tables(source_json: str) -> pd.DataFrame:
 
 def extract_from_source(config: PerennialConfig, batch: str) -> tuple[bytes, str, str]:
     """Bytes, extension and description of a batch taken from the config's source."""
+    check_batch(batch, config.time)  # before the id goes into a path template or a filter
     source = config.source
     if source.kind == "files":
         path = Path(str(source.path_template).format(batch=batch))
