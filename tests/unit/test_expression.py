@@ -89,7 +89,7 @@ def test_config_with_code_in_the_expression_fails_at_load(
 ) -> None:
     canary = tmp_path / "ran"
     monkeypatch.setenv("PERENNIAL_TARGET__EXPRESSION", ATTACK.format(canary=canary))
-    with pytest.raises(ConfigError, match="target.expression': calls are not allowed"):
+    with pytest.raises(ConfigError, match=r"target\.expression': calls are not allowed"):
         load_config(FLIGHTS)
     assert not canary.exists()
 
