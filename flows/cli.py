@@ -58,11 +58,11 @@ def _config(path: Path | None) -> Any:
 def _dataset(config: Any) -> str:
     """The name flows take for the loaded config: its YAML's stem, with PERENNIAL_CONFIGS_DIR
     pointing at its folder (flows take names, never paths, so a UI run cannot name a file)."""
-    from tasks.config import DATASET_NAME
+    from tasks.config import DATASET_NAME, DATASET_NAME_RULE
 
     path = Path(config.config_path)
     if not DATASET_NAME.fullmatch(path.stem):
-        _fail(f"{path}: name the file <dataset>.yaml with letters, digits, '-' and '_'", 2)
+        _fail(f"{path}: name the file <dataset>.yaml: {DATASET_NAME_RULE}", 2)
     os.environ["PERENNIAL_CONFIGS_DIR"] = str(path.parent)
     return path.stem
 
@@ -98,6 +98,22 @@ def _rejections() -> tuple[type[BaseException], ...]:
     )
 
 
+def _checked_batch(config: Any, batch: str, *, many: bool = False) -> str:
+    """A batch id (or, with `many`, a list `a,b` or range `a..b`) checked against the dataset's
+    period before any flow starts: a bad id is refused in one line, with no Prefect server
+    started and nothing in storage read, written or moved."""
+    from tasks.batches import BatchIdError, check_batch, expand_range
+
+    try:
+        if many:
+            expand_range(batch, config.time)
+        else:
+            check_batch(batch, config.time)
+    except BatchIdError as exc:
+        _fail(f"rejected: {exc}")
+    return batch
+
+
 def _run(flow: Any, **parameters: Any) -> Any:
     """Run a flow in this process; rejected input becomes exit code 1 with the reason."""
     rejected = _rejections()
@@ -118,9 +134,10 @@ def ingest(
     as_json: bool = JsonOption,
 ) -> None:
     """Land a batch (immutable, idempotent) and run the validation gate on it."""
+    cfg = _config(config)
+    _checked_batch(cfg, batch)  # before the flow's import: a refusal starts nothing
     from flows.ingestion import ingestion
 
-    cfg = _config(config)
     result = _run(
         ingestion,
         batch=batch,
@@ -152,11 +169,13 @@ def validate(
         from tasks.storage import open_storage
         from tasks.suite import profile_landed
 
+        _checked_batch(cfg, profile, many=True)
         written = profile_landed(open_storage(cfg.home), cfg, expand_range(profile, cfg.time))
         typer.echo(f"suite drafted: {written}")
         return
     if not batch:
         _fail("give --batch B (or --profile B1..B2)", 2)
+    _checked_batch(cfg, batch)
     from flows.ingestion import ingestion
 
     result = _run(
@@ -204,6 +223,8 @@ def train(
     from flows.training import training
 
     cfg = _config(config)
+    if batches:
+        _checked_batch(cfg, batches, many=True)
     result = _run(training, batches=batches, trials=trials, reason=reason, dataset=_dataset(cfg))
     verdict = "promoted to champion" if result["promoted"] else "not promoted"
     human = (
@@ -275,7 +296,7 @@ def predict(
     from flows.inference import inference
 
     cfg = _config(config)
-    result = _run(inference, batch=batch, dataset=_dataset(cfg))
+    result = _run(inference, batch=_checked_batch(cfg, batch), dataset=_dataset(cfg))
     lines = [f"batch {batch}: {result['rows']} rows scored -> {result['key']}"]
     for alias in ("champion", "challenger"):
         if alias in result:
@@ -299,7 +320,7 @@ def monitor(
 
     cfg = _config(config)
     try:
-        result = _run(monitoring, batch=batch, dataset=_dataset(cfg))
+        result = _run(monitoring, batch=_checked_batch(cfg, batch), dataset=_dataset(cfg))
     except DriftError as exc:  # e.g. a champion trained before profiles existed
         _fail(f"rejected: {exc}")
     lines = [
@@ -369,6 +390,8 @@ def demo(
     from flows.demo import demo as demo_flow
 
     cfg = _config(config)
+    _checked_batch(cfg, first, many=True)
+    _checked_batch(cfg, last)
     _run(demo_flow, trials=trials, first=first, last=last, dataset=_dataset(cfg))
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
+from tasks.batches import check_batch
+
 if TYPE_CHECKING:
     from tasks.config import PerennialConfig
 
@@ -33,7 +35,11 @@ CATALOG: dict[Entry, str] = {
 
 
 def key(entry: Entry, config: PerennialConfig, **parts: str) -> str:
-    """The storage key of a catalog entry, e.g. `key("validated", config, batch="2013-01")`."""
+    """The storage key of a catalog entry, e.g. `key("validated", config, batch="2013-01")`.
+    A batch id is checked here too, where every key is spelled: whatever entry point forgot to,
+    no path can reach storage through it."""
+    if "batch" in parts:
+        check_batch(parts["batch"], config.time)
     return CATALOG[entry].format(dataset=config.dataset, model=config.model_name, **parts)
 
 
@@ -44,11 +50,13 @@ def landing_folder(config: PerennialConfig) -> str:
 def landing_key(config: PerennialConfig, batch: str, ext: str, revision: int = 1) -> str:
     """A landed revision's raw file (`ext` `.landed.json`: its record); revision 1 has no
     `.r<N>` suffix."""
+    check_batch(batch, config.time)
     suffix = "" if revision == 1 else f".r{revision}"
     return f"{landing_folder(config)}/{batch}{suffix}{ext}"
 
 
 def quarantine_reason_key(config: PerennialConfig, batch: str, revision: int | None = None) -> str:
     """The reason of the newest revision, or (with `revision`) an earlier one's, archived."""
+    check_batch(batch, config.time)
     middle = "" if revision is None else f".r{revision}"
     return f"quarantine/{config.dataset}/{batch}{middle}.reason.json"

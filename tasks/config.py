@@ -23,8 +23,15 @@ DEFAULT_CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_DATASET = "flights"
 DEFAULT_CONFIG = DEFAULT_CONFIGS_DIR / f"{DEFAULT_DATASET}.yaml"
 # A dataset name as flows, deployments and the UI take it: the stem of a YAML in the configs
-# folder. Never a path: a UI parameter must not pick an arbitrary file on the worker.
-DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# folder. Never a path: a UI parameter must not pick an arbitrary file on the worker. No '-'
+# (and one case): the registered model is `<dataset>-<target>`, so the first '-' ends the
+# dataset and `a-b` + `c` can never name the same model as `a` + `b-c`.
+DATASET_NAME = re.compile(r"[a-z0-9][a-z0-9_]{0,63}")
+TARGET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+DATASET_NAME_RULE = (
+    "use lower-case letters, digits and '_' (no '-': the model is named <dataset>-<target>, "
+    "so the first '-' must end the dataset name), e.g. flights or flight_delays"
+)
 
 
 TimeFeature = Literal["day_of_week", "day_of_month", "day_of_year", "hour", "month"]
@@ -88,15 +95,26 @@ class TargetConfig(_Strict):
         description="Raw column the label comes from; rows where it is null have no label."
     )
     expression: str = Field(
-        description="pandas expression giving the boolean label, e.g. 'arr_delay > 15'."
+        description="Boolean label over columns, e.g. 'arr_delay > 15': comparisons, `in` "
+        "lists, & | ~ and + - * / (tasks/expression.py); never evaluated as code."
     )
     task: Literal["binary"] = "binary"
+
+    @field_validator("expression")
+    @classmethod
+    def _expression_in_grammar(cls, value: str) -> str:
+        from tasks.expression import parse
+
+        parse(value)  # ExpressionError (a ValueError) names the refused piece
+        return value
 
     @field_validator("name")
     @classmethod
     def _name_is_slug(cls, value: str) -> str:
-        if not value.replace("-", "").replace("_", "").isalnum():
-            raise ValueError("use letters, digits, '-' and '_' only")
+        # Lower case: model names and the storage folders named after them must not differ
+        # only by case (a case-insensitive disk would merge them).
+        if not TARGET_NAME.fullmatch(value):
+            raise ValueError("use lower-case letters, digits, '-' and '_', e.g. late-arrival")
         return value
 
 
@@ -360,13 +378,14 @@ class PerennialConfig(BaseSettings):
     @field_validator("dataset")
     @classmethod
     def _dataset_is_slug(cls, value: str) -> str:
-        if not value.replace("-", "").replace("_", "").isalnum():
-            raise ValueError("use letters, digits, '-' and '_' only")
+        if not DATASET_NAME.fullmatch(value):
+            raise ValueError(f"{value[:64]!r}: {DATASET_NAME_RULE}")
         return value
 
     @property
     def model_name(self) -> str:
-        """Registered model name: `<dataset>-<target>`."""
+        """Registered model name: `<dataset>-<target>`; unambiguous, as a dataset name has no
+        '-' (the first '-' separates the two)."""
         return f"{self.dataset}-{self.target.name}"
 
     @property
@@ -404,8 +423,9 @@ def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  field '{where}': {item['msg']}")
-    return "\n".join(lines)
+        lines.append(f"field '{where}': {item['msg'].removeprefix('Value error, ')}")
+    # One bad field: one line (a refused command prints one line); several: one line each.
+    return f" {lines[0]}" if len(lines) == 1 else "".join(f"\n  {line}" for line in lines)
 
 
 def configs_dir() -> Path:
@@ -453,4 +473,4 @@ def load_config(path: Path | str | None = None) -> PerennialConfig:
     try:
         return PerennialConfig(**raw, config_path=config_path.resolve())
     except ValidationError as exc:
-        raise ConfigError(f"{config_path}: invalid config\n{_describe(exc)}") from exc
+        raise ConfigError(f"{config_path}: invalid config:{_describe(exc)}") from exc

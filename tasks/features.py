@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks import catalog
 from tasks.batches import local_times
 from tasks.config import PerennialConfig
+from tasks.expression import parse
 from tasks.storage import Storage
 
 BATCH_COLUMN = "_batch"
@@ -61,8 +62,10 @@ def load_validated(storage: Storage, config: PerennialConfig, batches: list[str]
 
 
 def label(frame: pd.DataFrame, config: PerennialConfig) -> pd.Series:
-    """The target as 0/1 integers; rows whose target column is null must be dropped first."""
-    values = frame.eval(config.target.expression)
+    """The target as 0/1 integers; rows whose target column is null must be dropped first.
+    The expression is checked at config load and evaluated by our own evaluator, never by
+    `DataFrame.eval` (which runs attribute access and calls)."""
+    values = parse(config.target.expression).evaluate(frame)
     return pd.Series(np.asarray(values, dtype=bool).astype(np.int8), index=frame.index, name="y")
 
 

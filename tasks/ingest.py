@@ -21,10 +21,10 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.batches import batch_ids, expand_range, period_bounds
+from tasks.batches import batch_ids, check_batch, expand_range, period_bounds
 from tasks.catalog import LANDED_SUFFIX, landing_folder, landing_key, quarantine_reason_key
 from tasks.config import PerennialConfig, SourceConfig
-from tasks.storage import Storage, content_hash
+from tasks.storage import ImmutableKeyError, Storage, content_hash
 
 RAW_FORMATS = (".csv", ".csv.gz", ".csv.zip", ".parquet")
 
@@ -79,6 +79,7 @@ def _read_package_tables(source_json: str) -> pd.DataFrame:
 
 def extract_from_source(config: PerennialConfig, batch: str) -> tuple[bytes, str, str]:
     """Bytes, extension and description of a batch taken from the config's source."""
+    check_batch(batch, config.time)  # before the id goes into a path template or a filter
     source = config.source
     if source.kind == "files":
         path = Path(str(source.path_template).format(batch=batch))
@@ -148,9 +149,24 @@ def land_batch(
         status="landed" if revision == 1 else "revised",
         revision=revision,
     )
-    storage.write_bytes(record.key, data, immutable=True)
     fields = {k: v for k, v in asdict(record).items() if k != "status"}
-    storage.write_json(landing_key(config, batch, LANDED_SUFFIX, revision), fields, immutable=True)
+    record_key = landing_key(config, batch, LANDED_SUFFIX, revision)
+    try:
+        # Both writes are write-once in the storage itself (a hard link locally, a conditional
+        # put on S3): of two ingests racing past the check above, exactly one lands this
+        # revision, and its record is the one that describes the bytes on disk.
+        storage.write_bytes(record.key, data, immutable=True)
+        storage.write_json(record_key, fields, immutable=True)
+    except ImmutableKeyError:
+        winner = storage.read_json(record_key) if storage.exists(record_key) else None
+        if winner is not None and winner.get("sha256") == digest:  # same bytes: idempotent
+            return LandingRecord(**{**winner, "status": "unchanged"})
+        raise IngestError(
+            f"batch {batch} of {config.dataset}: another ingest landed different data as "
+            f"revision {revision} at the same moment, and raw batches are never overwritten; "
+            f"check which file is right (see {record_key}) and land the other under another "
+            "batch id"
+        ) from None
     return record
 
 

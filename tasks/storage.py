@@ -74,12 +74,14 @@ class Storage:
             raise FileNotFoundError(f"no {key} under {self.root}") from None
 
     def write_bytes(self, key: str, data: bytes, *, immutable: bool = False) -> None:
-        """Write atomically. With `immutable`, the key may be written once (same bytes: no-op)."""
+        """Write atomically. With `immutable`, the key may be written once (same bytes: no-op),
+        enforced by the file system: the complete temporary file is hard-linked to the key,
+        which fails if the key exists, so of two writers racing exactly one wins (checking,
+        then renaming, let the second silently replace the first)."""
         target = self.path(key)
         if immutable and target.exists():
-            if content_hash(target.read_bytes()) == content_hash(data):
-                return
-            raise ImmutableKeyError(f"{key} already exists with different content")
+            self._local_same_or_refuse(key, target, data)
+            return
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
@@ -87,12 +89,21 @@ class Storage:
                 out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
-            if immutable:
-                os.chmod(tmp, 0o444)  # raw data is read-only on disk too
-            os.replace(tmp, target)
-        except BaseException:
+            if not immutable:
+                os.replace(tmp, target)
+                return
+            os.chmod(tmp, 0o444)  # raw data is read-only on disk too
+            try:
+                os.link(tmp, target)
+            except FileExistsError:  # another writer won the race
+                self._local_same_or_refuse(key, target, data)
+        finally:
             Path(tmp).unlink(missing_ok=True)
-            raise
+
+    def _local_same_or_refuse(self, key: str, target: Path, data: bytes) -> None:
+        """A write-once key already written: a no-op with the same bytes, refused otherwise."""
+        if content_hash(target.read_bytes()) != content_hash(data):
+            raise ImmutableKeyError(f"{key} already exists with different content")
 
     def delete(self, key: str) -> None:
         """Remove a derived file (never used on raw landed data)."""
