@@ -15,7 +15,7 @@ import io
 import re
 import zipfile
 import zlib
-from typing import IO
+from typing import Protocol
 
 import numpy as np
 
@@ -40,6 +40,10 @@ READ_CHUNK = MB  # compressed input is decompressed this much at a time, against
 OTHER_DELIMITERS = (";", "\t", "|")
 MAGIC = {b"\x1f\x8b": "a gzip file", b"PK\x03\x04": "a zip file", b"PAR1": "a Parquet file"}
 _NON_BLANK = re.compile(rb"\S")
+
+
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class FileCheckError(ValueError):
@@ -114,7 +118,7 @@ def _unzip(data: bytes, key: str, limits: ValidationConfig) -> bytes:
         ) from None
 
 
-def read_bounded(stream: IO[bytes], compressed: int, key: str, limits: ValidationConfig) -> bytes:
+def read_bounded(stream: _Readable, compressed: int, key: str, limits: ValidationConfig) -> bytes:
     """Decompress `stream` a chunk at a time and stop as soon as the content passes
     `max_file_mb`: a few hundred KB of gzipped zeros expand to gigabytes, and decompressing them
     whole (or trusting the size a zip header declares) would exhaust memory before any check."""
