@@ -77,10 +77,12 @@ def test_a_decompression_bomb_stops_at_the_limit_with_bounded_memory(ext: str) -
         bomb = zeros_gzip(200)
     else:
         buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            with archive.open("batch.csv", "w") as member:
-                for _ in range(200):
-                    member.write(bytes(MB))
+        with (
+            zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive,
+            archive.open("batch.csv", "w") as member,
+        ):
+            for _ in range(200):
+                member.write(bytes(MB))
         bomb = buffer.getvalue()
     assert len(bomb) < MB
     tracemalloc.start()
