@@ -149,12 +149,21 @@ def validate(
     cfg = _config(config)
     if profile:
         from tasks.batches import expand_range
+        from tasks.filecheck import FileCheckError
         from tasks.storage import open_storage
         from tasks.suite import profile_reference
 
-        written, warning = profile_reference(
-            open_storage(cfg.home), cfg, expand_range(profile, cfg.time)
+        refused: tuple[type[BaseException], ...] = (
+            FileNotFoundError,
+            FileCheckError,
+            *_rejections(),
         )
+        try:
+            written, warning = profile_reference(
+                open_storage(cfg.home), cfg, expand_range(profile, cfg.time)
+            )
+        except refused as exc:
+            _fail(f"profile refused: {exc}")
         typer.echo(f"suite drafted: {written}")
         if warning:
             typer.secho(warning, fg=typer.colors.YELLOW, err=True)
