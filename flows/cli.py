@@ -166,12 +166,25 @@ def validate(
     cfg = _config(config)
     if profile:
         from tasks.batches import expand_range
+        from tasks.filecheck import FileCheckError
         from tasks.storage import open_storage
-        from tasks.suite import profile_landed
+        from tasks.suite import profile_reference
 
         _checked_batch(cfg, profile, many=True)
-        written = profile_landed(open_storage(cfg.home), cfg, expand_range(profile, cfg.time))
+        refused: tuple[type[BaseException], ...] = (
+            FileNotFoundError,
+            FileCheckError,
+            *_rejections(),
+        )
+        try:
+            written, warning = profile_reference(
+                open_storage(cfg.home), cfg, expand_range(profile, cfg.time)
+            )
+        except refused as exc:
+            _fail(f"profile refused: {exc}")
         typer.echo(f"suite drafted: {written}")
+        if warning:
+            typer.secho(warning, fg=typer.colors.YELLOW, err=True)
         return
     if not batch:
         _fail("give --batch B (or --profile B1..B2)", 2)
@@ -193,7 +206,10 @@ def validate(
 
 def _gate_line(result: dict[str, Any]) -> str:
     """A compact table: one line per failed (blocking) and warned check, blocking first."""
-    lines = [f"batch {result['batch']}: landing {result['landing']}, gate {result['gate']}"]
+    headline = f": {result['headline']}" if result.get("headline") else ""
+    lines = [
+        f"batch {result['batch']}: landing {result['landing']}, gate {result['gate']}{headline}"
+    ]
     for label, key in (("FAILED ", "failures"), ("WARNING", "warnings")):
         for entry in result.get(key, []):
             lines.append(f"  {label} {entry}")

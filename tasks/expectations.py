@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.batches import period_bounds
-from tasks.config import PerennialConfig
+from tasks.config import DEFAULT_CONFIG, PerennialConfig
 
 DATASOURCE, BATCH_DEFINITION = "perennial", "whole"
 EXAMPLES = 5  # offending values kept per failed expectation
@@ -30,6 +30,7 @@ STRING_TYPE = "str"
 NUMBER_TYPES = ["int64", "int32", "float64", "float32", "Int64", "Float64"]
 FILE_CHECK, EXPECTATION = "file_check", "expectation"  # the two stages of the gate
 DOCS_FOLDER = "data_docs"
+RANGE_RULE = "expect_column_values_to_be_between"
 REMOTE_ASSET = re.compile(r"https://great-expectations-web-assets\.s3[^'\")]*")
 
 
@@ -48,12 +49,15 @@ class Outcome:
     error: str | None = None
     stage: str = EXPECTATION
     rows: list[dict[str, Any]] = field(default_factory=list)
+    message: str | None = None  # what failed and what to do, in words (e.g. a range failure)
 
     def describe(self) -> str:
         if self.stage == FILE_CHECK:
             return f"file check {self.expectation} ({self.severity}): {self.error}"
         where = f"column '{self.column}'" if self.column else "table"
         text = f"{self.expectation} on {where} ({self.severity})"
+        if self.message:
+            return f"{text}: {self.message}"
         if self.error:
             return f"{text}: error {self.error}"
         if self.unexpected_count:
@@ -63,6 +67,54 @@ class Outcome:
         if self.examples:
             text += f", e.g. {shorten(self.examples[:EXAMPLES])}"
         return text
+
+
+def profile_command(config: PerennialConfig, batches: list[str]) -> str:
+    """The command that drafts the suite over `batches` (first..last), for messages."""
+    ordered = sorted(batches)
+    spec = ordered[0] if len(set(ordered)) == 1 else f"{ordered[0]}..{ordered[-1]}"
+    command = f"perennial validate --profile {spec}"
+    path = config.config_path
+    if path is not None and Path(path).resolve() != DEFAULT_CONFIG.resolve():
+        command += f" --config {path}"
+    return command
+
+
+def range_message(
+    outcome: Outcome,
+    kwargs: Mapping[str, Any],
+    frame: pd.DataFrame,
+    config: PerennialConfig,
+    reference: list[str],
+    batch: str,
+) -> str | None:
+    """A failed drafted range, in words: the observed values outside it, the reference range and
+    the batches it was drafted from, and the command that re-profiles over a longer reference.
+    None for ranges that are not numbers drafted from a reference (the batch period's bounds)."""
+    low, high, column = kwargs.get("min_value"), kwargs.get("max_value"), outcome.column
+    if not isinstance(low, (int, float)) or not isinstance(high, (int, float)):
+        return None
+    if column is None or column not in frame.columns:
+        return None
+    values = pd.to_numeric(frame[column], errors="coerce")
+    found = []
+    for side, outside in (("below", values < low), ("above", values > high)):
+        picked = values[outside]
+        if len(picked) == 1:
+            found.append(f"{picked.iloc[0]:g} {side}")
+        elif len(picked) > 1:
+            found.append(f"{len(picked):,} values {side} ({picked.min():g} to {picked.max():g})")
+    if not found:
+        return None
+    if reference:
+        drafted = f" drafted from {reference[0]}..{reference[-1]}"
+        longer = profile_command(config, [*reference, batch])
+    else:
+        drafted, longer = "", f"perennial validate --profile <first batch>..{batch}"
+    return (
+        f"{column}: {' and '.join(found)} the reference range [{low:g}, {high:g}]{drafted}; "
+        f"if this is normal, re-profile over a longer reference: {longer}"
+    )
 
 
 def shorten(value: Any, limit: int = 160) -> str:
@@ -147,7 +199,13 @@ def run_suite(
     if failed:
         detailed = _failure_details(definition, frame, failed, parameters)
         items = [detailed.get(item.expectation_config.id, item) for item in items]
-    return [_outcome(item) for item in items]
+    outcomes = [_outcome(item) for item in items]
+    reference = list(definition.suite.meta.get("reference_batches") or [])
+    for item, outcome in zip(items, outcomes, strict=True):
+        if not outcome.success and outcome.expectation == RANGE_RULE:
+            kwargs = item.expectation_config.kwargs
+            outcome.message = range_message(outcome, kwargs, frame, config, reference, batch)
+    return outcomes
 
 
 def _failure_details(

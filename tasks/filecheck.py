@@ -15,6 +15,7 @@ import io
 import re
 import zipfile
 import zlib
+from typing import Protocol
 
 import numpy as np
 
@@ -31,12 +32,18 @@ FILE_LINE_LENGTH = "file_line_length"
 FILE_DELIMITER = "file_delimiter"
 FILE_HEADER_UNIQUE = "file_header_unique"
 FILE_HAS_ROWS = "file_has_rows"
+FILE_TRUNCATED = "truncated_file"  # cut off mid-row: no final newline, or a short last row
 
 MB = 1024 * 1024
 SNIFF_BYTES = 64 * 1024  # binary content shows in the first bytes
+READ_CHUNK = MB  # compressed input is decompressed this much at a time, against the size limit
 OTHER_DELIMITERS = (";", "\t", "|")
 MAGIC = {b"\x1f\x8b": "a gzip file", b"PK\x03\x04": "a zip file", b"PAR1": "a Parquet file"}
 _NON_BLANK = re.compile(rb"\S")
+
+
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class FileCheckError(ValueError):
@@ -65,10 +72,9 @@ def plain_bytes(data: bytes | None, key: str, ext: str, limits: ValidationConfig
             )
         return data
     if ext.endswith(".gz"):
-        data = _gunzip(data, key)
+        data = _gunzip(data, key, limits)
     elif ext.endswith(".zip"):
-        data = _unzip(data, key)
-    check_size(data, key, limits, "decompressed content")
+        data = _unzip(data, key, limits)
     check_csv(data, key, limits)
     return data
 
@@ -83,16 +89,17 @@ def check_size(data: bytes, key: str, limits: ValidationConfig, what: str) -> No
         )
 
 
-def _gunzip(data: bytes, key: str) -> bytes:
+def _gunzip(data: bytes, key: str, limits: ValidationConfig) -> bytes:
     try:
-        return gzip.decompress(data)
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+            return read_bounded(stream, len(data), key, limits)
     except (OSError, EOFError, zlib.error) as exc:
         raise FileCheckError(
             FILE_READABLE, key, f"unreadable or truncated gzip ({exc})", _resend()
         ) from None
 
 
-def _unzip(data: bytes, key: str) -> bytes:
+def _unzip(data: bytes, key: str, limits: ValidationConfig) -> bytes:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = [m for m in archive.namelist() if not m.endswith("/")]
@@ -103,11 +110,32 @@ def _unzip(data: bytes, key: str) -> bytes:
                     f"a zip batch must hold exactly one CSV file, found {len(members)}",
                     "zip one file per batch",
                 )
-            return archive.read(members[0])
+            with archive.open(members[0]) as stream:
+                return read_bounded(stream, len(data), key, limits)
     except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
         raise FileCheckError(
             FILE_READABLE, key, f"unreadable or truncated zip ({exc})", _resend()
         ) from None
+
+
+def read_bounded(stream: _Readable, compressed: int, key: str, limits: ValidationConfig) -> bytes:
+    """Decompress `stream` a chunk at a time and stop as soon as the content passes
+    `max_file_mb`: a few hundred KB of gzipped zeros expand to gigabytes, and decompressing them
+    whole (or trusting the size a zip header declares) would exhaust memory before any check."""
+    limit = int(limits.max_file_mb * MB)
+    content = bytearray()
+    while chunk := stream.read(READ_CHUNK):
+        content += chunk
+        if len(content) > limit:
+            raise FileCheckError(
+                FILE_SIZE,
+                key,
+                f"decompresses to more than {limits.max_file_mb:g} MB (reading stopped at "
+                f"{len(content) / MB:.1f} MB) from {compressed / MB:.2f} MB compressed, above the "
+                f"limit validation.max_file_mb={limits.max_file_mb:g}",
+                "split the batch, or raise validation.max_file_mb in the dataset YAML",
+            )
+    return bytes(content)
 
 
 def check_csv(data: bytes, key: str, limits: ValidationConfig) -> None:
@@ -156,6 +184,33 @@ def check_csv(data: bytes, key: str, limits: ValidationConfig) -> None:
         )
     if header_end < 0 or not _NON_BLANK.search(data, header_end + 1):
         raise FileCheckError(FILE_HAS_ROWS, key, "a header and no rows", _resend())
+    check_complete(data, key, len(header))
+
+
+def check_complete(data: bytes, key: str, fields: int) -> None:
+    """The file ends with a complete row: a CSV cut off mid-row (a transfer stopped early)
+    parses without an error, its last row padded with nulls, so the cut must be caught here."""
+    if not data.endswith(b"\n"):
+        last_line = data.count(b"\n") + 1
+        raise FileCheckError(
+            FILE_TRUNCATED,
+            key,
+            f"truncated file: line {last_line} does not end with a newline (cut off mid-row?)",
+            _resend(),
+        )
+    body = data.rstrip(b"\r\n")
+    line = body[body.rfind(b"\n") + 1 :]
+    if b'"' in line:  # may close a quoted field opened lines above: not countable on its own
+        return
+    found = len(next(csv.reader([line.decode("utf-8")]), []))
+    if found < fields:
+        last_row = body.count(b"\n") + 1
+        raise FileCheckError(
+            FILE_TRUNCATED,
+            key,
+            f"truncated file: last row (line {last_row}) has {found} fields, the header {fields}",
+            _resend(),
+        )
 
 
 def check_line_length(data: bytes, key: str, limits: ValidationConfig) -> None:

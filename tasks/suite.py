@@ -2,15 +2,18 @@
 
 The draft is written to the GE file context as JSON, with the pandas data source and the
 validation definition the gate runs; people then curate the JSON and review it like code.
-Ranges are widened beyond what the reference shows (seasons change), category sets are checked
+Ranges are widened beyond what the reference shows (seasons change), by magnitude and never
+across zero (a column never negative in the reference stays non-negative), category sets are checked
 with `mostly`, the batch period is a run-time parameter, key columns
 (`validation.key_columns`) must be present and unique together, and each feature's
 distribution is compared with the reference's (KL divergence over stored reference bins) as a
-warning: drift is reported, not blocked.
+warning: drift is reported, not blocked. The columns the target is computed from are checked for
+type and null share like the features: a label column full of text would otherwise pass.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,10 @@ KL_BINS = 10  # reference quantile bins of a numeric feature's distribution
 KL_THRESHOLD_FACTOR = 3  # warn above this many times the worst KL among reference batches
 KL_THRESHOLD_FLOOR = 0.05
 KL_MAX_VALUES = 200  # categorical features with more values are compared on the top ones
+# A reference shorter than this has not seen every season: its ranges and category sets will
+# flag normal values of the months it lacks. 11.5 months, not 12, so that 52 weekly batches
+# (364 days) or 12 monthly ones whose data starts after midnight of the first day count as a year.
+SEASON_DAYS = 350
 
 
 def draft_expectations(reference: list[pd.DataFrame], config: PerennialConfig) -> list[Any]:
@@ -60,26 +67,30 @@ def draft_expectations(reference: list[pd.DataFrame], config: PerennialConfig) -
             max_value={"$PARAMETER": "batch_end"},
             strict_max=True,
         ),
-        gxe.ExpectColumnValuesToNotBeNull(
-            column=config.target.column,
-            mostly=_mostly(frame[config.target.column]),
-            severity=FailureSeverity.WARNING,
-        ),
     ]
+    features = {*spec.numeric, *spec.categorical}
+    for column in target_columns(config, list(frame.columns)):
+        if column not in features:
+            drafted += [
+                _type_expectation(column, frame[column]),
+                # Null labels are normal (cancelled flights, outcomes not known yet): a warning.
+                gxe.ExpectColumnValuesToNotBeNull(
+                    column=column, mostly=_mostly(frame[column]), severity=FailureSeverity.WARNING
+                ),
+            ]
     keys = config.validation.key_columns
     if keys:
         drafted += [gxe.ExpectColumnValuesToNotBeNull(column=key) for key in keys]
         drafted.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=list(keys)))
     for column in spec.numeric:
         values = pd.to_numeric(frame[column], errors="coerce")
-        low, high = float(values.min()), float(values.max())
-        margin = RANGE_MARGIN * max(high - low, abs(high), 1.0)
+        low, high = widened_range(float(values.min()), float(values.max()))
         drafted += [
             gxe.ExpectColumnValuesToBeInTypeList(column=column, type_list=NUMBER_TYPES),
             gxe.ExpectColumnValuesToBeBetween(
                 column=column,
-                min_value=round(low - margin, 3),
-                max_value=round(high + margin, 3),
+                min_value=low,
+                max_value=high,
                 mostly=0.99,
             ),
             gxe.ExpectColumnValuesToNotBeNull(
@@ -97,6 +108,56 @@ def draft_expectations(reference: list[pd.DataFrame], config: PerennialConfig) -
     drafted += [_kl_expectation(reference, column, numeric=True) for column in spec.numeric]
     drafted += [_kl_expectation(reference, column, numeric=False) for column in spec.categorical]
     return drafted
+
+
+def widened_range(low: float, high: float) -> tuple[float, float]:
+    """The reference's [low, high] widened by `RANGE_MARGIN` of its magnitude on each side, but
+    never across zero: a sign the reference always kept (distances, counts, prices) stays a rule,
+    so a batch of negative distances fails instead of falling inside a range widened past 0."""
+    margin = RANGE_MARGIN * max(high - low, abs(high), abs(low), 1.0)
+    lower = low - margin if low < 0 else max(low - margin, 0.0)
+    upper = high + margin if high > 0 else min(high + margin, 0.0)
+    return round(lower, 3), round(upper, 3)
+
+
+def target_columns(config: PerennialConfig, columns: list[str]) -> list[str]:
+    """The raw columns the label is computed from: the target column and every column the
+    target expression names (read from its syntax tree, never evaluated)."""
+    names = [config.target.column]
+    with contextlib.suppress(SyntaxError):
+        tree = ast.parse(config.target.expression, mode="eval")
+        names += [node.id for node in ast.walk(tree) if isinstance(node, ast.Name)]
+    return [name for name in dict.fromkeys(names) if name in columns]
+
+
+def _type_expectation(column: str, reference: pd.Series) -> Any:
+    """Numbers stay numbers and text stays text, as in the reference."""
+    import great_expectations.expectations as gxe
+
+    if pd.api.types.is_numeric_dtype(reference):
+        return gxe.ExpectColumnValuesToBeInTypeList(column=column, type_list=NUMBER_TYPES)
+    return gxe.ExpectColumnValuesToBeOfType(column=column, type_=STRING_TYPE)
+
+
+def season_warning(reference: list[pd.DataFrame], config: PerennialConfig) -> str | None:
+    """A one-line warning when the reference spans less than a year of data (see `SEASON_DAYS`),
+    or None. Every time-derived feature (month, day of year) and most measured ones (weather,
+    traffic) follow the annual cycle, whatever the batch period."""
+    column = config.time.column
+    times = pd.concat([typed_frame(f, config)[column] for f in reference]).dropna()
+    if times.empty:
+        return None
+    first, last = times.min(), times.max()
+    days = (last - first).total_seconds() / 86400
+    if days >= SEASON_DAYS:
+        return None
+    zone = config.time.timezone
+    span = f"{first.tz_convert(zone):%Y-%m-%d}..{last.tz_convert(zone):%Y-%m-%d}"
+    return (
+        f"warning: the reference spans {days / 30.44:.1f} months ({span}),"
+        " less than a year: values normal in the seasons it lacks will fail the drafted ranges "
+        "and sets; profile again over 12 months of batches when you have them"
+    )
 
 
 def _kl_expectation(reference: list[pd.DataFrame], column: str, numeric: bool) -> Any:
@@ -158,8 +219,11 @@ def _mostly(values: pd.Series) -> float:
     return round(max(0.0, 1.0 - 2 * null_share - 0.01), 3)
 
 
-def write_suite(reference: list[pd.DataFrame], config: PerennialConfig) -> Path:
-    """Write the drafted suite, the data source and the validation definition; returns the JSON."""
+def write_suite(
+    reference: list[pd.DataFrame], config: PerennialConfig, batches: list[str] | None = None
+) -> Path:
+    """Write the drafted suite, the data source and the validation definition; returns the JSON.
+    The reference `batches` go into the suite's meta, for the gate's messages."""
     from great_expectations.exceptions import DataContextError
 
     import great_expectations as gx
@@ -170,9 +234,10 @@ def write_suite(reference: list[pd.DataFrame], config: PerennialConfig) -> Path:
     typed = [typed_frame(frame, config) for frame in reference]
     with contextlib.suppress(DataContextError):
         context.suites.delete(name)
-    suite = gx.ExpectationSuite(
-        name=name, meta={"drafted_by": "perennial validate --profile", "dataset": config.dataset}
-    )
+    meta: dict[str, Any] = {"drafted_by": "perennial validate --profile", "dataset": config.dataset}
+    if batches:
+        meta["reference_batches"] = list(batches)
+    suite = gx.ExpectationSuite(name=name, meta=meta)
     for expectation in draft_expectations(typed, config):
         suite.add_expectation(expectation)
     suite = context.suites.add(suite)
@@ -198,6 +263,15 @@ def write_suite(reference: list[pd.DataFrame], config: PerennialConfig) -> Path:
 
 def profile_landed(storage: Any, config: PerennialConfig, batches: list[str]) -> Path:
     """Draft the suite from landed (raw) batches."""
+    return profile_reference(storage, config, batches)[0]
+
+
+def profile_reference(
+    storage: Any, config: PerennialConfig, batches: list[str]
+) -> tuple[Path, str | None]:
+    """Draft the suite from landed (raw) batches, each read through the file checks (bounded
+    decompression included); returns the suite's JSON and the season warning, if any."""
+    from tasks.filecheck import plain_bytes
     from tasks.ingest import landed_record, raw_extension, read_raw
 
     frames = []
@@ -205,5 +279,8 @@ def profile_landed(storage: Any, config: PerennialConfig, batches: list[str]) ->
         record = landed_record(storage, config, batch)
         if record is None:
             raise FileNotFoundError(f"batch {batch} of {config.dataset} has not been landed")
-        frames.append(read_raw(storage.read_bytes(record.key), raw_extension(record.key)))
-    return write_suite(frames, config)
+        ext = raw_extension(record.key)
+        plain = plain_bytes(storage.read_bytes(record.key), record.key, ext, config.validation)
+        frames.append(read_raw(plain, ".parquet" if ext == ".parquet" else ".csv"))
+    path = write_suite(frames, config, batches)
+    return path, season_warning(frames, config)

@@ -32,6 +32,7 @@ from tasks.expectations import (
     apply_severity,
     build_data_docs,
     docs_dir,
+    profile_command,
     run_suite,
     shorten,
     suite_path,
@@ -41,6 +42,7 @@ from tasks.ingest import (
     LandingRecord,
     NotLandedError,
     land_batch_task,
+    landed_batches,
     landed_record,
     raw_extension,
     read_raw,
@@ -51,11 +53,15 @@ logger = logging.getLogger("perennial.validate")
 
 # The gate's own version: raise it when a change to this module changes which batches pass, so
 # that batches validated before the change are validated again.
-GATE_VERSION = 2
+GATE_VERSION = 3  # 3: truncated_file, bounded decompression
 
 
 class GateRefusedError(RuntimeError):
     """A flow was asked to use a batch that the validation gate quarantined."""
+
+
+class NoSuiteError(GateRefusedError):
+    """The dataset has no expectation suite yet: its batches land but cannot be gated."""
 
 
 @dataclass
@@ -80,10 +86,26 @@ class GateResult:
         return [o for o in self.outcomes if not o.success and o.severity != "critical"]
 
     def headline(self) -> str:
-        passed = sum(o.success for o in self.outcomes)
-        verdict = "passed" if self.passed else "FAILED"
-        text = f"{verdict} {passed}/{len(self.outcomes)} checks"
-        return text + (f", {len(self.warnings())} warnings" if self.warnings() else "")
+        """E.g. `1 of 84 checks failed: expect_column_values_to_be_between on distance`."""
+        total, failed, warned = len(self.outcomes), self.blocking_failures(), self.warnings()
+        if failed:
+            text = f"{len(failed)} of {total} checks failed: {_checks(failed)}"
+            return text + (f" ({len(warned)} warnings)" if warned else "")
+        text = f"{total - len(warned)} of {total} checks passed"
+        return text + (f", {len(warned)} warned: {_checks(warned)}" if warned else "")
+
+
+def _checks(outcomes: list[Outcome]) -> str:
+    """Failed checks, compactly: each rule once, with the columns it failed on."""
+    columns: dict[str, list[str]] = {}
+    for outcome in outcomes:
+        columns.setdefault(outcome.expectation, [])
+        if outcome.column and outcome.column not in columns[outcome.expectation]:
+            columns[outcome.expectation].append(outcome.column)
+    text = "; ".join(
+        f"{rule} on {', '.join(named)}" if named else rule for rule, named in columns.items()
+    )
+    return shorten(text, 400)
 
 
 # -- reading and typing a raw batch --------------------------------------------------------------
@@ -145,6 +167,13 @@ def gate_batch(storage: Storage, config: PerennialConfig, batch: str) -> GateRes
     record = landed_record(storage, config, batch)
     if record is None:
         raise FileNotFoundError(f"batch {batch} of {config.dataset} has not been landed")
+    if not suite_path(config).is_file():
+        # Refused before any state changes: the batch stays landed and is gated once a suite
+        # exists (the first batches of a new dataset are its reference).
+        reference = landed_batches(storage, config) or [batch]
+        raise NoSuiteError(
+            f"no suite for {config.dataset}: run `{profile_command(config, reference)}`"
+        )
     summary_key = catalog.key("validated_summary", config, batch=batch)
     fingerprint = gate_fingerprint(config)
     if storage.exists(summary_key):
@@ -243,6 +272,7 @@ def quarantine(
             **_summary(result),
             "dataset": config.dataset,
             "stage": stage,
+            "message": result.headline(),
             "failed": [asdict(o) for o in result.blocking_failures()],
             "warnings": [asdict(o) for o in result.warnings()],
         },
@@ -348,6 +378,7 @@ def gate_summary(
     if result is not None:
         summary.update(
             gate="passed" if result.passed else "failed",
+            headline=result.headline(),
             rows=result.rows,
             failures=[o.describe() for o in result.blocking_failures()],
             warnings=[o.describe() for o in result.warnings()],

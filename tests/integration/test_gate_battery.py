@@ -52,6 +52,21 @@ def truncated(data: bytes, how: str) -> bytes:
     return buffer.getvalue()[: len(buffer.getvalue()) // 2]
 
 
+def cut_off(data: bytes, share: float) -> bytes:
+    """The file as a transfer stopped at `share` of its length leaves it: cut mid-row."""
+    return data[: int(len(data) * share)]
+
+
+def cut_after_keys(data: bytes) -> bytes:
+    """Cut off mid-row after the last row's key and time columns, inside the weather columns
+    (pandas pads the missing fields with nulls; no key column is null)."""
+    last_row = data.rfind(b"\n", 0, len(data) // 3) + 1
+    cut = last_row
+    for _ in range(22):  # time_hour is the 19th column, temp the 20th, humid the 22nd
+        cut = data.index(b",", cut) + 1
+    return data[:cut]
+
+
 def with_column(frame: pd.DataFrame, column: str, values: object, share: float = 1.0) -> bytes:
     frame = frame.copy()
     frame[column] = frame[column].astype(object)
@@ -66,6 +81,7 @@ class Case:
     rule: str
     column: str | None  # named in the message (None: a file check, which names the file)
     suffix: str = ".csv"
+    words: tuple[str, ...] = ()  # also in the message
 
 
 CASES = [
@@ -113,6 +129,25 @@ CASES = [
         "distance",
     ),
     Case(
+        "label source column holds text",
+        lambda f: with_column(f, "arr_delay", "late"),
+        "expect_column_values_to_be_in_type_list",
+        "arr_delay",
+    ),
+    Case(
+        "a fifth of distances negative",
+        lambda f: with_column(f, "distance", -f["distance"], share=0.2),
+        "expect_column_values_to_be_between",
+        "distance",
+        words=(
+            "1 of 85 checks failed: expect_column_values_to_be_between on distance",
+            "distance: 5,666 values below (-",
+            ") the reference range [0, 9966] drafted from 2013-01..2013-03; "
+            "if this is normal, re-profile over a longer reference: "
+            "perennial validate --profile 2013-01..2013-04",
+        ),
+    ),
+    Case(
         "unseen categories above tolerance",
         lambda f: with_column(f, "origin", "XYZ", share=0.2),
         "expect_column_values_to_be_in_set",
@@ -142,6 +177,19 @@ CASES = [
     ),
     Case(
         "truncated zip", lambda f: truncated(csv_bytes(f), "zip"), "file_readable", None, ".csv.zip"
+    ),
+    Case(
+        "CSV cut off at 30% of its length",
+        lambda f: cut_off(csv_bytes(f), 0.3),
+        "truncated_file",
+        None,
+        words=("truncated file: line 8414 does not end with a newline",),
+    ),
+    Case(
+        "CSV cut off mid-row after the key columns",
+        lambda f: cut_after_keys(csv_bytes(f)),
+        "truncated_file",
+        None,
     ),
     Case(
         "binary file named .csv",
@@ -186,6 +234,8 @@ def case_home(prefect_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def assert_quarantined(storage: Storage, case: Case, output: str, source: bytes) -> None:
     assert case.rule in output, output
+    for words in case.words:
+        assert words in output, output
     if case.column:
         assert case.column in output, output
     else:

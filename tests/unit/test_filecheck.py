@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import tracemalloc
 import zipfile
 
 import pytest
@@ -14,6 +15,7 @@ from tasks.filecheck import FileCheckError, plain_bytes
 LIMITS = ValidationConfig(suite="s", max_file_mb=1.0, max_line_bytes=1000)
 GOOD = b"a,b,c\n1,2,x\n3,4,y\n"
 KEY = "landing/d/2013-01.csv"
+MB = 1024 * 1024
 
 
 def zipped(data: bytes) -> bytes:
@@ -48,6 +50,9 @@ def test_good_files_pass_and_come_back_decompressed() -> None:
         (b"a,b,a\n1,2,3\n", ".csv", "file_header_unique", "['a']"),
         (b"a,b\n" + b"1," * 2000 + b"\n", ".csv", "file_line_length", "line 2"),
         (b"a,b\n" + b"1,2\n" * 300_000, ".csv", "file_size", "above the limit"),
+        (GOOD[:-3], ".csv", "truncated_file", "line 3 does not end with a newline"),
+        (b"a,b,c\n1,2,x\n3,4\n", ".csv", "truncated_file", "(line 3) has 2 fields"),
+        (gzip.compress(GOOD[:-1]), ".csv.gz", "truncated_file", "line 3"),
     ],
 )
 def test_broken_files_fail_a_named_check(
@@ -57,3 +62,38 @@ def test_broken_files_fail_a_named_check(
         plain_bytes(data, KEY, ext, LIMITS)
     assert caught.value.check == check
     assert str(caught.value).startswith(KEY) and words in str(caught.value)
+
+
+def zeros_gzip(megabytes: int) -> bytes:
+    """A gzip bomb: `megabytes` MB of zeros as repeated gzip members (valid gzip), built fast."""
+    return gzip.compress(bytes(MB)) * megabytes
+
+
+@pytest.mark.parametrize("ext", [".csv.gz", ".csv.zip"])
+def test_a_decompression_bomb_stops_at_the_limit_with_bounded_memory(ext: str) -> None:
+    """200 MB of zeros against a 1 MB limit: refused as too large after reading about the limit
+    (memory traced by tracemalloc stays near it, far below the 200 MB the whole would take)."""
+    if ext == ".csv.gz":
+        bomb = zeros_gzip(200)
+    else:
+        buffer = io.BytesIO()
+        with (
+            zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive,
+            archive.open("batch.csv", "w") as member,
+        ):
+            for _ in range(200):
+                member.write(bytes(MB))
+        bomb = buffer.getvalue()
+    assert len(bomb) < MB
+    tracemalloc.start()
+    try:
+        with pytest.raises(FileCheckError) as caught:
+            plain_bytes(bomb, KEY, ext, LIMITS)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert caught.value.check == "file_size"
+    message = str(caught.value)
+    assert "decompresses to more than 1 MB" in message, message
+    assert "MB compressed" in message and "validation.max_file_mb=1" in message, message
+    assert peak < 20 * MB, peak
