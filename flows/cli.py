@@ -201,7 +201,7 @@ def _ingest_many(
         ingest_batches,
         batches=batches,
         folder=str(folder.resolve()) if folder else None,
-        validate=validate,
+        gate=validate,
         dataset=_dataset(cfg),
     )
     lines = [

@@ -48,18 +48,18 @@ def ingestion(
 def ingest_batches(
     batches: str = "",
     folder: str | None = None,
-    validate: bool = True,
+    gate: bool = True,
     dataset: str = "flights",
 ) -> dict[str, Any]:
     """Land and gate many batches in one run: the range or list `batches` (e.g.
     `2012-01..2012-12`, each from the dataset's source), or every file of `folder` named as a
     batch. A refused or quarantined batch is reported and the others still land."""
     config = dataset_config(dataset)
-    plan = batch_plan_task(config, batches, folder, validate, served=bool(deployment.id))
+    plan = batch_plan_task(config, batches, folder, gate, served=bool(deployment.id))
     refused = [refused_summary(config, batch, why) for batch, why in plan.refused.items()]
     total = len(plan.sources)
     results = [
-        ingest_batch_task(config, batch, source, validate, position, total)
+        ingest_batch_task(config, batch, source, gate, position, total)
         for position, (batch, source) in enumerate(plan.sources.items(), start=1)
     ]
     return run_summary_task(config, plan, refused + results)

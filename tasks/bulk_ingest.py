@@ -9,7 +9,6 @@ file names go through `check_batch` like every other id.
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,7 +96,7 @@ def expand_example(config: PerennialConfig) -> str:
 
 
 def batch_plan(
-    config: PerennialConfig, batches: str, folder: str | None, validate: bool, served: bool
+    config: PerennialConfig, batches: str, folder: str | None, gate: bool, served: bool
 ) -> BatchPlan:
     """The batches of a range/list, or of a folder; refuses what cannot run at all."""
     if bool(batches) == bool(folder):
@@ -109,7 +108,7 @@ def batch_plan(
             f"a served ingestion of {config.dataset} reads the dataset's configured source, "
             "not a folder named in its parameters"
         )
-    if validate and not suite_path(config).is_file():
+    if gate and not suite_path(config).is_file():
         raise IngestError(
             f"{suite_path(config)}: no expectation suite for {config.dataset} yet; land with "
             "--no-validate, then draft one with `perennial validate --profile FIRST..LAST`"
@@ -120,7 +119,7 @@ def batch_plan(
 
 
 def ingest_one(
-    config: PerennialConfig, batch: str, source: str | None, validate: bool
+    config: PerennialConfig, batch: str, source: str | None, gate: bool
 ) -> dict[str, Any]:
     """Land one batch and gate it; a refusal is reported in the result, not raised."""
     try:
@@ -128,7 +127,7 @@ def ingest_one(
         landing = land_from(config, batch, source).status
     except BATCH_REFUSALS as exc:
         return refused_summary(config, batch, str(exc))
-    result = validate_batch_task(config, batch) if validate else None
+    result = validate_batch_task(config, batch) if gate else None
     return gate_summary(config, batch, landing, result)
 
 
@@ -179,9 +178,9 @@ def run_summary(
 
 @task(name="plan-batches", cache_policy=NO_CACHE)
 def batch_plan_task(
-    config: PerennialConfig, batches: str, folder: str | None, validate: bool, served: bool
+    config: PerennialConfig, batches: str, folder: str | None, gate: bool, served: bool
 ) -> BatchPlan:
-    return batch_plan(config, batches, folder, validate, served)
+    return batch_plan(config, batches, folder, gate, served)
 
 
 @task(name="ingest-batch", cache_policy=NO_CACHE)
@@ -189,18 +188,15 @@ def ingest_batch_task(
     config: PerennialConfig,
     batch: str,
     source: str | None,
-    validate: bool,
+    gate: bool,
     position: int,
     total: int,
 ) -> dict[str, Any]:
     from tasks.run_logging import run_logger
 
-    summary = ingest_one(config, batch, source, validate)
-    line = progress_line(summary, position, total)
-    run_logger().info(line)
-    # Progress for the person at the terminal, on stderr so that `--json` output stays clean.
-    sys.stderr.write(line + "\n")  # not print: log_prints would turn it into a log line
-    sys.stderr.flush()
+    summary = ingest_one(config, batch, source, gate)
+    # The run's log shows in the UI and, run from the CLI, on stderr: `--json` stays clean.
+    run_logger().info(progress_line(summary, position, total))
     return summary
 
 

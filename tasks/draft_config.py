@@ -299,14 +299,17 @@ def _target_lines(plan: ColumnPlan) -> list[str]:
 
 
 def _feature_lines(frame: pd.DataFrame, plan: ColumnPlan) -> list[str]:
+    # One column a line, in a flow list with trailing commas: deleting any line (even the last
+    # of a list) leaves valid YAML, and each line carries its own flags.
     lines = ["features:"]
     for kind, columns in (("numeric", plan.numeric), ("categorical", plan.categorical)):
-        lines.append(f"  {kind}:" + ("" if columns else " []"))
+        lines.append(f"  {kind}: [")
         for column in columns:
             notes = [f"LEAK? {why}" for why in plan.leaks.get(column, [])]
             if column in plan.targets:
                 notes.append("candidate target: remove it here if you predict it")
-            lines.append(f"    - {_quoted(column)}" + (f"   # {'; '.join(notes)}" if notes else ""))
+            lines.append(f"    {_quoted(column)}," + (f"   # {'; '.join(notes)}" if notes else ""))
+        lines.append("  ]")
     lines.append(f"  time: [{', '.join(_time_features(frame, plan))}]   # derived in the zone")
     lines.append("  forbidden: []               # columns known only after the outcome")
     lines += [f"  # left out: {column} ({why})" for column, why in plan.left_out.items()]
