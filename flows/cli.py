@@ -125,16 +125,37 @@ def _run(flow: Any, **parameters: Any) -> Any:
 
 @app.command()
 def ingest(
-    batch: str = typer.Option(..., "--batch", "-b", help="Batch id, e.g. 2013-01."),
+    batch: str | None = typer.Option(None, "--batch", "-b", help="Batch id, e.g. 2013-01."),
     source: Path | None = typer.Option(
         None, "--source", help="CSV/Parquet file holding the batch (default: the config's source)."
     ),
     validate: bool = typer.Option(True, help="Run the validation gate after landing."),
+    batches: str | None = typer.Option(
+        None,
+        "--batches",
+        help="Land a range or list of batches from the config's source, e.g. 2012-01..2012-12.",
+    ),
+    folder: Path | None = typer.Option(
+        None,
+        "--folder",
+        help="Land every file of this folder named as a batch (e.g. 2012-01.csv, or as "
+        "source.path_template names it).",
+    ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Land a batch (immutable, idempotent) and run the validation gate on it."""
+    """Land a batch (immutable, idempotent) and run the validation gate on it; or many batches
+    (--batches A..B, --folder DIR) in one run, exit 1 if any was refused or quarantined."""
+    if sum(option is not None for option in (batch, batches, folder)) != 1:
+        _fail("give one of --batch B, --batches A..B or --folder DIR", 2)
+    if source is not None and batch is None:
+        _fail("--source names the file of one --batch; --folder lands a folder of files", 2)
     cfg = _config(config)
+    if batch is None:
+        if batches is not None:
+            _checked_batch(cfg, batches, many=True)
+        _ingest_many(cfg, batches or "", folder, validate, as_json)
+        return
     _checked_batch(cfg, batch)  # before the flow's import: a refusal starts nothing
     from flows.ingestion import ingestion
 
@@ -201,6 +222,31 @@ def validate(
     )
     _emit(result, as_json, _gate_line(result))
     if result.get("gate") == "failed":
+        raise typer.Exit(1)
+
+
+def _ingest_many(
+    cfg: Any, batches: str, folder: Path | None, validate: bool, as_json: bool
+) -> None:
+    """`ingest --batches` / `--folder`: one flow run, a line per batch, a summary at the end."""
+    from flows.ingestion import ingest_batches
+
+    result = _run(
+        ingest_batches,
+        batches=batches,
+        folder=str(folder.resolve()) if folder else None,
+        gate=validate,
+        dataset=_dataset(cfg),
+    )
+    lines = [
+        f"{result['dataset']}: {len(result['batches'])} batches, {result['landed']} landed, "
+        f"{result['unchanged']} unchanged, {result['passed']} passed the gate"
+        + (f", {len(result['skipped_files'])} files skipped" if result["skipped_files"] else "")
+    ]
+    lines += [f"  QUARANTINED {b}: {why}" for b, why in result["quarantined"].items()]
+    lines += [f"  REFUSED {b}: {why}" for b, why in result["refused"].items()]
+    _emit(result, as_json, "\n".join(lines))
+    if not result["ok"]:
         raise typer.Exit(1)
 
 
@@ -425,6 +471,31 @@ def serve(
     from flows.serve import run
 
     run(_config(config), host, port)
+
+
+@app.command()
+def init(
+    source: Path = typer.Option(..., "--from", help="CSV/Parquet file of your data (a sample)."),
+    name: str | None = typer.Option(
+        None, "--name", help="Dataset name (default: the file's name)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Where to write the draft (default: configs/NAME.yaml)."
+    ),
+) -> None:
+    """Draft a dataset YAML from a sample of your file: columns and types, time column and
+    period, candidate targets and likely leaks. Review it and set the target; never overwrites."""
+    from tasks.draft_config import DraftError, write_draft
+
+    try:
+        written = write_draft(source, name, out)
+    except DraftError as exc:
+        _fail(f"refused: {exc}")
+    typer.echo(
+        f"drafted {written}: review it, set time.timezone and the target, then "
+        f"`perennial ingest --config {written} --batches FIRST..LAST --no-validate` and "
+        "`perennial validate --profile FIRST..LAST`"
+    )
 
 
 def main() -> None:  # pragma: no cover - console entry point

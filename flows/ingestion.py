@@ -1,4 +1,5 @@
-"""The ingestion flow: land a batch (immutable, idempotent), then run the validation gate."""
+"""The ingestion flows: land a batch (immutable, idempotent), then run the validation gate; or
+many batches (a range, or a folder of files) in one run."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from prefect import flow
 from prefect.runtime import deployment
 
 from tasks.batches import check_batch
+from tasks.bulk_ingest import batch_plan_task, ingest_batch_task, refused_summary, run_summary_task
 from tasks.config import dataset_config
 from tasks.ingest import IngestError, land_batch_task
 from tasks.validate import gate_batches_task, gate_summary
@@ -40,3 +42,24 @@ def ingestion(
         else {}
     )
     return gate_summary(config, batch, landing, gate.get(batch))
+
+
+@flow(name="ingest-batches", log_prints=True)
+def ingest_batches(
+    batches: str = "",
+    folder: str | None = None,
+    gate: bool = True,
+    dataset: str = "flights",
+) -> dict[str, Any]:
+    """Land and gate many batches in one run: the range or list `batches` (e.g.
+    `2012-01..2012-12`, each from the dataset's source), or every file of `folder` named as a
+    batch. A refused or quarantined batch is reported and the others still land."""
+    config = dataset_config(dataset)
+    plan = batch_plan_task(config, batches, folder, gate, served=bool(deployment.id))
+    refused = [refused_summary(config, batch, why) for batch, why in plan.refused.items()]
+    total = len(plan.sources)
+    results = [
+        ingest_batch_task(config, batch, source, gate, position, total)
+        for position, (batch, source) in enumerate(plan.sources.items(), start=1)
+    ]
+    return run_summary_task(config, plan, refused + results)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
+import numpy as np
 import pandas as pd
 
 from tasks.config import TimeConfig
@@ -51,7 +52,13 @@ def period_bounds(batch: str, time: TimeConfig) -> tuple[pd.Timestamp, pd.Timest
         ) from None
     if batch_id(start, time) != batch:
         raise BatchIdError(f"batch {batch!r} is not written as {example(time)}")
-    return start.tz_localize(time.timezone), end.tz_localize(time.timezone)
+    return _localize(start, time.timezone), _localize(end, time.timezone)
+
+
+def _localize(moment: pd.Timestamp, zone: str) -> pd.Timestamp:
+    # A midnight that a DST change skips (America/Sao_Paulo, 2018-11-04) starts at the first
+    # instant that exists; an ambiguous one is its first occurrence, as in `parse_times`.
+    return moment.tz_localize(zone, ambiguous=True, nonexistent="shift_forward")
 
 
 def example(time: TimeConfig) -> str:
@@ -70,7 +77,7 @@ def batch_id(moment: pd.Timestamp | date, time: TimeConfig) -> str:
 
 
 def batch_ids(times: pd.Series, time: TimeConfig) -> pd.Series:
-    """The batch of each timestamp (tz-aware, or naive meaning UTC)."""
+    """The batch of each timestamp (tz-aware, or naive meaning the dataset's zone)."""
     local = _to_zone(times, time.timezone)
     if time.batch_period == "month":
         return local.dt.strftime("%Y-%m")
@@ -80,13 +87,50 @@ def batch_ids(times: pd.Series, time: TimeConfig) -> pd.Series:
 
 
 def _to_zone(times: pd.Series, zone: str) -> pd.Series:
-    if times.dt.tz is None:
-        times = times.dt.tz_localize("UTC")
+    if not isinstance(times.dtype, pd.DatetimeTZDtype):
+        times = parse_times(times, zone)
     return times.dt.tz_convert(zone)
 
 
 def local_times(times: pd.Series, time: TimeConfig) -> pd.Series:
+    """Timestamps in the dataset's zone, from parsed or raw values (see `parse_times`)."""
     return _to_zone(times, time.timezone)
+
+
+# An ISO 8601 offset (or Z) after a time of day: such a value names its own instant. (After a
+# time only: the "-01" that ends `2012-01-01` is a day, not an offset.)
+OFFSET = re.compile(
+    r"[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?\s*(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)\s*$"
+)
+
+
+def parse_times(values: pd.Series, zone: str) -> pd.Series:
+    """Raw time values as tz-aware timestamps in `zone`; unparseable ones become NaT.
+
+    A value with an offset (`2013-01-01T10:00:00Z`, `...+01:00`) keeps its instant. A value
+    without one (`2012/01/01`, `2012-01-01 13:00`, a naive datetime) is a wall-clock time in
+    `zone`, the dataset's `time.timezone`: reading it as UTC put the first day of every month
+    in the previous month west of Greenwich. At DST changes a wall-clock time that does not
+    exist moves forward to the first one that does, and one that occurs twice is the first.
+    The raw values are never rewritten: callers derive what they need from this."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert(zone)
+    if pd.api.types.is_datetime64_dtype(values.dtype):
+        return _localize_naive(values, zone)
+    plain = values.reset_index(drop=True)  # positions, whatever the caller's index
+    has_offset = plain.astype("string").str.contains(OFFSET, na=False).to_numpy()
+    naive = pd.to_datetime(plain[~has_offset], errors="coerce", format="ISO8601")
+    local = _localize_naive(naive, zone)
+    if not has_offset.any():
+        return local.set_axis(values.index)
+    aware = pd.to_datetime(plain[has_offset], errors="coerce", format="ISO8601", utc=True)
+    parts = [aware.dt.tz_convert(zone)] + ([local] if len(local) else [])
+    return pd.concat(parts).sort_index().set_axis(values.index)
+
+
+def _localize_naive(naive: pd.Series, zone: str) -> pd.Series:
+    first = np.ones(len(naive), dtype=bool)  # of two wall-clock times (DST ends), the first
+    return naive.dt.tz_localize(zone, ambiguous=first, nonexistent="shift_forward")
 
 
 def expand_range(spec: str, time: TimeConfig) -> list[str]:

@@ -348,6 +348,17 @@ class PerennialConfig(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _target_is_not_a_feature(self) -> PerennialConfig:
+        # A drafted config lists every column as a feature: the one chosen as target must go.
+        features = self.features.numeric + self.features.categorical
+        if self.target.column in features:
+            raise ValueError(
+                f"target column {self.target.column!r} is also listed as a feature (the model "
+                "would see its label): remove it from features"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _s3_home_names_shared_back_ends(self) -> PerennialConfig:
         # The SQLite / journal defaults live in a local home; an S3 home has nowhere to put them.
         if self.home.startswith("s3://"):

@@ -70,7 +70,7 @@ def label(frame: pd.DataFrame, config: PerennialConfig) -> pd.Series:
 
 
 def time_features(frame: pd.DataFrame, config: PerennialConfig) -> pd.DataFrame:
-    local = local_times(pd.to_datetime(frame[config.time.column], utc=True), config.time)
+    local = local_times(frame[config.time.column], config.time)
     derive = {
         "day_of_week": lambda: local.dt.day_of_week,
         "day_of_month": lambda: local.dt.day,
@@ -106,7 +106,7 @@ def newest_rows(frame: pd.DataFrame, config: PerennialConfig) -> pd.DataFrame:
     cap = config.split.max_train_rows
     if cap is None or len(frame) <= cap:
         return frame
-    order = pd.to_datetime(frame[config.time.column], utc=True).argsort(kind="stable")
+    order = local_times(frame[config.time.column], config.time).argsort(kind="stable")
     return frame.iloc[order.to_numpy()[-cap:]]
 
 

@@ -85,8 +85,7 @@ def extract_from_source(config: PerennialConfig, batch: str) -> tuple[bytes, str
         path = Path(str(source.path_template).format(batch=batch))
         return read_source_file(path), raw_extension(path.name), str(path)
     frame = _package_tables(source)
-    times = pd.to_datetime(frame[config.time.column], utc=True)
-    rows = frame[(batch_ids(times, config.time) == batch).to_numpy()]
+    rows = frame[(batch_ids(frame[config.time.column], config.time) == batch).to_numpy()]
     if rows.empty:
         raise IngestError(f"{source.package}: no rows for batch {batch}")
     # CSV text is deterministic, so re-extracting a batch gives identical bytes (and hash).
@@ -218,8 +217,8 @@ def choose_batches_task(config: PerennialConfig, batches: str, reason: str) -> l
     return chosen
 
 
-@task(name="land-batch", cache_policy=NO_CACHE)
-def land_batch_task(config: PerennialConfig, batch: str, source_file: str | None) -> LandingRecord:
+def land_from(config: PerennialConfig, batch: str, source_file: str | None) -> LandingRecord:
+    """Land a batch from `source_file`, or from the dataset's configured source."""
     from tasks.storage import open_storage
 
     if source_file:
@@ -228,3 +227,8 @@ def land_batch_task(config: PerennialConfig, batch: str, source_file: str | None
     else:
         data, ext, origin = extract_from_source(config, batch)
     return land_batch(open_storage(config.home), config, batch, data, ext, origin)
+
+
+@task(name="land-batch", cache_policy=NO_CACHE)
+def land_batch_task(config: PerennialConfig, batch: str, source_file: str | None) -> LandingRecord:
+    return land_from(config, batch, source_file)

@@ -138,8 +138,8 @@ class ServedModel:
             local: datetime | None = None
             if self.time_features:
                 stamp: datetime = getattr(row, self.time_column)
-                if stamp.tzinfo is None:  # naive times are UTC, as in batch features
-                    stamp = stamp.replace(tzinfo=UTC)
+                if stamp.tzinfo is None:  # wall-clock time in the dataset's zone, as in batches
+                    stamp = stamp.replace(tzinfo=self.zone)
                 local = stamp.astimezone(self.zone)
             for j, column in enumerate(self.columns):
                 if column in self.codes:
