@@ -17,6 +17,7 @@ import random
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -69,6 +70,28 @@ def now_utc() -> datetime:
 # --- writing (the serving process) ---------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Sampled:
+    """One sampled row as the request path keeps it, until the writer thread stores it."""
+
+    row: BaseModel
+    score: float
+    version: str
+    alias: str
+    request_key: str | None
+    received: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.row.model_dump(),
+            SCORE: self.score,
+            VERSION: self.version,
+            ARM: self.alias,
+            REQUEST_KEY: self.request_key,
+            RECEIVED_AT: self.received,
+        }
+
+
 class LiveSampler:
     """Samples scored rows into memory and writes them to storage off the request path."""
 
@@ -83,7 +106,7 @@ class LiveSampler:
         self.rate = config.serve.live_sample_rate
         self.periods, self.zone = live_time(config), ZoneInfo(config.time.timezone)
         self._random = random.Random(seed)
-        self._buffer: list[tuple[str, dict[str, Any]]] = []
+        self._buffer: list[tuple[str, Sampled]] = []
         self._lock = threading.Lock()
         self._wake, self._stop = threading.Event(), threading.Event()
         self._thread: threading.Thread | None = None
@@ -107,25 +130,16 @@ class LiveSampler:
         received = self.clock()
         batch = batch_id(received.astimezone(self.zone), self.periods)
         key = request_key[:MAX_KEY_CHARS] if request_key is not None else None
+        # Only references here: rows become dicts in the writer thread (model_dump is the cost).
         records = [
-            (
-                batch,
-                {
-                    **rows[i].model_dump(),
-                    SCORE: float(scores[i]),
-                    VERSION: model.version,
-                    ARM: model.alias,
-                    REQUEST_KEY: key,
-                    RECEIVED_AT: received,
-                },
-            )
+            (batch, Sampled(rows[i], float(scores[i]), model.version, model.alias, key, received))
             for i in kept
         ]
         with self._lock:
             self._buffer.extend(records)
             waiting = len(self._buffer)
-        if waiting >= self.config.serve.live_flush_rows:
-            self._wake.set()
+        if waiting >= self.config.serve.live_flush_rows and not self._wake.is_set():
+            self._wake.set()  # once: Event.set takes a lock and notifies, on every request
         return len(kept)
 
     def flush(self) -> list[str]:
@@ -135,15 +149,16 @@ class LiveSampler:
             taken, self._buffer = self._buffer, []
         if not taken:
             return []
-        by_batch: dict[str, list[dict[str, Any]]] = {}
+        by_batch: dict[str, list[Sampled]] = {}
         for batch, record in taken:
             by_batch.setdefault(batch, []).append(record)
         written: list[str] = []
-        failed: list[tuple[str, dict[str, Any]]] = []
+        failed: list[tuple[str, Sampled]] = []
         for batch, records in by_batch.items():
             key = catalog.key("live_part", self.config, batch=batch, part=part_name(self.clock()))
             try:
-                self.storage.write_parquet(key, live_frame(records, self.config))
+                frame = live_frame([record.as_dict() for record in records], self.config)
+                self.storage.write_parquet(key, frame)
                 written.append(key)
             except Exception:
                 log.exception("writing %d live rows of %s to %s failed", len(records), batch, key)
@@ -153,7 +168,7 @@ class LiveSampler:
         self.written.extend(written)
         return written
 
-    def _keep_unwritten(self, failed: list[tuple[str, dict[str, Any]]]) -> None:
+    def _keep_unwritten(self, failed: list[tuple[str, Sampled]]) -> None:
         bound = BACKLOG_FLUSHES * self.config.serve.live_flush_rows
         with self._lock:
             self._buffer = failed + self._buffer
