@@ -372,24 +372,35 @@ def predict(
 @app.command()
 def monitor(
     batch: str = typer.Option(..., "--batch", "-b", help="Batch to check, e.g. 2013-07."),
+    live: bool = typer.Option(
+        False, "--live", help="Check the live traffic `perennial serve` sampled in this period."
+    ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Measure a batch's drift against the champion's training data (PSI per feature, scores,
-    labels); on alert emit `perennial.drift.detected`. Drift exits 0: it is information."""
-    from flows.monitoring import monitoring
+    labels); on alert emit `perennial.drift.detected`. Drift exits 0: it is information.
+    With --live, the batch is the live traffic served in that period (serve.live_sample_rate)."""
+    from flows.monitoring import live_monitoring, monitoring
     from tasks.drift import DriftError
+    from tasks.live import LiveError
 
     cfg = _config(config)
     try:
-        result = _run(monitoring, batch=_checked_batch(cfg, batch), dataset=_dataset(cfg))
-    except DriftError as exc:  # e.g. a champion trained before profiles existed
+        result = _run(
+            live_monitoring if live else monitoring,
+            batch=_checked_batch(cfg, batch),
+            dataset=_dataset(cfg),
+        )
+    except (DriftError, LiveError) as exc:  # e.g. a champion trained before profiles existed
         _fail(f"rejected: {exc}")
     lines = [
         f"batch {batch} vs champion v{result['reference_version']}: {result['status'].upper()} "
         f"(max PSI {result['max_psi']:.3f})",
         *(f"  - {reason}" for reason in result["reasons"]),
     ]
+    if live:
+        lines.insert(0, f"live traffic sampled by perennial serve: {result['rows']:,} rows")
     if result["event_emitted"]:
         lines.append("  event perennial.drift.detected emitted (a served deployment retrains)")
     shadow = result.get("shadow")
@@ -400,7 +411,23 @@ def monitor(
             f"champion v{shadow['champion']['version']} {shadow['champion']['roc_auc']:.4f} "
             f"({shadow['gain']['roc_auc']:+.4f})"
         )
+    lines.extend(_arms_lines(result.get("arms")))
     _emit(result, as_json, "\n".join(lines))
+
+
+def _arms_lines(arms: dict[str, Any] | None) -> list[str]:
+    """The A/B arms of the batch's live traffic, one line each (the policy decides promotion)."""
+    if not arms:
+        return []
+    lines = [f"A/B arms on {arms['rows']:,} labelled live rows:"]
+    for alias in ("champion", "challenger"):
+        if arms[alias]:
+            versions = ", ".join(f"v{v}" for v in arms[alias]["versions"])
+            lines.append(
+                f"  {alias} {versions}: {arms[alias]['rows']:,} rows, "
+                f"AUC {arms[alias]['roc_auc']:.4f}"
+            )
+    return lines
 
 
 @app.command()

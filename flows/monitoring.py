@@ -1,7 +1,8 @@
 """Monitoring: land a batch if needed, gate it, measure its drift against the champion's
 reference profile, leave the artifacts and, on alert, emit `perennial.drift.detected` (which the
 training deployment's trigger turns into a retrain). When the batch was scored in shadow and
-its labels are in, it also compares challenger and champion on it."""
+its labels are in, it also compares challenger and champion on it, and the A/B arms of the live
+traffic of its period. `live_monitoring` measures the drift of live traffic instead."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from typing import Any
 
 from prefect import flow
 
+from tasks.arms import compare_arms_task
 from tasks.batches import check_batch
 from tasks.config import dataset_config
 from tasks.drift import measure_drift_task, report_drift_task
 from tasks.ingest import newest_landed_task
+from tasks.live import live_time, measure_live_task, report_live_drift_task
 from tasks.predict import compare_shadow_task
 from tasks.validate import gate_batches_task
 
@@ -34,9 +37,33 @@ def monitoring(batch: str = "", dataset: str = "flights") -> dict[str, Any]:
     report = measure_drift_task(config, batch)
     plot_key = report_drift_task(config, report)
     shadow = compare_shadow_task(config, batch)
+    arms = compare_arms_task(config, batch)
     return {
         **report.as_dict(),
         "plot_key": plot_key,
         "event_emitted": report.status == "alert",
         "shadow": shadow,
+        "arms": arms,
+    }
+
+
+@flow(name="live-monitoring", log_prints=True)
+def live_monitoring(batch: str, dataset: str = "flights") -> dict[str, Any]:
+    """Measure drift of the live traffic `perennial serve` sampled in `batch` (a period of
+    `serve.live_period`, e.g. 2013-07) against the champion's training data; on alert emit
+    the drift event, marked live, which retrains as batch drift does.
+
+    Args:
+        batch: Live period to check, e.g. 2013-07.
+        dataset: Name of a dataset YAML in configs/, e.g. flights (the demo).
+    """
+    config = dataset_config(dataset)
+    batch = check_batch(batch, live_time(config))
+    report = measure_live_task(config, batch)
+    plot_key = report_live_drift_task(config, report)
+    return {
+        **report.as_dict(),
+        "live": True,
+        "plot_key": plot_key,
+        "event_emitted": report.status == "alert",
     }

@@ -33,8 +33,10 @@ from prometheus_client import (
 from pydantic import ValidationError
 
 from tasks.config import PerennialConfig
+from tasks.live import LiveSampler
 from tasks.registry import CHALLENGER, CHAMPION
 from tasks.serving import AliasPoller, Arms, ModelSlot, route
+from tasks.storage import open_storage
 
 log = logging.getLogger("perennial.serve")
 
@@ -97,6 +99,26 @@ def _refusal(error: ValidationError) -> Response:
     return _json({"detail": detail}, 422)
 
 
+async def _limited_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None once it passes `limit` bytes: a declared Content-Length is checked
+    before anything is read, and a chunked body is counted as it streams in, so an oversized
+    request costs at most `limit` bytes of memory and is never parsed."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(what: str) -> Response:
+    return _json({"detail": what}, 413)
+
+
 def _token_check(token: str | None) -> Any:
     """A check of `Authorization: Bearer <token>` (PERENNIAL_SERVE_TOKEN; served mode generates
     one): None lets a request through, else the refusal to send. No token: no check."""
@@ -113,11 +135,19 @@ def _token_check(token: str | None) -> Any:
     return refused
 
 
-def create_app(config: PerennialConfig, poller: AliasPoller | None = None) -> FastAPI:
+def create_app(
+    config: PerennialConfig,
+    poller: AliasPoller | None = None,
+    sampler: LiveSampler | None = None,
+) -> FastAPI:
     """The service for a dataset. The first alias check happens at startup, before the first
     request; then a background thread polls every `serve.poll_seconds`. Tests may pass their
-    own poller (e.g. one that never starts its thread)."""
+    own poller (e.g. one that never starts its thread) and live sampler (e.g. with a clock).
+    Sampled rows (`serve.live_sample_rate`) are written to storage in the background and at
+    shutdown."""
     metrics = ServeMetrics()
+    if sampler is None:
+        sampler = LiveSampler(config, open_storage(config.home))
     slot = poller.slot if poller else ModelSlot()
     if poller is None:
         poller = AliasPoller(
@@ -128,6 +158,7 @@ def create_app(config: PerennialConfig, poller: AliasPoller | None = None) -> Fa
         )
     share, threshold = config.serve.challenger_share, config.serve.threshold
     refused = _token_check(os.environ.get("PERENNIAL_SERVE_TOKEN"))
+    max_body = config.serve.max_body_kb * 1024
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -137,13 +168,16 @@ def create_app(config: PerennialConfig, poller: AliasPoller | None = None) -> Fa
             log.exception("first check of the aliases of %s failed", config.model_name)
         metrics.served(slot.arms)
         poller.start()
+        sampler.start()
         try:
             yield
         finally:
             poller.stop()
+            sampler.stop()  # writes what is still buffered
 
     app = FastAPI(title=f"perennial serve: {config.model_name}", lifespan=lifespan)
     app.state.slot, app.state.poller, app.state.metrics = slot, poller, metrics
+    app.state.sampler = sampler
 
     # Async handlers with no awaits but the body: scoring a few rows takes tens of
     # microseconds, less than a hop to the thread pool would.
@@ -157,15 +191,30 @@ def create_app(config: PerennialConfig, poller: AliasPoller | None = None) -> Fa
         if arms.champion is None or arms.schema is None:
             metrics.requests.labels("none", "503").inc()
             return _json({"detail": f"{config.model_name} has no champion loaded yet"}, 503)
+        body = await _limited_body(request, max_body)
+        if body is None:
+            metrics.requests.labels("none", "413").inc()
+            return _too_large(
+                f"request body over {config.serve.max_body_kb} KiB (serve.max_body_kb): "
+                "send fewer rows per request"
+            )
         try:
-            rows = arms.schema.parse(await request.body())
+            rows = arms.schema.parse(body)
         except ValidationError as error:
             # Refused before routing: a refusal belongs to no arm.
+            if any(item["type"] == "too_long" and not item["loc"] for item in error.errors()):
+                metrics.requests.labels("none", "413").inc()
+                return _too_large(
+                    f"request carries more than {config.serve.max_rows} rows "
+                    "(serve.max_rows): split it into several requests"
+                )
             metrics.requests.labels("none", "422").inc()
             metrics.latency.observe(time.perf_counter() - started)
             return _refusal(error)
-        model = route(arms, share, request.headers.get("x-request-key")) or arms.champion
+        request_key = request.headers.get("x-request-key")
+        model = route(arms, share, request_key) or arms.champion
         scores = model.score(rows)
+        sampler.offer(rows, scores, model, request_key)
         predictions = [
             {
                 "score": score,

@@ -5,7 +5,9 @@
 #   storage   data, artifacts and log buckets, KMS key
 #   database  RDS PostgreSQL for Prefect, MLflow and Optuna, one user and secret per service
 #   iam       one role per service
-#   compute   ECS cluster, Prefect server, Prefect ECS worker, MLflow server, internal ALB
+#   compute   ECS cluster, Prefect server, Prefect ECS worker, MLflow server, perennial serve,
+#             internal ALB
+#   serve_token.tf  the bearer token of perennial serve, in Secrets Manager
 #   budget.tf monthly cost budget with email alerts
 
 data "aws_caller_identity" "current" {}
@@ -106,6 +108,7 @@ module "iam" {
   db_master_secret_arn   = module.database.secret_arn
   db_service_secret_arns = module.database.service_secret_arns
   db_kms_key_arn         = module.database.kms_key_arn
+  serve_token_secret_arn = aws_secretsmanager_secret.serve_token.arn
   tags                   = local.tags
 }
 
@@ -126,6 +129,14 @@ module "compute" {
     prefect_server = { cpu = local.sizing.prefect_server_cpu, memory = local.sizing.prefect_server_memory }
     mlflow         = { cpu = local.sizing.mlflow_cpu, memory = local.sizing.mlflow_memory }
     worker         = { cpu = local.sizing.worker_cpu, memory = local.sizing.worker_memory }
+    serve          = { cpu = local.sizing.serve_cpu, memory = local.sizing.serve_memory }
+  }
+  serve = {
+    dataset          = var.serve_dataset
+    data_bucket      = module.storage.data_bucket
+    s3_kms_key_arn   = module.storage.kms_key_arn
+    live_sample_rate = var.serve_live_sample_rate
+    token_secret_arn = aws_secretsmanager_secret.serve_token.arn
   }
   execution_role_arns = module.iam.execution_role_arns
   task_role_arns      = module.iam.task_role_arns

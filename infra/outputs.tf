@@ -117,6 +117,16 @@ output "ecs_work_pool_job_variables" {
 
 # --- operations ------------------------------------------------------------------
 
+output "serve_url" {
+  description = "perennial serve behind the internal load balancer (POST /predict with Authorization: Bearer <serve_token_secret_arn's value>)."
+  value       = module.compute.serve_url
+}
+
+output "serve_token_secret_arn" {
+  description = "Secrets Manager secret holding the bearer token of perennial serve."
+  value       = aws_secretsmanager_secret.serve_token.arn
+}
+
 output "ecr_repository_url" {
   description = "Push the Perennial image here (tag = image_tag)."
   value       = module.compute.ecr_repository_url

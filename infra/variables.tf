@@ -111,3 +111,31 @@ variable "budget_alert_emails" {
     error_message = "Give at least one valid email address for budget alerts."
   }
 }
+
+variable "serve_dataset" {
+  description = "Dataset whose champion perennial serve scores (configs/<dataset>.yaml in the image)."
+  type        = string
+  default     = "flights"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", var.serve_dataset))
+    error_message = "serve_dataset must be a dataset name (a YAML of configs/), never a path."
+  }
+}
+
+variable "serve_live_sample_rate" {
+  description = "Share of scored rows perennial serve writes to live/ for the drift monitor (0 to 1)."
+  type        = number
+  default     = 0.1
+
+  validation {
+    condition     = var.serve_live_sample_rate >= 0 && var.serve_live_sample_rate <= 1
+    error_message = "serve_live_sample_rate must be between 0 and 1."
+  }
+}
+
+variable "serve_token_version" {
+  description = "Increment to generate a new perennial serve bearer token (written to Secrets Manager without entering the state). Redeploy the serve service afterwards."
+  type        = number
+  default     = 1
+}

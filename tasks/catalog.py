@@ -18,7 +18,15 @@ LANDING = "landing/"  # raw data: never overwritten, never deleted
 LANDED_SUFFIX = ".landed.json"
 
 Entry = Literal[
-    "validated", "validated_summary", "quarantined_file", "reference", "predictions", "drift_plot"
+    "validated",
+    "validated_summary",
+    "quarantined_file",
+    "reference",
+    "predictions",
+    "drift_plot",
+    "live_folder",
+    "live_part",
+    "live_drift_plot",
 ]
 CATALOG: dict[Entry, str] = {
     # batches that passed the gate, and the gate's summary of each
@@ -31,6 +39,10 @@ CATALOG: dict[Entry, str] = {
     "predictions": "predictions/{dataset}/{model}/{batch}.parquet",
     # drift plots
     "drift_plot": "reports/{dataset}/drift-{batch}.png",
+    # live traffic sampled by `perennial serve`: one part per write, never rewritten
+    "live_folder": "live/{dataset}/{model}/{batch}",
+    "live_part": "live/{dataset}/{model}/{batch}/{part}.parquet",
+    "live_drift_plot": "reports/{dataset}/live-drift-{batch}.png",
 }
 
 

@@ -337,7 +337,8 @@ def table_rows(report: DriftReport, drift: DriftConfig) -> list[dict[str, Any]]:
     return [{"feature": n, "psi": round(v, 4), "level": level(v)} for n, v in report.psi.items()]
 
 
-def emit_drift(config: PerennialConfig, report: DriftReport) -> None:
+def emit_drift(config: PerennialConfig, report: DriftReport, **marks: Any) -> None:
+    """The drift event; `marks` join the payload (e.g. `live=True` for live traffic)."""
     from prefect.events import emit_event
 
     emit_event(
@@ -349,7 +350,7 @@ def emit_drift(config: PerennialConfig, report: DriftReport) -> None:
                 "prefect.resource.role": "model",
             }
         ],
-        payload=report.event_payload(),
+        payload={**report.event_payload(), **marks},
     )
 
 

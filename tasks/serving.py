@@ -64,7 +64,8 @@ def _category_type(values: Sequence[Any]) -> Any:
 
 def row_model(config: PerennialConfig, categories: dict[str, list[Any]]) -> type[BaseModel]:
     """The pydantic model of one input row: every raw column the features are built from,
-    required (null allowed where the model handles a missing value), nothing else.
+    required (null allowed where the model handles a missing value), the optional key columns
+    (`validation.key_columns`), nothing else.
     Strict, so that `"12"` is not a number and `12` is not a carrier."""
     spec = config.features
     fields: dict[str, Any] = {}
@@ -74,6 +75,11 @@ def row_model(config: PerennialConfig, categories: dict[str, list[Any]]) -> type
         fields[column] = (_category_type(categories.get(column, [])) | None, ...)
     if spec.time:
         fields[config.time.column] = (datetime, ...)
+    # Key columns may come along, unused for scoring: a sampled live row keeps them, so the
+    # monitor can join it to its label when the batch lands (tasks.arms).
+    for column in config.validation.key_columns:
+        if column not in fields:
+            fields[column] = (str | int | float | None, None)
     return create_model("Row", __config__=ConfigDict(extra="forbid", strict=True), **fields)
 
 

@@ -81,7 +81,11 @@ def draft_expectations(reference: list[pd.DataFrame], config: PerennialConfig) -
     keys = config.validation.key_columns
     if keys:
         drafted += [gxe.ExpectColumnValuesToNotBeNull(column=key) for key in keys]
-        drafted.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=list(keys)))
+        # GX refuses a compound expectation over one column: one key is a plain unique column.
+        if len(keys) == 1:
+            drafted.append(gxe.ExpectColumnValuesToBeUnique(column=keys[0]))
+        else:
+            drafted.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=list(keys)))
     for column in spec.numeric:
         values = pd.to_numeric(frame[column], errors="coerce")
         low, high = widened_range(float(values.min()), float(values.max()))

@@ -493,7 +493,13 @@ def policy_statements() -> Iterator[tuple[str, dict]]:
 def test_one_role_per_service() -> None:
     task_roles = one("aws_iam_role", "task", IAM)
     locals_ = parse(IAM / "main.tf")["locals"][0]
-    assert set(locals_["ecs_task_roles"]) == {"prefect_server", "mlflow", "worker", "flow_run"}
+    assert set(locals_["ecs_task_roles"]) == {
+        "prefect_server",
+        "mlflow",
+        "worker",
+        "flow_run",
+        "serve",
+    }
     assert "for_each" in task_roles
     assert {name for _, name, _ in resources("aws_iam_role", IAM)} == {
         "execution",
@@ -701,6 +707,7 @@ def test_services_log_in_as_their_own_user_never_the_master() -> None:
         "prefect_server": "prefect_server",
         "mlflow": "mlflow",
         "worker": None,
+        "serve": None,
     }
     server_url = services["prefect_server"]["environment"][0]["value"]
     assert server_url == "postgresql+asyncpg://${local.pg_url.prefect_server}"

@@ -1,4 +1,5 @@
-# Internal application load balancer: Prefect API/UI on 4200, MLflow on 5000.
+# Internal application load balancer: Prefect API/UI on 4200, MLflow on 5000, perennial serve
+# on 8000.
 # Reachable only from the VPC (and client_cidrs) through the alb security group.
 
 resource "aws_lb" "this" {
@@ -25,6 +26,7 @@ resource "aws_lb_target_group" "this" {
   for_each = {
     prefect = { name = var.names.tg_prefect, port = local.ports.prefect, health = "/api/health" }
     mlflow  = { name = var.names.tg_mlflow, port = local.ports.mlflow, health = "/health" }
+    serve   = { name = var.names.tg_serve, port = local.ports.serve, health = "/health" }
   }
 
   name                 = each.value.name

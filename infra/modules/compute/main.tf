@@ -1,5 +1,5 @@
-# ECS Fargate: Prefect server and MLflow server behind an internal load balancer,
-# and a Prefect ECS worker that starts flow runs as tasks in the same cluster.
+# ECS Fargate: Prefect server, MLflow server and perennial serve behind an internal load
+# balancer, and a Prefect ECS worker that starts flow runs as tasks in the same cluster.
 # All three, the flow runs and the db-bootstrap task run the Perennial image built from
 # infra/Dockerfile (prefect, prefect-aws, mlflow, psycopg) and pushed to the stack's ECR
 # repository, so no task needs internet access.
@@ -14,9 +14,11 @@ locals {
   ports = {
     prefect = 4200
     mlflow  = 5000
+    serve   = 8000
   }
   prefect_api_url = "${local.scheme}://${aws_lb.this.dns_name}:${local.ports.prefect}/api"
   mlflow_url      = "${local.scheme}://${aws_lb.this.dns_name}:${local.ports.mlflow}"
+  serve_url       = "${local.scheme}://${aws_lb.this.dns_name}:${local.ports.serve}"
 
   # libpq (psycopg) and asyncpg read these, so no URL carries a password. Each service logs in
   # as its own user with its own secret (modules/database); the master user only bootstraps.

@@ -38,6 +38,11 @@ output "mlflow_url" {
   value       = local.mlflow_url
 }
 
+output "serve_url" {
+  description = "URL of perennial serve (POST /predict with Authorization: Bearer <token from the serve token secret>)."
+  value       = local.serve_url
+}
+
 output "flow_run_environment" {
   description = "Non-secret environment of flow-run containers for PostgreSQL (PGHOST, PGPORT, PGUSER of the flow_run user, PGSSLMODE)."
   value       = { for item in local.pg_environment["flow_run"] : item.name => item.value }

@@ -1,6 +1,7 @@
 # Task definitions and services. Every container has a read-only root filesystem,
-# runs unprivileged, logs to the KMS-encrypted log group and gets its own service's database
-# password only as a secret injected by the ECS agent, with its own execution role.
+# runs unprivileged, logs to the KMS-encrypted log group and gets its own service's secret
+# (database password, serve token) only as a secret injected by the ECS agent, with its own
+# execution role.
 
 locals {
   services = {
@@ -8,6 +9,8 @@ locals {
       port       = local.ports.prefect
       lb         = "prefect"
       db_service = "prefect_server"
+      sg         = "app"
+      secrets    = []
       min_health = 0 # one server at a time: no overlapping schema migrations
       max_health = 100
       command    = ["prefect", "server", "start", "--host", "0.0.0.0", "--port", tostring(local.ports.prefect)]
@@ -21,6 +24,8 @@ locals {
       port       = local.ports.mlflow
       lb         = "mlflow"
       db_service = "mlflow"
+      sg         = "app"
+      secrets    = []
       min_health = 100
       max_health = 200
       command = [
@@ -39,11 +44,37 @@ locals {
       port       = null
       lb         = null
       db_service = null
+      sg         = "runner"
+      secrets    = []
       min_health = 0
       max_health = 100
       command    = ["prefect", "worker", "start", "--pool", var.names.work_pool, "--type", "ecs"]
       environment = [
         { name = "PREFECT_API_URL", value = local.prefect_api_url },
+        { name = "AWS_DEFAULT_REGION", value = var.region },
+      ]
+    }
+    # perennial serve: the champion of one dataset over HTTP, behind the internal load balancer.
+    # No database; models from the MLflow server; sampled live traffic to live/ of the state
+    # root; the bearer token injected from Secrets Manager by the ECS agent, never plain env.
+    serve = {
+      port       = local.ports.serve
+      lb         = "serve"
+      db_service = null
+      sg         = "serve"
+      secrets    = [{ name = "PERENNIAL_SERVE_TOKEN", valueFrom = var.serve.token_secret_arn }]
+      min_health = 100 # a new task warms up before the old one stops: no gap in scoring
+      max_health = 200
+      command = [
+        "perennial", "serve", "--host", "0.0.0.0", "--port", tostring(local.ports.serve),
+        "--config", "configs/${var.serve.dataset}.yaml",
+      ]
+      environment = [
+        { name = "PERENNIAL_HOME", value = "s3://${var.serve.data_bucket}" },
+        { name = "PERENNIAL_MLFLOW_URI", value = local.mlflow_url },
+        { name = "PERENNIAL_S3_KMS_KEY_ID", value = var.serve.s3_kms_key_arn },
+        { name = "PERENNIAL_SERVE__LIVE_SAMPLE_RATE", value = tostring(var.serve.live_sample_rate) },
+        { name = "MLFLOW_DISABLE_TELEMETRY", value = "true" },
         { name = "AWS_DEFAULT_REGION", value = var.region },
       ]
     }
@@ -74,7 +105,7 @@ resource "aws_ecs_task_definition" "this" {
     name         = replace(each.key, "_", "-")
     command      = each.value.command
     environment  = concat(each.value.environment, local.writable_environment, each.value.db_service == null ? [] : local.pg_environment[each.value.db_service])
-    secrets      = each.value.db_service == null ? [] : local.pg_secrets[each.value.db_service]
+    secrets      = concat(each.value.db_service == null ? [] : local.pg_secrets[each.value.db_service], each.value.secrets)
     portMappings = each.value.port == null ? [] : [{ containerPort = each.value.port, protocol = "tcp" }]
     logConfiguration = {
       logDriver = "awslogs"
@@ -106,7 +137,7 @@ resource "aws_ecs_service" "this" {
 
   network_configuration {
     subnets          = var.subnet_ids
-    security_groups  = [each.value.lb == null ? var.security_group_ids.runner : var.security_group_ids.app]
+    security_groups  = [var.security_group_ids[each.value.sg]]
     assign_public_ip = false
   }
 

@@ -12,6 +12,7 @@ variable "names" {
     alb             = string
     tg_prefect      = string
     tg_mlflow       = string
+    tg_serve        = string
     work_pool       = string
     flow_run_family = string
     db_bootstrap    = string
@@ -48,11 +49,12 @@ variable "subnet_ids" {
 }
 
 variable "security_group_ids" {
-  description = "Security groups by role (alb, app, runner) from modules/network."
+  description = "Security groups by role (alb, app, runner, serve) from modules/network."
   type = object({
     alb    = string
     app    = string
     runner = string
+    serve  = string
   })
 }
 
@@ -72,6 +74,7 @@ variable "task_sizes" {
     prefect_server = object({ cpu = number, memory = number })
     mlflow         = object({ cpu = number, memory = number })
     worker         = object({ cpu = number, memory = number })
+    serve          = object({ cpu = number, memory = number })
   })
 }
 
@@ -81,7 +84,7 @@ variable "execution_role_arns" {
 }
 
 variable "task_role_arns" {
-  description = "Task role ARNs by service (prefect_server, mlflow, worker)."
+  description = "Task role ARNs by service (prefect_server, mlflow, worker, serve)."
   type        = map(string)
 }
 
@@ -149,4 +152,25 @@ variable "kms_deletion_window_days" {
 variable "tags" {
   description = "Tags applied to every resource."
   type        = map(string)
+}
+
+variable "serve" {
+  description = "perennial serve: the dataset it serves (configs/<dataset>.yaml in the image), the state root it writes sampled live traffic to, the bucket's KMS key, the share of rows sampled, and the Secrets Manager ARN of its bearer token."
+  type = object({
+    dataset          = string
+    data_bucket      = string
+    s3_kms_key_arn   = string
+    live_sample_rate = number
+    token_secret_arn = string
+  })
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", var.serve.dataset))
+    error_message = "serve.dataset must be a dataset name (a YAML of configs/), never a path."
+  }
+
+  validation {
+    condition     = var.serve.live_sample_rate >= 0 && var.serve.live_sample_rate <= 1
+    error_message = "serve.live_sample_rate must be between 0 and 1."
+  }
 }

@@ -20,6 +20,7 @@ locals {
     mlflow         = var.names.role_mlflow
     worker         = var.names.role_worker
     flow_run       = var.names.role_flow_run
+    serve          = var.names.role_serve
   }
 
   # One execution role per task family: the ECS agent injects a task's secrets with it, so each
@@ -31,6 +32,7 @@ locals {
     mlflow         = [var.db_service_secret_arns["mlflow"]]
     worker         = []
     flow_run       = [var.db_service_secret_arns["flow_run"]]
+    serve          = [var.serve_token_secret_arn] # its bearer token; no database
     db_bootstrap   = concat([var.db_master_secret_arn], values(var.db_service_secret_arns))
   }
 }
@@ -330,6 +332,36 @@ resource "aws_iam_role_policy" "flow_run" {
   name   = "perennial-state-root"
   role   = aws_iam_role.task["flow_run"].id
   policy = data.aws_iam_policy_document.flow_run.json
+}
+
+# --- perennial serve: append sampled live traffic, nothing else -----------------------------
+
+# Models come from the MLflow server (artifacts proxied by it), so the service needs no read
+# access to any bucket: it only writes new parts under live/ of the state root.
+data "aws_iam_policy_document" "serve" {
+  statement {
+    sid       = "WriteLiveTraffic"
+    actions   = ["s3:PutObject"]
+    resources = ["${var.data_bucket_arn}/${var.live_prefix}*"]
+  }
+
+  statement {
+    sid       = "UseBucketKey"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"] # Decrypt: multipart uploads of large parts
+    resources = [var.s3_kms_key_arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${var.region}.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "serve" {
+  name   = "perennial-live-traffic"
+  role   = aws_iam_role.task["serve"].id
+  policy = data.aws_iam_policy_document.serve.json
 }
 
 # The Prefect server task role has no policy: the server talks only to PostgreSQL.

@@ -1,10 +1,10 @@
 output "execution_role_arns" {
-  description = "ECS task execution role by task family (prefect_server, mlflow, worker, flow_run, db_bootstrap): image pull, logs, its own database secret."
+  description = "ECS task execution role by task family (prefect_server, mlflow, worker, flow_run, serve, db_bootstrap): image pull, logs, its own secret."
   value       = { for family, role in aws_iam_role.execution : family => role.arn }
 }
 
 output "task_role_arns" {
-  description = "Task role ARNs by service: prefect_server, mlflow, worker, flow_run."
+  description = "Task role ARNs by service: prefect_server, mlflow, worker, flow_run, serve."
   value       = { for service, role in aws_iam_role.task : service => role.arn }
 }
 

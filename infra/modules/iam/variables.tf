@@ -6,6 +6,7 @@ variable "names" {
     role_mlflow      = string
     role_worker      = string
     role_flow_run    = string
+    role_serve       = string
     role_rds_monitor = string
     cluster          = string
     log_group        = string
@@ -79,4 +80,15 @@ variable "db_kms_key_arn" {
 variable "tags" {
   description = "Tags applied to every resource."
   type        = map(string)
+}
+
+variable "serve_token_secret_arn" {
+  description = "ARN of the perennial serve bearer-token secret: readable by the serve execution role only."
+  type        = string
+}
+
+variable "live_prefix" {
+  description = "Prefix of the state root where perennial serve writes sampled live traffic."
+  type        = string
+  default     = "live/"
 }

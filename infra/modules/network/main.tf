@@ -19,6 +19,9 @@ locals {
     prefect = 4200
     mlflow  = 5000
   }
+  # perennial serve: clients reach it through the load balancer; it reaches MLflow through it.
+  serve_port      = 8000
+  client_ports    = merge(local.ports, { serve = local.serve_port })
   lb_client_cidrs = distinct(concat([var.vpc_cidr], var.client_cidrs))
 }
 

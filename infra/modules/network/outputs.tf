@@ -14,11 +14,12 @@ output "private_subnet_ids" {
 }
 
 output "security_group_ids" {
-  description = "Security group IDs by role: alb, app, runner, database, endpoints."
+  description = "Security group IDs by role: alb, app, runner, serve, database, endpoints."
   value = {
     alb       = aws_security_group.alb.id
     app       = aws_security_group.app.id
     runner    = aws_security_group.runner.id
+    serve     = aws_security_group.serve.id
     database  = aws_security_group.database.id
     endpoints = aws_security_group.endpoints.id
   }

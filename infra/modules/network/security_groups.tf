@@ -2,8 +2,9 @@
 # description and names its peer (a security group, the VPC CIDR or the S3 prefix list).
 #
 #   clients in the VPC --4200/5000--> alb --4200/5000--> app (Prefect server, MLflow)
+#   clients in the VPC --8000--> alb --8000--> serve (perennial serve) --5000--> alb (MLflow)
 #   runner (Prefect worker, flow runs) --4200/5000--> alb
-#   app, runner --5432--> database;  app, runner --443--> endpoints, S3
+#   app, runner --5432--> database;  app, runner, serve --443--> endpoints, S3
 
 resource "aws_security_group" "alb" {
   #checkov:skip=CKV2_AWS_5:Attached to the load balancer (modules/compute) through this module's security_group_ids output; checkov does not follow cross-module references.
@@ -32,6 +33,15 @@ resource "aws_security_group" "runner" {
   tags = merge(var.tags, { Name = "${var.name_prefix}-runner" })
 }
 
+resource "aws_security_group" "serve" {
+  #checkov:skip=CKV2_AWS_5:Attached to the perennial serve service (modules/compute) through this module's security_group_ids output; checkov does not follow cross-module references.
+  name        = "${var.name_prefix}-serve"
+  description = "perennial serve tasks: scoring behind the load balancer, no database"
+  vpc_id      = aws_vpc.this.id
+
+  tags = merge(var.tags, { Name = "${var.name_prefix}-serve" })
+}
+
 resource "aws_security_group" "database" {
   #checkov:skip=CKV2_AWS_5:Attached to the RDS instance (modules/database) through this module's security_group_ids output; checkov does not follow cross-module references.
   name        = "${var.name_prefix}-database"
@@ -53,8 +63,8 @@ resource "aws_security_group" "endpoints" {
 
 resource "aws_vpc_security_group_ingress_rule" "alb_from_clients" {
   for_each = {
-    for pair in setproduct(local.lb_client_cidrs, keys(local.ports)) :
-    "${pair[1]}-${pair[0]}" => { cidr = pair[0], port = local.ports[pair[1]], service = pair[1] }
+    for pair in setproduct(local.lb_client_cidrs, keys(local.client_ports)) :
+    "${pair[1]}-${pair[0]}" => { cidr = pair[0], port = local.client_ports[pair[1]], service = pair[1] }
   }
 
   security_group_id = aws_security_group.alb.id
@@ -128,6 +138,7 @@ resource "aws_vpc_security_group_egress_rule" "to_endpoints" {
   for_each = {
     app    = aws_security_group.app.id
     runner = aws_security_group.runner.id
+    serve  = aws_security_group.serve.id
   }
 
   security_group_id            = each.value
@@ -144,6 +155,7 @@ resource "aws_vpc_security_group_egress_rule" "to_s3" {
   for_each = {
     app    = aws_security_group.app.id
     runner = aws_security_group.runner.id
+    serve  = aws_security_group.serve.id
   }
 
   security_group_id = each.value
@@ -193,6 +205,7 @@ resource "aws_vpc_security_group_ingress_rule" "endpoints_from" {
   for_each = {
     app    = aws_security_group.app.id
     runner = aws_security_group.runner.id
+    serve  = aws_security_group.serve.id
   }
 
   security_group_id            = aws_security_group.endpoints.id
@@ -201,6 +214,53 @@ resource "aws_vpc_security_group_ingress_rule" "endpoints_from" {
   ip_protocol                  = "tcp"
   from_port                    = 443
   to_port                      = 443
+
+  tags = var.tags
+}
+
+# --- serve: perennial serve (scoring), behind the load balancer ------------------
+
+resource "aws_vpc_security_group_egress_rule" "alb_to_serve" {
+  security_group_id            = aws_security_group.alb.id
+  description                  = "Forward to the perennial serve tasks"
+  referenced_security_group_id = aws_security_group.serve.id
+  ip_protocol                  = "tcp"
+  from_port                    = local.serve_port
+  to_port                      = local.serve_port
+
+  tags = var.tags
+}
+
+resource "aws_vpc_security_group_ingress_rule" "serve_from_alb" {
+  security_group_id            = aws_security_group.serve.id
+  description                  = "Scoring requests from the load balancer"
+  referenced_security_group_id = aws_security_group.alb.id
+  ip_protocol                  = "tcp"
+  from_port                    = local.serve_port
+  to_port                      = local.serve_port
+
+  tags = var.tags
+}
+
+# The service loads champion and challenger from the MLflow registry, through the load balancer.
+resource "aws_vpc_security_group_egress_rule" "serve_to_alb" {
+  security_group_id            = aws_security_group.serve.id
+  description                  = "MLflow registry through the internal load balancer"
+  referenced_security_group_id = aws_security_group.alb.id
+  ip_protocol                  = "tcp"
+  from_port                    = local.ports.mlflow
+  to_port                      = local.ports.mlflow
+
+  tags = var.tags
+}
+
+resource "aws_vpc_security_group_ingress_rule" "alb_from_serve" {
+  security_group_id            = aws_security_group.alb.id
+  description                  = "MLflow API from the perennial serve tasks"
+  referenced_security_group_id = aws_security_group.serve.id
+  ip_protocol                  = "tcp"
+  from_port                    = local.ports.mlflow
+  to_port                      = local.ports.mlflow
 
   tags = var.tags
 }

@@ -27,6 +27,8 @@ locals {
       mlflow_memory            = 2048
       worker_cpu               = 256
       worker_memory            = 512
+      serve_cpu                = 512
+      serve_memory             = 1024
       flow_run_cpu             = 1024
       flow_run_memory          = 4096
       deletion_protection      = false
@@ -53,6 +55,8 @@ locals {
       mlflow_memory            = 2048
       worker_cpu               = 512
       worker_memory            = 1024
+      serve_cpu                = 1024
+      serve_memory             = 2048
       flow_run_cpu             = 2048
       flow_run_memory          = 8192
       deletion_protection      = true
@@ -83,6 +87,7 @@ locals {
     alb                = "${local.name_prefix}-internal"
     tg_prefect         = "${local.name_prefix}-prefect"
     tg_mlflow          = "${local.name_prefix}-mlflow"
+    tg_serve           = "${local.name_prefix}-serve"
     work_pool          = var.environment # the deployments in infra/prefect-prod.yaml target "prod"
     budget             = "${local.name_prefix}-monthly"
     role_execution     = "${local.name_prefix}-ecs-execution"
@@ -90,6 +95,8 @@ locals {
     role_mlflow        = "${local.name_prefix}-mlflow-server"
     role_worker        = "${local.name_prefix}-prefect-worker"
     role_flow_run      = "${local.name_prefix}-flow-run"
+    role_serve         = "${local.name_prefix}-serve"
+    serve_token_secret = "${var.project}/${var.environment}/serve-token"
     role_rds_monitor   = "${local.name_prefix}-rds-monitoring"
     flow_run_family    = "${local.name_prefix}-flow-run"
     db_bootstrap       = "${local.name_prefix}-db-bootstrap"
@@ -133,6 +140,7 @@ locals {
     prefect_server = [local.sizing.prefect_server_cpu, local.sizing.prefect_server_memory]
     mlflow         = [local.sizing.mlflow_cpu, local.sizing.mlflow_memory]
     worker         = [local.sizing.worker_cpu, local.sizing.worker_memory]
+    serve          = [local.sizing.serve_cpu, local.sizing.serve_memory]
     flow_run       = [local.sizing.flow_run_cpu, local.sizing.flow_run_memory]
   }
   invalid_fargate_sizes = [

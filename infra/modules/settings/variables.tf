@@ -76,6 +76,8 @@ variable "overrides" {
     mlflow_memory            = optional(number)
     worker_cpu               = optional(number)
     worker_memory            = optional(number)
+    serve_cpu                = optional(number)
+    serve_memory             = optional(number)
     flow_run_cpu             = optional(number)
     flow_run_memory          = optional(number)
     deletion_protection      = optional(bool)

@@ -20,7 +20,8 @@ locals {
   }
 
   # Prefixes of the Perennial state root (see DESIGN.md "State").
-  state_prefixes = ["landing/", "validated/", "quarantine/", "reference/", "predictions/"]
+  # reports/: drift plots of the monitor; live/: traffic sampled by perennial serve.
+  state_prefixes = ["landing/", "validated/", "quarantine/", "reference/", "predictions/", "reports/", "live/"]
 
   # Prefixes whose noncurrent versions expire, per bucket (never landing/).
   expiring_prefixes = {
