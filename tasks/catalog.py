@@ -16,7 +16,13 @@ LANDING = "landing/"  # raw data: never overwritten, never deleted
 LANDED_SUFFIX = ".landed.json"
 
 Entry = Literal[
-    "validated", "validated_summary", "quarantined_file", "reference", "predictions", "drift_plot"
+    "validated",
+    "validated_summary",
+    "quarantined_file",
+    "reference",
+    "predictions",
+    "drift_plot",
+    "alerts",
 ]
 CATALOG: dict[Entry, str] = {
     # batches that passed the gate, and the gate's summary of each
@@ -29,6 +35,8 @@ CATALOG: dict[Entry, str] = {
     "predictions": "predictions/{dataset}/{model}/{batch}.parquet",
     # drift plots
     "drift_plot": "reports/{dataset}/drift-{batch}.png",
+    # alerts sent: `<subject>.<n>.json` claims the n-th alert of that kind and subject
+    "alerts": "alerts/{dataset}/{kind}",
 }
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from tasks.alerts import alert_champion_moved
 from tasks.config import PerennialConfig
 from tasks.evaluate import Decision, Metrics
 from tasks.lineage import package_versions
@@ -431,6 +432,7 @@ def _move_champion(
         if challenger and challenger.version == version:
             client.delete_registered_model_alias(name, CHALLENGER)
     emit_model_event(config, version, previous, moved_by, reasons)
+    alert_champion_moved(config, action, version, previous, moved_by, reasons)
 
 
 def emit_model_event(
