@@ -15,7 +15,8 @@ import yaml
 from pytest_httpserver import HTTPServer
 
 from flows.service import render_deployments
-from tasks.alerts import Alert, alert_swap_failed, claim, send_alert
+from tasks.alerts import alert_swap_failed, claim, send_alert
+from tasks.channels import Alert
 from tasks.config import AlertsConfig, ConfigError, PerennialConfig, load_config
 from tasks.storage import Storage
 from tests.alerting import (
