@@ -104,11 +104,12 @@ def test_each_channel_kind_gets_its_documented_format_once(
     assert "drifted features: temp, dewp" in mail.get_payload()
 
 
-def _send_from_another_process(home: str, url: str, window: float) -> list[str]:
+def _send_from_another_process(home: str, url: str, start: Any, results: Any) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(URL_ENV["webhook"], url)
         config = configured(Path(home), [{"kind": "webhook", "url_env": URL_ENV["webhook"]}])
-        return send_alert(config, drift_alert()).sent
+        start.wait()  # all five raise the alert at the same moment
+        results.put(len(send_alert(config, drift_alert()).sent))
 
 
 def test_five_processes_raising_one_alert_send_it_once(
@@ -117,11 +118,33 @@ def test_five_processes_raising_one_alert_send_it_once(
     httpserver.expect_request("/hooks/generic", method="POST").respond_with_data("ok")
     url = httpserver.url_for("/hooks/generic")
     context = multiprocessing.get_context("fork")
-    with context.Pool(5) as pool:
-        sent = pool.starmap(_send_from_another_process, [(str(tmp_path), url, 60)] * 5)
-    assert sorted(len(s) for s in sent) == [0, 0, 0, 0, 1]
+    start, results = context.Barrier(5), context.Queue()
+    processes = [
+        context.Process(
+            target=_send_from_another_process, args=(str(tmp_path), url, start, results)
+        )
+        for _ in range(5)
+    ]
+    for process in processes:
+        process.start()
+    sent = sorted(results.get(timeout=120) for _ in processes)
+    for process in processes:
+        process.join(timeout=60)
+    assert sent == [0, 0, 0, 0, 1]
     assert len(posted(httpserver, "webhook")) == 1
     assert len(list((tmp_path / "alerts" / "flights" / "drift").glob("2013-07.*.json"))) == 1
+
+
+def test_of_two_processes_claiming_together_the_second_is_told_it_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = configured(tmp_path, [{"kind": "webhook", "url_env": "UNSET_IN_TESTS"}])
+    storage = Storage(tmp_path)
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    assert claim(storage, config, drift_alert(), now) is None
+    # The second process listed the folder before the first one's claim landed.
+    monkeypatch.setattr(storage, "list", lambda prefix: [])
+    assert claim(storage, config, drift_alert(), now) == "alerts/flights/drift/2013-07.1.json"
 
 
 def test_a_repeat_after_the_window_or_for_another_batch_is_sent(tmp_path: Path) -> None:
