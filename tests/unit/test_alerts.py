@@ -227,3 +227,7 @@ def test_the_drift_trigger_retrains_once_per_batch_within_the_window() -> None:
     [trigger] = training["triggers"]
     assert trigger["for_each"] == ["perennial.batch"] and trigger["within"] == 1800
     assert trigger["posture"] == "Reactive" and trigger["threshold"] == 1
+    production = yaml.safe_load((ROOT / "infra" / "prefect-prod.yaml").read_text())
+    for deployment in production["deployments"]:
+        for trigger in deployment.get("triggers", []):
+            assert trigger["for_each"] == ["perennial.batch"] and trigger["within"] == 3600
