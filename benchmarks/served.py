@@ -58,7 +58,9 @@ def one_event(env: dict[str, str], index: int) -> dict[str, float | None]:
     script = (
         "from prefect.events import emit_event\n"
         "emit_event(event='perennial.drift.detected',"
-        " resource={'prefect.resource.id': 'perennial.dataset.flights'},"
+        # Its own batch label per event: the trigger retrains once per batch within the window.
+        " resource={'prefect.resource.id': 'perennial.dataset.flights',"
+        f" 'perennial.batch': 'bench-{index}'}},"
         f" payload={{'batch': '{batch}', 'max_psi': {index + 1.5}, 'drifted_features': ['temp'],"
         f" 'reference_version': 'bench'}})\n"
     )

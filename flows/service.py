@@ -44,6 +44,7 @@ STOP_GRACE_S = 10.0  # then SIGKILL: the worker ignores SIGTERM for more than 15
 
 
 DATASET_TOKEN = "${dataset}"  # prefect.yaml writes each deployment once, for every dataset
+WINDOW_TOKEN = "${alert_window_seconds}"  # the dataset's alerts.window_minutes, in seconds
 CREDENTIALS = "credentials.env"
 MLFLOW_USER = "perennial"
 LEASES_ON_DISK = "prefect.server.concurrency.lease_storage.filesystem"
@@ -249,13 +250,25 @@ def served_datasets(folder: Path | None = None) -> list[str]:
     return names
 
 
-def render_deployments(template: str, datasets: list[str]) -> str:
-    """prefect.yaml with each deployment repeated for every dataset (`${dataset}` replaced)."""
+def alert_windows(datasets: list[str]) -> dict[str, float]:
+    """Each dataset's de-duplication window of alerts and drift retrains, in minutes."""
+    from tasks.config import dataset_config
+
+    return {name: dataset_config(name).alerts.window_minutes for name in datasets}
+
+
+def render_deployments(
+    template: str, datasets: list[str], windows: dict[str, float] | None = None
+) -> str:
+    """prefect.yaml with each deployment repeated for every dataset (`${dataset}` replaced, and
+    `${alert_window_seconds}` by the dataset's window: `windows`, in minutes, default 60)."""
     import yaml
 
     document = yaml.safe_load(template)
 
     def replace(value: Any, name: str) -> Any:
+        if value == WINDOW_TOKEN:
+            return round((windows or {}).get(name, 60.0) * 60)
         if isinstance(value, str):
             return value.replace(DATASET_TOKEN, name)
         if isinstance(value, list):
@@ -463,7 +476,12 @@ def up(home: Path) -> dict[str, Any]:
         pool = [*prefect, "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"]
         run_cli(pool, client, logs, "deploy")
         rendered = logs / "prefect.yaml"
-        write_private(rendered, render_deployments((ROOT / "prefect.yaml").read_text(), datasets))
+        write_private(
+            rendered,
+            render_deployments(
+                (ROOT / "prefect.yaml").read_text(), datasets, alert_windows(datasets)
+            ),
+        )
         run_cli(
             [*prefect, "deploy", "--all", "--prefect-file", str(rendered)], client, logs, "deploy"
         )
@@ -560,7 +578,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     home = home_dir()
     if args[0] == "render":
-        print(render_deployments((ROOT / "prefect.yaml").read_text(), served_datasets()), end="")
+        datasets = served_datasets()
+        template = (ROOT / "prefect.yaml").read_text()
+        print(render_deployments(template, datasets, alert_windows(datasets)), end="")
         return 0
     if args[0] == "up":
         try:

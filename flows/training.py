@@ -11,6 +11,7 @@ from typing import Any
 
 from prefect import flow
 
+from tasks.alerts import alert_failed_training
 from tasks.config import dataset_config
 from tasks.drift import save_reference_task
 from tasks.evaluate import compare_task
@@ -34,7 +35,12 @@ from tasks.tune import tune_task
 from tasks.validate import gate_batches_task
 
 
-@flow(name="training", log_prints=True)
+@flow(
+    name="training",
+    log_prints=True,
+    on_failure=[alert_failed_training],
+    on_crashed=[alert_failed_training],
+)
 def training(
     batches: str = "",
     trials: int | None = None,

@@ -27,6 +27,7 @@ Entry = Literal[
     "live_folder",
     "live_part",
     "live_drift_plot",
+    "alerts",
 ]
 CATALOG: dict[Entry, str] = {
     # batches that passed the gate, and the gate's summary of each
@@ -43,6 +44,8 @@ CATALOG: dict[Entry, str] = {
     "live_folder": "live/{dataset}/{model}/{batch}",
     "live_part": "live/{dataset}/{model}/{batch}/{part}.parquet",
     "live_drift_plot": "reports/{dataset}/live-drift-{batch}.png",
+    # alerts sent: `<subject>.<n>.json` claims the n-th alert of that kind and subject
+    "alerts": "alerts/{dataset}/{kind}",
 }
 
 

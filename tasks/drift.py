@@ -35,6 +35,7 @@ from tasks.storage import S3Storage, Storage
 EPSILON = 1e-4  # floor of a bin's share, so an empty bin gives a large but finite PSI
 OK, WARN, ALERT, TOO_FEW_ROWS = "ok", "warn", "alert", "too_few_rows"
 DRIFT_EVENT = "perennial.drift.detected"
+BATCH_LABEL = "perennial.batch"  # resource label of the drift event: prefect.yaml's for_each
 PREDICTION = "(prediction)"  # name of the score distribution among the features
 
 
@@ -337,13 +338,27 @@ def table_rows(report: DriftReport, drift: DriftConfig) -> list[dict[str, Any]]:
     return [{"feature": n, "psi": round(v, 4), "level": level(v)} for n, v in report.psi.items()]
 
 
+def announce_drift(config: PerennialConfig, report: DriftReport, **marks: Any) -> None:
+    """Tell people (an alert, once per batch and window) and the training deployment (the
+    event, whose trigger retrains once per batch and window: see prefect.yaml)."""
+    from tasks.alerts import alert_drift
+
+    alert_drift(config, report)
+    emit_drift(config, report, **marks)
+
+
 def emit_drift(config: PerennialConfig, report: DriftReport, **marks: Any) -> None:
     """The drift event; `marks` join the payload (e.g. `live=True` for live traffic)."""
     from prefect.events import emit_event
 
     emit_event(
         event=DRIFT_EVENT,
-        resource={"prefect.resource.id": f"perennial.dataset.{config.dataset}"},
+        # The batch is a label of the resource so that the trigger can count per batch
+        # (`for_each` reads resource labels, not the payload).
+        resource={
+            "prefect.resource.id": f"perennial.dataset.{config.dataset}",
+            BATCH_LABEL: report.batch,
+        },
         related=[
             {
                 "prefect.resource.id": f"perennial.model.{config.model_name}",
@@ -419,5 +434,5 @@ def report_drift_task(config: PerennialConfig, report: DriftReport) -> str | Non
         description=f"drift {report.batch}: {report.status}",
     )
     if report.status == ALERT:
-        emit_drift(config, report)
+        announce_drift(config, report)
     return plot_key

@@ -303,7 +303,7 @@ def report_live_drift_task(config: PerennialConfig, report: DriftReport) -> str:
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     from tasks.artifacts import artifact_key
-    from tasks.drift import ALERT, emit_drift, plot_location, plot_psi, table_rows
+    from tasks.drift import ALERT, announce_drift, plot_location, plot_psi, table_rows
     from tasks.storage import open_storage
 
     storage = open_storage(config.home)
@@ -328,5 +328,5 @@ def report_live_drift_task(config: PerennialConfig, report: DriftReport) -> str:
         description=f"live drift {report.batch}: {report.status}",
     )
     if report.status == ALERT:
-        emit_drift(config, report, live=True)
+        announce_drift(config, report, live=True)
     return plot_key

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from tasks.alerts import alert_champion_moved
 from tasks.config import PerennialConfig
 from tasks.evaluate import Decision, Metrics
 from tasks.lineage import package_versions
@@ -373,6 +374,8 @@ def record_decision(
             client.set_registered_model_alias(name, CHALLENGER, version)
             return decision
         _move_champion(config, version, current_version, "train", moved_by, decision.reasons)
+    # Told after the lock is released: a slow channel must not hold every other alias move.
+    alert_champion_moved(config, "train", version, current_version, moved_by, decision.reasons)
     return decision
 
 
@@ -488,6 +491,7 @@ def promote_version(
             config.model_name, version, "perennial.manual_promotion", json.dumps(reasons)
         )
         _move_champion(config, version, previous, "promote", moved_by, reasons)
+    alert_champion_moved(config, "promote", version, previous, moved_by, reasons)
     return previous
 
 
@@ -529,6 +533,14 @@ def rollback(config: PerennialConfig, moved_by: str) -> tuple[str, str]:
             [f"rollback from v{current.version}"],
             history=history[:-1],
         )
+    alert_champion_moved(
+        config,
+        "rollback",
+        previous,
+        current.version,
+        moved_by,
+        [f"rollback from v{current.version}"],
+    )
     return current.version, previous
 
 

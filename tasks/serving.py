@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
+from tasks.alerts import alert_swap_failed
 from tasks.config import PerennialConfig
 from tasks.registry import CHALLENGER, CHAMPION, load_model, version_by_alias
 
@@ -358,6 +359,7 @@ class AliasPoller:
                 )
                 if self._on_failure:
                     self._on_failure(alias, version)
+                alert_swap_failed(self.config, alias, version, str(exc)[:300])
                 continue
             chosen[alias] = model
             if alias == CHAMPION:

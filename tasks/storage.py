@@ -105,6 +105,25 @@ class Storage:
         if content_hash(target.read_bytes()) != content_hash(data):
             raise ImmutableKeyError(f"{key} already exists with different content")
 
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        """Create `key` only if it does not exist: True if this call created it, False if it
+        was there. Atomic across processes (a hard link fails on an existing name), so of two
+        writers racing exactly one wins: the claim behind de-duplicated alerts."""
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.link(tmp, target)
+        except FileExistsError:
+            return False
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return True
+
     def delete(self, key: str) -> None:
         """Remove a derived file (never used on raw landed data)."""
         if key.startswith(LANDING):
@@ -208,6 +227,22 @@ class S3Storage(Storage):
             if stored is None:  # a concurrent writer gave up: nothing was written, say so
                 raise
             self._same_or_refuse(key, stored, digest)
+
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        """Create `key` only if it does not exist, by a conditional put (`If-None-Match: *`):
+        S3 lets exactly one of two racing writers win."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self._put(self._object_key(key), data, content_hash(data), conditional=True)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in (
+                "PreconditionFailed",
+                "ConditionalRequestConflict",
+            ):
+                return False
+            raise
+        return True
 
     def delete(self, key: str) -> None:
         """Remove a derived object (never raw landed data; the IAM role forbids it too)."""

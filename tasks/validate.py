@@ -22,6 +22,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks import catalog
+from tasks.alerts import alert_quarantine
 from tasks.artifacts import artifact_key
 from tasks.batches import parse_times
 from tasks.catalog import quarantine_reason_key
@@ -369,6 +370,7 @@ def validate_batch_task(config: PerennialConfig, batch: str) -> GateResult:
     )
     if not result.passed:
         _emit_quarantined(config, result)
+        alert_quarantine(config, result)
     return result
 
 

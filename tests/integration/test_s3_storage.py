@@ -396,3 +396,11 @@ def test_training_flow_end_to_end_on_s3(
     frame = open_storage(config.home).read_parquet("validated/flights/2013-03.parquet")
     model = load_model(config, champion.version)
     assert model.predict_proba(model_inputs(frame, config)).shape[1] == 2
+
+
+def test_create_bytes_lets_one_writer_win_on_s3(bucket: str) -> None:
+    """The claim behind de-duplicated alerts: a conditional put, so a second create loses."""
+    storage = S3Storage(f"s3://{bucket}/root")
+    assert storage.create_bytes("alerts/d/drift/2013-07.1.json", b'{"first": true}')
+    assert not storage.create_bytes("alerts/d/drift/2013-07.1.json", b'{"second": true}')
+    assert storage.read_bytes("alerts/d/drift/2013-07.1.json") == b'{"first": true}'
