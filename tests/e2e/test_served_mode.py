@@ -142,7 +142,8 @@ def emit_drift_events(
         "from prefect.events import emit_event",
         f"for i in range({count}):",
         "    emit_event(event='perennial.drift.detected',",
-        f"        resource={{'prefect.resource.id': 'perennial.dataset.{dataset}'}},",
+        f"        resource={{'prefect.resource.id': 'perennial.dataset.{dataset}',",
+        f"                  'perennial.batch': '{batch}'}},",
         f"        payload={{'batch': '{batch}', 'max_psi': 9.0 + i,",
         f"                 'drifted_features': ['temp'], 'reference_version': '{reference}'}})",
     ]
