@@ -33,6 +33,10 @@ DOCS_FOLDER = "data_docs"
 REMOTE_ASSET = re.compile(r"https://great-expectations-web-assets\.s3[^'\")]*")
 
 
+class NoSuiteError(FileNotFoundError):
+    """No GE project (so no suite) for the dataset yet: draft one before validating."""
+
+
 @dataclass
 class Outcome:
     """One check's result (a file check or an expectation), in the words a person needs."""
@@ -81,9 +85,7 @@ def runtime_context(gx_root: Path, docs_dir: Path | None = None) -> Any:
 
     config_file = gx_root / "great_expectations.yml"
     if not config_file.is_file():
-        raise FileNotFoundError(
-            f"{config_file}: no GE project here; run `perennial validate --profile`"
-        )
+        raise NoSuiteError(f"{config_file}: no GE project here; run `perennial validate --profile`")
     project = yaml.safe_load(config_file.read_text())
     project["stores"]["validation_results_store"]["store_backend"] = {
         "class_name": "InMemoryStoreBackend"
