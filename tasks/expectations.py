@@ -121,6 +121,17 @@ def suite_path(config: PerennialConfig) -> Path:
     return Path(config.validation.gx_root) / "expectations" / f"{config.validation.suite}.json"
 
 
+def suite_bytes(config: PerennialConfig) -> bytes:
+    """The suite's JSON; NoSuiteError (a refusal, with the next step) if none was drafted."""
+    path = suite_path(config)
+    if not path.is_file():
+        raise NoSuiteError(
+            f"{path}: no expectation suite for {config.dataset} yet; draft one from landed "
+            "batches with `perennial validate --profile B1..B2`, then review it"
+        )
+    return path.read_bytes()
+
+
 def docs_dir(config: PerennialConfig) -> Path | None:
     """Where Data Docs go: `PERENNIAL_HOME/data_docs` for a local home with docs enabled."""
     if not config.validation.data_docs or "://" in config.home:

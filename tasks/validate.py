@@ -34,7 +34,7 @@ from tasks.expectations import (
     docs_dir,
     run_suite,
     shorten,
-    suite_path,
+    suite_bytes,
 )
 from tasks.filecheck import FILE_READABLE, FileCheckError, plain_bytes
 from tasks.ingest import (
@@ -131,7 +131,7 @@ def gate_fingerprint(config: PerennialConfig) -> str:
     settings = config.validation.model_dump(mode="json", exclude={"gx_root"})
     facts = {
         "gate_version": GATE_VERSION,
-        "suite_sha256": content_hash(suite_path(config).read_bytes()),
+        "suite_sha256": content_hash(suite_bytes(config)),
         "settings": settings,
     }
     return content_hash(json.dumps(facts, sort_keys=True).encode())
