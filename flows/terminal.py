@@ -55,15 +55,12 @@ def set_quiet_defaults(environ: MutableMapping[str, str], debug: bool) -> None:
 
 
 class QuietConsole(logging.Filter):
-    """Console filter: warnings and errors only, and no failed-run records (their traceback and
-    their "Finished in state Failed" line); the CLI prints the one line that matters."""
+    """Console filter: no flow- or task-run records (they go to the Prefect API and UI, and a
+    refusal's traceback is among them: the CLI prints the one line that matters and the command's
+    summary), and warnings and errors only from everything else."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
-            return False
-        if record.name.startswith(RUN_LOGGERS):
-            return not (record.exc_info or record.getMessage().startswith("Finished in state"))
-        return True
+        return record.levelno >= logging.WARNING and not record.name.startswith(RUN_LOGGERS)
 
 
 @contextmanager
