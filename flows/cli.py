@@ -26,7 +26,18 @@ app = typer.Typer(
 
 
 @app.callback()
-def _prepare_state_folders() -> None:
+def _prepare_state_folders(
+    debug: bool = typer.Option(
+        False,
+        "--debug",
+        envvar="PERENNIAL_DEBUG",
+        help="Show Prefect's run logs and the traceback of a refused or failed command.",
+    ),
+) -> None:
+    from flows.terminal import set_quiet_defaults
+
+    # Before any command imports prefect or mlflow: they read these at import.
+    set_quiet_defaults(os.environ, debug)
     # Prefect creates its home with a plain mkdir, without parents: on a fresh clone the
     # default `PREFECT_HOME=.perennial/prefect` has no parent yet, and the ephemeral server
     # then fails to open its database. Runs before every command.
@@ -52,7 +63,9 @@ def _config(path: Path | None) -> Any:
     try:
         return load_config(path)
     except ConfigError as exc:
-        _fail(str(exc), 2)
+        from flows.terminal import one_line
+
+        _fail(one_line(str(exc)), 2)
 
 
 def _dataset(config: Any) -> str:
@@ -78,7 +91,10 @@ def _rejections() -> tuple[type[BaseException], ...]:
     """Errors that mean 'your input was rejected' (exit 1) rather than a crash."""
     from tasks.batches import BatchIdError
     from tasks.config import ConfigError
+    from tasks.drift import DriftError
+    from tasks.expectations import NoSuiteError
     from tasks.features import SplitError
+    from tasks.filecheck import FileCheckError
     from tasks.ingest import IngestError
     from tasks.promotion import PolicyRefusedError
     from tasks.registry import ModelIntegrityError, RegistryError
@@ -95,6 +111,9 @@ def _rejections() -> tuple[type[BaseException], ...]:
         RegistryError,
         ModelIntegrityError,
         PolicyRefusedError,
+        NoSuiteError,
+        FileCheckError,
+        DriftError,
     )
 
 
@@ -115,12 +134,16 @@ def _checked_batch(config: Any, batch: str, *, many: bool = False) -> str:
 
 
 def _run(flow: Any, **parameters: Any) -> Any:
-    """Run a flow in this process; rejected input becomes exit code 1 with the reason."""
+    """Run a flow in this process; rejected input becomes exit code 1 with the reason, on one
+    line (Prefect's failed-run tracebacks are kept off the terminal, not out of the UI)."""
+    from flows.terminal import quiet_console, refusal_line
+
     rejected = _rejections()
     try:
-        return flow(**parameters)
+        with quiet_console():
+            return flow(**parameters)
     except rejected as exc:
-        _fail(f"rejected: {exc}")
+        _fail(refusal_line(exc))
 
 
 @app.command()
@@ -401,6 +424,12 @@ def monitor(
     ]
     if live:
         lines.insert(0, f"live traffic sampled by perennial serve: {result['rows']:,} rows")
+    label = result.get("label")
+    if label:
+        lines.append(
+            f"  label positive rate {label['batch_rate']:.3f} vs {label['reference_rate']:.3f} "
+            f"in the reference ({label['shift']:+.3f})"
+        )
     if result["event_emitted"]:
         lines.append("  event perennial.drift.detected emitted (a served deployment retrains)")
     shadow = result.get("shadow")
@@ -525,5 +554,14 @@ def init(
     )
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    sys.exit(app())
+def main() -> None:  # pragma: no cover - the console script `perennial`
+    from flows import terminal
+    from flows.terminal import crash_line, refusal_line
+
+    terminal.KEEP_QUIET_UNTIL_EXIT = True
+    try:
+        sys.exit(app())
+    except Exception as exc:  # refusals outside a flow run, and crashes: one line, exit 1
+        rejected = isinstance(exc, _rejections())
+        typer.secho(refusal_line(exc) if rejected else crash_line(exc), fg="red", err=True)
+        sys.exit(1)

@@ -3,6 +3,7 @@ many batches (a range, or a folder of files) in one run."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from prefect import flow
@@ -13,6 +14,15 @@ from tasks.bulk_ingest import batch_plan_task, ingest_batch_task, refused_summar
 from tasks.config import dataset_config
 from tasks.ingest import IngestError, land_batch_task
 from tasks.validate import gate_batches_task, gate_summary
+
+# Prefect validates flow parameters with a pydantic model built from the signature, and pydantic
+# warns that a field named `validate` shadows BaseModel.validate (harmless: Prefect never calls
+# it) at every import. The name stays: it is the deployment parameter in prefect.yaml and the UI.
+warnings.filterwarnings(
+    "ignore",
+    message='Field name "validate" in "IngestionModel" shadows an attribute',
+    category=UserWarning,
+)
 
 
 @flow(name="ingestion", log_prints=True)

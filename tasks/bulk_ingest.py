@@ -192,11 +192,11 @@ def ingest_batch_task(
     position: int,
     total: int,
 ) -> dict[str, Any]:
-    from tasks.run_logging import run_logger
+    from tasks.run_logging import PROGRESS, run_logger
 
     summary = ingest_one(config, batch, source, gate)
     # The run's log shows in the UI and, run from the CLI, on stderr: `--json` stays clean.
-    run_logger().info(progress_line(summary, position, total))
+    run_logger().info(progress_line(summary, position, total), extra=PROGRESS)
     return summary
 
 

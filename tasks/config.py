@@ -282,6 +282,18 @@ class DriftConfig(_Strict):
     exclude: list[str] = Field(
         default_factory=list, description="Features not monitored (e.g. known seasonal ones)."
     )
+    include_time_features: bool = Field(
+        False,
+        description="Monitor the features derived from the time column too (features.time). "
+        "Off by default: one month against a year-long reference always drifts in `month`.",
+    )
+    label_shift_alert: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="A labelled batch whose positive rate is this far (absolute) from the "
+        "reference's positive rate alerts (label drift).",
+    )
 
     @model_validator(mode="after")
     def _warn_below_alert(self) -> DriftConfig:

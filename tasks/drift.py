@@ -174,7 +174,16 @@ class DriftReport:
             "drifted_features": self.drifted_features,
             "reference_version": self.reference_version,
             "reasons": self.reasons,
+            "label": self.label,
         }
+
+
+def unmonitored(config: PerennialConfig) -> list[str]:
+    """Features left out of drift: the configured ones and, unless included, those derived from
+    the time column (a month against a year-long reference always drifts in month and
+    day_of_year: PSI 7-8 on the demo, an alert that says nothing)."""
+    drift = config.drift
+    return [*drift.exclude, *([] if drift.include_time_features else config.features.time)]
 
 
 def feature_psi(profile: dict[str, Any], x: pd.DataFrame, exclude: list[str]) -> dict[str, float]:
@@ -204,14 +213,16 @@ def compare(
     drift: DriftConfig,
     holdout_auc: float | None = None,
     labelled_auc: float | None = None,
+    exclude: list[str] | None = None,
 ) -> DriftReport:
     """Drift of a batch (model inputs `x`, champion `scores`, labels if known) vs a profile.
 
     `labelled_auc` is the champion's AUC on the batch's labelled rows, `holdout_auc` the one it
     scored on its holdout when it was trained: a drop beyond `auc_drop_alert` is concept drift.
+    `exclude` names the features not measured (default `drift.exclude`; see `unmonitored`).
     """
     started = time.perf_counter()
-    values = feature_psi(profile, x, drift.exclude)
+    values = feature_psi(profile, x, drift.exclude if exclude is None else exclude)
     score_values = np.asarray(scores, dtype=np.float64)
     values[PREDICTION] = psi(
         profile["scores"]["shares"], numeric_shares(score_values, profile["scores"]["edges"])
@@ -236,6 +247,7 @@ def compare(
         report.label = {
             "reference_rate": expected,
             "batch_rate": rate,
+            "shift": rate - expected,
             "psi": psi([1 - expected, expected], [1 - rate, rate]),
         }
     if labelled_auc is not None and holdout_auc is not None and math.isfinite(labelled_auc):
@@ -257,6 +269,13 @@ def judge(report: DriftReport, drift: DriftConfig) -> tuple[str, list[str]]:
     if report.drifted_features:
         listed = ", ".join(f"{n} {report.psi[n]:.3f}" for n in report.drifted_features)
         reasons.append(f"PSI >= {drift.psi_alert}: {listed}")
+    if report.label and abs(report.label["shift"]) >= drift.label_shift_alert:
+        label = report.label
+        reasons.append(
+            f"label drift: positive rate {label['batch_rate']:.3f} vs {label['reference_rate']:.3f}"
+            f" in the reference (shift {label['shift']:+.3f}, alert at "
+            f"{drift.label_shift_alert})"
+        )
     if report.performance and report.performance["drop"] >= drift.auc_drop_alert:
         perf = report.performance
         reasons.append(
@@ -291,7 +310,17 @@ def measure_batch(
     if labelled.any():
         labels = label(frame[labelled], config)
         labelled_auc = metrics_from(x[labelled], labels, scores[labelled]).roc_auc
-    return compare(profile, batch, x, scores, labels, config.drift, holdout_auc, labelled_auc)
+    return compare(
+        profile,
+        batch,
+        x,
+        scores,
+        labels,
+        config.drift,
+        holdout_auc,
+        labelled_auc,
+        exclude=unmonitored(config),
+    )
 
 
 # -- reporting --------------------------------------------------------------------------------

@@ -34,6 +34,10 @@ RANGE_RULE = "expect_column_values_to_be_between"
 REMOTE_ASSET = re.compile(r"https://great-expectations-web-assets\.s3[^'\")]*")
 
 
+class NoSuiteError(FileNotFoundError):
+    """No GE project (so no suite) for the dataset yet: draft one before validating."""
+
+
 @dataclass
 class Outcome:
     """One check's result (a file check or an expectation), in the words a person needs."""
@@ -133,9 +137,7 @@ def runtime_context(gx_root: Path, docs_dir: Path | None = None) -> Any:
 
     config_file = gx_root / "great_expectations.yml"
     if not config_file.is_file():
-        raise FileNotFoundError(
-            f"{config_file}: no GE project here; run `perennial validate --profile`"
-        )
+        raise NoSuiteError(f"{config_file}: no GE project here; run `perennial validate --profile`")
     project = yaml.safe_load(config_file.read_text())
     project["stores"]["validation_results_store"]["store_backend"] = {
         "class_name": "InMemoryStoreBackend"
@@ -169,6 +171,17 @@ def writable_context(gx_root: Path) -> Any:
 def suite_path(config: PerennialConfig) -> Path:
     """The suite's JSON in the GE file context: the rules, reviewed like code."""
     return Path(config.validation.gx_root) / "expectations" / f"{config.validation.suite}.json"
+
+
+def suite_bytes(config: PerennialConfig) -> bytes:
+    """The suite's JSON; NoSuiteError (a refusal, with the next step) if none was drafted."""
+    path = suite_path(config)
+    if not path.is_file():
+        raise NoSuiteError(
+            f"{path}: no expectation suite for {config.dataset} yet; draft one from landed "
+            "batches with `perennial validate --profile B1..B2`, then review it"
+        )
+    return path.read_bytes()
 
 
 def docs_dir(config: PerennialConfig) -> Path | None:

@@ -144,7 +144,8 @@ def build_datasets(storage: Storage, config: PerennialConfig, batches: list[str]
         x, y = features_and_label(rows, config)
         if y.nunique() < 2:
             raise SplitError(
-                f"{name} batches {members} have a single class: nothing to learn or score"
+                f"{name} batches {members} have a single class: nothing to learn or score; "
+                "choose other --batches, or check the target expression in the dataset YAML"
             )
         parts[name] = (x.reset_index(drop=True), y.reset_index(drop=True))
     return Datasets(split, *parts["train"], *parts["valid"], *parts["holdout"])

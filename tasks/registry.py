@@ -33,6 +33,18 @@ PIP_PACKAGES = ("xgboost", "scikit-learn", "pandas", "numpy")
 QUIETED_MLFLOW_LOGGERS = ("mlflow.utils.uv_utils", "mlflow.utils.environment")
 
 
+class _KnownPickleWarning(logging.Filter):
+    """Drops mlflow.sklearn's warning that cloudpickle runs code at load. We know: the model is
+    cloudpickle on purpose, and every load checks the artifact's sha256 against the version's
+    tag (MODEL_SHA256_TAG) first, so a swapped file is refused before it is unpickled."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "in the pickle or cloudpickle format" not in record.getMessage()
+
+
+logging.getLogger("mlflow.sklearn").addFilter(_KnownPickleWarning())
+
+
 @dataclass
 class VersionInfo:
     name: str
@@ -503,7 +515,9 @@ def rollback(config: PerennialConfig, moved_by: str) -> tuple[str, str]:
     with alias_lock(config):
         current = version_by_alias(config, CHAMPION)
         if current is None:
-            raise RegistryError(f"{name} has no champion: nothing to roll back")
+            raise RegistryError(
+                f"{name} has no champion: nothing to roll back (train one with `perennial train`)"
+            )
         history = champion_history(client, name)
         if not history or history[-1] != current.version:
             raise RegistryError(

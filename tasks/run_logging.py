@@ -16,3 +16,8 @@ def run_logger(
         return get_run_logger()
     except MissingContextError:
         return logging.getLogger(fallback)
+
+
+# `logger.info(..., extra=PROGRESS)`: progress of long work (trials, batches of a bulk ingest)
+# that the CLI shows on the terminal, where other run records are kept to the Prefect UI.
+PROGRESS = {"perennial_progress": True}

@@ -31,7 +31,7 @@ from tasks.artifacts import artifact_key
 from tasks.config import FloatRange, HpoConfig, PerennialConfig
 from tasks.features import Datasets
 from tasks.model import make_encoder
-from tasks.run_logging import run_logger
+from tasks.run_logging import PROGRESS, run_logger
 from tasks.study import (
     FINISHED_STATES,
     WORKER_ATTR,
@@ -257,6 +257,7 @@ def _progress_reporter(logger: Any, target: int) -> Callable[[Any, Any], None]:
             target,
             trial.state.name.lower(),
             f"{trial.value:.4f}" if trial.value is not None else "-",
+            extra=PROGRESS,
         )
 
     return report

@@ -30,6 +30,7 @@ from tasks.config import PerennialConfig
 from tasks.expectations import (
     EXPECTATION,
     FILE_CHECK,
+    NoSuiteError,
     Outcome,
     apply_severity,
     build_data_docs,
@@ -37,6 +38,7 @@ from tasks.expectations import (
     profile_command,
     run_suite,
     shorten,
+    suite_bytes,
     suite_path,
 )
 from tasks.filecheck import FILE_READABLE, FileCheckError, plain_bytes
@@ -61,10 +63,6 @@ GATE_VERSION = 4
 
 class GateRefusedError(RuntimeError):
     """A flow was asked to use a batch that the validation gate quarantined."""
-
-
-class NoSuiteError(GateRefusedError):
-    """The dataset has no expectation suite yet: its batches land but cannot be gated."""
 
 
 @dataclass
@@ -159,7 +157,7 @@ def gate_fingerprint(config: PerennialConfig) -> str:
     settings = config.validation.model_dump(mode="json", exclude={"gx_root"})
     facts = {
         "gate_version": GATE_VERSION,
-        "suite_sha256": content_hash(suite_path(config).read_bytes()),
+        "suite_sha256": content_hash(suite_bytes(config)),
         "settings": settings,
     }
     return content_hash(json.dumps(facts, sort_keys=True).encode())

@@ -1,0 +1,97 @@
+"""The CLI's quiet defaults: telemetry off and a generous ephemeral-server timeout unless the user
+chose, no pydantic warning at import of the ingestion flow, no pickle warning at registration."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from tests.conftest import ROOT
+
+TIMEOUT = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+
+
+def test_the_cli_sets_a_generous_ephemeral_start_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(TIMEOUT, raising=False)
+    assert CliRunner().invoke(app, ["status", "--help"]).exit_code == 0
+    assert int(os.environ[TIMEOUT]) >= 120
+    # the name is the one Prefect 3.8 reads (a fresh Settings reads the environment)
+    from prefect.settings import Settings
+
+    assert Settings().server.ephemeral.startup_timeout_seconds >= 120
+
+
+def test_a_timeout_the_user_chose_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TIMEOUT, "300")
+    assert CliRunner().invoke(app, ["status", "--help"]).exit_code == 0
+    assert os.environ[TIMEOUT] == "300"
+
+
+def test_the_cli_turns_telemetry_off_unless_the_user_chose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PREFECT_SERVER_ANALYTICS_ENABLED", raising=False)
+    monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
+    monkeypatch.setenv("DO_NOT_TRACK", "0")
+    assert CliRunner().invoke(app, ["status", "--help"]).exit_code == 0
+    assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
+    assert os.environ["DO_NOT_TRACK"] == "0"
+
+
+def test_importing_the_ingestion_flow_warns_nothing() -> None:
+    # Its `validate` parameter made pydantic warn at every import (CLI, worker, deploy).
+    done = subprocess.run(
+        [sys.executable, "-W", "error::UserWarning", "-c", "import flows.ingestion"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_saving_a_model_says_nothing_of_pickle(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import mlflow.sklearn
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    import tasks.registry  # noqa: F401 - installs the filter, as every registration imports it
+
+    model = LogisticRegression().fit(np.array([[0.0], [1.0], [2.0], [3.0]]), [0, 0, 1, 1])
+    # what register_version does: cloudpickle, explicit requirements
+    mlflow.sklearn.save_model(
+        model,
+        str(tmp_path / "model"),
+        serialization_format="cloudpickle",
+        pip_requirements=["scikit-learn"],
+    )
+    assert (tmp_path / "model" / "MLmodel").is_file()
+    captured = capfd.readouterr()
+    assert "pickle" not in captured.err + captured.out
+
+
+def test_progress_reaches_the_terminal_and_other_run_records_do_not() -> None:
+    import logging
+
+    from flows.terminal import QuietConsole
+    from tasks.run_logging import PROGRESS
+
+    def record(name: str, level: int, extra: dict[str, object] | None = None) -> logging.LogRecord:
+        made = logging.LogRecord(name, level, __file__, 1, "msg", None, None)
+        made.__dict__.update(extra or {})
+        return made
+
+    quiet = QuietConsole()
+    assert quiet.filter(record("prefect.task_runs", logging.INFO, PROGRESS))
+    assert not quiet.filter(record("prefect.task_runs", logging.INFO))
+    assert not quiet.filter(record("prefect.flow_runs", logging.ERROR))
+    assert quiet.filter(record("perennial", logging.WARNING))
