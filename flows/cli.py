@@ -312,11 +312,15 @@ def train(
         _checked_batch(cfg, batches, many=True)
     result = _run(training, batches=batches, trials=trials, reason=reason, dataset=_dataset(cfg))
     verdict = "promoted to champion" if result["promoted"] else "not promoted"
+    # An identical rerun reports the version found; its numbers may be missing (e.g. it was
+    # registered by a concurrent run that had not recorded its decision yet).
+    challenger, champion = result.get("challenger"), result.get("champion")
+    numbers = f"AUC {challenger['roc_auc']:.4f}" if challenger else "AUC not recorded"
+    if champion:
+        numbers += f" vs champion {champion['roc_auc']:.4f}"
     human = (
         f"{result['model']} v{result['version']} {verdict} "
-        f"(holdout {result['holdout']}: AUC {result['challenger']['roc_auc']:.4f}"
-        + (f" vs champion {result['champion']['roc_auc']:.4f}" if result["champion"] else "")
-        + ")\n"
+        f"(holdout {result['holdout']}: {numbers})\n"
         + "\n".join(f"  - {r}" for r in result["reasons"])
     )
     _emit(result, as_json, human)

@@ -51,3 +51,24 @@ def test_prefect_home_is_created_with_its_parents(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "--help"], env={"PREFECT_HOME": str(home)})
     assert result.exit_code == 0, result.output
     assert home.is_dir()
+
+
+def test_train_summary_of_an_identical_rerun_without_numbers(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A rerun that finds a version registered by a concurrent run, whose decision numbers are
+    not recorded yet, is reported (it crashed with a TypeError)."""
+    import flows.cli
+
+    found = {
+        "model": "flights-late-arrival",
+        "version": "3",
+        "existing": True,
+        "promoted": False,
+        "reasons": ["identical training already registered v3: nothing new registered"],
+        "holdout": "2013-03",
+        "challenger": None,
+        "champion": None,
+    }
+    monkeypatch.setattr(flows.cli, "_run", lambda flow, **parameters: found)
+    result = CliRunner().invoke(app, ["train", "--batches", "2013-01..2013-03"])
+    assert result.exit_code == 0, result.output
+    assert "v3 not promoted (holdout 2013-03: AUC not recorded)" in result.output
