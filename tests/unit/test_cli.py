@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -53,7 +54,9 @@ def test_prefect_home_is_created_with_its_parents(tmp_path: Path) -> None:
     assert home.is_dir()
 
 
-def test_train_summary_of_an_identical_rerun_without_numbers(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_train_summary_of_an_identical_rerun_without_numbers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A rerun that finds a version registered by a concurrent run, whose decision numbers are
     not recorded yet, is reported (it crashed with a TypeError)."""
     import flows.cli
