@@ -436,32 +436,36 @@ def measure_drift_task(config: PerennialConfig, batch: str) -> DriftReport:
 
 
 @task(name="report-drift", cache_policy=NO_CACHE)
-def report_drift_task(config: PerennialConfig, report: DriftReport) -> str | None:
-    """Table and plot artifacts; the drift event when the batch alerts. Returns the plot key."""
+def report_drift_task(config: PerennialConfig, report: DriftReport, live: bool = False) -> str:
+    """Table and plot artifacts; the drift event when the batch alerts. `live`: the report is of
+    live traffic sampled by `perennial serve` (artifacts of their own, the event marked `live`).
+    Returns the plot key."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     from tasks.storage import open_storage
 
     storage = open_storage(config.home)
-    slug = artifact_key(f"drift-{config.dataset}-{report.batch}")
+    what = "live traffic " if live else ""
+    slug = artifact_key(f"{'live-' if live else ''}drift-{config.dataset}-{report.batch}")
     create_table_artifact(
         table=table_rows(report, config.drift),
         key=slug,
-        description=f"PSI per feature, {report.batch} vs v{report.reference_version}: "
+        description=f"PSI per feature of {what}{report.batch} vs v{report.reference_version}: "
         f"{report.status}",
     )
-    plot_key = catalog.key("drift_plot", config, batch=report.batch)
+    plot_key = catalog.key("live_drift_plot" if live else "drift_plot", config, batch=report.batch)
     storage.write_bytes(plot_key, plot_psi(report, config.drift))
     location = plot_location(storage, plot_key)
+    sampled = f"{report.rows:,} sampled rows. " if live else ""
     create_markdown_artifact(
         key=f"{slug}-summary",
         markdown=(
-            f"### Drift of {config.dataset} {report.batch}: **{report.status}**\n\n"
+            f"### Drift of {what}{config.dataset} {report.batch}: **{report.status}**\n\n"
             + "\n".join(f"- {r}" for r in report.reasons)
-            + f"\n\nPSI per feature (PNG): [{location}]({location})\n"
+            + f"\n\n{sampled}PSI per feature (PNG): [{location}]({location})\n"
         ),
-        description=f"drift {report.batch}: {report.status}",
+        description=f"{'live ' if live else ''}drift {report.batch}: {report.status}",
     )
     if report.status == ALERT:
-        announce_drift(config, report)
+        announce_drift(config, report, **({"live": True} if live else {}))
     return plot_key

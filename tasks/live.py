@@ -294,39 +294,3 @@ def measure_live_task(config: PerennialConfig, batch: str) -> DriftReport:
         "live drift %s vs v%s: %s", batch, champion.version, "; ".join(report.reasons)
     )
     return report
-
-
-@task(name="report-live-drift", cache_policy=NO_CACHE)
-def report_live_drift_task(config: PerennialConfig, report: DriftReport) -> str:
-    """Table and plot of live drift (artifacts of their own, beside the batch ones); on alert
-    the same drift event as a batch's, marked `live` in its payload. Returns the plot key."""
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
-    from tasks.artifacts import artifact_key
-    from tasks.drift import ALERT, announce_drift, plot_location, plot_psi, table_rows
-    from tasks.storage import open_storage
-
-    storage = open_storage(config.home)
-    slug = artifact_key(f"live-drift-{config.dataset}-{report.batch}")
-    create_table_artifact(
-        table=table_rows(report, config.drift),
-        key=slug,
-        description=f"PSI per feature of live traffic {report.batch} vs "
-        f"v{report.reference_version}: {report.status}",
-    )
-    plot_key = catalog.key("live_drift_plot", config, batch=report.batch)
-    storage.write_bytes(plot_key, plot_psi(report, config.drift))
-    location = plot_location(storage, plot_key)
-    create_markdown_artifact(
-        key=f"{slug}-summary",
-        markdown=(
-            f"### Drift of live traffic {config.dataset} {report.batch}: **{report.status}**\n\n"
-            + "\n".join(f"- {r}" for r in report.reasons)
-            + f"\n\n{report.rows:,} sampled rows. PSI per feature (PNG): "
-            f"[{location}]({location})\n"
-        ),
-        description=f"live drift {report.batch}: {report.status}",
-    )
-    if report.status == ALERT:
-        announce_drift(config, report, live=True)
-    return plot_key

@@ -75,28 +75,16 @@ class Storage:
 
     def write_bytes(self, key: str, data: bytes, *, immutable: bool = False) -> None:
         """Write atomically. With `immutable`, the key may be written once (same bytes: no-op),
-        enforced by the file system: the complete temporary file is hard-linked to the key,
-        which fails if the key exists, so of two writers racing exactly one wins (checking,
-        then renaming, let the second silently replace the first)."""
+        enforced by the file system (see `_link_new`): checking, then renaming, let a
+        second writer silently replace the first."""
         target = self.path(key)
-        if immutable and target.exists():
-            self._local_same_or_refuse(key, target, data)
-            return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            if not immutable:
-                os.replace(tmp, target)
-                return
-            os.chmod(tmp, 0o444)  # raw data is read-only on disk too
-            try:
-                os.link(tmp, target)
-            except FileExistsError:  # another writer won the race
+        if immutable:
+            if not self._link_new(key, data, read_only=True):  # written before, or by a racer
                 self._local_same_or_refuse(key, target, data)
+            return
+        tmp = self._complete_temporary(target, data)
+        try:
+            os.replace(tmp, target)
         finally:
             Path(tmp).unlink(missing_ok=True)
 
@@ -105,11 +93,9 @@ class Storage:
         if content_hash(target.read_bytes()) != content_hash(data):
             raise ImmutableKeyError(f"{key} already exists with different content")
 
-    def create_bytes(self, key: str, data: bytes) -> bool:
-        """Create `key` only if it does not exist: True if this call created it, False if it
-        was there. Atomic across processes (a hard link fails on an existing name), so of two
-        writers racing exactly one wins: the claim behind de-duplicated alerts."""
-        target = self.path(key)
+    @staticmethod
+    def _complete_temporary(target: Path, data: bytes) -> str:
+        """`data` in a synced temporary file beside `target` (so a link or rename is atomic)."""
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
@@ -117,6 +103,25 @@ class Storage:
                 out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
+        except BaseException:  # nothing partial is left behind
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return tmp
+
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        """Create `key` only if it does not exist: True if this call created it, False if it
+        was there; of two writers racing exactly one wins (the claim behind de-duplicated
+        alerts)."""
+        return self._link_new(key, data)
+
+    def _link_new(self, key: str, data: bytes, *, read_only: bool = False) -> bool:
+        """Atomic across processes: the complete temporary file is hard-linked to the key, which
+        fails on an existing name."""
+        target = self.path(key)
+        tmp = self._complete_temporary(target, data)
+        try:
+            if read_only:
+                os.chmod(tmp, 0o444)  # raw data is read-only on disk too
             os.link(tmp, target)
         except FileExistsError:
             return False
