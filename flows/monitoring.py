@@ -15,7 +15,7 @@ from tasks.batches import check_batch
 from tasks.config import dataset_config
 from tasks.drift import measure_drift_task, report_drift_task
 from tasks.ingest import newest_landed_task
-from tasks.live import live_time, measure_live_task
+from tasks.live import live_time
 from tasks.predict import compare_shadow_task
 from tasks.validate import gate_batches_task
 
@@ -59,7 +59,7 @@ def live_monitoring(batch: str, dataset: str = "flights") -> dict[str, Any]:
     """
     config = dataset_config(dataset)
     batch = check_batch(batch, live_time(config))
-    report = measure_live_task(config, batch)
+    report = measure_drift_task(config, batch, live=True)
     plot_key = report_drift_task(config, report, live=True)
     return {
         **report.as_dict(),

@@ -417,8 +417,10 @@ def save_reference_task(
 
 
 @task(name="measure-drift", cache_policy=NO_CACHE)
-def measure_drift_task(config: PerennialConfig, batch: str) -> DriftReport:
-    """Drift of a validated batch against the champion's reference profile."""
+def measure_drift_task(config: PerennialConfig, batch: str, live: bool = False) -> DriftReport:
+    """Drift of a validated batch (or, with `live`, of the live traffic `perennial serve`
+    sampled in that period) against the champion's reference profile."""
+    from tasks.live import measure_live
     from tasks.registry import CHAMPION, RegistryError, load_model, version_by_alias
     from tasks.run_logging import run_logger
     from tasks.storage import open_storage
@@ -430,8 +432,10 @@ def measure_drift_task(config: PerennialConfig, batch: str) -> DriftReport:
     profile = load_reference(storage, config, champion.version)
     model = load_model(config, version=champion.version)
     holdout_auc = champion.metrics.get("holdout_roc_auc")
-    report = measure_batch(storage, config, batch, profile, model, holdout_auc)
-    run_logger().info("drift %s vs v%s: %s", batch, champion.version, "; ".join(report.reasons))
+    measure = measure_live if live else measure_batch
+    report = measure(storage, config, batch, profile, model, holdout_auc)
+    what = "live drift" if live else "drift"
+    run_logger().info("%s %s vs v%s: %s", what, batch, champion.version, "; ".join(report.reasons))
     return report
 
 

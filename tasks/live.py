@@ -24,8 +24,6 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from tasks import catalog
 from tasks.batches import batch_id, period_bounds
@@ -255,7 +253,7 @@ def measure_live(
     """Drift of a live batch against the champion's reference profile, as for a landed batch:
     the same features, the same bins, the same PSI; the prediction PSI uses the champion's
     scores of the rows (some were served by the challenger)."""
-    from tasks.drift import compare
+    from tasks.drift import compare, unmonitored
     from tasks.evaluate import predict
     from tasks.features import model_inputs
 
@@ -267,30 +265,13 @@ def measure_live(
             "with serve.live_sample_rate above 0?"
         )
     x = model_inputs(frame, config)
-    report = compare(profile, batch, x, predict(model, x), None, config.drift, holdout_auc)
-    return report
-
-
-# --- Prefect tasks -------------------------------------------------------------------------
-
-
-@task(name="measure-live-drift", cache_policy=NO_CACHE)
-def measure_live_task(config: PerennialConfig, batch: str) -> DriftReport:
-    """Drift of a live batch against the champion's reference profile."""
-    from tasks.drift import load_reference
-    from tasks.registry import CHAMPION, RegistryError, load_model, version_by_alias
-    from tasks.run_logging import run_logger
-    from tasks.storage import open_storage
-
-    champion = version_by_alias(config, CHAMPION)
-    if champion is None:
-        raise RegistryError(f"{config.model_name} has no champion yet: train one first")
-    storage = open_storage(config.home)
-    profile = load_reference(storage, config, champion.version)
-    model = load_model(config, version=champion.version)
-    holdout_auc = champion.metrics.get("holdout_roc_auc")
-    report = measure_live(storage, config, batch, profile, model, holdout_auc)
-    run_logger().info(
-        "live drift %s vs v%s: %s", batch, champion.version, "; ".join(report.reasons)
+    return compare(
+        profile,
+        batch,
+        x,
+        predict(model, x),
+        None,
+        config.drift,
+        holdout_auc,
+        exclude=unmonitored(config),  # time-derived features, as for batches
     )
-    return report
