@@ -378,6 +378,9 @@ def rollback(
 @app.command()
 def predict(
     batch: str = typer.Option(..., "--batch", "-b", help="Batch to score."),
+    explain: bool = typer.Option(
+        False, "--explain", help="Add each row's top three reasons (SHAP values, log-odds)."
+    ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -385,8 +388,12 @@ def predict(
     from flows.inference import inference
 
     cfg = _config(config)
-    result = _run(inference, batch=_checked_batch(cfg, batch), dataset=_dataset(cfg))
+    result = _run(
+        inference, batch=_checked_batch(cfg, batch), dataset=_dataset(cfg), explain=explain
+    )
     lines = [f"batch {batch}: {result['rows']} rows scored -> {result['key']}"]
+    if explain:
+        lines.append("  with the champion's top three reasons per row (reason_1..3 columns)")
     for alias in ("champion", "challenger"):
         if alias in result:
             lines.append(

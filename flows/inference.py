@@ -14,10 +14,11 @@ from tasks.validate import gate_batches_task
 
 
 @flow(name="inference", log_prints=True)
-def inference(batch: str, dataset: str = "flights") -> dict[str, Any]:
+def inference(batch: str, dataset: str = "flights", explain: bool = False) -> dict[str, Any]:
     """Score `batch` with `models:/<model>@champion` (landing it from the source if needed);
-    a batch that fails the gate is quarantined and not scored."""
+    a batch that fails the gate is quarantined and not scored. `explain` adds the champion's
+    top three reasons per row."""
     config = dataset_config(dataset)
     check_batch(batch, config.time)
     gate_batches_task(config, [batch], "scoring")
-    return score_batch_task(config, batch)
+    return score_batch_task(config, batch, explain)

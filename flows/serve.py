@@ -1,6 +1,7 @@
 """`perennial serve`: the champion over HTTP (FastAPI on uvicorn), bound to 127.0.0.1 by default.
 
     POST /predict   one row (JSON object) or many (JSON list) -> score, label, version, alias
+                    (?explain=true: and each row's top three reasons, feature and SHAP value)
     GET  /health    200 once a champion is loaded, else 503 (the only route open without the
                     bearer token, when PERENNIAL_SERVE_TOKEN is set)
     GET  /version   the served versions
@@ -224,6 +225,9 @@ def create_app(
             }
             for score in scores.tolist()
         ]
+        if request.query_params.get("explain", "").lower() in ("true", "1"):
+            for prediction, reasons in zip(predictions, model.reasons(rows), strict=True):
+                prediction["reasons"] = reasons
         response = _json(
             {
                 "model": config.model_name,

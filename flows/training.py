@@ -15,6 +15,7 @@ from tasks.alerts import alert_failed_training
 from tasks.config import dataset_config
 from tasks.drift import save_reference_task
 from tasks.evaluate import compare_task
+from tasks.explain import explain_task
 from tasks.features import build_datasets_task
 from tasks.ingest import choose_batches_task
 from tasks.promotion import (
@@ -80,11 +81,14 @@ def training(
         config.promotion,
         config.hpo.seed,
     )
-    registered = register_challenger_task(config, run, model, data, gate, tuned, comparison, reason)
+    explanation = explain_task(model, config, data.x_holdout)
+    registered = register_challenger_task(
+        config, run, model, data, gate, tuned, comparison, reason, explanation
+    )
     if not registered.created:  # an identical run elsewhere registered first: it decides
         return existing_summary_task(config, registered)
     fit_scores = fit_scores_task(model, data)
     save_reference_task(config, registered.version, data.x_fit, data.y_fit, fit_scores)
-    facts = card_facts(registered, run, data, gate, tuned, model, champion)
+    facts = card_facts(registered, run, data, gate, tuned, model, champion, explanation)
     decision = decide_task(config, registered, comparison, facts, reason)
     return training_summary(config, registered, decision, comparison, data, tuned)

@@ -19,6 +19,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.config import PromotionConfig
+from tasks.slices import slice_auc_gap, slice_metrics
 
 # For each metric: True when larger is better.
 HIGHER_IS_BETTER = {"roc_auc": True, "log_loss": False, "worst_slice_auc": True}
@@ -197,6 +198,10 @@ class Comparison:
     champion: Metrics | None
     decision: Decision
     slices: list[dict[str, Any]] = field(default_factory=list)
+    # The challenger per slice (AUC, positive rate, mean score, ECE, rows), and its best minus
+    # worst slice AUC: shown on the version and its card, not used by the decision.
+    slice_metrics: list[dict[str, Any]] = field(default_factory=list)
+    slice_auc_gap: float = float("nan")
 
 
 def compare(
@@ -213,11 +218,14 @@ def compare(
     new = metrics_from(x, y, p_new, policy.slices, policy.min_slice_rows)
     labels = np.asarray(y)
     new_slices = slice_aucs(x, labels, p_new, policy.slices, policy.min_slice_rows)
+    per_slice = slice_metrics(x, labels, p_new, policy.slices, policy.min_slice_rows)
+    gap = slice_auc_gap(per_slice)
     if champion_model is None:
         table = [
             {"slice": k, "challenger_auc": v, "champion_auc": None} for k, v in new_slices.items()
         ]
-        return Comparison(new, None, decide(new, None, primary, guards, policy), table)
+        decision = decide(new, None, primary, guards, policy)
+        return Comparison(new, None, decision, table, per_slice, gap)
     p_old = predict(champion_model, x)
     old = metrics_from(x, y, p_old, policy.slices, policy.min_slice_rows)
     old_slices = slice_aucs(x, labels, p_old, policy.slices, policy.min_slice_rows)
@@ -230,7 +238,8 @@ def compare(
         interval = paired_bootstrap(
             y, p_new, p_old, policy.bootstrap_samples, policy.confidence, seed
         )
-    return Comparison(new, old, decide(new, old, primary, guards, policy, interval), table)
+    decision = decide(new, old, primary, guards, policy, interval)
+    return Comparison(new, old, decision, table, per_slice, gap)
 
 
 compare_task = task(name="compare-on-holdout", cache_policy=NO_CACHE)(compare)

@@ -5,7 +5,7 @@ how it compares with the champion it faced, and what was decided and why."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.config import PerennialConfig
@@ -33,6 +33,8 @@ class CardFacts:
     best_rounds: int
     champion_version: str | None
     top_features: list[tuple[str, float]]
+    shap_importance: list[tuple[str, float]] = field(default_factory=list)  # mean |SHAP|
+    shap_rows: int = 0  # holdout rows behind shap_importance
 
 
 def _number(value: Any) -> str:
@@ -85,14 +87,41 @@ def render(config: PerennialConfig, facts: CardFacts, comparison: Comparison) ->
     if decision.interval:
         low, high = decision.interval
         lines += ["", f"Paired bootstrap interval of the AUC gain: [{low:+.4f}, {high:+.4f}]"]
-    if comparison.slices:
-        lines += ["", "## Slices (AUC)", "| slice | challenger | champion |", "|---|---|---|"]
-        ordered = sorted(comparison.slices, key=lambda row: row["challenger_auc"])
+    lines += _slice_lines(comparison, against)
+    if facts.shap_importance:
         lines += [
-            f"| {row['slice']} | {_number(row['challenger_auc'])} | "
-            f"{_number(row['champion_auc'])} |"
-            for row in ordered
+            "",
+            f"## Top features (mean |SHAP| on {facts.shap_rows} holdout rows, log-odds)",
+            "| feature | mean abs SHAP |",
+            "|---|---|",
+            *[f"| {name} | {value:.4f} |" for name, value in facts.shap_importance],
+            "",
+            "Plot and full table: `explain/` in the version's MLflow run.",
         ]
     lines += ["", "## Top features (XGBoost gain)", "| feature | gain |", "|---|---|"]
     lines += [f"| {name} | {gain:.1f} |" for name, gain in facts.top_features]
     return "\n".join(lines) + "\n"
+
+
+def _slice_lines(comparison: Comparison, against: str) -> list[str]:
+    """Per slice: the challenger's AUC, positive rate, mean score, ECE and rows, beside the
+    champion's AUC; worst AUC first (one-class slices, with no AUC, last)."""
+    if not comparison.slice_metrics:
+        return []
+    theirs = {row["slice"]: row["champion_auc"] for row in comparison.slices}
+    ordered = sorted(
+        comparison.slice_metrics,
+        key=lambda row: (row["auc"] != row["auc"], row["auc"]),  # NaN last
+    )
+    return [
+        "",
+        f"## Slices (best minus worst AUC: {_number(comparison.slice_auc_gap)})",
+        f"| slice | rows | positive rate | mean score | ECE | AUC | {against} AUC |",
+        "|---|---|---|---|---|---|---|",
+        *[
+            f"| {row['slice']} | {row['rows']} | {_number(row['positive_rate'])} | "
+            f"{_number(row['mean_score'])} | {_number(row['ece'])} | {_number(row['auc'])} | "
+            f"{_number(theirs.get(row['slice']))} |"
+            for row in ordered
+        ],
+    ]

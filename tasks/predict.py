@@ -19,6 +19,7 @@ from tasks import catalog
 from tasks.artifacts import artifact_key
 from tasks.config import PerennialConfig
 from tasks.evaluate import metrics_from, predict
+from tasks.explain import contributions, reason_columns, top_reasons
 from tasks.features import features_and_label, model_inputs
 from tasks.registry import CHALLENGER, CHAMPION, RegistryError, load_model, version_by_alias
 from tasks.run_logging import run_logger
@@ -26,9 +27,14 @@ from tasks.storage import Storage
 
 
 def score_frame(
-    frame: pd.DataFrame, config: PerennialConfig, models: dict[str, tuple[str, Any]]
+    frame: pd.DataFrame,
+    config: PerennialConfig,
+    models: dict[str, tuple[str, Any]],
+    explain: bool = False,
 ) -> pd.DataFrame:
-    """Scores of every row by each model: `<alias>_score` and `<alias>_version` columns."""
+    """Scores of every row by each model: `<alias>_score` and `<alias>_version` columns; with
+    `explain`, the champion's top three reasons per row (`reason_<k>_feature` and
+    `reason_<k>_contribution`, SHAP values in log-odds)."""
     x = model_inputs(frame, config)
     out = pd.DataFrame(
         {"row": np.arange(len(frame)), config.time.column: frame[config.time.column]}
@@ -36,6 +42,10 @@ def score_frame(
     for alias, (version, model) in models.items():
         out[f"{alias}_score"] = predict(model, x)
         out[f"{alias}_version"] = version
+    if explain:
+        shap = contributions(models[CHAMPION][1], config, x)
+        for column, values in reason_columns(top_reasons(shap.values, shap.features)).items():
+            out[column] = values
     return out
 
 
@@ -142,17 +152,18 @@ def compare_shadow_task(config: PerennialConfig, batch: str) -> dict[str, Any] |
 
 
 @task(name="score-batch", cache_policy=NO_CACHE)
-def score_batch_task(config: PerennialConfig, batch: str) -> dict[str, Any]:
+def score_batch_task(config: PerennialConfig, batch: str, explain: bool = False) -> dict[str, Any]:
     from tasks.storage import open_storage
 
     storage = open_storage(config.home)
     frame = storage.read_parquet(catalog.key("validated", config, batch=batch))
-    scored = score_frame(frame, config, registry_models(config))
+    scored = score_frame(frame, config, registry_models(config), explain)
     storage.write_parquet(catalog.key("predictions", config, batch=batch), scored)
     summary: dict[str, Any] = {
         "batch": batch,
         "rows": len(scored),
         "key": catalog.key("predictions", config, batch=batch),
+        "explained": explain,
     }
     for alias in (CHAMPION, CHALLENGER):
         if f"{alias}_version" in scored.columns:

@@ -21,6 +21,7 @@ from tasks import catalog
 from tasks.artifacts import artifact_key
 from tasks.config import PerennialConfig
 from tasks.evaluate import Comparison, Decision, compare, predict
+from tasks.explain import Explanation
 from tasks.features import Datasets, features_and_label, load_validated
 from tasks.ingest import landed_batches
 from tasks.model_card import CardFacts, render
@@ -63,6 +64,7 @@ def card_facts(
     tuned: TuneResult,
     model: Any,
     champion: VersionInfo | None,
+    explanation: Explanation | None = None,
 ) -> CardFacts:
     return CardFacts(
         version=registered.version,
@@ -82,6 +84,8 @@ def card_facts(
         best_rounds=tuned.best_rounds,
         champion_version=champion.version if champion else None,
         top_features=top_features(model),
+        shap_importance=explanation.top() if explanation else [],
+        shap_rows=explanation.rows if explanation else 0,
     )
 
 

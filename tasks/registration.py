@@ -21,6 +21,7 @@ from prefect.runtime import flow_run
 
 from tasks.config import PerennialConfig
 from tasks.evaluate import Comparison
+from tasks.explain import Explanation
 from tasks.features import Datasets
 from tasks.lineage import lineage_tags
 from tasks.registry import (
@@ -30,9 +31,11 @@ from tasks.registry import (
     find_by_training_key,
     load_model,
     log_and_register,
+    log_file,
     version_by_alias,
 )
 from tasks.run_logging import run_logger
+from tasks.slices import slices_csv
 from tasks.storage import content_hash
 from tasks.study import study_name
 from tasks.tune import TuneResult
@@ -118,6 +121,7 @@ def registration_inputs(
         if isinstance(v, (int, float))
     }
     metrics["validation_auc"] = tuned.best_value
+    metrics["holdout_slice_auc_gap"] = comparison.slice_auc_gap
     params = {**tuned.best_params, "n_estimators": tuned.best_rounds}
     return params, metrics, tags
 
@@ -132,13 +136,24 @@ def register_challenger_task(
     tuned: TuneResult,
     comparison: Comparison,
     reason: str,
+    explanation: Explanation | None = None,
 ) -> VersionInfo:
     """The version this run decides on: the one a crashed identical run registered, else a new
-    one (`created=False` when an identical run elsewhere registered first: that run decides)."""
+    one (`created=False` when an identical run elsewhere registered first: that run decides).
+    A new version carries its slice table and, given an explanation, its SHAP importance
+    (table and PNG under `explain/`)."""
     if run.registered is not None:
         run_logger().info(
             "finishing the decision for v%s (its run stopped early)", run.registered.version
         )
         return run.registered
     params, metrics, tags = registration_inputs(config, run, gate, tuned, comparison, reason)
-    return log_and_register(config, model, data.x_holdout, params, metrics, tags, {}, tuned.figures)
+    texts = {"slices/slice_metrics.csv": slices_csv(comparison.slice_metrics)}
+    if explanation is not None:
+        texts["explain/shap_importance.csv"] = explanation.table_csv()
+    registered = log_and_register(
+        config, model, data.x_holdout, params, metrics, tags, texts, tuned.figures
+    )
+    if explanation is not None and registered.created:
+        log_file(config, registered.run_id, explanation.plot, "explain")
+    return registered

@@ -587,6 +587,10 @@ def log_text(config: PerennialConfig, run_id: str, text: str, name: str) -> None
     connect(config).log_text(run_id, text, name)
 
 
+def log_file(config: PerennialConfig, run_id: str, path: Path, folder: str) -> None:
+    connect(config).log_artifact(run_id, str(path), folder)
+
+
 def recent_decisions(config: PerennialConfig, limit: int = 5) -> list[dict[str, Any]]:
     from mlflow.exceptions import MlflowException
 

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
 from tasks.alerts import alert_swap_failed
 from tasks.config import PerennialConfig
+from tasks.explain import booster_contributions, feature_groups, iteration_range, top_reasons
 from tasks.registry import CHALLENGER, CHAMPION, load_model, version_by_alias
 
 log = logging.getLogger("perennial.serve")
@@ -135,6 +136,8 @@ class ServedModel:
     time_column: str
     time_features: frozenset[str]
     zone: ZoneInfo
+    features: tuple[str, ...] = ()  # original features, for explanations
+    feature_index: tuple[int, ...] = ()  # booster column -> its index in `features`
 
     def matrix(self, rows: Sequence[BaseModel]) -> np.ndarray:
         """The booster's input for validated rows: float64 like the pipeline's, NaN = missing
@@ -168,23 +171,33 @@ class ServedModel:
             dtype=np.float64,
         ).reshape(-1)
 
+    def reasons(self, rows: Sequence[BaseModel]) -> list[Any]:
+        """Each row's top reasons: the original features with the largest SHAP values (signed,
+        in log-odds). Only for requests that ask (`?explain=true`): it costs a DMatrix and a
+        tree walk per row, which the plain scoring path never pays."""
+        from tasks.explain import group_contributions
+
+        values, _ = booster_contributions(
+            self.booster, self.matrix(rows), self.columns, self.iteration_range, approx=False
+        )
+        grouped = group_contributions(
+            values, np.asarray(self.feature_index, dtype=np.intp), len(self.features)
+        )
+        return top_reasons(grouped, self.features)
+
 
 def served_model(config: PerennialConfig, pipeline: Any, alias: str, version: str) -> ServedModel:
     """The native pieces of a registered pipeline (encoder categories, booster)."""
-    classifier = pipeline.named_steps["model"]
-    booster = classifier.get_booster()
+    booster = pipeline.named_steps["model"].get_booster()
     # One thread per prediction: a request is a few rows, and the cores serve other requests.
     booster.set_param({"nthread": 1})
-    try:
-        iteration_range = (0, int(classifier.best_iteration) + 1)
-    except AttributeError:  # trained without early stopping: every round
-        iteration_range = (0, 0)
     categories = encoder_categories(pipeline)
+    features, index = feature_groups(booster.feature_names, config.features.columns)
     return ServedModel(
         alias=alias,
         version=version,
         booster=booster,
-        iteration_range=iteration_range,
+        iteration_range=iteration_range(pipeline),
         columns=tuple(booster.feature_names),
         codes={
             column: {value: float(code) for code, value in enumerate(values)}
@@ -193,6 +206,8 @@ def served_model(config: PerennialConfig, pipeline: Any, alias: str, version: st
         time_column=config.time.column,
         time_features=frozenset(config.features.time),
         zone=ZoneInfo(config.time.timezone),
+        features=tuple(features),
+        feature_index=tuple(int(i) for i in index),
     )
 
 

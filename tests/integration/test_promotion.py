@@ -86,7 +86,9 @@ def test_model_card_is_logged_with_the_version(first: dict) -> None:
         "## Data",
         "## Search",
         "## Holdout 2013-03",
-        "## Slices (AUC)",
+        "## Slices (best minus worst AUC: ",
+        "| slice | rows | positive rate | mean score | ECE | AUC |",
+        "## Top features (mean |SHAP| on ",
         "## Top features (XGBoost gain)",
         "first model",
     ):
@@ -94,6 +96,15 @@ def test_model_card_is_logged_with_the_version(first: dict) -> None:
     assert "carrier=" in card and "origin=" in card
     searched = {Path(item.path).name for item in client.list_artifacts(run_id, "search")}
     assert "optuna_history.png" in searched
+    explained = {Path(item.path).name for item in client.list_artifacts(run_id, "explain")}
+    assert explained == {"shap_importance.png", "shap_importance.csv"}
+    table = pd.read_csv(client.download_artifacts(run_id, "explain/shap_importance.csv"))
+    assert set(table["feature"]) <= set(config.features.columns) and len(table) > 3
+    assert table["mean_abs_shap"].is_monotonic_decreasing
+    slices = pd.read_csv(client.download_artifacts(run_id, "slices/slice_metrics.csv"))
+    assert {"auc", "positive_rate", "ece", "rows"} <= set(slices.columns) and len(slices) > 2
+    gap = client.get_run(run_id).data.metrics["holdout_slice_auc_gap"]
+    assert gap == pytest.approx(slices["auc"].max() - slices["auc"].min())
 
 
 def test_better_challenger_is_promoted_with_its_evidence(first: dict) -> None:
