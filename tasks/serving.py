@@ -175,10 +175,11 @@ class ServedModel:
         """Each row's top reasons: the original features with the largest SHAP values (signed,
         in log-odds). Only for requests that ask (`?explain=true`): it costs a DMatrix and a
         tree walk per row, which the plain scoring path never pays."""
-        from tasks.explain import group_contributions
+        from tasks.explain import APPROX_ABOVE_SERVED, group_contributions
 
+        approx = len(rows) > APPROX_ABOVE_SERVED
         values, _ = booster_contributions(
-            self.booster, self.matrix(rows), self.columns, self.iteration_range, approx=False
+            self.booster, self.matrix(rows), self.columns, self.iteration_range, approx
         )
         grouped = group_contributions(
             values, np.asarray(self.feature_index, dtype=np.intp), len(self.features)
