@@ -187,3 +187,23 @@ def test_served_reasons_match_the_batch_explanation(
             [r["contribution"] for r in batch],
             atol=1e-5,
         )
+
+
+def test_predict_explain_reaches_the_inference_flow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's wiring only: the flow's scoring with reasons is tested above on a real model."""
+    from typer.testing import CliRunner
+
+    import flows.cli
+
+    calls: list[dict[str, Any]] = []
+
+    def run(_flow: Any, **parameters: Any) -> dict[str, Any]:
+        calls.append(parameters)
+        return {"rows": 3, "key": "predictions/flights/x/2013-07.parquet"}
+
+    monkeypatch.setattr(flows.cli, "_run", run)
+    result = CliRunner().invoke(flows.cli.app, ["predict", "--batch", "2013-07", "--explain"])
+    assert result.exit_code == 0, result.output
+    assert calls[0]["explain"] is True and "top three reasons" in result.output
+    CliRunner().invoke(flows.cli.app, ["predict", "--batch", "2013-07"])
+    assert calls[1]["explain"] is False
