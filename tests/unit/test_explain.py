@@ -207,3 +207,20 @@ def test_predict_explain_reaches_the_inference_flow(monkeypatch: pytest.MonkeyPa
     assert calls[0]["explain"] is True and "top three reasons" in result.output
     CliRunner().invoke(flows.cli.app, ["predict", "--batch", "2013-07"])
     assert calls[1]["explain"] is False
+
+
+def test_the_exact_shap_sample_shrinks_with_the_cost_of_the_trees() -> None:
+    import xgboost as xgb
+
+    from tasks.explain import SHAP_BUDGET, shap_cost_per_row
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 3))
+    data = xgb.DMatrix(x, (x[:, 0] > 0).astype(int))
+    stumps = xgb.train({"max_depth": 1, "objective": "binary:logistic"}, data, 3)
+    assert shap_cost_per_row(stumps, (0, 0)) == 3 * 2 * 2**2  # trees x leaves x depth^2
+    assert shap_cost_per_row(stumps, (0, 2)) == 2 * 2 * 2**2  # only the rounds predicted with
+    noisy = xgb.DMatrix(x, (x.prod(axis=1) + rng.normal(size=500) > 0).astype(int))
+    deep = xgb.train({"max_depth": 6, "objective": "binary:logistic"}, noisy, 3)
+    assert shap_cost_per_row(deep, (0, 0)) > shap_cost_per_row(stumps, (0, 0))
+    assert SHAP_BUDGET // shap_cost_per_row(stumps, (0, 0)) > 2000
