@@ -19,7 +19,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.config import PromotionConfig
-from tasks.slices import slice_auc_gap, slice_metrics
+from tasks.slices import aucs_of, slice_auc_gap, slice_metrics
 
 # For each metric: True when larger is better.
 HIGHER_IS_BETTER = {"roc_auc": True, "log_loss": False, "worst_slice_auc": True}
@@ -67,15 +67,9 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
 def slice_aucs(
     x: pd.DataFrame, y: np.ndarray, p: np.ndarray, slices: Sequence[str], min_rows: int
 ) -> dict[str, float]:
-    """AUC per value of each slice column (`carrier=UA`), for slices big enough to judge."""
-    found = {}
-    for column in slices:
-        values = x[column].astype("object").to_numpy()
-        for value in pd.unique(values[pd.notna(values)]):
-            mask = values == value
-            if mask.sum() >= min_rows and len(np.unique(y[mask])) == 2:
-                found[f"{column}={value}"] = _auc(y[mask], p[mask])
-    return found
+    """AUC per value of each slice column (`carrier=UA`), for slices big enough to judge (and
+    holding both classes)."""
+    return aucs_of(slice_metrics(x, y, p, slices, min_rows))
 
 
 def metrics_from(
@@ -217,8 +211,8 @@ def compare(
     p_new = predict(challenger_model, x)
     new = metrics_from(x, y, p_new, policy.slices, policy.min_slice_rows)
     labels = np.asarray(y)
-    new_slices = slice_aucs(x, labels, p_new, policy.slices, policy.min_slice_rows)
     per_slice = slice_metrics(x, labels, p_new, policy.slices, policy.min_slice_rows)
+    new_slices = aucs_of(per_slice)
     gap = slice_auc_gap(per_slice)
     if champion_model is None:
         table = [

@@ -58,9 +58,14 @@ def slice_metrics(
     return found
 
 
+def aucs_of(table: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Slice -> AUC, for the slices that have one (both classes present)."""
+    return {row["slice"]: row["auc"] for row in table if not np.isnan(row["auc"])}
+
+
 def slice_auc_gap(table: Sequence[dict[str, Any]]) -> float:
     """Best minus worst slice AUC (NaN with fewer than two slices that have an AUC)."""
-    aucs = [row["auc"] for row in table if not np.isnan(row["auc"])]
+    aucs = list(aucs_of(table).values())
     return float(max(aucs) - min(aucs)) if len(aucs) >= 2 else float("nan")
 
 
