@@ -434,6 +434,13 @@ def monitor(
             f"  label positive rate {label['batch_rate']:.3f} vs {label['reference_rate']:.3f} "
             f"in the reference ({label['shift']:+.3f})"
         )
+    estimated = result.get("estimated")
+    if estimated:
+        real = estimated["realised_auc"]
+        lines.append(
+            f"  champion AUC estimated before labels (CBPE): {estimated['estimated_auc']:.4f}"
+            + (f"; real AUC {real:.4f} ({estimated['error']:+.4f})" if real is not None else "")
+        )
     if result["event_emitted"]:
         lines.append("  event perennial.drift.detected emitted (a served deployment retrains)")
     shadow = result.get("shadow")

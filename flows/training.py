@@ -14,6 +14,7 @@ from prefect import flow
 from tasks.alerts import alert_failed_training
 from tasks.config import dataset_config
 from tasks.drift import save_reference_task
+from tasks.estimate import fit_calibration_task
 from tasks.evaluate import compare_task
 from tasks.features import build_datasets_task
 from tasks.ingest import choose_batches_task
@@ -84,7 +85,8 @@ def training(
     if not registered.created:  # an identical run elsewhere registered first: it decides
         return existing_summary_task(config, registered)
     fit_scores = fit_scores_task(model, data)
-    save_reference_task(config, registered.version, data.x_fit, data.y_fit, fit_scores)
+    calibration = fit_calibration_task(model, data)
+    save_reference_task(config, registered.version, data.x_fit, data.y_fit, fit_scores, calibration)
     facts = card_facts(registered, run, data, gate, tuned, model, champion)
     decision = decide_task(config, registered, comparison, facts, reason)
     return training_summary(config, registered, decision, comparison, data, tuned)
