@@ -20,6 +20,7 @@ from prefect.runtime import flow_run
 from tasks import catalog
 from tasks.artifacts import artifact_key
 from tasks.config import PerennialConfig
+from tasks.cost import RunCost
 from tasks.evaluate import Comparison, Decision, compare, predict
 from tasks.features import Datasets, features_and_label, load_validated
 from tasks.ingest import landed_batches
@@ -63,6 +64,7 @@ def card_facts(
     tuned: TuneResult,
     model: Any,
     champion: VersionInfo | None,
+    cost: RunCost | None = None,
 ) -> CardFacts:
     return CardFacts(
         version=registered.version,
@@ -82,6 +84,7 @@ def card_facts(
         best_rounds=tuned.best_rounds,
         champion_version=champion.version if champion else None,
         top_features=top_features(model),
+        cost=cost,
     )
 
 
