@@ -48,6 +48,9 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument(
+        "--scores", type=Path, help="Also save scores and labels (.npz) for cbpe_nannyml.py."
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     config = load_config(ROOT / "configs" / "flights.yaml")
@@ -60,10 +63,12 @@ def main() -> None:
     calibration = fit_calibration(holdout_scores, y_holdout)
     assert calibration is not None
     rows = []
+    saved = {"reference_scores": holdout_scores, "reference_labels": np.asarray(y_holdout)}
     for number in range(4, 13):
         batch = f"2013-{number:02d}"
         x, y = month(config, batch)
         scores = predict(model, x)
+        saved[f"{batch}_scores"], saved[f"{batch}_labels"] = scores, np.asarray(y)
         found = estimate_auc(calibration, scores, float(roc_auc_score(y, scores)))
         assert found is not None
         rows.append(
@@ -99,6 +104,8 @@ def main() -> None:
         "seconds": round(time.perf_counter() - started, 1),
         "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
     }
+    if args.scores:
+        np.savez(args.scores, **saved)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{result['months_within_tolerance']}/9 months within {TOLERANCE}; wrote {RESULTS}")
