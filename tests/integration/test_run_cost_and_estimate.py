@@ -63,6 +63,8 @@ def test_training_records_its_cost_and_monitoring_estimates_auc_before_labels(
     costs = json.loads(status.output)["costs"]
     assert costs[0]["version"] == champion.version
     assert costs[0]["usd"] == pytest.approx(metrics["cost_usd"])
+    human = CliRunner().invoke(app, ["status", "--config", str(config_path)])
+    assert f"v{champion.version}: " in human.output and "estimated $" in human.output
 
     # Before labels: the estimate rests on the calibration map kept in the reference profile.
     profile = storage.read_json(catalog.key("reference", config, version=champion.version))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
 
 from tasks.estimate import calibrate, estimate_auc, expected_auc, fit_calibration
 
@@ -72,3 +73,36 @@ def test_matches_nannyml_cbpe_on_a_pinned_case() -> None:
     found = estimate_auc(fit_calibration(reference_scores, reference_labels), batch_scores)
     assert found is not None
     assert found["estimated_auc"] == pytest.approx(0.7971, abs=5e-4)
+
+
+@pytest.mark.parametrize(
+    ("realised", "shown"),
+    [(None, "estimated before labels (CBPE): 0.7012\n"), (0.6543, "real AUC 0.6543 (+0.0469)")],
+)
+def test_monitor_prints_the_estimate_as_an_estimate(
+    monkeypatch: pytest.MonkeyPatch, realised: float | None, shown: str
+) -> None:
+    import flows.cli
+    from flows.cli import app
+
+    estimated = estimate_auc(
+        {"scores": [0.0, 1.0], "probabilities": [0.0, 1.0]}, np.array([0.2, 0.8]), realised
+    )
+    assert estimated is not None
+    estimated["estimated_auc"] = 0.7012
+    if realised is not None:
+        estimated["error"] = 0.7012 - realised
+    report = {
+        "reference_version": "2",
+        "status": "ok",
+        "max_psi": 0.01,
+        "reasons": ["max PSI 0.010 < 0.1"],
+        "label": None,
+        "event_emitted": False,
+        "estimated": estimated,
+    }
+    monkeypatch.setattr(flows.cli, "_run", lambda flow, **parameters: report)
+    result = CliRunner().invoke(app, ["monitor", "--batch", "2013-07"])
+    assert result.exit_code == 0, result.output
+    assert "champion AUC estimated before labels (CBPE): 0.7012" in result.output
+    assert shown in result.output
