@@ -441,6 +441,13 @@ def monitor(
             f"  label positive rate {label['batch_rate']:.3f} vs {label['reference_rate']:.3f} "
             f"in the reference ({label['shift']:+.3f})"
         )
+    estimated = result.get("estimated")
+    if estimated:
+        real = estimated["realised_auc"]
+        lines.append(
+            f"  champion AUC estimated before labels (CBPE): {estimated['estimated_auc']:.4f}"
+            + (f"; real AUC {real:.4f} ({estimated['error']:+.4f})" if real is not None else "")
+        )
     if result["event_emitted"]:
         lines.append("  event perennial.drift.detected emitted (a served deployment retrains)")
     shadow = result.get("shadow")
@@ -473,6 +480,7 @@ def _arms_lines(arms: dict[str, Any] | None) -> list[str]:
 @app.command()
 def status(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
     """Show the champion and challenger, their holdout metrics, and the latest decisions."""
+    from tasks.cost import recent_costs
     from tasks.registry import CHALLENGER, CHAMPION, recent_decisions, version_by_alias
 
     cfg = _config(config)
@@ -504,6 +512,16 @@ def status(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> No
             )
     for item in payload["decisions"]:
         lines.append(f"  v{item['version']} {item['decision']}: {'; '.join(item['reasons'])}")
+    payload["costs"] = recent_costs(cfg)
+    if payload["costs"]:
+        lines.append(f"  cost of the last training runs (prices of {cfg.cost.prices_as_of}):")
+    for run in payload["costs"]:
+        version = f"v{run['version']}" if run.get("version") else run["run_id"][:8]
+        lines.append(
+            f"    {version}: {run.get('wall_seconds', 0):.1f} s wall, "
+            f"{run.get('cpu_seconds', 0):.1f} CPU s, peak {run.get('peak_rss_mb', 0):,.0f} MB, "
+            f"estimated ${run.get('usd', 0):.6f}"
+        )
     _emit(payload, as_json, "\n".join(lines))
 
 

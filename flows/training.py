@@ -13,7 +13,9 @@ from prefect import flow
 
 from tasks.alerts import alert_failed_training
 from tasks.config import dataset_config
+from tasks.cost import CostMeter, record_cost_task
 from tasks.drift import save_reference_task
+from tasks.estimate import fit_calibration_task
 from tasks.evaluate import compare_task
 from tasks.explain import explain_task
 from tasks.features import build_datasets_task
@@ -59,36 +61,47 @@ def training(
         dataset: Name of a dataset YAML in configs/, e.g. flights (the demo).
     """
     config = dataset_config(dataset)
-    chosen = choose_batches_task(config, batches, reason)
-    gate = gate_batches_task(config, chosen, "training")
-    run = identify_run_task(config, gate, trials)
+    meter = CostMeter()  # wall, CPU, memory and bytes of each stage (tasks/cost.py)
+    with meter.stage("gate"):
+        chosen = choose_batches_task(config, batches, reason)
+        gate = gate_batches_task(config, chosen, "training")
+        run = identify_run_task(config, gate, trials)
     if run.registered and run.decided:
         return existing_summary_task(config, run.registered)
-    data = build_datasets_task(config, chosen)
-    champion, champion_model = load_champion_task(config)
-    tuned = tune_task(data, config, run.study, champion.params if champion else None, trials)
-    if run.registered:  # registered by a run that crashed before deciding: decide for it now
-        model = load_model_task(config, run.registered.version)
-    else:
-        model = train_task(data, config, tuned)
-    comparison = compare_task(
-        model,
-        champion_model,
-        data.x_holdout,
-        data.y_holdout,
-        config.primary_metric,
-        config.guard_metrics,
-        config.promotion,
-        config.hpo.seed,
-    )
-    explanation = explain_task(model, config, data.x_holdout)
-    registered = register_challenger_task(
-        config, run, model, data, gate, tuned, comparison, reason, explanation
-    )
-    if not registered.created:  # an identical run elsewhere registered first: it decides
-        return existing_summary_task(config, registered)
-    fit_scores = fit_scores_task(model, data)
-    save_reference_task(config, registered.version, data.x_fit, data.y_fit, fit_scores)
-    facts = card_facts(registered, run, data, gate, tuned, model, champion, explanation)
+    with meter.stage("features"):
+        data = build_datasets_task(config, chosen)
+        champion, champion_model = load_champion_task(config)
+    with meter.stage("tune"):
+        tuned = tune_task(data, config, run.study, champion.params if champion else None, trials)
+    with meter.stage("train"):
+        if run.registered:  # registered by a run that crashed before deciding: decide for it now
+            model = load_model_task(config, run.registered.version)
+        else:
+            model = train_task(data, config, tuned)
+    with meter.stage("evaluate"):
+        comparison = compare_task(
+            model,
+            champion_model,
+            data.x_holdout,
+            data.y_holdout,
+            config.primary_metric,
+            config.guard_metrics,
+            config.promotion,
+            config.hpo.seed,
+        )
+        explanation = explain_task(model, config, data.x_holdout)
+    with meter.stage("register"):
+        registered = register_challenger_task(
+            config, run, model, data, gate, tuned, comparison, reason, explanation
+        )
+        if not registered.created:  # an identical run elsewhere registered first: it decides
+            return existing_summary_task(config, registered)
+        fit_scores = fit_scores_task(model, data)
+        calibration = fit_calibration_task(model, data)
+        save_reference_task(
+            config, registered.version, data.x_fit, data.y_fit, fit_scores, calibration
+        )
+    cost = record_cost_task(config, registered.run_id, meter.cost)
+    facts = card_facts(registered, run, data, gate, tuned, model, champion, explanation, cost)
     decision = decide_task(config, registered, comparison, facts, reason)
     return training_summary(config, registered, decision, comparison, data, tuned)

@@ -302,6 +302,20 @@ class DriftConfig(_Strict):
         return self
 
 
+class CostConfig(_Strict):
+    """Prices that turn a run's measured CPU and memory into an estimated cost (tasks/cost.py).
+    Defaults: AWS Fargate on-demand, us-east-1, Linux/x86, as published since the January 2019
+    price cut and still listed when last checked (written from memory in November 2026, with no
+    access to the pricing page: check https://aws.amazon.com/fargate/pricing/ for yours)."""
+
+    vcpu_hour_usd: float = Field(0.04048, ge=0, description="Price of one vCPU for an hour.")
+    gb_hour_usd: float = Field(0.004445, ge=0, description="Price of one GB of memory an hour.")
+    prices_as_of: str = Field(
+        "2019-01 (AWS Fargate us-east-1 Linux/x86 on-demand)",
+        description="When and where the prices come from; shown beside every cost.",
+    )
+
+
 class ServeConfig(_Strict):
     """`perennial serve`: real-time scoring of the champion (and, optionally, the challenger)."""
 
@@ -461,6 +475,8 @@ class PerennialConfig(BaseSettings):
     serve: ServeConfig = Field(default_factory=ServeConfig, exclude=True)  # type: ignore[arg-type]
     # Who is told, and how, shapes no model either.
     alerts: AlertsConfig = Field(default_factory=AlertsConfig, exclude=True)  # type: ignore[arg-type]
+    # Prices shape no model either.
+    cost: CostConfig = Field(default_factory=CostConfig, exclude=True)  # type: ignore[arg-type]
     config_path: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")

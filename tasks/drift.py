@@ -97,8 +97,10 @@ def build_profile(
     scores: np.ndarray,
     config: PerennialConfig,
     version: str,
+    calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Reference profile of a model's training rows `x` (model inputs), labels and scores."""
+    """Reference profile of a model's training rows `x` (model inputs), labels and scores, and
+    the calibration map of its scores fitted on its holdout (tasks/estimate.py), if any."""
     drift = config.drift
     numeric = [*config.features.numeric, *config.features.time]
     profile: dict[str, Any] = {
@@ -124,6 +126,8 @@ def build_profile(
     score_values = np.asarray(scores, dtype=np.float64)
     edges = quantile_edges(score_values, drift.bins)
     profile["scores"] = {"edges": edges, "shares": numeric_shares(score_values, edges).tolist()}
+    if calibration:
+        profile["calibration"] = calibration
     return profile
 
 
@@ -162,6 +166,7 @@ class DriftReport:
     reasons: list[str] = field(default_factory=list)
     label: dict[str, float] | None = None  # reference and batch label rate, and their PSI
     performance: dict[str, float] | None = None  # champion AUC on the batch vs its holdout AUC
+    estimated: dict[str, Any] | None = None  # CBPE estimate of the AUC (tasks/estimate.py)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -175,6 +180,7 @@ class DriftReport:
             "reference_version": self.reference_version,
             "reasons": self.reasons,
             "label": self.label,
+            "estimated_auc": self.estimated["estimated_auc"] if self.estimated else None,
         }
 
 
@@ -299,6 +305,7 @@ def measure_batch(
     holdout_auc: float | None,
 ) -> DriftReport:
     """Score a validated batch with the profiled model and compare it with the profile."""
+    from tasks.estimate import estimate_auc
     from tasks.evaluate import metrics_from, predict
     from tasks.features import label, model_inputs
 
@@ -310,7 +317,7 @@ def measure_batch(
     if labelled.any():
         labels = label(frame[labelled], config)
         labelled_auc = metrics_from(x[labelled], labels, scores[labelled]).roc_auc
-    return compare(
+    report = compare(
         profile,
         batch,
         x,
@@ -321,6 +328,8 @@ def measure_batch(
         labelled_auc,
         exclude=unmonitored(config),
     )
+    report.estimated = estimate_auc(profile.get("calibration"), scores, labelled_auc)
+    return report
 
 
 # -- reporting --------------------------------------------------------------------------------
@@ -367,6 +376,17 @@ def table_rows(report: DriftReport, drift: DriftConfig) -> list[dict[str, Any]]:
     return [{"feature": n, "psi": round(v, 4), "level": level(v)} for n, v in report.psi.items()]
 
 
+def estimate_line(report: DriftReport) -> str:
+    """The CBPE estimate as a markdown line, marked as an estimate, the real AUC beside it."""
+    if not report.estimated:
+        return ""
+    est = report.estimated
+    line = f"\n- champion AUC **estimated** (CBPE, before labels): {est['estimated_auc']:.4f}"
+    if est["realised_auc"] is not None:
+        line += f"; real AUC on the labelled rows {est['realised_auc']:.4f} ({est['error']:+.4f})"
+    return line
+
+
 def announce_drift(config: PerennialConfig, report: DriftReport, **marks: Any) -> None:
     """Tell people (an alert, once per batch and window) and the training deployment (the
     event, whose trigger retrains once per batch and window: see prefect.yaml)."""
@@ -408,12 +428,12 @@ def save_reference_task(
     x: pd.DataFrame,
     y: pd.Series,
     scores: np.ndarray,
+    calibration: dict[str, Any] | None = None,
 ) -> str:
     from tasks.storage import open_storage
 
-    return save_reference(
-        open_storage(config.home), config, build_profile(x, y, scores, config, version)
-    )
+    profile = build_profile(x, y, scores, config, version, calibration)
+    return save_reference(open_storage(config.home), config, profile)
 
 
 @task(name="measure-drift", cache_policy=NO_CACHE)
@@ -466,6 +486,7 @@ def report_drift_task(config: PerennialConfig, report: DriftReport, live: bool =
         markdown=(
             f"### Drift of {what}{config.dataset} {report.batch}: **{report.status}**\n\n"
             + "\n".join(f"- {r}" for r in report.reasons)
+            + estimate_line(report)
             + f"\n\n{sampled}PSI per feature (PNG): [{location}]({location})\n"
         ),
         description=f"{'live ' if live else ''}drift {report.batch}: {report.status}",

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.config import PerennialConfig
+from tasks.cost import RunCost
 from tasks.evaluate import Comparison
 
 METRIC_ROWS = ("roc_auc", "log_loss", "worst_slice_auc", "mean_prediction", "label_rate", "rows")
@@ -35,6 +36,7 @@ class CardFacts:
     top_features: list[tuple[str, float]]
     shap_importance: list[tuple[str, float]] = field(default_factory=list)  # mean |SHAP|
     shap_rows: int = 0  # holdout rows behind shap_importance
+    cost: RunCost | None = None  # what the run cost up to registration (tasks/cost.py)
 
 
 def _number(value: Any) -> str:
@@ -100,6 +102,8 @@ def render(config: PerennialConfig, facts: CardFacts, comparison: Comparison) ->
         ]
     lines += ["", "## Top features (XGBoost gain)", "| feature | gain |", "|---|---|"]
     lines += [f"| {name} | {gain:.1f} |" for name, gain in facts.top_features]
+    if facts.cost:
+        lines += ["", "## Cost of this run", f"- {facts.cost.card_line(config.cost)}"]
     return "\n".join(lines) + "\n"
 
 

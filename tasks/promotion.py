@@ -20,6 +20,7 @@ from prefect.runtime import flow_run
 from tasks import catalog
 from tasks.artifacts import artifact_key
 from tasks.config import PerennialConfig
+from tasks.cost import RunCost
 from tasks.evaluate import Comparison, Decision, compare, predict
 from tasks.explain import Explanation
 from tasks.features import Datasets, features_and_label, load_validated
@@ -65,6 +66,7 @@ def card_facts(
     model: Any,
     champion: VersionInfo | None,
     explanation: Explanation | None = None,
+    cost: RunCost | None = None,
 ) -> CardFacts:
     return CardFacts(
         version=registered.version,
@@ -86,6 +88,7 @@ def card_facts(
         top_features=top_features(model),
         shap_importance=explanation.top() if explanation else [],
         shap_rows=explanation.rows if explanation else 0,
+        cost=cost,
     )
 
 
