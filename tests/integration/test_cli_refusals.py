@@ -136,7 +136,7 @@ def test_a_command_run_as_the_readme_says_prints_no_noise(tmp_path: Path) -> Non
         == [
             line
             for line in lines_of(no_suite)
-            if "no expectation suite" in line and "perennial validate --profile" in line
+            if "no suite for sensors" in line and "perennial validate --profile" in line
         ]
         and len(lines_of(no_suite)) == 1
     ), no_suite.stderr[-3000:]
