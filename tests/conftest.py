@@ -19,6 +19,10 @@ FLIGHTS = ROOT / "configs" / "flights.yaml"
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# The Makefile exports PERENNIAL_HOME for the commands it runs; a test picks its own home (a
+# fixture below, or a test YAML's own folder), never the one of the shell that started pytest:
+# with it inherited, tests whose YAML names no home shared one and saw each other's state.
+os.environ.pop("PERENNIAL_HOME", None)
 
 
 @pytest.fixture(scope="session")
