@@ -62,7 +62,7 @@ def metrics_figure(batches: list[dict[str, Any]]) -> str | None:
     labelled = [b.get("labelled") or {} for b in batches]
     estimated = [b.get("estimated") or {} for b in batches]
     figure, (top, bottom) = plt.subplots(
-        2, 1, figsize=(9, 5.2), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
+        2, 1, figsize=(10, 5.2), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
     )
     real = [m.get("roc_auc", math.nan) for m in labelled]
     guess = [e.get("estimated_auc", math.nan) for e in estimated]
@@ -92,9 +92,10 @@ def metrics_figure(batches: list[dict[str, Any]]) -> str | None:
     for i in [0, *champion_changes(batches)]:
         top.annotate(
             f"v{batches[i]['model_version']}",
-            (i - 0.45, 1),
+            (i - 0.45, 0.97),
             xycoords=("data", "axes fraction"),
             va="top",
+            ha="left",
             color=GREEN,
             fontweight="bold",
         )
@@ -110,7 +111,7 @@ def decisions_figure(decisions: list[dict[str, Any]]) -> str | None:
     if not shown:
         return None
     plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(9, 3.4))
+    figure, axes = plt.subplots(figsize=(10, 3.4))
     for i, d in enumerate(shown):
         promoted = d["decision"] == "promoted"
         if finite(d["champion_auc"]):
@@ -137,7 +138,7 @@ def drift_figure(batches: list[dict[str, Any]], warn: float, alert: float) -> st
     plt = _pyplot()
     features = sorted({f for b in batches for f in b["drift"]["psi"]})
     grid = np.array([[b["drift"]["psi"].get(f, np.nan) for b in batches] for f in features])
-    figure, axes = plt.subplots(figsize=(9, 0.32 * len(features) + 1.6))
+    figure, axes = plt.subplots(figsize=(10, 0.32 * len(features) + 1.6))
     image = axes.imshow(grid, aspect="auto", cmap="YlOrRd", vmin=0, vmax=2 * alert)
     for (row, column), value in np.ndenumerate(grid):
         if np.isfinite(value):
@@ -167,7 +168,7 @@ def cost_figure(costs: list[dict[str, Any]]) -> str | None:
     if not costs:
         return None
     plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(9, 3))
+    figure, axes = plt.subplots(figsize=(10, 3))
     x = range(len(costs))
     wall = [c.get("wall_seconds", 0.0) for c in costs]
     axes.bar([i - 0.2 for i in x], wall, 0.4, color=BLUE, label="wall s")

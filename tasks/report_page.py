@@ -30,7 +30,7 @@ header h1{margin:0 0 4px;font-size:24px}header p{margin:0;color:#666}
 section{background:#fff;border-radius:8px;padding:16px 20px;margin:16px 0;
 box-shadow:0 1px 3px rgba(0,0,0,.08)}
 h2{font-size:17px;margin:0 0 10px}
-.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:12px;
+.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(125px,1fr));gap:12px;
 background:none;box-shadow:none;padding:0}
 .tile{background:#fff;border-radius:8px;padding:12px 14px;box-shadow:0 1px 3px rgba(0,0,0,.08)}
 .tile b{display:block;font-size:20px}.tile span{color:#666;font-size:12px}
@@ -71,13 +71,14 @@ def table(head: list[str], rows: list[tuple[list[str], str]]) -> str:
     """`rows` are (cells as HTML already escaped, row class)."""
     header = "".join(f"<th>{escape(h)}</th>" for h in head)
     body = "".join(
-        f'<tr class="{css}">' + "".join(rows_cells) + "</tr>" for rows_cells, css in rows
+        (f'<tr class="{css}">' if css else "<tr>") + "".join(cells) + "</tr>" for cells, css in rows
     )
     return f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def td(value: Any, css: str = "") -> str:
-    return f'<td class="{escape(css)}">{escape(str(value))}</td>'
+    attribute = f' class="{escape(css)}"' if css else ""
+    return f"<td{attribute}>{escape(str(value))}</td>"
 
 
 def empty(text: str) -> str:
