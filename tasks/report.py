@@ -97,7 +97,9 @@ def load_quarantines(storage: Storage, config: PerennialConfig) -> list[dict[str
                 "revision": reason.get("revision", 1),
                 "stage": reason.get("stage", ""),
                 "message": reason.get("message", ""),
-                "rules": [f"{f.get('expectation')} on {f.get('column') or '-'}" for f in failed],
+                "rules": [
+                    f"{f.get('expectation')} on {f.get('column') or 'the table'}" for f in failed
+                ],
             }
         )
     return sorted(found, key=lambda q: (q["batch"], q["revision"]))

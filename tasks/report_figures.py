@@ -5,9 +5,13 @@ drawn as written. The data is what tasks/report.py `gather` returns."""
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec
+
+P = ParamSpec("P")
 
 GREEN, RED, GREY, BLUE, ORANGE, INK = "#2e8b57", "#c0392b", "#95a5a6", "#2c6fbb", "#e67e22", "#333"
 
@@ -23,15 +27,30 @@ def number(value: Any, digits: int = 4) -> str:
 # -- figures ----------------------------------------------------------------------------------
 
 
+LOOK = {"text.parse_math": False, "font.size": 9, "axes.spines.top": False}
+LOOK["axes.spines.right"] = False
+
+
 def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"text.parse_math": False, "font.size": 9, "axes.spines.top": False})
-    plt.rcParams["axes.spines.right"] = False
     return plt
+
+
+def styled(draw: Callable[P, str | None]) -> Callable[P, str | None]:
+    """Draw under matplotlib's default style plus ours, whatever the process set globally
+    (Optuna's plots switch it to ggplot), and leave the global style as it was."""
+
+    @functools.wraps(draw)
+    def drawn(*args: P.args, **kwargs: P.kwargs) -> str | None:
+        plt = _pyplot()
+        with plt.style.context("default"), plt.rc_context(LOOK):
+            return draw(*args, **kwargs)
+
+    return drawn
 
 
 def png(figure: Any) -> str:
@@ -52,6 +71,7 @@ def champion_changes(batches: list[dict[str, Any]]) -> list[int]:
     ]
 
 
+@styled
 def metrics_figure(batches: list[dict[str, Any]]) -> str | None:
     """Real AUC and CBPE estimate per batch (top), positive rate and mean score (bottom), with a
     line where the champion changed."""
@@ -99,12 +119,14 @@ def metrics_figure(batches: list[dict[str, Any]]) -> str | None:
             color=GREEN,
             fontweight="bold",
         )
+    top.set_xlim(-0.6, len(batches) - 0.4)  # room for the first champion's label
     top.legend(loc="lower left", frameon=False)
     bottom.legend(loc="upper left", frameon=False)
     bottom.set_xticks(x, [b["batch"] for b in batches], rotation=45 if len(x) > 8 else 0)
     return png(figure)
 
 
+@styled
 def decisions_figure(decisions: list[dict[str, Any]]) -> str | None:
     """Challenger against champion on the same holdout, one column per decision."""
     shown = [d for d in decisions if finite(d["challenger_auc"])]
@@ -129,6 +151,7 @@ def decisions_figure(decisions: list[dict[str, Any]]) -> str | None:
     return png(figure)
 
 
+@styled
 def drift_figure(batches: list[dict[str, Any]], warn: float, alert: float) -> str | None:
     """PSI per feature (rows) per batch (columns), coloured up to twice the alert level."""
     if not batches:
@@ -163,6 +186,7 @@ def drift_figure(batches: list[dict[str, Any]], warn: float, alert: float) -> st
     return png(figure)
 
 
+@styled
 def cost_figure(costs: list[dict[str, Any]]) -> str | None:
     """Wall and CPU seconds per training run, its estimated price above."""
     if not costs:
@@ -191,8 +215,9 @@ def cost_figure(costs: list[dict[str, Any]]) -> str | None:
         )
     axes.set_xticks(list(x), [run_name(c) for c in costs])
     axes.set_ylabel("seconds")
-    axes.set_title("Cost of each training run", loc="left")
-    axes.legend(loc="upper left", frameon=False)
+    axes.set_ylim(0, max([*wall, *(c.get("cpu_seconds", 0.0) for c in costs), 1.0]) * 1.25)
+    axes.set_title("Cost of each training run (estimated price above each)", loc="left")
+    axes.legend(loc="upper right", frameon=False, ncol=2)
     return png(figure)
 
 
