@@ -1,6 +1,6 @@
 """The report page on a real history, its screenshot for the README, and what a refresh costs.
 
-    .venv/bin/python benchmarks/report_page.py [--last 2013-08] [--trials 5]
+    .venv/bin/python benchmarks/report_page.py [--last 2013-08] [--trials 5] [--keep]
 
 In a fresh temporary home, through the real flows (embedded Prefect): train the first champion
 on 2013-01..2013-03, then for each month 2013-04..LAST monitor it (land, gate, drift, CBPE,
@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -72,7 +73,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--last", default="2013-08", help="Last month monitored and trained on.")
     parser.add_argument("--trials", type=int, default=5, help="Search trials per training.")
+    parser.add_argument("--keep", action="store_true", help="Keep the temporary home.")
     args = parser.parse_args()
+    if not Path(CHROMIUM).exists():
+        sys.exit(f"needs Debian's Chromium at {CHROMIUM} (make browser): nothing measured")
     load_start = os.getloadavg()[0]
     started = time.perf_counter()
     home = Path(tempfile.mkdtemp(prefix="perennial-report-"))
@@ -141,6 +145,10 @@ def main() -> None:
     }
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    if args.keep:
+        print(f"history and page kept in {home}")
+    else:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":
