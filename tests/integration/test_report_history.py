@@ -1,7 +1,7 @@
 """Performance over time through the real flows: monitoring records the champion's metrics on
-each labelled batch and refreshes the page; a quarantined batch and
-two training runs join it; `perennial report` writes the page and prints where. The tiny
-synthetic dataset of test_second_dataset trains in seconds."""
+each labelled batch and refreshes the page; two training runs and a quarantined week (the gate's
+plain function refuses it) join it; `perennial report` writes the page and prints where. The
+tiny synthetic dataset of test_second_dataset trains in seconds."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from tasks.config import load_config
 from tasks.ingest import extract_from_source, land_batch
 from tasks.storage import Storage
 from tasks.suite import profile_landed
-from tasks.validate import GateRefusedError
+from tasks.validate import gate_batch
 from tests.integration.test_second_dataset import CONFIG, write_week
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -52,8 +52,8 @@ def test_monitoring_records_performance_and_perennial_report_shows_the_history(
     assert monitored["report"]["batches"] == 1  # the page was refreshed by monitoring
     second = training(batches="2024-W01..2024-W04", dataset="sensors")
     monitoring(batch="2024-W05", dataset="sensors")
-    with pytest.raises(GateRefusedError):
-        monitoring(batch="2024-W06", dataset="sensors")
+    land_batch(storage, config, batches[5], *extract_from_source(config, batches[5]))
+    assert not gate_batch(storage, config, batches[5]).passed  # quarantined
 
     records = storage.list(catalog.key("batch_records", config))
     assert len(records) == 2
