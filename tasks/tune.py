@@ -30,7 +30,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.artifacts import artifact_key
 from tasks.config import FloatRange, HpoConfig, PerennialConfig
 from tasks.features import Datasets
-from tasks.model import make_encoder
+from tasks.model import encode, encoded_names, fit_encoder
 from tasks.run_logging import PROGRESS, run_logger
 from tasks.study import (
     FINISHED_STATES,
@@ -111,10 +111,23 @@ def make_objective(data: Datasets, config: PerennialConfig, threads: int) -> Any
     from optuna_integration.xgboost import XGBoostPruningCallback
 
     hpo = config.hpo
-    encoder = make_encoder(config).fit(data.x_train)
-    train = xgb.QuantileDMatrix(encoder.transform(data.x_train), data.y_train, nthread=threads)
+    encoder = fit_encoder(config, data.x_train)
+    names = encoded_names(encoder)
+    kinds = ["float"] * len(names)
+    train = xgb.QuantileDMatrix(
+        encode(encoder, data.x_train),
+        data.y_train.to_numpy(),
+        feature_names=names,
+        feature_types=kinds,
+        nthread=threads,
+    )
     valid = xgb.QuantileDMatrix(
-        encoder.transform(data.x_valid), data.y_valid, ref=train, nthread=threads
+        encode(encoder, data.x_valid),
+        data.y_valid.to_numpy(),
+        feature_names=names,
+        feature_types=kinds,
+        ref=train,
+        nthread=threads,
     )
     fixed = {
         "objective": "binary:logistic",
