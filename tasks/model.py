@@ -67,8 +67,9 @@ def encode(encoder: Any, x: pd.DataFrame) -> np.ndarray:
     matrix = np.empty((len(x), len(names)), dtype=np.float32)
     for index, column in enumerate(names):
         if column in categories:
-            # The encoder's codes are positions in its sorted categories: the same as these.
-            codes = pd.Categorical(x[column], categories=categories[column]).codes
+            # The encoder's codes are positions in its sorted categories; a hashed look-up
+            # finds them (-1: missing or unseen, which the encoder also makes missing).
+            codes = pd.Index(categories[column]).get_indexer(x[column])
             matrix[:, index] = np.where(codes < 0, np.nan, codes)
         else:
             matrix[:, index] = x[column].to_numpy(dtype=np.float32, na_value=np.nan)
