@@ -1,5 +1,5 @@
 """Training's fast path (encode once to float32, QuantileDMatrix, xgboost.train) against the
-scikit-learn pipeline's own fit, which Perennial used before: same codes, same trees, same scores."""
+scikit-learn pipeline's own fit, which Perennial used before: same codes, trees and scores."""
 
 from __future__ import annotations
 
