@@ -6,7 +6,7 @@ identical rows), labels kept; December, as it is, is the holdout. Every measurem
 fresh child process (`--child`), so its peak RSS is its own:
 - `perennial` at 1M and 10M rows: `tasks.train.fit_model` on fixed parameters (encoding,
   QuantileDMatrix, `xgboost.train`), as the training flow calls it;
-- `baseline` at 1M rows: the strongest plain alternative, and what Perennial did before: the
+- `baseline` at 1M and 10M rows: the strongest plain alternative, and what Perennial did before: the
   scikit-learn pipeline (OrdinalEncoder + XGBClassifier hist, which bins into a QuantileDMatrix
   itself) fit on the same frame;
 - `dask` at 1M rows: `training.engine: dask` on a 2-worker LocalCluster (processes, one thread
@@ -17,7 +17,7 @@ The machine is shared: the 1-minute load average before each child is recorded w
 
 One run writes the whole of benchmarks/results/scale.json (nothing else writes it):
 
-    .venv/bin/python benchmarks/scale.py            # 20-30 minutes on 2 busy cores
+    .venv/bin/python benchmarks/scale.py            # about 30 minutes on 2 busy cores
 """
 
 from __future__ import annotations
@@ -203,12 +203,13 @@ def main(small_rows: int, large_rows: int, out: Path) -> None:
         baseline = measure(folder, small_rows, "baseline")
         dask = measure(folder, small_rows, "dask")
         large = measure(folder, large_rows, "perennial")
+        large_baseline = measure(folder, large_rows, "baseline")
     same = np.max(
         np.abs(np.array(small["holdout_scores_head"]) - np.array(baseline["holdout_scores_head"]))
     )
     ratio = large["wall_s"] / small["wall_s"]
     peak_gb = large["process_peak_rss_mb"] / 1024
-    for run in (small, baseline, dask, large):
+    for run in (small, baseline, dask, large, large_baseline):
         run.pop("holdout_scores_head")
     result = {
         "measured_at": started.isoformat(timespec="seconds"),
@@ -231,6 +232,16 @@ def main(small_rows: int, large_rows: int, out: Path) -> None:
                 small["train_peak_rss_mb"] / baseline["train_peak_rss_mb"], 2
             ),
             "max_score_difference_first_50": float(same),
+        },
+        "baseline_10m": large_baseline,
+        "vs_baseline_10m": {
+            "wall_ratio": round(large["wall_s"] / large_baseline["wall_s"], 2),
+            "train_peak_rss_ratio": round(
+                large["train_peak_rss_mb"] / large_baseline["train_peak_rss_mb"], 2
+            ),
+            "process_peak_rss_ratio": round(
+                large["process_peak_rss_mb"] / large_baseline["process_peak_rss_mb"], 2
+            ),
         },
         "dask": {
             "run": dask,
