@@ -304,6 +304,9 @@ def _kl_divergence(frame: pd.DataFrame, kwargs: dict[str, Any], outcome: Outcome
     column, present = _nonnull(frame, kwargs)
     partition, threshold = kwargs["partition_object"], kwargs.get("threshold")
     values = column[present]
+    if values.empty:  # GE divides by zero values: no divergence, and the check fails
+        outcome.observed, outcome.success = None, threshold is None
+        return
     expected = np.asarray(partition["weights"], dtype=float)
     if "bins" in partition:
         bins = np.asarray(partition["bins"], dtype=float)
@@ -315,9 +318,9 @@ def _kl_divergence(frame: pd.DataFrame, kwargs: dict[str, Any], outcome: Outcome
         if _kind(column) != "number":
             raise NotNative(f"KL divergence over bins of a {column.dtype} column")
         counts, _ = np.histogram(values.to_numpy(dtype=float), bins)
-        observed = counts / max(len(values), 1)
+        observed = counts / len(values)
     else:
-        shares = values.value_counts() / max(len(values), 1)
+        shares = values.value_counts() / len(values)
         categories = list(dict.fromkeys([*partition["values"], *shares.index]))
         table = pd.Series(expected, index=partition["values"]).reindex(categories)
         observed = shares.reindex(categories).fillna(0.0).to_numpy()
