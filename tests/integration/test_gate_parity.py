@@ -55,17 +55,22 @@ def plain(outcome: Outcome) -> dict[str, Any]:
     return dict(json.loads(json.dumps(asdict(outcome), default=str)))
 
 
+def verdict(outcomes: list[Outcome]) -> bool:
+    return not any(not o.success and o.severity == "critical" for o in outcomes)
+
+
+def failed(outcomes: list[Outcome]) -> list[tuple[str, str, str]]:
+    return sorted((o.expectation, o.column or "", o.severity) for o in outcomes if not o.success)
+
+
+def order(outcome: Outcome) -> tuple[str, str, str, str]:
+    return (outcome.expectation, outcome.column or "", outcome.severity, str(outcome.observed))
+
+
 def assert_same(ge: list[Outcome], native: list[Outcome]) -> None:
-    verdict = lambda outcomes: not any(  # noqa: E731
-        not o.success and o.severity == "critical" for o in outcomes
-    )
-    failed = lambda outcomes: sorted(  # noqa: E731
-        (o.expectation, o.column or "", o.severity) for o in outcomes if not o.success
-    )
     assert verdict(native) == verdict(ge)
     assert failed(native) == failed(ge)
     # Field by field, each expectation matched with GE's (GE orders results its own way).
-    order = lambda o: (o.expectation, o.column or "", o.severity, str(o.observed))  # noqa: E731
     for mine, theirs in zip(sorted(native, key=order), sorted(ge, key=order), strict=True):
         a, b = plain(mine), plain(theirs)
         for name in ("observed", "unexpected_percent"):
