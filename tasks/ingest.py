@@ -85,7 +85,10 @@ def extract_from_source(config: PerennialConfig, batch: str) -> tuple[bytes, str
         path = Path(str(source.path_template).format(batch=batch))
         return read_source_file(path), raw_extension(path.name), str(path)
     frame = _package_tables(source)
-    rows = frame[(batch_ids(frame[config.time.column], config.time) == batch).to_numpy()]
+    times = frame[config.time.column]
+    parsed = utc_times(times)  # the fast path of `parse_times`, which batch_ids would call
+    ids = batch_ids(times if parsed is None else parsed, config.time)
+    rows = frame[(ids == batch).to_numpy()]
     if rows.empty:
         raise IngestError(f"{source.package}: no rows for batch {batch}")
     # CSV text is deterministic, so re-extracting a batch gives identical bytes (and hash).
@@ -208,6 +211,29 @@ def read_csv_fast(data: bytes) -> pd.DataFrame | None:
     if any(str(field.type) not in ARROW_TYPES or not field.name for field in table.schema):
         return None  # ... or a nameless column, which pandas calls "Unnamed: N"
     return table.to_pandas()
+
+
+# `2013-01-01T10:00:00Z`: what most exports write. `parse_times` gives such values their
+# instant in UTC; pyarrow does the same twenty times faster (no Python regex per value).
+UTC_SECONDS = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}Z$"
+
+
+def utc_times(values: pd.Series) -> pd.Series | None:
+    """Text times that are all (nulls aside) whole seconds in UTC, parsed by pyarrow; None
+    for anything else (offsets, naive times, impossible dates), which `parse_times` reads."""
+    import pyarrow as pa
+    import pyarrow.compute as compute
+
+    if values.dtype.type is not str:
+        return None
+    text = pa.Array.from_pandas(values)
+    if not compute.all(compute.match_substring_regex(text, UTC_SECONDS)).as_py():
+        return None  # `all` skips nulls, which stay null (NaT) below, as in `parse_times`
+    try:
+        stamps = compute.cast(text, pa.timestamp("s", tz="UTC"))
+    except pa.ArrowInvalid:  # e.g. 2013-02-30: parse_times makes it NaT
+        return None
+    return pd.Series(stamps.to_pandas(), index=values.index, name=values.name)
 
 
 def landed_batches(storage: Storage, config: PerennialConfig) -> list[str]:

@@ -55,6 +55,7 @@ from tasks.ingest import (
     landed_record,
     raw_extension,
     read_raw,
+    utc_times,
 )
 from tasks.storage import Storage, content_hash
 
@@ -132,29 +133,6 @@ def typed_frame(raw: pd.DataFrame, config: PerennialConfig) -> pd.DataFrame:
         parsed = parse_times(raw[column], config.time.timezone).dt.tz_convert("UTC")
     # GE vectorises only ns or tz-aware datetimes; `assign` copies no other column (pandas 3 CoW)
     return raw.assign(**{column: parsed.astype("datetime64[ns, UTC]")})
-
-
-# `2013-01-01T10:00:00Z`: what most exports write. `parse_times` gives such values their
-# instant in UTC; pyarrow does the same twenty times faster (no Python regex per value).
-UTC_SECONDS = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}Z$"
-
-
-def utc_times(values: pd.Series) -> pd.Series | None:
-    """Text times that are all (nulls aside) whole seconds in UTC, parsed by pyarrow; None
-    for anything else (offsets, naive times, impossible dates), which `parse_times` reads."""
-    import pyarrow as pa
-    import pyarrow.compute as compute
-
-    if values.dtype.type is not str:
-        return None
-    text = pa.Array.from_pandas(values)
-    if not compute.all(compute.match_substring_regex(text, UTC_SECONDS)).as_py():
-        return None  # `all` skips nulls, which stay null (NaT) below, as in `parse_times`
-    try:
-        stamps = compute.cast(text, pa.timestamp("s", tz="UTC"))
-    except pa.ArrowInvalid:  # e.g. 2013-02-30: parse_times makes it NaT
-        return None
-    return pd.Series(stamps.to_pandas(), index=values.index, name=values.name)
 
 
 def parse_raw(

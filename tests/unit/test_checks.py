@@ -19,8 +19,7 @@ from tasks.batches import parse_times
 from tasks.checks import NotNative, _repeated, evaluate_suite
 from tasks.config import PerennialConfig, load_config
 from tasks.expectations import Outcome
-from tasks.ingest import read_csv_fast, read_raw
-from tasks.validate import utc_times
+from tasks.ingest import read_csv_fast, read_raw, utc_times
 from tests.conftest import FLIGHTS
 
 BATCH = "2013-01"
