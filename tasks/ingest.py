@@ -233,7 +233,7 @@ def utc_times(values: pd.Series) -> pd.Series | None:
         stamps = compute.cast(text, pa.timestamp("s", tz="UTC"))
     except pa.ArrowInvalid:  # e.g. 2013-02-30: parse_times makes it NaT
         return None
-    return pd.Series(stamps.to_pandas(), index=values.index, name=values.name)
+    return stamps.to_pandas().set_axis(values.index).rename(values.name)  # positions, not labels
 
 
 def landed_batches(storage: Storage, config: PerennialConfig) -> list[str]:

@@ -180,7 +180,9 @@ def test_files_pyarrow_reads_differently_are_read_by_pandas(data: bytes) -> None
 
 
 def test_utc_times_are_the_instants_parse_times_gives() -> None:
-    values = pd.Series(["2013-01-01T10:00:00Z", None, "2013-03-10 07:00:00Z"], dtype="str")
+    values = pd.Series(
+        ["2013-01-01T10:00:00Z", None, "2013-03-10 07:00:00Z"], index=[7, 3, 5], dtype="str"
+    )
     fast = utc_times(values)
     assert fast is not None
     slow = parse_times(values, "America/New_York").dt.tz_convert("UTC")
