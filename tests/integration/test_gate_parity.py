@@ -146,3 +146,15 @@ def test_the_committed_suite_is_decided_natively(
     result = gate_batch(storage, config, "2013-02")
     assert result.passed and result.engine == NATIVE
     assert storage.read_json("validated/flights/2013-02.json")["engine"] == NATIVE
+
+
+def test_the_fast_reader_gives_pandas_values_on_every_month(config: PerennialConfig) -> None:
+    import io
+
+    from tasks.ingest import read_csv_fast
+
+    for month in range(1, 13):
+        data, _, _ = extract_from_source(config, f"2013-{month:02d}")
+        fast = read_csv_fast(data)
+        assert fast is not None, month  # the fast path, not pandas again
+        pd.testing.assert_frame_equal(fast, pd.read_csv(io.BytesIO(data)), check_exact=True)
