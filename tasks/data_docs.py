@@ -32,7 +32,8 @@ def request_docs(docs: Path, config: Any, result: Any) -> Path:
     folder = docs / REQUESTS
     folder.mkdir(parents=True, exist_ok=True)
     payload = {
-        "config": config.model_dump(mode="json"),
+        # What the gate read, without the back-end URLs (they may hold credentials)
+        "config": config.model_dump(mode="json", exclude={"mlflow_uri", "optuna_storage"}),
         "batch": result.batch,
         "revision": result.revision,
         "raw_key": result.raw_key,
@@ -40,6 +41,7 @@ def request_docs(docs: Path, config: Any, result: Any) -> Path:
     }
     target = folder / f"{time.time_ns()}-{result.batch}.json"
     partial = target.with_suffix(".tmp")
+    partial.touch(mode=0o600)
     partial.write_text(json.dumps(payload, default=str))
     partial.replace(target)  # the worker never reads half a request
     start_worker(docs)
