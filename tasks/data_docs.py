@@ -117,7 +117,10 @@ def serve_requests(docs: Path) -> int:
         try:
             while pending := sorted((docs / REQUESTS).glob("*.json")):
                 for request in pending:
-                    _serve(docs, json.loads(request.read_text()))
+                    try:
+                        _serve(docs, json.loads(request.read_text()))
+                    except Exception as exc:  # one bad request must not block the queue
+                        print(f"{request.name}: {type(exc).__name__}: {exc}", flush=True)
                     request.unlink()
                     done += 1
         finally:
