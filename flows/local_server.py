@@ -1,0 +1,371 @@
+"""The shared local Prefect server: started once, in the background, by the first `perennial`
+command that runs a flow, and reused by every later one (a command then pays about 0.1 s to find
+it instead of 15-20 s to start an ephemeral server of its own).
+
+    PREFECT_HOME/local-server.json    {pid, port, url, started} (0600)
+    PREFECT_HOME/local-server.secret  the API auth string (0600, kept across restarts)
+    PREFECT_HOME/local-server.lock    flock around find-or-start: two commands, one server
+    PREFECT_HOME/local-server.log     the server's log
+
+The recorded process is a small supervisor (`python -m flows.local_server supervise`) leading
+its own session: it runs `prefect server start` as its child, bound to it by PR_SET_PDEATHSIG,
+and stops it after PERENNIAL_PREFECT_IDLE_MINUTES (default 60; 0 = never) without a command
+using it and without a flow run in progress, so a laptop does not keep ~250 MB for good.
+Locked down as `make up` is: API auth string (environment, never argv), CSRF on, CORS for its
+own origin only, 127.0.0.1.
+
+Not used when PREFECT_API_URL is set (served mode, tests) or with PERENNIAL_PREFECT=ephemeral:
+then Prefect starts its temporary in-process server, which this module binds to the command
+(`bind_ephemeral_server`) so that a command killed with SIGKILL leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, MutableMapping
+from pathlib import Path
+from typing import Any
+
+from flows.service import (
+    alive,
+    free_port,
+    prefect_server_command,
+    server_settings,
+    start_ticks,
+    stop,
+    write_private,
+)
+
+MODE_VARIABLE = "PERENNIAL_PREFECT"  # "shared" (default) or "ephemeral"
+IDLE_VARIABLE = "PERENNIAL_PREFECT_IDLE_MINUTES"
+STATE, SECRET, LOCK, LOG = (
+    "local-server.json",
+    "local-server.secret",
+    "local-server.lock",
+    "local-server.log",
+)
+SUPERVISOR = "flows.local_server"  # in the recorded pid's command line: tells ours from a reused pid
+START_TIMEOUT_S = 300.0  # a cold first start on a busy 2-core machine took more than 60 s
+HEALTH_TIMEOUT_S = 2.0
+IDLE_CHECK_S = 30.0
+PR_SET_PDEATHSIG = 1
+
+
+class LocalServerError(RuntimeError):
+    """The shared server would not start: the message names its log."""
+
+
+def prefect_home(environ: MutableMapping[str, str] = os.environ) -> Path:
+    return Path(environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser().resolve()
+
+
+def wanted(environ: MutableMapping[str, str] = os.environ) -> bool:
+    """Whether a command should use the shared server: not when the user points Prefect at a
+    server of their own (PREFECT_API_URL, in the environment or a Prefect profile; the tests'
+    temporary server) or chose ephemeral mode."""
+    if environ.get("PREFECT_API_URL"):
+        return False
+    if environ.get(MODE_VARIABLE, "shared").strip().lower() == "ephemeral":
+        return False
+    if "prefect" in sys.modules:  # already imported: a profile or temporary settings may name one
+        from prefect.settings import PREFECT_API_URL
+
+        return not PREFECT_API_URL.value()
+    return True
+
+
+def is_ours(state: dict[str, Any]) -> bool:
+    """The recorded pid is alive, is the process we started (same start time), and runs the
+    supervisor: a stale file naming a dead or recycled pid is not trusted."""
+    if not alive(state):
+        return False
+    try:
+        command = Path(f"/proc/{state['pid']}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return SUPERVISOR.encode() in command
+
+
+def healthy(url: str, timeout: float = HEALTH_TIMEOUT_S) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
+def read_state(home: Path) -> dict[str, Any] | None:
+    try:
+        state = json.loads((home / STATE).read_text())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def auth_string(home: Path) -> str:
+    """The server's API auth string, made once and kept (0600): clients started before a restart
+    of the server still hold the right one."""
+    path = home / SECRET
+    if path.is_file():
+        return path.read_text().strip()
+    secret = secrets.token_urlsafe(32)
+    write_private(path, secret + "\n")
+    return secret
+
+
+@contextlib.contextmanager
+def locked(home: Path) -> Iterator[None]:
+    """An exclusive flock on the lock file: the kernel releases it if the holder dies."""
+    home.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(home / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock
+
+
+def find(home: Path) -> dict[str, Any] | None:
+    """The running shared server of this PREFECT_HOME, or None (a stale state file is removed)."""
+    state = read_state(home)
+    if state is None:
+        return None
+    if is_ours(state) and healthy(state["url"]):
+        os.utime(home / STATE)  # "used now": the idle clock restarts
+        return state
+    if is_ours(state):  # alive but not answering (hung): replace it
+        stop(state)
+    (home / STATE).unlink(missing_ok=True)
+    return None
+
+
+def start(home: Path, secret: str) -> dict[str, Any]:
+    """Start the supervisor in its own session, detached, and wait until the API answers."""
+    log = os.open(home / LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", SUPERVISOR, "supervise", str(free_port())],
+            env={**os.environ, "PERENNIAL_LOCAL_SERVER_AUTH": secret},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C or the end of the command leaves it running
+        )
+    finally:
+        os.close(log)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        state = read_state(home)
+        if state and state["pid"] == process.pid and healthy(state["url"]):
+            return state
+        if process.poll() is not None:
+            break
+        time.sleep(0.25)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    (home / STATE).unlink(missing_ok=True)
+    raise LocalServerError(
+        f"the local Prefect server did not start within {START_TIMEOUT_S:.0f} s: see "
+        f"{home / LOG}, or set {MODE_VARIABLE}=ephemeral"
+    )
+
+
+def ensure(environ: MutableMapping[str, str] = os.environ) -> dict[str, Any] | None:
+    """Find or start the shared server and point this process (and its children) at it.
+    Returns its state, or None when the shared server is not wanted."""
+    if not wanted(environ):
+        return None
+    home = prefect_home(environ)
+    with locked(home):
+        secret = auth_string(home)
+        state = find(home) or start(home, secret)
+    environ["PREFECT_API_URL"] = state["url"]
+    environ["PREFECT_API_AUTH_STRING"] = secret
+    return state
+
+
+@contextlib.contextmanager
+def connected(state: dict[str, Any] | None) -> Iterator[None]:
+    """Prefect reads its settings at import: when it is already imported, the server found by
+    `ensure` reaches it through temporary settings."""
+    if state is None:
+        yield
+        return
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    secret = auth_string(prefect_home())
+    with temporary_settings({PREFECT_API_URL: state["url"], PREFECT_API_AUTH_STRING: secret}):
+        yield
+
+
+def stop_server(environ: MutableMapping[str, str] = os.environ) -> dict[str, Any] | None:
+    """Stop the shared server (SIGTERM to its session, SIGKILL after a grace period)."""
+    home = prefect_home(environ)
+    with locked(home):
+        state = read_state(home)
+        if state is not None and is_ours(state):
+            stop(state)
+        (home / STATE).unlink(missing_ok=True)
+    return state if state is not None and not alive(state) else None
+
+
+def server_status(environ: MutableMapping[str, str] = os.environ) -> dict[str, Any]:
+    home = prefect_home(environ)
+    state = read_state(home)
+    running = bool(state and is_ours(state) and healthy(state["url"]))
+    return {**(state or {}), "running": running, "home": str(home), "log": str(home / LOG)}
+
+
+# -- the supervisor: `python -m flows.local_server supervise PORT` ------------------------------
+
+
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGKILL when the thread that started it ends (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def idle_seconds(environ: MutableMapping[str, str] = os.environ) -> float:
+    minutes = float(environ.get(IDLE_VARIABLE, "60") or 0)
+    return minutes * 60
+
+
+def runs_in_progress(url: str, secret: str) -> bool:
+    """Whether any flow run is pending or running (a long training run is not idleness)."""
+    import base64
+
+    body = json.dumps(
+        {"flow_runs": {"state": {"type": {"any_": ["PENDING", "RUNNING", "CANCELLING"]}}}}
+    ).encode()
+    token = base64.b64encode(secret.encode()).decode()
+    request = urllib.request.Request(
+        f"{url}/flow_runs/count",
+        data=body,
+        headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return bool(int(reply.read()) > 0)
+    except (OSError, ValueError):
+        return True  # unsure: stay up
+
+
+def supervise(port: int) -> int:
+    """Run the Prefect server, record it, and stop it after the idle period."""
+    home = prefect_home()
+    secret = os.environ.pop("PERENNIAL_LOCAL_SERVER_AUTH")
+    url = f"http://127.0.0.1:{port}/api"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")},
+        **server_settings(port),
+        "PREFECT_HOME": str(home),
+        "PREFECT_UI_API_URL": url,  # else the UI calls port 4200 and shows nothing
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_API_AUTH_STRING": secret,
+    }
+    server = subprocess.Popen(
+        prefect_server_command(port), env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent
+    )
+    signal.signal(signal.SIGTERM, lambda *_: server.terminate())
+    state = {"pid": os.getpid(), "ticks": start_ticks(os.getpid()), "port": port, "url": url}
+    write_private(home / STATE, json.dumps({**state, "started": time.time()}, indent=2))
+    limit = idle_seconds()
+    while server.poll() is None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.wait(timeout=IDLE_CHECK_S)
+            break
+        used = (home / STATE).stat().st_mtime if (home / STATE).exists() else 0.0
+        if limit and time.time() - used > limit and not runs_in_progress(url, secret):
+            print(f"idle for {limit / 60:.0f} min: stopping", flush=True)
+            server.terminate()
+            server.wait()
+    # Not under the lock: `stop_server` holds it while it waits for this process to end.
+    if (read_state(home) or {}).get("pid") == os.getpid():
+        (home / STATE).unlink(missing_ok=True)
+    return 0
+
+
+# -- ephemeral mode: nothing outlives the command -----------------------------------------------
+
+
+class _Spawner:
+    """Starts processes from one daemon thread that lives as long as this process: the death
+    signal fires when the *thread* that forked ends, and Prefect may start its temporary server
+    from a short-lived worker thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: list[tuple[Callable[[], Any], list[Any], threading.Event]] = []
+        self._wake = threading.Condition(self._lock)
+        threading.Thread(target=self._serve, name="perennial-spawner", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            with self._wake:
+                while not self._requests:
+                    self._wake.wait()
+                make, box, done = self._requests.pop(0)
+            try:
+                box.append(make())
+            except BaseException as exc:  # handed back to the caller's thread
+                box.append(exc)
+            done.set()
+
+    def run(self, make: Callable[[], Any]) -> Any:
+        box: list[Any] = []
+        done = threading.Event()
+        with self._wake:
+            self._requests.append((make, box, done))
+            self._wake.notify()
+        done.wait()
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        return box[0]
+
+
+_spawner: _Spawner | None = None
+
+
+def bind_ephemeral_server() -> None:
+    """Make Prefect's temporary server die with this process, even on SIGKILL (PR_SET_PDEATHSIG:
+    Prefect stops it only from an atexit hook, which SIGKILL skips)."""
+    global _spawner
+    from prefect.server.api import server as prefect_server
+
+    if _spawner is not None:
+        return
+    _spawner = spawner = _Spawner()
+    real_popen = subprocess.Popen
+
+    def popen(*args: Any, **kwargs: Any) -> Any:
+        return spawner.run(lambda: real_popen(*args, preexec_fn=die_with_parent, **kwargs))
+
+    class BoundSubprocess:  # the module's `subprocess`, with Popen bound to this process
+        def __getattr__(self, name: str) -> Any:
+            return popen if name == "Popen" else getattr(subprocess, name)
+
+    prefect_server.subprocess = BoundSubprocess()  # type: ignore[assignment]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    if len(args) == 2 and args[0] == "supervise":
+        return supervise(int(args[1]))
+    print("usage: python -m flows.local_server supervise PORT", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
