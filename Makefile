@@ -51,8 +51,9 @@ infra-check: install  ## terraform fmt + test, checkov, structural HCL tests (of
 up: install  ## served mode: Prefect server + UI, worker, MLflow server, deployments
 	$(RUN) python -m flows.service up
 
-down:  ## stop exactly what `make up` started
+down:  ## stop exactly what `make up` started, and the CLI's shared local Prefect server
 	$(RUN) python -m flows.service down
+	$(RUN) perennial server stop
 
 status:
 	$(RUN) python -m flows.service status

@@ -141,14 +141,15 @@ def _run(flow: Any, **parameters: Any) -> Any:
     unless PREFECT_API_URL names a server or PERENNIAL_PREFECT=ephemeral: then to Prefect's
     temporary server, bound to this process so that it dies with it."""
     from flows import local_server
+    from flows.ephemeral_server import bind_ephemeral_server
     from flows.terminal import quiet_console, refusal_line
 
     try:
         server = local_server.ensure()
     except local_server.LocalServerError as exc:
         _fail(f"error: {exc}")
-    if server is None:
-        local_server.bind_ephemeral_server()
+    if server is None and not local_server.api_url_configured():
+        bind_ephemeral_server()
     rejected = _rejections()
     try:
         with local_server.connected(server), quiet_console():

@@ -16,13 +16,12 @@ own origin only, 127.0.0.1.
 
 Not used when PREFECT_API_URL is set (served mode, tests) or with PERENNIAL_PREFECT=ephemeral:
 then Prefect starts its temporary in-process server, which this module binds to the command
-(`bind_ephemeral_server`) so that a command killed with SIGKILL leaves nothing behind.
+(`flows.ephemeral_server`) so that a command killed with SIGKILL leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import json
 import os
@@ -30,13 +29,13 @@ import secrets
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from flows.ephemeral_server import die_with_parent
 from flows.service import (
     alive,
     free_port,
@@ -55,11 +54,11 @@ STATE, SECRET, LOCK, LOG = (
     "local-server.lock",
     "local-server.log",
 )
-SUPERVISOR = "flows.local_server"  # in the recorded pid's command line: tells ours from a reused pid
+# In the recorded pid's command line: tells our server from a process that reused its pid.
+SUPERVISOR = "flows.local_server"
 START_TIMEOUT_S = 300.0  # a cold first start on a busy 2-core machine took more than 60 s
 HEALTH_TIMEOUT_S = 2.0
 IDLE_CHECK_S = 30.0
-PR_SET_PDEATHSIG = 1
 
 
 class LocalServerError(RuntimeError):
@@ -70,19 +69,24 @@ def prefect_home(environ: MutableMapping[str, str] = os.environ) -> Path:
     return Path(environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser().resolve()
 
 
-def wanted(environ: MutableMapping[str, str] = os.environ) -> bool:
-    """Whether a command should use the shared server: not when the user points Prefect at a
-    server of their own (PREFECT_API_URL, in the environment or a Prefect profile; the tests'
-    temporary server) or chose ephemeral mode."""
+def api_url_configured(environ: MutableMapping[str, str] = os.environ) -> bool:
+    """Whether Prefect is pointed at a server: PREFECT_API_URL in the environment, or, once
+    prefect is imported, in a Prefect profile or temporary settings (the tests' server)."""
     if environ.get("PREFECT_API_URL"):
-        return False
-    if environ.get(MODE_VARIABLE, "shared").strip().lower() == "ephemeral":
-        return False
-    if "prefect" in sys.modules:  # already imported: a profile or temporary settings may name one
+        return True
+    if "prefect" in sys.modules:
         from prefect.settings import PREFECT_API_URL
 
-        return not PREFECT_API_URL.value()
-    return True
+        return bool(PREFECT_API_URL.value())
+    return False
+
+
+def wanted(environ: MutableMapping[str, str] = os.environ) -> bool:
+    """Whether a command should use the shared server: not when the user points Prefect at a
+    server of their own, nor in ephemeral mode."""
+    if environ.get(MODE_VARIABLE, "shared").strip().lower() == "ephemeral":
+        return False
+    return not api_url_configured(environ)
 
 
 def is_ours(state: dict[str, Any]) -> bool:
@@ -231,12 +235,6 @@ def server_status(environ: MutableMapping[str, str] = os.environ) -> dict[str, A
 # -- the supervisor: `python -m flows.local_server supervise PORT` ------------------------------
 
 
-def die_with_parent() -> None:
-    """preexec_fn: the child gets SIGKILL when the thread that started it ends (Linux)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def idle_seconds(environ: MutableMapping[str, str] = os.environ) -> float:
     minutes = float(environ.get(IDLE_VARIABLE, "60") or 0)
     return minutes * 60
@@ -295,68 +293,6 @@ def supervise(port: int) -> int:
     if (read_state(home) or {}).get("pid") == os.getpid():
         (home / STATE).unlink(missing_ok=True)
     return 0
-
-
-# -- ephemeral mode: nothing outlives the command -----------------------------------------------
-
-
-class _Spawner:
-    """Starts processes from one daemon thread that lives as long as this process: the death
-    signal fires when the *thread* that forked ends, and Prefect may start its temporary server
-    from a short-lived worker thread."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._requests: list[tuple[Callable[[], Any], list[Any], threading.Event]] = []
-        self._wake = threading.Condition(self._lock)
-        threading.Thread(target=self._serve, name="perennial-spawner", daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            with self._wake:
-                while not self._requests:
-                    self._wake.wait()
-                make, box, done = self._requests.pop(0)
-            try:
-                box.append(make())
-            except BaseException as exc:  # handed back to the caller's thread
-                box.append(exc)
-            done.set()
-
-    def run(self, make: Callable[[], Any]) -> Any:
-        box: list[Any] = []
-        done = threading.Event()
-        with self._wake:
-            self._requests.append((make, box, done))
-            self._wake.notify()
-        done.wait()
-        if isinstance(box[0], BaseException):
-            raise box[0]
-        return box[0]
-
-
-_spawner: _Spawner | None = None
-
-
-def bind_ephemeral_server() -> None:
-    """Make Prefect's temporary server die with this process, even on SIGKILL (PR_SET_PDEATHSIG:
-    Prefect stops it only from an atexit hook, which SIGKILL skips)."""
-    global _spawner
-    from prefect.server.api import server as prefect_server
-
-    if _spawner is not None:
-        return
-    _spawner = spawner = _Spawner()
-    real_popen = subprocess.Popen
-
-    def popen(*args: Any, **kwargs: Any) -> Any:
-        return spawner.run(lambda: real_popen(*args, preexec_fn=die_with_parent, **kwargs))
-
-    class BoundSubprocess:  # the module's `subprocess`, with Popen bound to this process
-        def __getattr__(self, name: str) -> Any:
-            return popen if name == "Popen" else getattr(subprocess, name)
-
-    prefect_server.subprocess = BoundSubprocess()  # type: ignore[assignment]
 
 
 def main(argv: list[str] | None = None) -> int:

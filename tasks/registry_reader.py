@@ -43,9 +43,7 @@ def connect(tracking_uri: str) -> sqlite3.Connection | None:
 
 
 def _metrics(db: sqlite3.Connection, run_id: str) -> dict[str, float]:
-    rows = db.execute(
-        "SELECT key, value, is_nan FROM latest_metrics WHERE run_uuid = ?", (run_id,)
-    )
+    rows = db.execute("SELECT key, value, is_nan FROM latest_metrics WHERE run_uuid = ?", (run_id,))
     return {key: math.nan if is_nan else float(value) for key, value, is_nan in rows}
 
 
