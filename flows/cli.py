@@ -150,6 +150,12 @@ def _run(flow: Any, **parameters: Any) -> Any:
         _fail(f"error: {exc}")
     if server is None and not local_server.api_url_configured():
         bind_ephemeral_server()
+    elif server is not None and server["new"]:  # on stderr: --json output stays parseable
+        typer.echo(
+            f"started the local Prefect server at {server['url']} (pid {server['pid']}), "
+            "reused by later commands: `perennial server` shows it, `... stop` stops it",
+            err=True,
+        )
     rejected = _rejections()
     try:
         with local_server.connected(server), quiet_console():

@@ -194,7 +194,8 @@ def ensure(environ: MutableMapping[str, str] = os.environ) -> dict[str, Any] | N
     home = prefect_home(environ)
     with locked(home):
         secret = auth_string(home)
-        state = find(home) or start(home, secret)
+        found = find(home)
+        state = {**(found or start(home, secret)), "new": found is None}
     environ["PREFECT_API_URL"] = state["url"]
     environ["PREFECT_API_AUTH_STRING"] = secret
     return state

@@ -97,6 +97,8 @@ def test_two_commands_at_once_start_one_shared_server_and_replace_a_stale_one(
         ]
         outputs = [command.communicate(timeout=600) for command in commands]
         assert [c.returncode for c in commands] == [0, 0], outputs
+        started = [err for _, err in outputs if "started the local Prefect server" in err]
+        assert len(started) == 1, outputs  # one started it, the other waited and reused it
         state = json.loads((prefect_home / STATE).read_text())
         assert state["pid"] != os.getpid()
         assert shared_servers_under(tmp_path) == [state["pid"]]
