@@ -1,5 +1,6 @@
 """The shared local Prefect server's plain parts, without starting one: when it is wanted, and
-how a stale state file is told from ours (the server itself: integration/test_local_server.py)."""
+how a stale state file is told from ours (the server itself runs in
+tests/integration/test_local_server.py)."""
 
 from __future__ import annotations
 
