@@ -6,11 +6,13 @@ it instead of 15-20 s to start an ephemeral server of its own).
     PREFECT_HOME/local-server.secret  the API auth string (0600, kept across restarts)
     PREFECT_HOME/local-server.lock    flock around find-or-start: two commands, one server
     PREFECT_HOME/local-server.log     the server's log
+    PREFECT_HOME/local-server.users   each command using the server holds a shared flock on it
 
 The recorded process is a small supervisor (`python -m flows.local_server supervise`) leading
 its own session: it runs `prefect server start` as its child, bound to it by PR_SET_PDEATHSIG,
-and stops it after PERENNIAL_PREFECT_IDLE_MINUTES (default 60; 0 = never) without a command
-using it and without a flow run in progress, so a laptop does not keep ~250 MB for good.
+and stops it after PERENNIAL_PREFECT_IDLE_MINUTES (default 60; 0 = never) in which no command
+found it, once no command holds it (a long training run does), so a laptop does not keep
+~250 MB for good.
 Locked down as `make up` is: API auth string (environment, never argv), CSRF on, CORS for its
 own origin only, 127.0.0.1.
 
@@ -48,17 +50,18 @@ from flows.service import (
 
 MODE_VARIABLE = "PERENNIAL_PREFECT"  # "shared" (default) or "ephemeral"
 IDLE_VARIABLE = "PERENNIAL_PREFECT_IDLE_MINUTES"
-STATE, SECRET, LOCK, LOG = (
+STATE, SECRET, LOCK, LOG, USERS = (
     "local-server.json",
     "local-server.secret",
     "local-server.lock",
     "local-server.log",
+    "local-server.users",  # each command using the server holds a shared flock on it
 )
 # In the recorded pid's command line: tells our server from a process that reused its pid.
 SUPERVISOR = "flows.local_server"
 START_TIMEOUT_S = 300.0  # a cold first start on a busy 2-core machine took more than 60 s
 HEALTH_TIMEOUT_S = 2.0
-IDLE_CHECK_S = 30.0
+IDLE_CHECK_S = 30.0  # at most: a short idle period is checked four times within it
 
 
 class LocalServerError(RuntimeError):
@@ -129,15 +132,31 @@ def auth_string(home: Path) -> str:
 
 
 @contextlib.contextmanager
-def locked(home: Path) -> Iterator[None]:
-    """An exclusive flock on the lock file: the kernel releases it if the holder dies."""
+def locked(home: Path, name: str = LOCK, how: int = fcntl.LOCK_EX) -> Iterator[bool]:
+    """A flock on a file of `home` (exclusive by default; the kernel releases it if the holder
+    dies). Yields whether it was taken: with LOCK_NB in `how` it may not be."""
     home.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(home / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    descriptor = os.open(home / name, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(descriptor, how)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
     finally:
         os.close(descriptor)  # closing releases the lock
+
+
+_in_use: list[contextlib.ExitStack] = []
+
+
+def mark_in_use(home: Path) -> None:
+    """Hold a shared lock on the users file until this process ends: the server is not idle
+    while a command (a long training run too) uses it, and a killed command frees it."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(locked(home, USERS, fcntl.LOCK_SH))
+    _in_use.append(stack)
 
 
 def find(home: Path) -> dict[str, Any] | None:
@@ -196,6 +215,7 @@ def ensure(environ: MutableMapping[str, str] = os.environ) -> dict[str, Any] | N
         secret = auth_string(home)
         found = find(home)
         state = {**(found or start(home, secret)), "new": found is None}
+        mark_in_use(home)
     environ["PREFECT_API_URL"] = state["url"]
     environ["PREFECT_API_AUTH_STRING"] = secret
     return state
@@ -241,24 +261,22 @@ def idle_seconds(environ: MutableMapping[str, str] = os.environ) -> float:
     return minutes * 60
 
 
-def runs_in_progress(url: str, secret: str) -> bool:
-    """Whether any flow run is pending or running (a long training run is not idleness)."""
-    import base64
-
-    body = json.dumps(
-        {"flow_runs": {"state": {"type": {"any_": ["PENDING", "RUNNING", "CANCELLING"]}}}}
-    ).encode()
-    token = base64.b64encode(secret.encode()).decode()
-    request = urllib.request.Request(
-        f"{url}/flow_runs/count",
-        data=body,
-        headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            return bool(int(reply.read()) > 0)
-    except (OSError, ValueError):
-        return True  # unsure: stay up
+def stop_if_idle(home: Path, server: subprocess.Popen[bytes], limit: float) -> bool:
+    """Stop the server if no command has found it for `limit` seconds and none holds it now.
+    Under the find-or-start lock (skipped if a command holds it), so that no command finds the
+    server while it stops."""
+    with locked(home, LOCK, fcntl.LOCK_EX | fcntl.LOCK_NB) as mine:
+        used = (home / STATE).stat().st_mtime if (home / STATE).exists() else 0.0
+        if not mine or time.time() - used <= limit:
+            return False
+        with locked(home, USERS, fcntl.LOCK_EX | fcntl.LOCK_NB) as unused:
+            if not unused:
+                return False
+            print(f"idle for {limit:.0f} s: stopping", flush=True)
+            server.terminate()
+            server.wait()
+            (home / STATE).unlink(missing_ok=True)
+            return True
 
 
 def supervise(port: int) -> int:
@@ -283,13 +301,10 @@ def supervise(port: int) -> int:
     limit = idle_seconds()
     while server.poll() is None:
         with contextlib.suppress(subprocess.TimeoutExpired):
-            server.wait(timeout=IDLE_CHECK_S)
+            server.wait(timeout=min(IDLE_CHECK_S, limit / 4) if limit else None)
             break
-        used = (home / STATE).stat().st_mtime if (home / STATE).exists() else 0.0
-        if limit and time.time() - used > limit and not runs_in_progress(url, secret):
-            print(f"idle for {limit / 60:.0f} min: stopping", flush=True)
-            server.terminate()
-            server.wait()
+        if limit and stop_if_idle(home, server, limit):
+            break
     # Not under the lock: `stop_server` holds it while it waits for this process to end.
     if (read_state(home) or {}).get("pid") == os.getpid():
         (home / STATE).unlink(missing_ok=True)

@@ -4,10 +4,12 @@ tests/integration/test_local_server.py)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -68,3 +70,21 @@ def test_server_status_and_stop_with_none_running(tmp_path: Path) -> None:
     assert stopped.exit_code == 0 and "no local Prefect server was running" in stopped.output
     wrong = CliRunner().invoke(app, ["server", "restart"], env=env)
     assert wrong.exit_code == 2 and "unknown action" in wrong.output
+
+
+def test_an_idle_server_stops_only_when_no_command_holds_it(tmp_path: Path) -> None:
+    server = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=-1)
+    try:
+        write_private(tmp_path / local_server.STATE, "{}")
+        assert not local_server.stop_if_idle(tmp_path, server, limit=60)  # found just now
+        long_ago = time.time() - 120
+        os.utime(tmp_path / local_server.STATE, (long_ago, long_ago))
+        with local_server.locked(tmp_path, local_server.USERS, fcntl.LOCK_SH):
+            assert not local_server.stop_if_idle(tmp_path, server, limit=60)  # a command runs
+        assert server.poll() is None
+        assert local_server.stop_if_idle(tmp_path, server, limit=60)
+        assert server.returncode is not None
+        assert not (tmp_path / local_server.STATE).exists()
+    finally:
+        server.kill()
+        server.wait()
