@@ -25,6 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "commands.json"
 PERENNIAL = str(Path(sys.executable).parent / "perennial")
 MONTHS = [f"2013-{month:02d}" for month in range(1, 13)]
+FIND_SERVER = (
+    "import time; started = time.perf_counter(); from flows.local_server import ensure; "
+    "assert not ensure()['new']; print(time.perf_counter() - started)"
+)
 STATUS_BY_MLFLOW = (
     "from flows.cli import _config, _registry_status_by_mlflow; "
     "_registry_status_by_mlflow(_config(None))"
@@ -52,6 +56,13 @@ def wall_s(command: list[str], env: dict[str, str]) -> float:
     return round(time.perf_counter() - started, 3)
 
 
+def run_python(code: str, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    )
+    return done.stdout.strip()
+
+
 def median(values: list[float]) -> float:
     return round(statistics.median(values), 3)
 
@@ -75,6 +86,7 @@ def measure(runs: int, folder: Path) -> dict[str, object]:
             with_server.append(wall_s([*ingest, next(months)], shared))
             without.append(wall_s([*ingest, next(months)], ephemeral))
         gated = wall_s([PERENNIAL, "ingest", "--batch", next(months)], shared)
+        found = [float(run_python(FIND_SERVER, shared)) for _ in range(runs)]
     finally:
         subprocess.run([PERENNIAL, "server", "stop"], env=shared, capture_output=True)
     subprocess.run([sys.executable, "-c", REGISTRY], cwd=ROOT, env=base, check=True)
@@ -87,6 +99,7 @@ def measure(runs: int, folder: Path) -> dict[str, object]:
         "ingest_ephemeral_server_s": median(without),
         "ingest_shared_over_ephemeral": round(median(with_server) / median(without), 3),
         "ingest_with_gate_shared_server_s": gated,
+        "find_running_server_s": median(found),
         "status_s": median(status),
         "status_through_mlflow_client_s": median(by_mlflow),
         "status_over_mlflow_client": round(median(status) / median(by_mlflow), 3),
