@@ -61,6 +61,7 @@ STATE, SECRET, LOCK, LOG, USERS = (
 SUPERVISOR = "flows.local_server"
 START_TIMEOUT_S = 300.0  # a cold first start on a busy 2-core machine took more than 60 s
 HEALTH_TIMEOUT_S = 2.0
+HUNG_AFTER_S = 30.0
 IDLE_CHECK_S = 30.0  # at most: a short idle period is checked four times within it
 
 
@@ -164,10 +165,17 @@ def find(home: Path) -> dict[str, Any] | None:
     state = read_state(home)
     if state is None:
         return None
-    if is_ours(state) and healthy(state["url"]):
-        os.utime(home / STATE)  # "used now": the idle clock restarts
-        return state
-    if is_ours(state):  # alive but not answering (hung): replace it
+    ours = is_ours(state)
+    # A busy machine can keep a healthy server from answering within seconds: replace it only
+    # if it stays silent for HUNG_AFTER_S.
+    deadline = time.monotonic() + HUNG_AFTER_S
+    while ours and time.monotonic() < deadline:
+        if healthy(state["url"]):
+            os.utime(home / STATE)  # "used now": the idle clock restarts
+            return state
+        time.sleep(0.25)
+        ours = is_ours(state)
+    if ours:  # alive but not answering (hung): replace it
         stop(state)
     (home / STATE).unlink(missing_ok=True)
     return None
