@@ -83,7 +83,7 @@ def test_two_searches_share_the_study_and_train_resumes_it(
         for process in processes:
             if process.poll() is None:
                 stop_process(process)
-    for process, (out, err) in zip(processes, outputs, strict=True):
+    for process, (_, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, err[-2000:]
     reports = [json.loads(out) for out, _ in outputs]
     name = reports[0]["study"]
