@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-ANCHOR = ROOT.parent / "shared" / "anchors" / "bare_pipeline.py"
+ANCHOR_PATH = Path("..") / "shared" / "anchors" / "bare_pipeline.py"  # relative to the repository
 RESULTS = ROOT / "benchmarks" / "results" / "pipeline.json"
 BATCHES = "2013-01..2013-12"
 MAX_TRAIN_ROWS = "400000"
@@ -121,8 +121,8 @@ def perennial_run(trials: int) -> dict[str, Any]:
     }
 
 
-def script_run(trials: int) -> dict[str, Any]:
-    command = [sys.executable, str(ANCHOR), "12", str(trials)]
+def script_run(anchor: Path, trials: int) -> dict[str, Any]:
+    command = [sys.executable, str(anchor), "12", str(trials)]
     run = run_measured(command, dict(os.environ))
     line = json.loads(run.pop("stdout").strip().splitlines()[-1])
     return {
@@ -133,16 +133,33 @@ def script_run(trials: int) -> dict[str, Any]:
     }
 
 
+def anchor_script() -> Path:
+    """`../shared/anchors/bare_pipeline.py` beside the repository; from a git worktree elsewhere,
+    beside the main checkout that owns it."""
+    candidates = [ROOT / ANCHOR_PATH]
+    common = subprocess.run(
+        ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if common.returncode == 0 and common.stdout.strip():
+        candidates.append(Path(common.stdout.strip()).parent / ANCHOR_PATH)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    raise SystemExit(
+        f"the bare script is missing: looked for {', '.join(map(str, candidates))}; put "
+        "bare_pipeline.py in ../shared/anchors/ beside the repository, then rerun"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--trials", type=int, default=40)
     args = parser.parse_args()
-    if not ANCHOR.is_file():
-        raise SystemExit(
-            f"the bare script is missing: {ANCHOR} (it lives beside the repository, in "
-            "../shared/anchors/); put bare_pipeline.py there, then rerun"
-        )
+    anchor = anchor_script()
     started = datetime.now(UTC)
     pairs = []
     for index in range(args.pairs):
@@ -150,7 +167,9 @@ def main() -> None:
         runs = {}
         for which in ("perennial", "script") if first_perennial else ("script", "perennial"):
             runs[which] = (
-                perennial_run(args.trials) if which == "perennial" else script_run(args.trials)
+                perennial_run(args.trials)
+                if which == "perennial"
+                else script_run(anchor, args.trials)
             )
             print(which, json.dumps(runs[which]), flush=True)
         pairs.append(
