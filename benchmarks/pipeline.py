@@ -107,6 +107,11 @@ def perennial_run(trials: int) -> dict[str, Any]:
         "PERENNIAL_HOME": str(home),
         "PERENNIAL_SPLIT__MAX_TRAIN_ROWS": MAX_TRAIN_ROWS,
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        # On a loaded machine the ephemeral server took longer than the CLI's 120 s to start
+        # and the run failed (issue 17's first-run failure): wait, and count the time.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": os.environ.get(
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "600"
+        ),
     }
     command = [str(Path(sys.executable).parent / "perennial"), "train", "--batches", BATCHES]
     run = run_measured([*command, "--trials", str(trials), "--json"], env)
