@@ -345,6 +345,54 @@ def train(
 
 
 @app.command()
+def search(
+    batches: str = typer.Option(
+        "",
+        "--batches",
+        help="Batches, as train takes them, e.g. 2013-01..2013-12; default: every landed batch.",
+    ),
+    trials: int | None = typer.Option(
+        None, "--trials", min=1, help="Finished trials the study should hold (default: config)."
+    ),
+    first_worker: int | None = typer.Option(
+        None,
+        "--first-worker",
+        min=0,
+        help="Sampler seed offset of this process (default: config hpo.first_worker_index); "
+        "give each process that joins a study its own: 0, 2, 4, ... with two workers each.",
+    ),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Run search trials in the study `train` uses for these batches; train and register nothing.
+
+    With a shared PostgreSQL Optuna storage (PERENNIAL_OPTUNA_STORAGE), a second machine joins
+    a running search; the next `train` on the same batches runs only the trials still missing."""
+    from flows.search import search as search_flow
+
+    cfg = _config(config)
+    if batches:
+        _checked_batch(cfg, batches, many=True)
+    result = _run(
+        search_flow,
+        batches=batches,
+        trials=trials,
+        dataset=_dataset(cfg),
+        first_worker_index=first_worker,
+    )
+    human = (
+        f"study {result['study']}: {result['trials_total']} finished trial(s), "
+        f"{result['trials_run']} run here ({result['trials_pruned']} pruned in all), "
+        f"sampler seed(s) {', '.join(map(str, result['sampler_seeds']))}; "
+        f"best #{result['best_trial']} validation {result['best_value']:.4f}\n"
+        f"  next: perennial train --batches {batches or '<the same batches>'}"
+        + (f" --trials {trials}" if trials else "")
+        + " runs only the trials still missing"
+    )
+    _emit(result, as_json, human)
+
+
+@app.command()
 def promote(
     version: str = typer.Option(..., "--version", help="Registered version to make champion."),
     reason: str = typer.Option("", "--reason", help="Why (recorded on the version)."),
