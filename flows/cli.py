@@ -702,6 +702,39 @@ def init(
     )
 
 
+@app.command()
+def report(
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Also copy the page here (default: only reports/<model>.html)."
+    ),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Write one self-contained HTML page of the model (metrics per batch with champion changes,
+    decisions, drift heat map, quarantines, cost per run) that opens offline; print its path."""
+    from flows.report import report as report_flow
+
+    cfg = _config(config)
+    result = _run(report_flow, dataset=_dataset(cfg))
+    if out is not None:
+        from tasks.storage import open_storage
+
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(open_storage(cfg.home).read_bytes(result["key"]))
+        except OSError as exc:
+            _fail(
+                f"refused: cannot write the report to {out}: {exc.strerror}; choose another --out"
+            )
+        result["path"], result["location"] = str(out.resolve()), out.resolve().as_uri()
+    human = (
+        f"report of {result['model']}: {result['batches']} batches, {result['decisions']} "
+        f"decisions, {result['quarantines']} quarantined, {result['costs']} runs costed\n"
+        + result["path"]
+    )
+    _emit(result, as_json, human)
+
+
 def main() -> None:  # pragma: no cover - the console script `perennial`
     from flows import terminal
     from flows.terminal import crash_line, refusal_line

@@ -2,7 +2,9 @@
 reference profile, leave the artifacts and, on alert, emit `perennial.drift.detected` (which the
 training deployment's trigger turns into a retrain). When the batch was scored in shadow and
 its labels are in, it also compares challenger and champion on it, and the A/B arms of the live
-traffic of its period. `live_monitoring` measures the drift of live traffic instead."""
+traffic of its period; it records the champion's metrics on the batch (performance over time)
+and refreshes the model's report page. `live_monitoring` measures the drift of live traffic
+instead."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from tasks.drift import measure_drift_task, report_drift_task
 from tasks.ingest import newest_landed_task
 from tasks.live import live_time
 from tasks.predict import compare_shadow_task
+from tasks.report import record_batch_task, refresh_report_task
 from tasks.validate import gate_batches_task
 
 
@@ -38,12 +41,15 @@ def monitoring(batch: str = "", dataset: str = "flights") -> dict[str, Any]:
     plot_key = report_drift_task(config, report)
     shadow = compare_shadow_task(config, batch)
     arms = compare_arms_task(config, batch)
+    record_batch_task(config, report)
+    page = refresh_report_task(config)
     return {
         **report.as_dict(),
         "plot_key": plot_key,
         "event_emitted": report.status == "alert",
         "shadow": shadow,
         "arms": arms,
+        "report": page,
     }
 
 

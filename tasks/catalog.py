@@ -28,6 +28,10 @@ Entry = Literal[
     "live_part",
     "live_drift_plot",
     "alerts",
+    "quarantine_folder",
+    "batch_record",
+    "batch_records",
+    "report_page",
 ]
 CATALOG: dict[Entry, str] = {
     # batches that passed the gate, and the gate's summary of each
@@ -46,6 +50,13 @@ CATALOG: dict[Entry, str] = {
     "live_drift_plot": "reports/{dataset}/live-drift-{batch}.png",
     # alerts sent: `<subject>.<n>.json` claims the n-th alert of that kind and subject
     "alerts": "alerts/{dataset}/{kind}",
+    "quarantine_folder": "quarantine/{dataset}",
+    # what monitoring saw of a batch with a model version (drift, CBPE estimate and, once the
+    # labels are in, the real metrics): written once per (version, batch); the report reads them
+    "batch_record": "monitoring/{dataset}/{model}/{batch}.v{version}.json",
+    "batch_records": "monitoring/{dataset}/{model}",
+    # the self-contained HTML report of a model (`perennial report`)
+    "report_page": "reports/{model}.html",
 }
 
 

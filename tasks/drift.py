@@ -167,6 +167,7 @@ class DriftReport:
     label: dict[str, float] | None = None  # reference and batch label rate, and their PSI
     performance: dict[str, float] | None = None  # champion AUC on the batch vs its holdout AUC
     estimated: dict[str, Any] | None = None  # CBPE estimate of the AUC (tasks/estimate.py)
+    labelled: dict[str, float] | None = None  # champion metrics on the labelled rows
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -313,10 +314,13 @@ def measure_batch(
     x = model_inputs(frame, config)
     scores = predict(model, x)
     labelled = frame[config.target.column].notna().to_numpy()
-    labels, labelled_auc = None, None
+    labels, labelled_auc, labelled_metrics = None, None, None
     if labelled.any():
         labels = label(frame[labelled], config)
-        labelled_auc = metrics_from(x[labelled], labels, scores[labelled]).roc_auc
+        metrics = metrics_from(x[labelled], labels, scores[labelled])
+        labelled_auc = metrics.roc_auc
+        keep = ("roc_auc", "log_loss", "label_rate", "mean_prediction", "rows")
+        labelled_metrics = {name: getattr(metrics, name) for name in keep}
     report = compare(
         profile,
         batch,
@@ -329,6 +333,7 @@ def measure_batch(
         exclude=unmonitored(config),
     )
     report.estimated = estimate_auc(profile.get("calibration"), scores, labelled_auc)
+    report.labelled = labelled_metrics
     return report
 
 
