@@ -14,7 +14,9 @@ export DO_NOT_TRACK := 1
 
 install:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	$(UV) sync --frozen
+	@# Compiled now, not at each first import: cold imports on 2 cores outlasted Prefect's
+	@# server start timeout on a first run, and with PYTHONDONTWRITEBYTECODE set they never end.
+	$(UV) sync --frozen --compile-bytecode
 	@mkdir -p "$(PREFECT_HOME)"  # Prefect makes only the last folder of its home
 
 demo: install  ## replay 2013 month by month: gate, score, retrain, promote
@@ -51,8 +53,9 @@ infra-check: install  ## terraform fmt + test, checkov, structural HCL tests (of
 up: install  ## served mode: Prefect server + UI, worker, MLflow server, deployments
 	$(RUN) python -m flows.service up
 
-down:  ## stop exactly what `make up` started
+down:  ## stop exactly what `make up` started, and the CLI's shared local Prefect server
 	$(RUN) python -m flows.service down
+	$(RUN) perennial server stop
 
 status:
 	$(RUN) python -m flows.service status

@@ -159,6 +159,12 @@ def server_settings(prefect_port: int) -> dict[str, str]:
     }
 
 
+def prefect_server_command(port: int) -> list[str]:
+    """The Prefect server on loopback (its lock-down is in `server_settings`, its auth string in
+    the environment): `make up` and the CLI's shared local server both start it so."""
+    return [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+
+
 def write_private(path: Path, text: str) -> None:
     """Write a file only the user can read (0600), whatever the umask, replacing it whole."""
     temporary = path.with_name(f".{path.name}.tmp")
@@ -435,10 +441,7 @@ def up(home: Path) -> dict[str, Any]:
     try:
         processes["prefect-server"] = spawn(
             "prefect-server",
-            [
-                *(str(BIN / "prefect"), "server", "start"),
-                *("--host", "127.0.0.1", "--port", str(prefect_port)),
-            ],
+            prefect_server_command(prefect_port),
             prefect_server_env,
             logs,
         )

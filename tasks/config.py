@@ -234,6 +234,21 @@ class HpoConfig(_Strict):
     search_space: dict[str, IntRange | FloatRange] = Field(default_factory=_default_search_space)
 
 
+class TrainingConfig(_Strict):
+    """Where the final model trains: in this process, or on a Dask cluster (`xgboost.dask`)."""
+
+    engine: Literal["local", "dask"] = "local"
+    dask_scheduler: str | None = Field(
+        None,
+        description="Scheduler address of a running Dask cluster (tcp://host:8786, or tls:// "
+        "with the security in Dask's config); none: a LocalCluster on 127.0.0.1 for the run.",
+    )
+    dask_workers: int = Field(2, ge=1, description="Workers of the run's own LocalCluster.")
+    dask_threads_per_worker: int | None = Field(
+        None, ge=1, description="Threads of each LocalCluster worker (default: cores // workers)."
+    )
+
+
 class ValidationConfig(_Strict):
     suite: str = Field(description="Name of the GE expectation suite in the GE project.")
     gx_root: Path = Field(Path("great_expectations"), description="Folder of the GE file context.")
@@ -469,6 +484,9 @@ class PerennialConfig(BaseSettings):
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)  # type: ignore[arg-type]
     hpo: HpoConfig = Field(default_factory=HpoConfig)  # type: ignore[arg-type]
     validation: ValidationConfig
+    # Where the model trains does not shape it (the same parameters, seed and rows): excluded from
+    # dumps, so from the fingerprint, like `hpo.workers`.
+    training: TrainingConfig = Field(default_factory=TrainingConfig, exclude=True)  # type: ignore[arg-type]
     # Monitoring thresholds do not shape a model: excluded from dumps, so from the fingerprint.
     drift: DriftConfig = Field(default_factory=DriftConfig, exclude=True)  # type: ignore[arg-type]
     # How the model is served does not shape it either: excluded like `drift`.

@@ -30,6 +30,7 @@ STRING_TYPE = "str"
 NUMBER_TYPES = ["int64", "int32", "float64", "float32", "Int64", "Float64"]
 FILE_CHECK, EXPECTATION = "file_check", "expectation"  # the two stages of the gate
 DOCS_FOLDER = "data_docs"
+RESULTS_STORE = ".validation_results"  # GE's results behind the Data Docs, under DOCS_FOLDER
 RANGE_RULE = "expect_column_values_to_be_between"
 REMOTE_ASSET = re.compile(r"https://great-expectations-web-assets\.s3[^'\")]*")
 
@@ -129,8 +130,8 @@ def shorten(value: Any, limit: int = 160) -> str:
 @lru_cache(maxsize=4)
 def runtime_context(gx_root: Path, docs_dir: Path | None = None) -> Any:
     """The GE file context, read once per process, with validation results kept in memory (so
-    runs do not grow `uncommitted/`), Data Docs (if any) under `docs_dir`, and nothing written
-    back to the committed config."""
+    runs do not grow `uncommitted/`) or, with Data Docs, beside them under `docs_dir`, and
+    nothing written back to the committed config."""
     import yaml
 
     import great_expectations as gx
@@ -144,6 +145,13 @@ def runtime_context(gx_root: Path, docs_dir: Path | None = None) -> Any:
     }
     project["data_docs_sites"] = {}
     if docs_dir is not None:
+        # Results kept beside the docs: each background worker (`tasks/data_docs.py`) is a new
+        # process, and a site built from one process's results drops the pages of the others.
+        # `build_data_docs` prunes them to `data_docs_keep`.
+        project["stores"]["validation_results_store"]["store_backend"] = {
+            "class_name": "TupleFilesystemStoreBackend",
+            "base_directory": str(docs_dir / RESULTS_STORE),
+        }
         project["data_docs_sites"] = {
             "local_site": {
                 "class_name": "SiteBuilder",

@@ -7,6 +7,7 @@ are compared; within the training batches the newest one validates the hyper-par
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -120,11 +121,13 @@ class Datasets:
     x_holdout: pd.DataFrame
     y_holdout: pd.Series
 
-    @property
+    # Cached: training, scoring and the drift reference all read the fit rows, and each concat
+    # would copy every one of them again (gigabytes at 10M rows).
+    @cached_property
     def x_fit(self) -> pd.DataFrame:
         return pd.concat([self.x_train, self.x_valid])
 
-    @property
+    @cached_property
     def y_fit(self) -> pd.Series:
         return pd.concat([self.y_train, self.y_valid])
 

@@ -198,13 +198,15 @@ def check_complete(data: bytes, key: str, fields: int) -> None:
             f"truncated file: line {last_line} does not end with a newline (cut off mid-row?)",
             _resend(),
         )
-    body = data.rstrip(b"\r\n")
-    line = body[body.rfind(b"\n") + 1 :]
+    end = len(data)
+    while end and data[end - 1] in b"\r\n":  # the end of the last row, without copying data
+        end -= 1
+    line = data[data.rfind(b"\n", 0, end) + 1 : end]
     if b'"' in line:  # may close a quoted field opened lines above: not countable on its own
         return
     found = len(next(csv.reader([line.decode("utf-8")]), []))
     if found < fields:
-        last_row = body.count(b"\n") + 1
+        last_row = data.count(b"\n", 0, end) + 1
         raise FileCheckError(
             FILE_TRUNCATED,
             key,
@@ -215,7 +217,7 @@ def check_complete(data: bytes, key: str, fields: int) -> None:
 
 def check_line_length(data: bytes, key: str, limits: ValidationConfig) -> None:
     """No line longer than `max_line_bytes` (a lost newline makes one huge line)."""
-    if len(data) <= limits.max_line_bytes:
+    if len(data) <= limits.max_line_bytes or _every_window_has_a_newline(data, limits):
         return
     ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
     bounds = np.concatenate(([-1], ends, [len(data)]))
@@ -229,6 +231,17 @@ def check_line_length(data: bytes, key: str, limits: ValidationConfig) -> None:
             f"validation.max_line_bytes={limits.max_line_bytes:,}",
             "check the file's line endings, or raise validation.max_line_bytes",
         )
+
+
+def _every_window_has_a_newline(data: bytes, limits: ValidationConfig) -> bool:
+    """True proves that no line is longer than `max_line_bytes`: a longer line would contain
+    one of these aligned windows of half that length whole. A few hundred `find`s instead of a
+    pass of numpy over every byte (0.5 s on 170 MB); on False the exact check finds the line."""
+    window = max(limits.max_line_bytes // 2, 1)
+    return all(
+        data.find(b"\n", start, start + window) >= 0
+        for start in range(0, len(data) - window + 1, window)
+    )
 
 
 def _resend() -> str:

@@ -85,7 +85,10 @@ def extract_from_source(config: PerennialConfig, batch: str) -> tuple[bytes, str
         path = Path(str(source.path_template).format(batch=batch))
         return read_source_file(path), raw_extension(path.name), str(path)
     frame = _package_tables(source)
-    rows = frame[(batch_ids(frame[config.time.column], config.time) == batch).to_numpy()]
+    times = frame[config.time.column]
+    parsed = utc_times(times)  # the fast path of `parse_times`, which batch_ids would call
+    ids = batch_ids(times if parsed is None else parsed, config.time)
+    rows = frame[(ids == batch).to_numpy()]
     if rows.empty:
         raise IngestError(f"{source.package}: no rows for batch {batch}")
     # CSV text is deterministic, so re-extracting a batch gives identical bytes (and hash).
@@ -174,7 +177,66 @@ def read_raw(data: bytes, ext: str) -> pd.DataFrame:
     if ext == ".parquet":
         return pd.read_parquet(io.BytesIO(data))
     compression = "gzip" if ext.endswith(".gz") else "zip" if ext.endswith(".zip") else None
+    if compression is None and (frame := read_csv_fast(data)) is not None:
+        return frame
     return pd.read_csv(io.BytesIO(data), compression=compression)
+
+
+# The columns pyarrow may hand over: for these its values are those of pandas' reader (tested
+# on every 2013 month, exactly); any other (an all-null column, booleans, dates it inferred)
+# and the file is read again by pandas.
+ARROW_TYPES = ("int64", "double", "string")
+
+
+def read_csv_fast(data: bytes) -> pd.DataFrame | None:
+    """Plain CSV bytes read by pyarrow's multi-threaded reader, with pandas' null markers and
+    no timestamp inference (the time column stays text, as pandas reads it; the gate parses
+    it); None when pyarrow would not give what `pd.read_csv` gives, or fails."""
+    import pyarrow as pa
+    import pyarrow.csv as arrow_csv
+    from pandas._libs.parsers import STR_NA_VALUES
+
+    convert = arrow_csv.ConvertOptions(
+        null_values=sorted(STR_NA_VALUES),
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+        timestamp_parsers=["\x01"],  # a format no value matches: never infer timestamps
+    )
+    # A quoted value may hold a newline: allowing it costs the parallel block split.
+    parse = arrow_csv.ParseOptions(newlines_in_values=data.find(b'"') >= 0)
+    try:
+        table = arrow_csv.read_csv(pa.py_buffer(data), parse_options=parse, convert_options=convert)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None  # pandas reads it, or names the error as before
+    if any(str(field.type) not in ARROW_TYPES or not field.name for field in table.schema):
+        return None  # ... or a nameless column, which pandas calls "Unnamed: N"
+    text = pd.Series(["text"]).dtype  # what pandas' reader gives text: pandas 3 `str`
+    if getattr(text, "storage", None) == "pyarrow":  # arrow-backed: hand the buffers over
+        return table.to_pandas(types_mapper={pa.string(): text}.get)  # 4x faster than plain
+    return table.to_pandas()
+
+
+# `2013-01-01T10:00:00Z`: what most exports write. `parse_times` gives such values their
+# instant in UTC; pyarrow does the same twenty times faster (no Python regex per value).
+UTC_SECONDS = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}Z$"
+
+
+def utc_times(values: pd.Series) -> pd.Series | None:
+    """Text times that are all (nulls aside) whole seconds in UTC, parsed by pyarrow; None
+    for anything else (offsets, naive times, impossible dates), which `parse_times` reads."""
+    import pyarrow as pa
+    import pyarrow.compute as compute
+
+    if values.dtype.type is not str:
+        return None
+    text = pa.Array.from_pandas(values)
+    if not compute.all(compute.match_substring_regex(text, UTC_SECONDS)).as_py():
+        return None  # `all` skips nulls, which stay null (NaT) below, as in `parse_times`
+    try:
+        stamps = compute.cast(text, pa.timestamp("s", tz="UTC"))
+    except pa.ArrowInvalid:  # e.g. 2013-02-30: parse_times makes it NaT
+        return None
+    return stamps.to_pandas().set_axis(values.index).rename(values.name)  # positions, not labels
 
 
 def landed_batches(storage: Storage, config: PerennialConfig) -> list[str]:

@@ -1,11 +1,17 @@
 """Model: what a Perennial model is, for the search and the final fit alike: category encoding
-then an XGBoost classifier."""
+then an XGBoost classifier.
+
+Training does not push its rows through the scikit-learn pipeline: `fit_encoder` fits the
+encoder on one row per category combination and `encode` turns a frame into the float32 matrix
+XGBoost bins, once, with pandas' hashed category codes. The pipeline the registry stores gives
+the same codes when it scores raw rows (`tests/unit/test_model.py`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from tasks.config import PerennialConfig
 
@@ -35,6 +41,41 @@ def make_encoder(config: PerennialConfig) -> Any:
     return encoder.set_output(transform="pandas")
 
 
+def fit_encoder(config: PerennialConfig, x: pd.DataFrame) -> Any:
+    """The encoder fitted on `x`. A ColumnTransformer's fit transforms every row through
+    Python-level lookups (minutes and gigabytes at 10M rows); fitting it on one row per
+    combination of categories learns the same categories and columns."""
+    categorical = config.features.categorical
+    rows = x.drop_duplicates(subset=categorical) if categorical else x.iloc[:1]
+    return make_encoder(config).fit(rows)
+
+
+def encoded_names(encoder: Any) -> list[str]:
+    """Column names of the encoder's output, in order (the booster's feature names)."""
+    return [str(name) for name in encoder.get_feature_names_out()]
+
+
+def encode(encoder: Any, x: pd.DataFrame) -> np.ndarray:
+    """`x` as the fitted encoder's output, as one float32 matrix (what XGBoost bins anyway):
+    filled column by column, so the only full-size allocation is the matrix itself."""
+    categories = {}
+    for name, fitted, columns in encoder.transformers_:
+        if name == "categorical":
+            for column, values in zip(columns, fitted.categories_, strict=True):
+                categories[column] = [value for value in values if value == value]  # no NaN
+    names = encoded_names(encoder)
+    matrix = np.empty((len(x), len(names)), dtype=np.float32)
+    for index, column in enumerate(names):
+        if column in categories:
+            # The encoder's codes are positions in its sorted categories; a hashed look-up
+            # finds them (-1: missing or unseen, which the encoder also makes missing).
+            codes = pd.Index(categories[column]).get_indexer(x[column])
+            matrix[:, index] = np.where(codes < 0, np.nan, codes)
+        else:
+            matrix[:, index] = x[column].to_numpy(dtype=np.float32, na_value=np.nan)
+    return matrix
+
+
 def xgb_classifier(
     params: dict[str, Any], n_estimators: int, threads: int, seed: int, **extra: Any
 ) -> Any:
@@ -48,3 +89,31 @@ def xgb_classifier(
         random_state=seed,
         **extra,
     )
+
+
+def native_params(params: dict[str, Any], threads: int, seed: int) -> dict[str, Any]:
+    """Booster parameters of `xgb_classifier(params, ...)` for `xgboost.train` (the scikit-learn
+    names are aliases XGBoost accepts), so both APIs grow the same trees."""
+    return {
+        "objective": "binary:logistic",
+        "tree_method": "hist",
+        "nthread": threads,
+        "seed": seed,
+        **params,
+    }
+
+
+def as_classifier(
+    booster: Any, params: dict[str, Any], rounds: int, threads: int, seed: int
+) -> Any:
+    """A booster trained by the native or Dask API as the XGBClassifier the registry stores."""
+    classifier = xgb_classifier(params, rounds, threads, seed)
+    classifier.load_model(bytearray(booster.save_raw(raw_format="ubj")))
+    return classifier
+
+
+def assemble(encoder: Any, classifier: Any) -> Any:
+    """The registered model: fitted encoder + fitted classifier, as one scikit-learn pipeline."""
+    from sklearn.pipeline import Pipeline
+
+    return Pipeline([("encode", encoder), ("model", classifier)])

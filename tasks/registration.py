@@ -11,7 +11,6 @@ registering (`tasks.registry.log_and_register`), where two machines racing meet.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +36,7 @@ from tasks.registry import (
 from tasks.run_logging import run_logger
 from tasks.slices import slices_csv
 from tasks.storage import content_hash
-from tasks.study import study_name
+from tasks.study import study_name_for_batches
 from tasks.tune import TuneResult
 from tasks.validate import GateResult
 
@@ -69,7 +68,7 @@ def identify_run(
 ) -> TrainingRun:
     """The run's study name and training key, from the hashes of the batches it validated."""
     hashes = {batch: result.sha256 for batch, result in gate.items()}
-    name = study_name(config, content_hash(json.dumps(hashes, sort_keys=True).encode()))
+    name = study_name_for_batches(config, hashes)
     return TrainingRun(name, training_key(name, config, trials), hashes)
 
 

@@ -6,6 +6,7 @@ and what it shows a person: the trials table and the PNG figures.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import warnings
@@ -18,6 +19,7 @@ from tasks.run_logging import run_logger
 
 FINISHED_STATES = ("COMPLETE", "PRUNED")
 WORKER_ATTR = "worker"  # user attribute "host:pid:index" of the worker that ran a trial
+SEED_ATTR = "sampler_seed"  # user attribute: the seed of the sampler that proposed a trial
 # RDB storages record a heartbeat per running trial; a trial silent for the grace period is
 # failed by any worker (the cross-machine case, where a dead process's PID cannot be checked).
 HEARTBEAT_INTERVAL_S = 20
@@ -26,6 +28,25 @@ HEARTBEAT_GRACE_S = 120
 
 def study_name(config: PerennialConfig, data_hash: str) -> str:
     return f"{config.dataset}-{config.fingerprint()}-{data_hash[:12]}"
+
+
+def study_name_for_batches(config: PerennialConfig, batch_hashes: dict[str, str]) -> str:
+    """The study of a training on these validated batches (batch id -> content hash). The one
+    place the name is derived: `perennial train` and `perennial search` on the same batches and
+    config meet in the same study, whatever machine each runs on."""
+    from tasks.storage import content_hash
+
+    return study_name(config, content_hash(json.dumps(batch_hashes, sort_keys=True).encode()))
+
+
+def joining_config(config: PerennialConfig, first_worker_index: int | None) -> PerennialConfig:
+    """The config with this machine's sampler seed offset (`hpo.first_worker_index`): a process
+    joining a shared study needs its own, or its seeded sampler repeats another's points. The
+    offset is excluded from the fingerprint, so the study name does not change."""
+    if first_worker_index is None:
+        return config
+    hpo = config.hpo.model_copy(update={"first_worker_index": first_worker_index})
+    return config.model_copy(update={"hpo": hpo})
 
 
 def open_optuna_storage(url: str) -> Any:

@@ -30,10 +30,11 @@ from prefect.cache_policies import NO_CACHE
 from tasks.artifacts import artifact_key
 from tasks.config import FloatRange, HpoConfig, PerennialConfig
 from tasks.features import Datasets
-from tasks.model import make_encoder
+from tasks.model import encode, encoded_names, fit_encoder
 from tasks.run_logging import PROGRESS, run_logger
 from tasks.study import (
     FINISHED_STATES,
+    SEED_ATTR,
     WORKER_ATTR,
     create_study,
     fail_stale_trials,
@@ -111,10 +112,23 @@ def make_objective(data: Datasets, config: PerennialConfig, threads: int) -> Any
     from optuna_integration.xgboost import XGBoostPruningCallback
 
     hpo = config.hpo
-    encoder = make_encoder(config).fit(data.x_train)
-    train = xgb.QuantileDMatrix(encoder.transform(data.x_train), data.y_train, nthread=threads)
+    encoder = fit_encoder(config, data.x_train)
+    names = encoded_names(encoder)
+    kinds = ["float"] * len(names)
+    train = xgb.QuantileDMatrix(
+        encode(encoder, data.x_train),
+        data.y_train.to_numpy(),
+        feature_names=names,
+        feature_types=kinds,
+        nthread=threads,
+    )
     valid = xgb.QuantileDMatrix(
-        encoder.transform(data.x_valid), data.y_valid, ref=train, nthread=threads
+        encode(encoder, data.x_valid),
+        data.y_valid.to_numpy(),
+        feature_names=names,
+        feature_types=kinds,
+        ref=train,
+        nthread=threads,
     )
     fixed = {
         "objective": "binary:logistic",
@@ -183,9 +197,15 @@ def search_worker(
     # Counting RUNNING trials too stops a worker as soon as the others' trials fill the budget.
     stop = MaxTrialsCallback(target, states=states)
     objective = make_objective(data, config, threads)
+    seed = hpo.seed + worker_index  # sampler_for's: a shared study shows who sampled each trial
+
+    def seeded_objective(trial: Any) -> float:
+        trial.set_user_attr(SEED_ATTR, seed)
+        return float(objective(trial))
+
     if deadline is not None:
         timeout = max(0.001, deadline - time.time())  # building the matrices took some of it
-    study.optimize(objective, n_trials=left, timeout=timeout, callbacks=[count, stop])
+    study.optimize(seeded_objective, n_trials=left, timeout=timeout, callbacks=[count, stop])
     return ran
 
 
@@ -291,7 +311,7 @@ def summarise(
     )
 
 
-def _prefect_runner(calls: list[dict[str, Any]]) -> list[int]:
+def prefect_runner(calls: list[dict[str, Any]]) -> list[int]:
     """Run the workers as Prefect tasks (threads), so each shows in the UI with its logs."""
     from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -304,6 +324,17 @@ def _prefect_runner(calls: list[dict[str, Any]]) -> list[int]:
 search_worker_task = task(name="search-worker", cache_policy=NO_CACHE)(search_worker)
 
 
+def publish_trials_table(config: PerennialConfig, result: TuneResult) -> None:
+    from prefect.artifacts import create_table_artifact
+
+    create_table_artifact(
+        table=result.trials,
+        key=artifact_key(f"{config.dataset}-hpo-trials"),
+        description=f"study {result.study_name}: best #{result.best_trial} "
+        f"value {result.best_value:.4f}",
+    )
+
+
 @task(name="tune-hyperparameters", cache_policy=NO_CACHE)
 def tune_task(
     data: Datasets,
@@ -312,14 +343,8 @@ def tune_task(
     warm_start: dict[str, Any] | None = None,
     trials: int | None = None,
 ) -> TuneResult:
-    from prefect.artifacts import create_table_artifact
-
-    result = tune(data, config, name, warm_start, trials, runner=_prefect_runner)
-    create_table_artifact(
-        table=result.trials,
-        key=artifact_key(f"{config.dataset}-hpo-trials"),
-        description=f"study {name}: best #{result.best_trial} value {result.best_value:.4f}",
-    )
+    result = tune(data, config, name, warm_start, trials, runner=prefect_runner)
+    publish_trials_table(config, result)
     # A local folder even when the home is s3://: the registry uploads the files to the run.
     folder = Path(tempfile.mkdtemp(prefix="perennial-study-")) / name
     result.figures = render_study_figures(config.optuna_storage_url, name, folder)

@@ -3,17 +3,22 @@
 Two stages. File checks (`tasks/filecheck.py`) read the raw bytes first: missing, truncated,
 binary, mis-encoded or mis-delimited files fail there with a clear reason. Then the Great
 Expectations suite (JSON in `great_expectations/expectations/<suite>.json`, reviewed like code;
-`tasks/suite.py` drafts it) runs on the parsed frame. Each expectation has a GE severity, which
-the dataset YAML may override (`validation.severity`): a failed `critical` one blocks the batch
-(copied to `quarantine/` with a reason file; `validated/` gets nothing), `warning` and `info`
-ones are reported only. Running GE and reading its results is `tasks/expectations.py`.
+`tasks/suite.py` drafts it) is checked on the parsed frame: natively (`tasks/checks.py`, no GE
+import on the critical path) for the types the drafting writes, by real GE for anything else;
+GE's own full result and Data Docs follow in the background (`tasks/data_docs.py`). Each
+expectation has a GE severity, which the dataset YAML may override (`validation.severity`): a
+failed `critical` one blocks the batch (copied to `quarantine/` with a reason file; `validated/`
+gets nothing), `warning` and `info` ones are reported only. Running GE and reading its results
+is `tasks/expectations.py`.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,6 +31,7 @@ from tasks.alerts import alert_quarantine
 from tasks.artifacts import artifact_key
 from tasks.batches import parse_times
 from tasks.catalog import quarantine_reason_key
+from tasks.checks import NotNative, evaluate_suite
 from tasks.config import PerennialConfig
 from tasks.expectations import (
     EXPECTATION,
@@ -33,7 +39,6 @@ from tasks.expectations import (
     NoSuiteError,
     Outcome,
     apply_severity,
-    build_data_docs,
     docs_dir,
     profile_command,
     run_suite,
@@ -50,6 +55,7 @@ from tasks.ingest import (
     landed_record,
     raw_extension,
     read_raw,
+    utc_times,
 )
 from tasks.storage import Storage, content_hash
 
@@ -59,6 +65,7 @@ logger = logging.getLogger("perennial.validate")
 # that batches validated before the change are validated again.
 # 3: truncated_file, bounded decompression; 4: times without an offset read in time.timezone.
 GATE_VERSION = 4
+NATIVE, GREAT_EXPECTATIONS = "native", "great_expectations"  # what decided a batch
 
 
 class GateRefusedError(RuntimeError):
@@ -79,6 +86,7 @@ class GateResult:
     raw_key: str | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per gate step
     gate: str = ""  # fingerprint of the gate the batch was validated under
+    engine: str = ""  # NATIVE or GREAT_EXPECTATIONS (a suite the native checks cannot read)
 
     def blocking_failures(self) -> list[Outcome]:
         return [o for o in self.outcomes if not o.success and o.severity == "critical"]
@@ -120,7 +128,9 @@ def typed_frame(raw: pd.DataFrame, config: PerennialConfig) -> pd.DataFrame:
     column = config.time.column
     if column not in raw.columns:
         return raw
-    parsed = parse_times(raw[column], config.time.timezone).dt.tz_convert("UTC")
+    parsed = utc_times(raw[column])
+    if parsed is None:
+        parsed = parse_times(raw[column], config.time.timezone).dt.tz_convert("UTC")
     # GE vectorises only ns or tz-aware datetimes; `assign` copies no other column (pandas 3 CoW)
     return raw.assign(**{column: parsed.astype("datetime64[ns, UTC]")})
 
@@ -178,69 +188,95 @@ def gate_batch(storage: Storage, config: PerennialConfig, batch: str) -> GateRes
         raise NoSuiteError(
             f"no suite for {config.dataset}: run `{profile_command(config, reference)}`"
         )
-    summary_key = catalog.key("validated_summary", config, batch=batch)
     fingerprint = gate_fingerprint(config)
-    if storage.exists(summary_key):
-        summary = storage.read_json(summary_key)
-        if summary["sha256"] == record.sha256 and summary.get("gate") == fingerprint:
-            outcomes = [Outcome(**o) for o in summary["outcomes"]]
-            return GateResult(
-                batch,
-                True,
-                record.sha256,
-                summary["rows"],
-                summary["suite"],
-                outcomes,
-                catalog.key("validated", config, batch=batch),
-                revision=summary.get("revision", 1),
-                raw_key=record.key,
-                gate=fingerprint,
-            )
+    if (done := _already_validated(storage, config, record, fingerprint)) is not None:
+        return done
     clock, timings = time.perf_counter(), {}
     data = storage.read_bytes(record.key) if storage.exists(record.key) else None
     frame, failed_file = parse_raw(data, record, config)
     timings["read_and_parse"] = time.perf_counter() - clock
     result = GateResult(
-        batch,
-        True,
-        record.sha256,
-        0,
-        config.validation.suite,
-        [],
-        revision=record.revision,
-        gate=fingerprint,
+        batch, True, record.sha256, 0, config.validation.suite, [], revision=record.revision
     )
-    result.raw_key, result.timings = record.key, timings
+    result.raw_key, result.timings, result.gate = record.key, timings, fingerprint
+    parquet: Future[bytes] | None = None
     if frame is None:
         result.outcomes = [failed_file] if failed_file else []
     else:
-        clock = time.perf_counter()
-        docs = docs_dir(config)
-        checked = typed_frame(frame, config)
-        outcomes = apply_severity(
-            run_suite(checked, config, batch, docs), config.validation.severity
-        )
-        timings["great_expectations"] = time.perf_counter() - clock
+        # Parquet is encoded while the checks run: pyarrow releases the GIL, so on two cores
+        # the write costs little more than the storage put; a failed batch drops the bytes.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            parquet = pool.submit(parquet_bytes, frame)
+            clock = time.perf_counter()
+            result.outcomes, result.engine = check_expectations(
+                typed_frame(frame, config), config, batch
+            )
+            timings["expectations"] = time.perf_counter() - clock
         if len(frame) < config.validation.min_rows:
-            outcomes.append(
+            result.outcomes.append(
                 Outcome("perennial_min_rows", None, "critical", False, observed=len(frame))
             )
-        result.rows, result.outcomes = len(frame), outcomes
+        result.rows = len(frame)
     result.passed = not result.blocking_failures()
     clock = time.perf_counter()
-    if result.passed and frame is not None:
+    if result.passed and parquet is not None:
         archive_reason(storage, config, batch)
-        storage.write_parquet(catalog.key("validated", config, batch=batch), frame)
-        storage.write_json(summary_key, _summary(result))
         result.validated_key = catalog.key("validated", config, batch=batch)
+        storage.write_bytes(result.validated_key, parquet.result())
+        storage.write_json(catalog.key("validated_summary", config, batch=batch), _summary(result))
     else:
         quarantine(storage, config, result, record.key, data)
     timings["write"] = time.perf_counter() - clock
     if frame is not None and (docs := docs_dir(config)) is not None:
-        clock = time.perf_counter()
-        build_data_docs(config, docs)
-        timings["data_docs"] = time.perf_counter() - clock
+        from tasks.data_docs import request_docs
+
+        request_docs(docs, config, result)  # GE's result and Data Docs, in the background
     return result
+
+
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
+    """The frame as Parquet (as `Storage.write_parquet` writes it), in memory."""
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def _already_validated(
+    storage: Storage, config: PerennialConfig, record: LandingRecord, fingerprint: str
+) -> GateResult | None:
+    """The stored verdict of this very revision under this gate, if it passed before."""
+    summary_key = catalog.key("validated_summary", config, batch=record.batch)
+    if not storage.exists(summary_key):
+        return None
+    summary = storage.read_json(summary_key)
+    if summary["sha256"] != record.sha256 or summary.get("gate") != fingerprint:
+        return None
+    return GateResult(
+        record.batch,
+        True,
+        record.sha256,
+        summary["rows"],
+        summary["suite"],
+        [Outcome(**o) for o in summary["outcomes"]],
+        catalog.key("validated", config, batch=record.batch),
+        revision=summary.get("revision", 1),
+        raw_key=record.key,
+        gate=fingerprint,
+        engine=summary.get("engine", ""),
+    )
+
+
+def check_expectations(
+    frame: pd.DataFrame, config: PerennialConfig, batch: str
+) -> tuple[list[Outcome], str]:
+    """The suite's outcomes on the typed frame (YAML severities applied) and what decided them:
+    the native checks, or real GE when the suite holds anything they do not reproduce."""
+    try:
+        outcomes, engine = evaluate_suite(frame, config, batch), NATIVE
+    except NotNative as why:
+        logger.info("gate %s: %s; Great Expectations decides this batch", batch, why)
+        outcomes, engine = run_suite(frame, config, batch, docs_dir(config)), GREAT_EXPECTATIONS
+    return apply_severity(outcomes, config.validation.severity), engine
 
 
 def _summary(result: GateResult) -> dict[str, Any]:
@@ -252,6 +288,7 @@ def _summary(result: GateResult) -> dict[str, Any]:
         "rows": result.rows,
         "suite": result.suite,
         "gate": result.gate,
+        "engine": result.engine,
         "outcomes": [asdict(o) for o in result.outcomes],
     }
 

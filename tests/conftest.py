@@ -23,6 +23,11 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 # fixture below, or a test YAML's own folder), never the one of the shell that started pytest:
 # with it inherited, tests whose YAML names no home shared one and saw each other's state.
 os.environ.pop("PERENNIAL_HOME", None)
+# A CLI command with no PREFECT_API_URL starts (or reuses) a shared local Prefect server that
+# outlives it. Tests use the session's temporary server (`prefect_api_url`) or Prefect's
+# ephemeral one, bound to the command; only tests of the shared server opt in, with their own
+# PREFECT_HOME, and stop it (`no_shared_server_left` checks at the end of the session).
+os.environ["PERENNIAL_PREFECT"] = "ephemeral"
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +37,34 @@ def prefect_server() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=90):
         yield
+
+
+def shared_servers_under(folder: Path) -> list[int]:
+    """PIDs of shared local Prefect servers (their supervisors) whose PREFECT_HOME is under
+    `folder`: read from /proc, as they run detached from the process that started them."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"flows.local_server\0supervise" not in command:
+            continue
+        homes = [v[len(b"PREFECT_HOME=") :] for v in environ if v.startswith(b"PREFECT_HOME=")]
+        if any(Path(os.fsdecode(h)).is_relative_to(folder) for h in homes):
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_shared_server_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fails the session if a test left a shared local Prefect server running."""
+    yield
+    left = shared_servers_under(tmp_path_factory.getbasetemp())
+    assert not left, f"tests left shared local Prefect servers running: pids {left}"
 
 
 @pytest.fixture

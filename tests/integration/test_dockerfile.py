@@ -318,6 +318,8 @@ def test_ingest_flow_runs_from_the_image(built: Build, tmp_path: Path) -> None:
         "PERENNIAL_HOME": str(state),
         # A first start of a fresh environment can exceed the default 20 s (shared NOTES).
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        # Not the shared local server: it would outlive the test (tests/conftest.py).
+        "PERENNIAL_PREFECT": "ephemeral",
     }
     assert "PREFECT_API_URL" not in env
     done = subprocess.run(

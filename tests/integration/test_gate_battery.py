@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from tasks import catalog
 from tasks.config import load_config
+from tasks.data_docs import wait_idle
 from tasks.ingest import extract_from_source, is_quarantined, landed_record, read_raw
 from tasks.storage import Storage
 from tests.conftest import FLIGHTS, run_perennial
@@ -316,6 +317,7 @@ def test_a_warning_only_batch_passes_and_its_report_shows_the_warnings(
     assert not case_home.list("quarantine/flights")
     markdown = gate_artifact(f"gate-flights-{BATCH}")
     assert "| expect_column_values_to_be_in_set | origin | warning | warn" in markdown
+    wait_idle(case_home.path("data_docs"))  # rendered after the command, in the background
     docs = case_home.path("data_docs/index.html")
     assert docs.is_file()
     pages = [p.read_text() for p in docs.parent.rglob("*.html")]

@@ -97,3 +97,13 @@ def test_a_decompression_bomb_stops_at_the_limit_with_bounded_memory(ext: str) -
     assert "decompresses to more than 1 MB" in message, message
     assert "MB compressed" in message and "validation.max_file_mb=1" in message, message
     assert peak < 20 * MB, peak
+
+
+@pytest.mark.parametrize("where", [1, 50, 199])
+def test_a_long_line_is_found_wherever_it_is_in_a_long_file(where: int) -> None:
+    # Lines at the limit pass; one byte more anywhere fails, with the line named.
+    rows = [b"1," * 499 + b"1"] * 200  # 999 bytes each, under max_line_bytes=1000
+    assert plain_bytes(b"\n".join([b"a", *rows]) + b"\n", KEY, ".csv", LIMITS)
+    rows[where] = b"1," * 500 + b"1"  # 1001 bytes
+    with pytest.raises(FileCheckError, match=f"line {where + 2} is 1,001 bytes long"):
+        plain_bytes(b"\n".join([b"a", *rows]) + b"\n", KEY, ".csv", LIMITS)

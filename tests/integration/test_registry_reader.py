@@ -1,0 +1,98 @@
+"""`perennial status` reads a SQLite registry with sqlite3 (no `import mlflow`): on one real
+MLflow registry it must show exactly what MLflow's own client returns, so the registry stays
+the one source of truth."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.cli import _registry_status, _registry_status_by_mlflow
+from tasks import cost, registry_reader
+from tasks.config import load_config
+from tests.conftest import FLIGHTS
+
+pytestmark = [pytest.mark.integration]
+
+
+def build_registry(config: Any, artifacts: Path) -> None:
+    """Four runs (one deleted, one without a cost), three versions (one deleted), two aliases."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(config.tracking_uri, config.tracking_uri)
+    experiment = client.create_experiment(config.dataset, artifact_location=artifacts.as_uri())
+    runs = []
+    for number in range(4):
+        run = client.create_run(experiment, start_time=1_700_000_000_000 + number * 1000)
+        runs.append(run.info.run_id)
+        client.log_metric(run.info.run_id, "holdout_roc_auc", 0.70 + number / 100)
+        client.log_metric(run.info.run_id, "holdout_roc_auc", 0.60 + number / 100)  # latest
+        if number != 2:
+            client.log_metric(run.info.run_id, "cost_usd", 0.001 * (number + 1))
+            client.log_metric(run.info.run_id, "cost_wall_seconds", 10.0 + number)
+            client.log_metric(run.info.run_id, "cost_tune_wall_seconds", 5.0)
+            client.log_metric(run.info.run_id, "cost_peak_rss_mb", math.nan)
+    client.delete_run(runs[3])
+    client.create_registered_model(config.model_name)
+    for number, run_id in enumerate(runs[:3]):
+        version = client.create_model_version(
+            config.model_name, str(artifacts / f"model{number}"), run_id
+        )
+        client.set_model_version_tag(config.model_name, version.version, "perennial.batches", "b")
+        if number < 2:
+            reasons = json.dumps([f"reason {number}"])
+            client.set_model_version_tag(
+                config.model_name, version.version, "perennial.decision", "promoted"
+            )
+            client.set_model_version_tag(
+                config.model_name, version.version, "perennial.decision_reasons", reasons
+            )
+    client.set_registered_model_alias(config.model_name, "champion", "1")
+    client.set_registered_model_alias(config.model_name, "challenger", "2")
+    client.delete_model_version(config.model_name, "3")
+
+
+def comparable(found: dict[str, Any]) -> str:
+    return json.dumps(found, sort_keys=True, default=str)  # NaN == NaN as text
+
+
+def test_status_read_with_sqlite_is_what_mlflow_returns(home: Path, tmp_path: Path) -> None:
+    config = load_config(FLIGHTS)
+    empty = registry_reader.status_snapshot(config.tracking_uri, config.model_name, "flights")
+    assert empty == {"champion": None, "challenger": None, "decisions": [], "costs": []}
+    build_registry(config, tmp_path / "artifacts")
+
+    fast = _registry_status(config)
+    assert fast["champion"]["version"] == "1" and fast["challenger"]["version"] == "2"
+    assert fast["champion"]["metrics"]["holdout_roc_auc"] == pytest.approx(0.60)
+    assert [d["version"] for d in fast["decisions"]] == ["2", "1"]
+    assert len(fast["costs"]) == 2  # the deleted run and the run without a cost are left out
+    assert comparable(fast) == comparable(_registry_status_by_mlflow_shaped(config))
+
+
+def _registry_status_by_mlflow_shaped(config: Any) -> dict[str, Any]:
+    """MLflow's answer in the shape `_registry_status` gives the status command."""
+    found = _registry_status_by_mlflow(config)
+    for alias in ("champion", "challenger"):
+        entry = found[alias]
+        found[alias] = {
+            "version": entry["version"],
+            "run_id": entry["run_id"],
+            "metrics": entry["metrics"],
+            "batches": entry["tags"].get("perennial.batches", ""),
+        }
+    return found
+
+
+def test_the_reader_knows_the_cost_totals_of_the_cost_module() -> None:
+    assert registry_reader.COST_TOTALS == cost.TOTALS
+    assert registry_reader.COST_PREFIX == cost.METRIC_PREFIX
+
+
+def test_a_tracking_server_is_read_through_mlflow() -> None:
+    with pytest.raises(registry_reader.Unreadable):
+        registry_reader.status_snapshot("http://127.0.0.1:5000", "m", "e")

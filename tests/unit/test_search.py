@@ -1,0 +1,59 @@
+"""`perennial search` meets `perennial train` in one study: the name comes from one helper, a
+joining process's seed offset leaves it unchanged, and each trial records its sampler seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from tasks.registration import identify_run
+from tasks.search import search_summary
+from tasks.study import SEED_ATTR, create_study, joining_config, study_name_for_batches
+from tasks.tune import tune
+from tasks.validate import GateResult
+from tests.unit.test_tune import small_config, synthetic_datasets
+
+
+def gate_of(hashes: dict[str, str]) -> dict[str, Any]:
+    """Gate results as identify_run reads them: only each batch's content hash."""
+    results = {}
+    for batch, sha in hashes.items():
+        result = GateResult.__new__(GateResult)  # the other fields are not read
+        result.sha256 = sha
+        results[batch] = result
+    return results
+
+
+def test_search_and_train_name_the_same_study_whatever_the_seed_offset(tmp_path: Path) -> None:
+    config = small_config(tmp_path)
+    hashes = {"2013-01": "a" * 64, "2013-02": "b" * 64, "2013-03": "c" * 64}
+    trained = identify_run(config, gate_of(hashes), trials=None).study
+    assert study_name_for_batches(config, hashes) == trained
+    joined = joining_config(config, 4)
+    assert joined.hpo.first_worker_index == 4 and config.hpo.first_worker_index == 0
+    assert study_name_for_batches(joined, hashes) == trained
+    assert joining_config(config, None) is config
+    other_data = {**hashes, "2013-03": "d" * 64}
+    assert study_name_for_batches(config, other_data) != trained
+
+
+def test_trials_record_the_seed_of_the_process_that_sampled_them(tmp_path: Path) -> None:
+    config = joining_config(small_config(tmp_path, trials=3, workers=1), 5)
+    result = tune(synthetic_datasets(config), config, "seeded")
+    trials = create_study(config, "seeded").trials
+    assert {t.user_attrs[SEED_ATTR] for t in trials} == {config.hpo.seed + 5}
+    summary = search_summary(config, result)
+    assert summary["sampler_seeds"] == [config.hpo.seed + 5]
+    assert summary["study"] == "seeded" and summary["trials_total"] == 3
+    assert "storage" not in str(summary)  # the URL may hold a password: never reported
+
+
+@pytest.mark.parametrize("batches", ["2013-13..2013-14", "2013-03..2013-01"])
+def test_search_refuses_a_bad_range_in_one_line_before_any_flow(batches: str) -> None:
+    result = CliRunner().invoke(app, ["search", "--batches", batches])
+    assert result.exit_code == 1
+    assert result.output.startswith("rejected: ") and len(result.output.splitlines()) == 1
