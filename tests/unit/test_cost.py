@@ -69,6 +69,6 @@ def test_price_metrics_and_card_line_of_a_hand_made_run() -> None:
 def test_default_prices_are_fargate_us_east_1_with_their_date() -> None:
     prices = CostConfig()
     assert (prices.vcpu_hour_usd, prices.gb_hour_usd) == (0.04048, 0.004445)
-    assert "2019-01" in prices.prices_as_of
+    assert "2026-06" in prices.prices_as_of
     with pytest.raises(ValueError):
         CostConfig(vcpu_hour_usd=-1)
