@@ -3,6 +3,8 @@ processes on 127.0.0.1, real xgboost.dask; the result is the pipeline the regist
 
 from __future__ import annotations
 
+import logging
+
 import psutil
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -59,15 +61,25 @@ def test_both_workers_train_one_model_that_scores_the_holdout(config: PerennialC
 
 
 def test_the_engine_in_the_config_trains_on_its_own_cluster_and_stops_it(
-    config: PerennialConfig,
+    config: PerennialConfig, caplog: pytest.LogCaptureFixture
 ) -> None:
     data = synthetic_datasets(config, rows=2000, seed=2)
     before = {child.pid for child in psutil.Process().children(recursive=True)}
+    caplog.set_level(logging.INFO, logger="distributed.scheduler")
 
     model = fit_model(data.x_train, data.y_train, PARAMS, 30, config)
+
+    started = [r.getMessage() for r in caplog.records if "Scheduler at:" in r.getMessage()]
+    assert len(started) == 1 and "tcp://127.0.0.1:" in started[0]  # its own, on loopback
 
     scores = model.predict_proba(data.x_holdout)[:, 1]
     assert roc_auc_score(data.y_holdout, scores) > AUC_FLOOR
     assert list(model.named_steps) == ["encode", "model"]  # what the registry stores
-    left = {child.pid for child in psutil.Process().children(recursive=True)} - before
-    assert not [pid for pid in left if psutil.pid_exists(pid)]  # the LocalCluster is gone
+    # multiprocessing's resource tracker, started with the first spawned worker, lives as long
+    # as this process by design; the scheduler's and the workers' processes must be gone.
+    left = [
+        " ".join(child.cmdline())
+        for child in psutil.Process().children(recursive=True)
+        if child.pid not in before and child.is_running()
+    ]
+    assert not [cmd for cmd in left if "resource_tracker" not in cmd], left
