@@ -109,11 +109,14 @@ def baseline(data: bytes, folder: Path) -> float:
 
 def measure(data: bytes, runs: int, scratch: Path) -> dict[str, Any]:
     """Old, new and baseline on the same bytes, interleaved; the best run of each."""
-    old, new, base = [], [], []
+    from tasks.ingest import idle_cores
+
+    old, new, base, readers = [], [], [], []
     for run in range(runs):
         old.append(old_gate(data, scratch))
         new.append(new_gate(data, scratch / f"home-{len(data)}-{run}"))
         base.append(baseline(data, scratch))
+        readers.append(compare_readers(data))
     best_old = min(old, key=lambda r: sum(r.values()))
     best_new = min(new, key=lambda r: r["seconds"])
     rows, old_s, new_s = int(best_new["rows"]), sum(best_old.values()), best_new["seconds"]
@@ -131,7 +134,23 @@ def measure(data: bytes, runs: int, scratch: Path) -> dict[str, Any]:
         "speedup_new_vs_old": round(old_s / new_s, 2),
         "ratio_new_to_baseline": round(new_s / min(base), 2),
         "new_runs_seconds": [round(r["seconds"], 3) for r in new],
+        "idle_cores_at_end": idle_cores(),  # the gate read with pyarrow only with idle cores
+        "read_csv_pandas_seconds": round(min(r[0] for r in readers), 3),
+        "read_csv_pyarrow_seconds": round(min(r[1] for r in readers), 3),
     }
+
+
+def compare_readers(data: bytes) -> tuple[float, float]:
+    """pandas' reader against pyarrow's multi-threaded one (`read_csv_fast`), back to back."""
+    import pandas as pd
+
+    from tasks.ingest import read_csv_fast
+
+    clock = time.perf_counter()
+    pd.read_csv(io.BytesIO(data))
+    middle = time.perf_counter()
+    read_csv_fast(data)
+    return middle - clock, time.perf_counter() - middle
 
 
 def free_port() -> int:

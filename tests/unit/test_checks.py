@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -157,8 +158,15 @@ def test_what_the_native_checks_do_not_reproduce_is_left_to_ge(
         run(tmp_path, frame, suite)
 
 
-def test_the_fast_reader_reads_what_pandas_reads() -> None:
-    data = b"a,b,c,t\n1,2.5,x,2013-01-01T10:00:00Z\n2,NA,,2013-01-01T11:00:00Z\n,1e-3,NULL,\n"
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"a,b,c,t\n1,2.5,x,2013-01-01T10:00:00Z\n2,NA,,2013-01-01T11:00:00Z\n,1e-3,NULL,\n",
+        b'a,b\n"two\nlines",1\nx,2\n',  # a quoted newline
+    ],
+    ids=["nulls and times", "quoted newline"],
+)
+def test_the_fast_reader_reads_what_pandas_reads(data: bytes) -> None:
     fast = read_csv_fast(data)
     assert fast is not None
     pd.testing.assert_frame_equal(fast, pd.read_csv(io.BytesIO(data)), check_exact=True)
@@ -171,11 +179,14 @@ def test_the_fast_reader_reads_what_pandas_reads() -> None:
         b"a,b\nTrue,1\nFalse,2\n",  # booleans
         b"a,b\n2013-01-01,1\n2013-01-02,2\n",  # dates pyarrow would infer
         b",a\n0,1\n1,2\n",  # a nameless column: "Unnamed: 0" for pandas
-        b'a,b\n"two\nlines",1\nx,2\n',  # a quoted newline
     ],
-    ids=["all null", "booleans", "dates", "nameless column", "quoted newline"],
+    ids=["all null", "booleans", "dates", "nameless column"],
 )
-def test_files_pyarrow_reads_differently_are_read_by_pandas(data: bytes) -> None:
+def test_files_pyarrow_reads_differently_are_read_by_pandas(
+    data: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert read_csv_fast(data) is None  # refused by the fast reader, so pandas reads them
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # the fast path is tried
     pd.testing.assert_frame_equal(read_raw(data, ".csv"), pd.read_csv(io.BytesIO(data)))
 
 
