@@ -19,6 +19,10 @@ FLIGHTS = ROOT / "configs" / "flights.yaml"
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# Data Docs are rendered after a gate by a background worker that imports GE (6 s of CPU or more
+# each): the tests about Data Docs turn them on (`PERENNIAL_VALIDATION__DATA_DOCS=true`) and wait
+# for the worker; every other test would only leave workers running into the next tests.
+os.environ.setdefault("PERENNIAL_VALIDATION__DATA_DOCS", "false")
 # The Makefile exports PERENNIAL_HOME for the commands it runs; a test picks its own home (a
 # fixture below, or a test YAML's own folder), never the one of the shell that started pytest:
 # with it inherited, tests whose YAML names no home shared one and saw each other's state.
