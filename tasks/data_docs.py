@@ -22,6 +22,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from tasks.processes import pid_alive
+
 REQUESTS, RESULTS, DISAGREEMENTS = "requests", "results", "disagreements"
 LOCK, LOG = "worker.pid", "worker.log"
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,13 +63,7 @@ def worker_running(docs: Path) -> bool:
         pid = int((docs / LOCK).read_text())
     except (FileNotFoundError, ValueError):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def start_worker(docs: Path) -> None:

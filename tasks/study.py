@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.config import HpoConfig, PerennialConfig
+from tasks.processes import pid_alive
 from tasks.run_logging import run_logger
 
 FINISHED_STATES = ("COMPLETE", "PRUNED")
@@ -136,15 +137,7 @@ def fail_stale_trials(study: Any, storage: Any) -> int:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid != os.getpid() and pid_alive(pid)
 
 
 def trials_table(study: Any) -> list[dict[str, Any]]:
