@@ -149,3 +149,11 @@ def served_stack(home: Path, **env: str) -> Iterator[dict[str, Any]]:
             yield {**state, "env": client_env(home)}
         finally:
             down(home)
+
+
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
+    """Bytes parameters are named by their length: gzip and zip bytes hold the time they were
+    made, and pytest-xdist needs every worker to collect the same test ids."""
+    if isinstance(val, bytes):
+        return f"{argname}-{len(val)}-bytes"
+    return None
