@@ -60,7 +60,8 @@ def encode(encoder: Any, x: pd.DataFrame) -> np.ndarray:
     filled column by column, so the only full-size allocation is the matrix itself."""
     categories = {}
     for name, fitted, columns in encoder.transformers_:
-        if name == "categorical":
+        # A dataset with no categorical feature leaves that transformer unfitted (no categories_).
+        if name == "categorical" and len(columns):
             for column, values in zip(columns, fitted.categories_, strict=True):
                 categories[column] = [value for value in values if value == value]  # no NaN
     names = encoded_names(encoder)

@@ -64,3 +64,17 @@ def test_fit_model_grows_the_trees_the_pipeline_fit_grew(config: PerennialConfig
     assert booster.feature_names == before.named_steps["model"].get_booster().feature_names
     assert booster.num_boosted_rounds() == 25
     assert model.named_steps["model"].n_classes_ == 2
+
+
+def test_a_dataset_without_categorical_features_encodes_its_numbers(
+    config: PerennialConfig,
+) -> None:
+    numeric_only = config.model_copy(
+        update={"features": config.features.model_copy(update={"categorical": []})}
+    )
+    data = synthetic_datasets(config, rows=300)
+    x = data.x_train[numeric_only.features.numeric]
+    encoder = fit_encoder(numeric_only, x)
+    np.testing.assert_array_equal(
+        encode(encoder, x), encoder.transform(x).to_numpy(dtype=np.float32)
+    )
