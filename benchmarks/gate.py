@@ -267,8 +267,8 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "load_average_1m_start": round(load_start, 2),
             "load_average_1m_end": round(os.getloadavg()[0], 2),
-            "note": "shared 2-core machine, busy with other work during the run: "
-            "compare the ratios (measured side by side), not absolute seconds",
+            "note": "the load averages say what else ran; old and new paths are measured "
+            "side by side, so compare the ratios first",
         },
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -207,8 +207,8 @@ def main() -> None:
         "python": platform.python_version(),
         "prefect_api_url_set": bool(os.environ.get("PREFECT_API_URL")),
         "measured_at": started.isoformat(timespec="seconds"),
-        "machine_note": "shared 2-core machine: see each run's load averages; rerun on a quiet "
-        "one for the figure of record",
+        "machine_note": "each run's load averages say what else ran; the two commands alternate "
+        "so that both see the same conditions",
     }
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("median_ratio", "ratio_min", "ratio_max")}))

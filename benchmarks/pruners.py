@@ -273,9 +273,9 @@ def main() -> None:
         "measured_at": started.isoformat(timespec="seconds"),
         "load_average_1m_at_start": load_at_start,
         "load_average_1m_at_end": round(os.getloadavg()[0], 2),
-        "machine_note": "shared 2-core machine, other engineers' jobs running, and the three "
-        "holdouts searched at once: wall times are inflated; the process CPU clock (cpu_s) is "
-        "the steadier one. See each search's load averages",
+        "machine_note": "the three holdouts are searched at once, so each search has a share "
+        "of the cores: its wall times are inflated alike for every pruner; the process CPU "
+        "clock (cpu_s) is the steadier one. The load averages say what else ran",
         "default_choice": max(set(wins), key=wins.count) if all(wins) else None,
         "holdouts": holdouts,
     }
