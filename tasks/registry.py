@@ -83,7 +83,30 @@ def connect(config: PerennialConfig) -> Any:
         Path(config.home).mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(config.tracking_uri)
     mlflow.set_registry_uri(config.tracking_uri)
-    return mlflow.MlflowClient(config.tracking_uri, config.tracking_uri)
+    uri = config.tracking_uri
+    database = Path(uri.removeprefix("sqlite:///"))
+    if not uri.startswith("sqlite:///") or not database.parent.is_dir():
+        return mlflow.MlflowClient(uri, uri)  # a missing folder: MLflow names it itself
+    with _first_use_lock(database):
+        client = mlflow.MlflowClient(uri, uri)
+        client.search_experiments(max_results=1)  # creates the tracking tables if new
+        client.search_registered_models(max_results=1)  # ... and the registry's
+    return client
+
+
+@contextmanager
+def _first_use_lock(database: Path) -> Iterator[None]:
+    """MLflow creates its tables on a new SQLite file at first use; two commands doing that at
+    once (two first commands on a fresh home) made the second fail with "table ... already
+    exists". Under a lock beside the file, the first creates them and the next finds them."""
+    import fcntl
+
+    with open(database.with_name(database.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def experiment_id(config: PerennialConfig, client: Any) -> str:

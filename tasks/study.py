@@ -60,11 +60,22 @@ def open_optuna_storage(url: str) -> Any:
         path = url.removeprefix("journal:")
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(path))
-    with warnings.catch_warnings():  # heartbeats are marked experimental, and work
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=HEARTBEAT_GRACE_S
-        )
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    # Two machines joining a new database at once both create Optuna's tables; PostgreSQL then
+    # refuses the second's CREATE (duplicate type or table). The first one's tables are complete
+    # once its transaction commits: opening again finds them.
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():  # heartbeats are marked experimental, and work
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=HEARTBEAT_GRACE_S
+                )
+        except (IntegrityError, ProgrammingError):
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def pruner_for(hpo: HpoConfig) -> Any:
