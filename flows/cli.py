@@ -554,15 +554,19 @@ def _registry_status(cfg: Any) -> dict[str, Any]:
     except Unreadable:
         found = _registry_status_by_mlflow(cfg)
     for alias in ("champion", "challenger"):
-        entry = found[alias]
-        if entry is not None:
-            found[alias] = {
-                "version": entry["version"],
-                "run_id": entry["run_id"],
-                "metrics": entry["metrics"],
-                "batches": entry["tags"].get("perennial.batches", ""),
-            }
+        if found[alias] is not None:
+            found[alias] = _status_entry(found[alias])
     return found
+
+
+def _status_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """What `status` shows of an aliased version, from either registry read."""
+    return {
+        "version": entry["version"],
+        "run_id": entry["run_id"],
+        "metrics": entry["metrics"],
+        "batches": entry["tags"].get("perennial.batches", ""),
+    }
 
 
 def _registry_status_by_mlflow(cfg: Any) -> dict[str, Any]:

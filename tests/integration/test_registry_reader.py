@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from flows.cli import _registry_status, _registry_status_by_mlflow
+from flows.cli import _registry_status, _registry_status_by_mlflow, _status_entry
 from tasks import cost, registry_reader
 from tasks.config import load_config
 from tests.conftest import FLIGHTS
@@ -78,13 +78,7 @@ def _registry_status_by_mlflow_shaped(config: Any) -> dict[str, Any]:
     """MLflow's answer in the shape `_registry_status` gives the status command."""
     found = _registry_status_by_mlflow(config)
     for alias in ("champion", "challenger"):
-        entry = found[alias]
-        found[alias] = {
-            "version": entry["version"],
-            "run_id": entry["run_id"],
-            "metrics": entry["metrics"],
-            "batches": entry["tags"].get("perennial.batches", ""),
-        }
+        found[alias] = _status_entry(found[alias])
     return found
 
 
