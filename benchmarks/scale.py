@@ -149,24 +149,25 @@ def baseline_fit(x: Any, y: Any, config: Any) -> Any:
     XGBClassifier on its float64 frame)."""
     from sklearn.pipeline import Pipeline
 
-    from tasks.model import make_encoder, xgb_classifier
+    from tasks.model import encoded_types, fit_encoder, make_encoder, xgb_classifier
     from tasks.tune import cores
 
-    classifier = xgb_classifier(PARAMS, ROUNDS, cores(), SEED)
+    types = encoded_types(fit_encoder(config, x))  # category codes split as categories
+    classifier = xgb_classifier(PARAMS, ROUNDS, cores(), SEED, types)
     return Pipeline([("encode", make_encoder(config)), ("model", classifier)]).fit(x, y)
 
 
 def dask_fit(x: Any, y: Any, config: Any) -> tuple[Any, dict[str, Any]]:
     from tasks.config import TrainingConfig
     from tasks.distributed import dask_client, train_on_dask
-    from tasks.model import as_classifier, assemble, encode, encoded_names, fit_encoder
+    from tasks.model import as_classifier, assemble, encode, fit_encoder, matrix_spec
 
     training = TrainingConfig(engine="dask", dask_workers=2, dask_threads_per_worker=1)
     encoder = fit_encoder(config, x)
     with dask_client(training) as client:
         ready = time.perf_counter()
         booster = train_on_dask(
-            client, encode(encoder, x), y, encoded_names(encoder), PARAMS, ROUNDS, config
+            client, encode(encoder, x), y, matrix_spec(encoder), PARAMS, ROUNDS, config
         )
         peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
         extra = {

@@ -618,15 +618,33 @@ def status(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> No
 
 @app.command()
 def server(
-    action: str = typer.Argument("status", help="status (default) or stop."),
+    action: str = typer.Argument("status", help="status (default), start or stop."),
     as_json: bool = JsonOption,
 ) -> None:
-    """The shared local Prefect server that commands start on first use and reuse: show it, or
-    stop it (a later command starts it again). PERENNIAL_PREFECT=ephemeral does without it."""
+    """The shared local Prefect server that commands start on first use and reuse: show it,
+    start it ahead of the first command, or stop it (a later command starts it again).
+    PERENNIAL_PREFECT=ephemeral does without it."""
     from flows import local_server
 
-    if action not in ("status", "stop"):
-        _fail(f"unknown action {action!r}: use `perennial server status` or `... stop`", 2)
+    if action not in ("status", "start", "stop"):
+        _fail(f"unknown action {action!r}: use `perennial server status`, `start` or `stop`", 2)
+    if action == "start":
+        try:
+            started = local_server.ensure()
+        except local_server.LocalServerError as exc:
+            _fail(str(exc))
+        if started is None:
+            _fail(
+                "no shared local server is used here: PREFECT_API_URL names a server or "
+                f"{local_server.MODE_VARIABLE}=ephemeral; unset it to use one"
+            )
+        verb = "started" if started["new"] else "already running:"
+        _emit(
+            started,
+            as_json,
+            f"{verb} the local Prefect server at {started['url']} (pid {started['pid']})",
+        )
+        return
     if action == "stop":
         stopped = local_server.stop_server()
         human = (

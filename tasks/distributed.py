@@ -84,7 +84,7 @@ def train_on_dask(
     client: Any,
     matrix: np.ndarray,
     y: pd.Series,
-    names: list[str],
+    columns: dict[str, Any],
     params: dict[str, Any],
     rounds: int,
     config: PerennialConfig,
@@ -94,9 +94,7 @@ def train_on_dask(
 
     x_parts, y_parts = scatter_rows(client, matrix, y.to_numpy())
     del matrix  # on the workers now
-    data = dxgb.DaskQuantileDMatrix(
-        client, x_parts, y_parts, feature_names=names, feature_types=["float"] * len(names)
-    )
+    data = dxgb.DaskQuantileDMatrix(client, x_parts, y_parts, **columns)
     # nthread: each worker uses its own threads (xgboost.dask sets it per worker).
     fixed = native_params(params, 0, config.hpo.seed)
     fixed.pop("nthread")

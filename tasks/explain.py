@@ -82,7 +82,15 @@ def booster_contributions(
     """SHAP values (rows x columns) and bias (rows) of the booster on its own input matrix."""
     from xgboost import DMatrix
 
-    data = DMatrix(matrix, feature_names=list(columns), missing=np.nan)
+    # The booster's own column types: category codes of a model with categorical splits.
+    types = booster.feature_types
+    data = DMatrix(
+        matrix,
+        feature_names=list(columns),
+        feature_types=types,
+        enable_categorical=bool(types and "c" in types),
+        missing=np.nan,
+    )
     out = np.asarray(
         booster.predict(data, pred_contribs=True, approx_contribs=approx, iteration_range=rounds),
         dtype=np.float64,

@@ -18,13 +18,14 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.batches import batch_ids, check_batch, expand_range, period_bounds
 from tasks.catalog import LANDED_SUFFIX, landing_folder, landing_key, quarantine_reason_key
-from tasks.config import PerennialConfig, SourceConfig
+from tasks.config import PerennialConfig, SourceConfig, TimeConfig
 from tasks.storage import ImmutableKeyError, Storage, content_hash
 
 RAW_FORMATS = (".csv", ".csv.gz", ".csv.zip", ".parquet")
@@ -86,14 +87,61 @@ def extract_from_source(config: PerennialConfig, batch: str) -> tuple[bytes, str
         path = Path(str(source.path_template).format(batch=batch))
         return read_source_file(path), raw_extension(path.name), str(path)
     frame = _package_tables(source)
-    times = frame[config.time.column]
-    parsed = utc_times(times)  # the fast path of `parse_times`, which batch_ids would call
-    ids = batch_ids(times if parsed is None else parsed, config.time)
-    rows = frame[(ids == batch).to_numpy()]
+    rows = frame[
+        _package_batch_ids(source.model_dump_json(), config.time.model_dump_json()) == batch
+    ]
     if rows.empty:
         raise IngestError(f"{source.package}: no rows for batch {batch}")
     # CSV text is deterministic, so re-extracting a batch gives identical bytes (and hash).
-    return rows.to_csv(index=False).encode(), ".csv", f"package:{source.package}/{source.table}"
+    return csv_bytes(rows), ".csv", f"package:{source.package}/{source.table}"
+
+
+SPECIAL = re.compile(r'[,"\r\n]')  # what the csv module would quote
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """`frame.to_csv(index=False)`, byte for byte (landed bytes are hashed and immutable, so
+    re-extracting a landed batch must give the same ones), twice as fast for plain columns."""
+    text = _plain_csv(frame)
+    return (frame.to_csv(index=False) if text is None else text).encode()
+
+
+def _plain_csv(frame: pd.DataFrame) -> str | None:
+    """The CSV text pandas writes, for frames of numpy ints and floats and of text that needs
+    no quoting; None for anything else. pandas formats a float as Python's `repr` (shortest
+    round trip) and a missing value as an empty field; its csv writer costs half of its time."""
+    names = [str(c) for c in frame.columns]
+    # One column: the csv module quotes an empty field alone on its line; names: as cells.
+    if len(names) < 2 or len(set(names)) < len(names) or any(SPECIAL.search(n) for n in names):
+        return None
+    columns: list[list[str]] = []
+    for _, values in frame.items():
+        kind = values.dtype.kind if isinstance(values.dtype, np.dtype) else None
+        if values.dtype == np.float64:  # float32 prints its own shorter digits
+            columns.append(["" if v != v else repr(v) for v in values.to_numpy().tolist()])
+        elif kind in ("i", "u"):
+            columns.append(list(map(str, values.to_numpy().tolist())))
+        elif pd.api.types.is_string_dtype(values.dtype):
+            cells = values.to_numpy(dtype=object, na_value="").tolist()
+            if not all(type(v) is str for v in cells) or SPECIAL.search("".join(cells)):
+                return None
+            columns.append(cells)
+        else:
+            return None
+    end = os.linesep  # pandas' default line terminator
+    return (
+        ",".join(names) + end + "".join(",".join(row) + end for row in zip(*columns, strict=True))
+    )
+
+
+@lru_cache(maxsize=4)
+def _package_batch_ids(source_json: str, time_json: str) -> np.ndarray:
+    """The batch id of each row of the package's table, computed once per process (a training
+    on twelve months extracts twelve batches from the same table)."""
+    time = TimeConfig.model_validate_json(time_json)
+    times = _read_package_tables(source_json)[time.column]
+    parsed = utc_times(times)  # the fast path of `parse_times`, which batch_ids would call
+    return batch_ids(times if parsed is None else parsed, time).to_numpy()
 
 
 def read_source_file(path: Path) -> bytes:

@@ -17,7 +17,14 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.config import PerennialConfig
 from tasks.features import Datasets
-from tasks.model import as_classifier, assemble, encode, encoded_names, fit_encoder, native_params
+from tasks.model import (
+    as_classifier,
+    assemble,
+    encode,
+    fit_encoder,
+    matrix_spec,
+    native_params,
+)
 from tasks.tune import TuneResult, cores
 
 
@@ -27,35 +34,34 @@ def fit_model(
     """The pipeline trained on `x`, `y` with `params` for `rounds` rounds, on the engine the
     config names."""
     encoder = fit_encoder(config, x)
+    columns = matrix_spec(encoder)
     threads = cores()
     if config.training.engine == "dask":
         from tasks.distributed import dask_client, train_on_dask
 
         with dask_client(config.training) as client:
-            booster = train_on_dask(
-                client, encode(encoder, x), y, encoded_names(encoder), params, rounds, config
-            )
+            booster = train_on_dask(client, encode(encoder, x), y, columns, params, rounds, config)
     else:
-        booster = train_local(encode(encoder, x), y, encoded_names(encoder), params, rounds, config)
+        booster = train_local(encode(encoder, x), y, columns, params, rounds, config)
     return assemble(encoder, as_classifier(booster, params, rounds, threads, config.hpo.seed))
 
 
 def train_local(
     matrix: Any,
     y: pd.Series,
-    names: list[str],
+    columns: dict[str, Any],
     params: dict[str, Any],
     rounds: int,
     config: PerennialConfig,
 ) -> Any:
+    """A Booster trained in this process; `columns`: `matrix_spec` of the encoder."""
     import xgboost as xgb
 
     threads = cores()
     data = xgb.QuantileDMatrix(
         matrix,
         y.to_numpy(),
-        feature_names=names,
-        feature_types=["float"] * len(names),
+        **columns,
         nthread=threads,
     )
     del matrix  # binned now: the float32 rows can go as soon as the caller lets them

@@ -30,7 +30,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.artifacts import artifact_key
 from tasks.config import FloatRange, HpoConfig, PerennialConfig
 from tasks.features import Datasets
-from tasks.model import encode, encoded_names, fit_encoder
+from tasks.model import encode, fit_encoder, matrix_spec
 from tasks.run_logging import PROGRESS, run_logger
 from tasks.study import (
     FINISHED_STATES,
@@ -113,20 +113,17 @@ def make_objective(data: Datasets, config: PerennialConfig, threads: int) -> Any
 
     hpo = config.hpo
     encoder = fit_encoder(config, data.x_train)
-    names = encoded_names(encoder)
-    kinds = ["float"] * len(names)
+    columns = matrix_spec(encoder)
     train = xgb.QuantileDMatrix(
         encode(encoder, data.x_train),
         data.y_train.to_numpy(),
-        feature_names=names,
-        feature_types=kinds,
+        **columns,
         nthread=threads,
     )
     valid = xgb.QuantileDMatrix(
         encode(encoder, data.x_valid),
         data.y_valid.to_numpy(),
-        feature_names=names,
-        feature_types=kinds,
+        **columns,
         ref=train,
         nthread=threads,
     )

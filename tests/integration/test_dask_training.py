@@ -11,7 +11,7 @@ from sklearn.metrics import roc_auc_score
 
 from tasks.config import PerennialConfig, TrainingConfig, load_config
 from tasks.distributed import dask_client, train_on_dask
-from tasks.model import as_classifier, assemble, encode, encoded_names, fit_encoder
+from tasks.model import as_classifier, assemble, encode, fit_encoder, matrix_spec
 from tasks.train import fit_model
 from tests.conftest import FLIGHTS
 from tests.unit.test_tune import synthetic_datasets
@@ -43,7 +43,7 @@ def test_both_workers_train_one_model_that_scores_the_holdout(config: PerennialC
                 client,
                 encode(encoder, data.x_train),
                 data.y_train,
-                encoded_names(encoder),
+                matrix_spec(encoder),
                 PARAMS,
                 40,
                 config,

@@ -8,7 +8,14 @@ import pandas as pd
 import pytest
 
 from tasks.config import PerennialConfig, load_config
-from tasks.model import encode, encoded_names, fit_encoder, make_encoder, xgb_classifier
+from tasks.model import (
+    encode,
+    encoded_names,
+    encoded_types,
+    fit_encoder,
+    make_encoder,
+    xgb_classifier,
+)
 from tasks.train import fit_model
 from tests.conftest import FLIGHTS
 from tests.unit.test_tune import synthetic_datasets
@@ -50,8 +57,10 @@ def test_fit_model_grows_the_trees_the_pipeline_fit_grew(config: PerennialConfig
 
     data = synthetic_datasets(config, rows=1500, seed=3)
     x, y = with_gaps(data.x_train, config), data.y_train
+    types = encoded_types(fit_encoder(config, x))
+    assert types[: len(config.features.categorical)] == ["c"] * len(config.features.categorical)
     before = Pipeline(
-        [("encode", make_encoder(config)), ("model", xgb_classifier(PARAMS, 25, 2, 42))]
+        [("encode", make_encoder(config)), ("model", xgb_classifier(PARAMS, 25, 2, 42, types))]
     ).fit(x, y)
 
     model = fit_model(x, y, PARAMS, 25, config)
@@ -62,6 +71,7 @@ def test_fit_model_grows_the_trees_the_pipeline_fit_grew(config: PerennialConfig
     )
     booster = model.named_steps["model"].get_booster()
     assert booster.feature_names == before.named_steps["model"].get_booster().feature_names
+    assert booster.feature_types == types  # categorical splits on the category codes
     assert booster.num_boosted_rounds() == 25
     assert model.named_steps["model"].n_classes_ == 2
 

@@ -1,0 +1,66 @@
+"""Landed CSV bytes are hashed and immutable: the fast writer must give pandas' bytes exactly,
+or hand the frame to pandas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.config import load_config
+from tasks.ingest import _package_batch_ids, _package_tables, _plain_csv, csv_bytes
+from tests.conftest import FLIGHTS
+
+
+@pytest.fixture(scope="module")
+def flights() -> tuple[pd.DataFrame, np.ndarray]:
+    config = load_config(FLIGHTS)
+    frame = _package_tables(config.source)
+    ids = _package_batch_ids(config.source.model_dump_json(), config.time.model_dump_json())
+    return frame, ids
+
+
+@pytest.mark.parametrize("month", range(1, 13))
+def test_every_2013_month_is_written_fast_and_as_pandas_writes_it(
+    flights: tuple[pd.DataFrame, np.ndarray], month: int
+) -> None:
+    frame, ids = flights
+    rows = frame[ids == f"2013-{month:02d}"]
+    assert len(rows) > 20_000
+    assert _plain_csv(rows) is not None  # the fast path, not the fallback
+    assert csv_bytes(rows) == rows.to_csv(index=False).encode()
+
+
+def test_floats_of_every_magnitude_and_missing_values() -> None:
+    rng = np.random.default_rng(7)
+    floats = rng.normal(size=5000) * 10.0 ** rng.integers(-30, 30, 5000)
+    specials = [0.0, -0.0, 1e16, 1e15, 1e-5, 1e-4, np.inf, -np.inf, 5e-324, np.nan, 0.1 + 0.2]
+    frame = pd.DataFrame(
+        {
+            "f": np.concatenate([floats, specials]),
+            "i": np.arange(len(floats) + len(specials), dtype=np.int64) - 7,
+            "s": pd.Series(["a b", " lead", "", None, "é"] * 1001 + ["x"] * 6, dtype="str"),
+        }
+    )
+    assert _plain_csv(frame) is not None
+    assert csv_bytes(frame) == frame.to_csv(index=False).encode()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pd.DataFrame({"a": ["x,y", "z"], "b": [1, 2]}),  # a delimiter in a cell: quoted
+        pd.DataFrame({"a": ['say "hi"', "z"], "b": [1, 2]}),
+        pd.DataFrame({"a": ["two\nlines", "z"], "b": [1, 2]}),
+        pd.DataFrame({"a,b": [1, 2], "c": [3, 4]}),  # in a name
+        pd.DataFrame({"a": ["", "x"]}),  # one column: an empty field alone is quoted
+        pd.DataFrame({"a": np.array([0.1, 2.5], dtype=np.float32), "b": [1, 2]}),
+        pd.DataFrame({"a": pd.array([1, None], dtype="Int64"), "b": [1, 2]}),
+        pd.DataFrame({"a": [True, False], "b": [1, 2]}),
+        pd.DataFrame({"a": pd.to_datetime(["2013-01-01", None]), "b": [1, 2]}),
+        pd.DataFrame({"a": [1, "x"], "b": [1, 2]}),  # mixed objects
+    ],
+)
+def test_anything_else_is_left_to_pandas(frame: pd.DataFrame) -> None:
+    assert _plain_csv(frame) is None
+    assert csv_bytes(frame) == frame.to_csv(index=False).encode()
