@@ -525,6 +525,8 @@ def monitor(
             f"({shadow['gain']['roc_auc']:+.4f})"
         )
     lines.extend(_arms_lines(result.get("arms")))
+    if result.get("report"):
+        lines.append(f"report over time: {result['report']['location']}")
     _emit(result, as_json, "\n".join(lines))
 
 

@@ -9,8 +9,10 @@ Each landed file has a record (`landing/<dataset>/<batch>.landed.json`, `<batch>
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
+import json
 import os
 import re
 from dataclasses import asdict, dataclass
@@ -59,23 +61,46 @@ def raw_extension(name: str) -> str:
     raise IngestError(f"{name}: unsupported file type; expected one of {', '.join(RAW_FORMATS)}")
 
 
-def _package_tables(source: SourceConfig) -> pd.DataFrame:
-    return _read_package_tables(source.model_dump_json())
+def source_cache(config: PerennialConfig) -> str:
+    """Where a local home keeps its Parquet copies of package tables ("" for an S3 home)."""
+    return "" if config.home.startswith("s3://") else str(Path(config.home) / "cache" / "sources")
+
+
+def _package_tables(source: SourceConfig, cache: str = "") -> pd.DataFrame:
+    return _read_package_tables(source.model_dump_json(), cache)
 
 
 @lru_cache(maxsize=4)
-def _read_package_tables(source_json: str) -> pd.DataFrame:
-    """The main table with its joins, read once per process (it is the same for every batch)."""
+def _read_package_tables(source_json: str, cache: str = "") -> pd.DataFrame:
+    """The main table with its joins, read once per process (it is the same for every batch).
+    With `cache` (a folder), read from a Parquet copy made on first use: parsing the package's
+    CSV files took 0.8 s of each `ingest`, the copy reads in a fraction of that. The copy is
+    named by the source config and the files' sizes and times, so a new package version makes
+    a new one."""
     source = SourceConfig.model_validate_json(source_json)
     spec = importlib.util.find_spec(str(source.package))
     if spec is None or not spec.submodule_search_locations:
         raise IngestError(f"source package {source.package!r} is not installed")
     folder = Path(next(iter(spec.submodule_search_locations))) / source.directory
-    frame = pd.read_csv(folder / str(source.table))
+    files = [folder / str(source.table), *(folder / join.table for join in source.joins)]
+    copy = None
+    if cache:
+        stats = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
+        name = content_hash(json.dumps([source_json, stats, pd.__version__]).encode())[:20]
+        copy = Path(cache) / f"{name}.parquet"
+        with contextlib.suppress(OSError, ValueError):  # unreadable: read the package again
+            return pd.read_parquet(copy)
+    frame = pd.read_csv(files[0])
     for join in source.joins:
         right = pd.read_csv(folder / join.table, usecols=[*join.join_on, *join.columns])
         right = right.drop_duplicates(join.join_on).rename(columns=join.columns)
         frame = frame.merge(right, on=join.join_on, how="left", validate="many_to_one")
+    if copy is not None:
+        with contextlib.suppress(OSError):  # a cache: failing to write it changes nothing
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            partial = copy.with_suffix(f".{os.getpid()}.tmp")
+            frame.to_parquet(partial, index=False)
+            partial.replace(copy)  # whole or absent, even with two writers at once
     return frame
 
 
@@ -86,9 +111,10 @@ def extract_from_source(config: PerennialConfig, batch: str) -> tuple[bytes, str
     if source.kind == "files":
         path = Path(str(source.path_template).format(batch=batch))
         return read_source_file(path), raw_extension(path.name), str(path)
-    frame = _package_tables(source)
+    cache = source_cache(config)
+    frame = _package_tables(source, cache)
     rows = frame[
-        _package_batch_ids(source.model_dump_json(), config.time.model_dump_json()) == batch
+        _package_batch_ids(source.model_dump_json(), config.time.model_dump_json(), cache) == batch
     ]
     if rows.empty:
         raise IngestError(f"{source.package}: no rows for batch {batch}")
@@ -135,11 +161,11 @@ def _plain_csv(frame: pd.DataFrame) -> str | None:
 
 
 @lru_cache(maxsize=4)
-def _package_batch_ids(source_json: str, time_json: str) -> np.ndarray:
+def _package_batch_ids(source_json: str, time_json: str, cache: str = "") -> np.ndarray:
     """The batch id of each row of the package's table, computed once per process (a training
     on twelve months extracts twelve batches from the same table)."""
     time = TimeConfig.model_validate_json(time_json)
-    times = _read_package_tables(source_json)[time.column]
+    times = _read_package_tables(source_json, cache)[time.column]
     parsed = utc_times(times)  # the fast path of `parse_times`, which batch_ids would call
     return batch_ids(times if parsed is None else parsed, time).to_numpy()
 

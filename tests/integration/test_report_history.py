@@ -51,7 +51,12 @@ def test_monitoring_records_performance_and_perennial_report_shows_the_history(
     monitored = monitoring(batch="2024-W04", dataset="sensors")
     assert monitored["report"]["batches"] == 1  # the page was refreshed by monitoring
     second = training(batches="2024-W01..2024-W04", dataset="sensors")
-    monitoring(batch="2024-W05", dataset="sensors")
+    monitored = CliRunner().invoke(
+        app, ["monitor", "--batch", "2024-W05", "--config", str(config_path)]
+    )
+    assert monitored.exit_code == 0, monitored.output
+    page_line = monitored.output.strip().splitlines()[-1]  # where the refreshed page is
+    assert page_line.startswith("report over time: ") and page_line.endswith(".html")
     land_batch(storage, config, batches[5], *extract_from_source(config, batches[5]))
     assert not gate_batch(storage, config, batches[5]).passed  # quarantined
 

@@ -3,12 +3,20 @@ or hand the frame to pandas."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from tasks.config import load_config
-from tasks.ingest import _package_batch_ids, _package_tables, _plain_csv, csv_bytes
+from tasks.ingest import (
+    _package_batch_ids,
+    _package_tables,
+    _plain_csv,
+    _read_package_tables,
+    csv_bytes,
+)
 from tests.conftest import FLIGHTS
 
 
@@ -64,3 +72,27 @@ def test_floats_of_every_magnitude_and_missing_values() -> None:
 def test_anything_else_is_left_to_pandas(frame: pd.DataFrame) -> None:
     assert _plain_csv(frame) is None
     assert csv_bytes(frame) == frame.to_csv(index=False).encode()
+
+
+def test_the_parquet_copy_of_the_package_gives_the_same_bytes_for_every_month(
+    flights: tuple[pd.DataFrame, np.ndarray], tmp_path: Path
+) -> None:
+    config = load_config(FLIGHTS)
+    source, time = config.source.model_dump_json(), config.time.model_dump_json()
+    cache = str(tmp_path / "sources")
+    first = _read_package_tables(source, cache)  # reads the package, writes the copy
+    (copy,) = (tmp_path / "sources").glob("*.parquet")
+    _read_package_tables.cache_clear()
+    _package_batch_ids.cache_clear()
+    cached = _read_package_tables(source, cache)  # from the copy
+    assert cached is not first
+    frame, ids = flights
+    assert list(cached.dtypes) == list(frame.dtypes)
+    cached_ids = _package_batch_ids(source, time, cache)
+    np.testing.assert_array_equal(cached_ids, ids)
+    for month in range(1, 13):
+        batch = f"2013-{month:02d}"
+        assert csv_bytes(cached[cached_ids == batch]) == csv_bytes(frame[ids == batch])
+    copy.write_bytes(b"not parquet")  # a damaged copy: the package is read again
+    _read_package_tables.cache_clear()
+    assert _read_package_tables(source, cache).equals(frame)
