@@ -113,15 +113,16 @@ def prefect_env(prefect_home: Path) -> dict[str, str]:
     return {**env, "PREFECT_HOME": str(prefect_home), "MLFLOW_DISABLE_TELEMETRY": "true"}
 
 
-def start_server(prefect_home: Path) -> float:
-    """Start the shared local server; seconds until its API answered."""
+def server(action: str, prefect_home: Path) -> float:
+    """`perennial server start|stop` in the benchmark's Prefect home; seconds it took (a start
+    returns once the API answers)."""
     start = time.perf_counter()
     subprocess.run(
-        [PERENNIAL, "server", "start"],
+        [PERENNIAL, "server", action],
         cwd=ROOT,
         env=prefect_env(prefect_home),
         capture_output=True,
-        check=True,
+        check=action == "start",
     )
     return round(time.perf_counter() - start, 1)
 
@@ -196,16 +197,10 @@ def main() -> None:
     started = datetime.now(UTC)
     prefect_home = Path(tempfile.mkdtemp(prefix="perennial-bench-prefect-"))
     try:
-        server_start = start_server(prefect_home)
+        server_start = server("start", prefect_home)
         pairs = run_pairs(anchor, args.pairs, args.trials, prefect_home)
     finally:
-        subprocess.run(
-            [PERENNIAL, "server", "stop"],
-            cwd=ROOT,
-            env=prefect_env(prefect_home),
-            capture_output=True,
-            check=False,
-        )
+        server("stop", prefect_home)
     write_result(args, started, server_start, pairs)
 
 

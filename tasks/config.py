@@ -211,15 +211,13 @@ class HpoConfig(_Strict):
     timeout_s: float | None = Field(None, gt=0, description="Wall-time budget of one search.")
     # How the search runs, not what it finds: excluded from dumps, so from the fingerprint and the
     # study name, so that machines with different layouts join the same study.
-    # One worker with every core by default: on the flights job (40 trials, holdout 2013-12)
-    # two one-thread workers searched 2-3x faster but pruned more and their best trials scored
-    # a lower holdout AUC (0.700-0.716 in 8 runs, against 0.7188 for one worker and 0.714-0.720
-    # for the plain script's sequential search); one worker also repeats exactly.
+    # One worker per core by default. On the flights job (40 trials, holdout 2013-12) two
+    # one-thread workers searched in 18-25 s where one two-thread worker took 71-77 s, but
+    # their best trials scored a lower holdout AUC (0.700-0.716 in 8 runs, one worker 0.7188,
+    # the plain script's sequential search 0.711-0.720): `workers: 1` trades time for that,
+    # and repeats exactly.
     workers: int | None = Field(
-        1,
-        ge=1,
-        exclude=True,
-        description="Parallel search workers (default 1; empty: one per core).",
+        None, ge=1, exclude=True, description="Parallel search workers (default: cores)."
     )
     threads_per_worker: int | None = Field(
         None,

@@ -126,8 +126,6 @@ def test_worker_layout_uses_every_core() -> None:
     assert (workers, workers * threads) == (cores, cores)
     assert worker_layout(hpo.model_copy(update={"workers": 1}), 40) == (1, cores)
     assert worker_layout(hpo.model_copy(update={"workers": 4}), 2)[0] == 2  # no idle workers
-    # The default: one worker on every core (the sequential search the plain script runs).
-    assert worker_layout(hpo, 40) == (1, cores)
 
 
 def test_layout_settings_do_not_change_the_study_name() -> None:
