@@ -32,6 +32,7 @@ Entry = Literal[
     "batch_record",
     "batch_records",
     "report_page",
+    "source_cache",
 ]
 CATALOG: dict[Entry, str] = {
     # batches that passed the gate, and the gate's summary of each
@@ -57,6 +58,8 @@ CATALOG: dict[Entry, str] = {
     "batch_records": "monitoring/{dataset}/{model}",
     # the self-contained HTML report of a model (`perennial report`)
     "report_page": "reports/{model}.html",
+    # Parquet copies of package-table sources (a cache: deleting it costs one slower read)
+    "source_cache": "cache/sources",
 }
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks import catalog
 from tasks.batches import batch_ids, check_batch, expand_range, period_bounds
 from tasks.catalog import LANDED_SUFFIX, landing_folder, landing_key, quarantine_reason_key
 from tasks.config import PerennialConfig, SourceConfig, TimeConfig
@@ -63,7 +64,9 @@ def raw_extension(name: str) -> str:
 
 def source_cache(config: PerennialConfig) -> str:
     """Where a local home keeps its Parquet copies of package tables ("" for an S3 home)."""
-    return "" if config.home.startswith("s3://") else str(Path(config.home) / "cache" / "sources")
+    if config.home.startswith("s3://"):
+        return ""
+    return str(Path(config.home) / catalog.key("source_cache", config))
 
 
 def _package_tables(source: SourceConfig, cache: str = "") -> pd.DataFrame:

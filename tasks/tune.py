@@ -86,7 +86,9 @@ def suggest_params(trial: Any, hpo: HpoConfig) -> dict[str, Any]:
 
 def typed_warm_start(params: dict[str, Any], hpo: HpoConfig) -> dict[str, Any] | None:
     """The champion's parameters as the search space's types (MLflow returns them as strings,
-    e.g. "6" or "0.05"), or None when one is missing or unreadable (then no warm start)."""
+    e.g. "6" or "0.05"), or None when one is missing, unreadable or outside the search space
+    (then no warm start: Optuna would run an enqueued point outside its space, and the space
+    is the user's constraint)."""
     typed: dict[str, Any] = {}
     for name, bounds in hpo.search_space.items():
         if name not in params:
@@ -94,6 +96,8 @@ def typed_warm_start(params: dict[str, Any], hpo: HpoConfig) -> dict[str, Any] |
         try:
             value = float(params[name])
         except (TypeError, ValueError):
+            return None
+        if not bounds.low <= value <= bounds.high:
             return None
         typed[name] = value if isinstance(bounds, FloatRange) else round(value)
     return typed

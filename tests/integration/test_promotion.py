@@ -125,7 +125,8 @@ def test_worse_challenger_is_not_promoted_and_says_why(
     first: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = champion()
-    # A deliberately weak model: stumps, a tiny learning rate, few rounds.
+    # A deliberately weak model: stumps, a tiny learning rate, few rounds. (The champion's
+    # parameters lie outside this space, so they are not tried first: see typed_warm_start.)
     monkeypatch.setenv("PERENNIAL_HPO__MAX_ROUNDS", "10")
     monkeypatch.setenv(
         "PERENNIAL_HPO__SEARCH_SPACE",

@@ -63,15 +63,20 @@ def data() -> Datasets:
 
 def test_warm_start_strings_from_mlflow_are_converted_to_the_search_space_types() -> None:
     hpo = load_config(FLIGHTS).hpo
-    params = {name: "6" if name == "max_depth" else "0.7" for name in hpo.search_space}
+    floats = {name: b.high for name, b in hpo.search_space.items() if name != "max_depth"}
+    params = {"max_depth": "6", **{name: str(value) for name, value in floats.items()}}
     params["n_estimators"] = "120"  # not searched: ignored
 
     typed = typed_warm_start(params, hpo)
 
-    assert typed == {name: 6 if name == "max_depth" else 0.7 for name in hpo.search_space}
+    assert typed == {"max_depth": 6, **floats}
     assert isinstance(typed["max_depth"], int)
     assert typed_warm_start({"max_depth": "6"}, hpo) is None  # incomplete: no warm start
     assert typed_warm_start({**params, "subsample": "n/a"}, hpo) is None
+    # Outside the search space the config now names (narrowed since the champion trained):
+    # the space is the user's constraint, so no warm start.
+    assert typed_warm_start({**params, "max_depth": "11"}, hpo) is None
+    assert typed_warm_start({**params, "learning_rate": "0.5"}, hpo) is None
 
 
 @pytest.mark.slow
