@@ -212,10 +212,9 @@ class HpoConfig(_Strict):
     # How the search runs, not what it finds: excluded from dumps, so from the fingerprint and the
     # study name, so that machines with different layouts join the same study.
     # One worker per core by default. On the flights job (40 trials, holdout 2013-12) two
-    # one-thread workers searched in 18-25 s where one two-thread worker took 71-77 s, but
-    # their best trials scored a lower holdout AUC (0.700-0.716 in 8 runs, one worker 0.7188,
-    # the plain script's sequential search 0.711-0.720): `workers: 1` trades time for that,
-    # and repeats exactly.
+    # one-thread workers searched in 18-25 s where one two-thread worker took 50-105 s; the
+    # holdout AUC of the model found depends on the search path, not the layout: two workers
+    # 0.700-0.716 in 8 runs, one worker 0.7188 / 0.7137 / 0.7082 with seeds 42 / 7 / 11.
     workers: int | None = Field(
         None, ge=1, exclude=True, description="Parallel search workers (default: cores)."
     )
