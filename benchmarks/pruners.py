@@ -209,20 +209,25 @@ def held_from(rows: list[dict[str, Any]], target: float, clock: str) -> float | 
     return held
 
 
+def reached(runs: dict[str, Any], key: str) -> dict[str, float]:
+    """Each pruner's seconds on `key` to the target, of those that reached it."""
+    return {name: run[key] for name, run in runs.items() if run[key] is not None}
+
+
 def soonest(runs: dict[str, Any], key: str) -> str | None:
-    reached = {name: run[key] for name, run in runs.items() if run[key] is not None}
-    return min(reached, key=lambda name: reached[name]) if reached else None
+    seconds = reached(runs, key)
+    return min(seconds, key=lambda name: seconds[name]) if seconds else None
 
 
 def choice(runs: dict[str, Any]) -> str | None:
     """The pruner this holdout votes for: of those that reach the target within TIE_S of the
     soonest (a closer race is decided by which trial happens to finish first, not by the
     pruner), the one whose whole budget of trials costs the least search time."""
-    reached = {n: r["time_to_target_s"] for n, r in runs.items() if r["time_to_target_s"]}
-    if not reached:
+    seconds = reached(runs, "time_to_target_s")
+    if not seconds:
         return None
-    first = min(reached.values())
-    tied = [name for name, seconds in reached.items() if seconds - first <= TIE_S]
+    first = min(seconds.values())
+    tied = [name for name, value in seconds.items() if value - first <= TIE_S]
     return min(tied, key=lambda name: runs[name]["search_wall_s"])
 
 

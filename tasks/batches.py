@@ -82,9 +82,9 @@ def batch_ids(times: pd.Series, time: TimeConfig) -> pd.Series:
     pattern = {"month": "%Y-%m", "day": "%Y-%m-%d"}.get(time.batch_period, "%G-W%V")
     # strftime runs in Python per value; timestamps repeat (hourly data: 7k distinct among
     # 336k rows), so format each distinct one once.
-    codes, distinct = pd.factorize(local)
-    ids = pd.Series(pd.DatetimeIndex(distinct).strftime(pattern), dtype=object)
-    return pd.Series(ids.to_numpy()[codes], index=times.index, dtype=object).where(codes >= 0)
+    codes, distinct = pd.factorize(local)  # a missing time gets code -1
+    ids = np.append(pd.DatetimeIndex(distinct).strftime(pattern).to_numpy(dtype=object), np.nan)
+    return pd.Series(ids[codes], index=times.index, dtype=object)  # -1: the trailing NaN
 
 
 def _to_zone(times: pd.Series, zone: str) -> pd.Series:

@@ -52,3 +52,11 @@ def test_well_formed_ids_of_every_period_pass() -> None:
     assert check_batch("2013-01", MONTH) == "2013-01"
     assert check_batch("2013-W05", TimeConfig(column="t", batch_period="week")) == "2013-W05"
     assert check_batch("2013-01-05", TimeConfig(column="t", batch_period="day")) == "2013-01-05"
+
+
+def test_missing_times_have_no_batch_even_when_all_are_missing() -> None:
+    times = pd.Series(pd.to_datetime(["2013-01-05", None], utc=True), index=[7, 3])
+    ids = batch_ids(times, MONTH)
+    assert ids.iloc[0] == "2013-01" and pd.isna(ids.iloc[1])
+    assert list(ids.index) == [7, 3]
+    assert batch_ids(pd.Series(pd.to_datetime([None, None], utc=True)), MONTH).isna().all()
