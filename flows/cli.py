@@ -6,9 +6,11 @@ Exit codes: 0 success, 1 rejected input or failed gate (reason printed), 2 usage
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -133,13 +135,18 @@ def _checked_batch(config: Any, batch: str, *, many: bool = False) -> str:
     return batch
 
 
-def _run(flow: Any, **parameters: Any) -> Any:
+def _run(flow: Any, *, heartbeats: bool = False, **parameters: Any) -> Any:
     """Run a flow in this process; rejected input becomes exit code 1 with the reason, on one
     line (Prefect's failed-run tracebacks are kept off the terminal, not out of the UI).
 
     The flow reports to the shared local Prefect server (started on first use, then reused),
     unless PREFECT_API_URL names a server or PERENNIAL_PREFECT=ephemeral: then to Prefect's
-    temporary server, bound to this process so that it dies with it."""
+    temporary server, bound to this process so that it dies with it.
+
+    Flow-run heartbeats (which let Prefect tell a crashed run from a running one) are sent only
+    with `heartbeats`, for the long commands: Prefect's heartbeat thread sleeps in whole seconds
+    and is joined when the run ends, which cost a command of a few seconds 0.5-1 s. A short
+    command runs in the user's terminal, where its end or its crash is seen."""
     from flows import local_server
     from flows.ephemeral_server import bind_ephemeral_server
     from flows.terminal import quiet_console, refusal_line
@@ -158,10 +165,21 @@ def _run(flow: Any, **parameters: Any) -> Any:
         )
     rejected = _rejections()
     try:
-        with local_server.connected(server), quiet_console():
+        with local_server.connected(server), quiet_console(), _heartbeats(heartbeats):
             return flow(**parameters)
     except rejected as exc:
         _fail(refusal_line(exc))
+
+
+@contextlib.contextmanager
+def _heartbeats(wanted: bool) -> Iterator[None]:
+    if wanted:
+        yield
+        return
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
 
 
 @app.command()
@@ -328,7 +346,14 @@ def train(
     cfg = _config(config)
     if batches:
         _checked_batch(cfg, batches, many=True)
-    result = _run(training, batches=batches, trials=trials, reason=reason, dataset=_dataset(cfg))
+    result = _run(
+        training,
+        heartbeats=True,
+        batches=batches,
+        trials=trials,
+        reason=reason,
+        dataset=_dataset(cfg),
+    )
     verdict = "promoted to champion" if result["promoted"] else "not promoted"
     # An identical rerun reports the version found; its numbers may be missing (e.g. it was
     # registered by a concurrent run that had not recorded its decision yet).
@@ -375,6 +400,7 @@ def search(
         _checked_batch(cfg, batches, many=True)
     result = _run(
         search_flow,
+        heartbeats=True,
         batches=batches,
         trials=trials,
         dataset=_dataset(cfg),
@@ -682,7 +708,7 @@ def demo(
     cfg = _config(config)
     _checked_batch(cfg, first, many=True)
     _checked_batch(cfg, last)
-    _run(demo_flow, trials=trials, first=first, last=last, dataset=_dataset(cfg))
+    _run(demo_flow, heartbeats=True, trials=trials, first=first, last=last, dataset=_dataset(cfg))
 
 
 @app.command()
