@@ -211,10 +211,10 @@ class HpoConfig(_Strict):
     timeout_s: float | None = Field(None, gt=0, description="Wall-time budget of one search.")
     # How the search runs, not what it finds: excluded from dumps, so from the fingerprint and the
     # study name, so that machines with different layouts join the same study.
-    # One worker per core by default. On the flights job (40 trials, holdout 2013-12) two
-    # one-thread workers searched in 18-25 s where one two-thread worker took 50-105 s; the
-    # holdout AUC of the model found depends on the search path, not the layout: two workers
-    # 0.700-0.716 in 8 runs, one worker 0.7188 / 0.7137 / 0.7082 with seeds 42 / 7 / 11.
+    # One worker per core by default. On the flights job (40 trials, holdout 2013-12, the same
+    # 6 study names in each layout: `benchmarks/search_layout.py`) two one-thread workers
+    # searched in 15 s (median) where one two-thread worker took 38 s, for the same holdout AUC
+    # (mean 0.7115 vs 0.7097): the AUC follows the draw of Hyperband brackets, not the layout.
     workers: int | None = Field(
         None, ge=1, exclude=True, description="Parallel search workers (default: cores)."
     )

@@ -24,6 +24,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.config import PerennialConfig
+from tasks.model import categorical_types
 
 SAMPLE_ROWS = 2000  # rows of the holdout behind a version's global importance, at most
 SAMPLE_ROWS_LEAST = 200  # ... and at least, however deep the trees
@@ -88,7 +89,7 @@ def booster_contributions(
         matrix,
         feature_names=list(columns),
         feature_types=types,
-        enable_categorical=bool(types and "c" in types),
+        enable_categorical=categorical_types(types),
         missing=np.nan,
     )
     out = np.asarray(

@@ -8,6 +8,7 @@ the same codes when it scores raw rows (`tests/unit/test_model.py`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -75,6 +76,11 @@ def encoded_types(encoder: Any) -> list[str]:
     return ["c" if name in categorical else "float" for name in encoded_names(encoder)]
 
 
+def categorical_types(feature_types: Sequence[str] | None) -> bool:
+    """Whether XGBoost must be told to expect category codes among these column types."""
+    return bool(feature_types and "c" in feature_types)
+
+
 def matrix_spec(encoder: Any) -> dict[str, Any]:
     """Keyword arguments of an XGBoost matrix of `encode`'s output: column names and types."""
     return {
@@ -119,7 +125,7 @@ def xgb_classifier(
         n_jobs=threads,
         random_state=seed,
         feature_types=feature_types,
-        enable_categorical=bool(feature_types and "c" in feature_types),
+        enable_categorical=categorical_types(feature_types),
         **extra,
     )
 

@@ -11,8 +11,8 @@ import pytest
 
 from tasks.config import load_config
 from tasks.ingest import (
+    _package_batch,
     _package_batch_ids,
-    _package_tables,
     _plain_csv,
     _read_package_tables,
     csv_bytes,
@@ -23,7 +23,7 @@ from tests.conftest import FLIGHTS
 @pytest.fixture(scope="module")
 def flights() -> tuple[pd.DataFrame, np.ndarray]:
     config = load_config(FLIGHTS)
-    frame = _package_tables(config.source)
+    frame = _read_package_tables(config.source.model_dump_json())
     ids = _package_batch_ids(config.source.model_dump_json(), config.time.model_dump_json())
     return frame, ids
 
@@ -96,3 +96,29 @@ def test_the_parquet_copy_of_the_package_gives_the_same_bytes_for_every_month(
     copy.write_bytes(b"not parquet")  # a damaged copy: the package is read again
     _read_package_tables.cache_clear()
     assert _read_package_tables(source, cache).equals(frame)
+
+
+def test_the_copy_split_by_batch_gives_the_same_bytes_for_every_month(
+    flights: tuple[pd.DataFrame, np.ndarray], tmp_path: Path
+) -> None:
+    config = load_config(FLIGHTS)
+    source, time = config.source.model_dump_json(), config.time.model_dump_json()
+    cache = str(tmp_path / "sources")
+    frame, ids = flights
+    first = _package_batch(source, time, cache, "2013-03")  # from the table; writes the split
+    assert csv_bytes(first) == csv_bytes(frame[ids == "2013-03"])
+    (split,) = [p for p in (tmp_path / "sources").iterdir() if p.is_dir()]
+    assert sorted(p.name for p in split.iterdir()) == [
+        f"2013-{m:02d}.parquet" for m in range(1, 13)
+    ]
+    for month in range(1, 13):
+        batch = f"2013-{month:02d}"
+        rows = _package_batch(source, time, cache, batch)  # from its own file
+        assert csv_bytes(rows) == csv_bytes(frame[ids == batch]), batch
+    assert _package_batch(source, time, cache, "2014-01").empty  # no file: no rows
+    (split / "2013-05.parquet").write_bytes(b"not parquet")  # damaged: from the table again
+    rows = _package_batch(source, time, cache, "2013-05")
+    assert csv_bytes(rows) == csv_bytes(frame[ids == "2013-05"])
+    other_zone = config.time.model_copy(update={"timezone": "UTC"}).model_dump_json()
+    _package_batch(source, other_zone, cache, "2013-05")  # other batch ids: another split
+    assert len([p for p in (tmp_path / "sources").iterdir() if p.is_dir()]) == 2

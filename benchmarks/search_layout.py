@@ -1,0 +1,138 @@
+"""What the search layout costs in model quality: holdout AUC and search time of Perennial's own
+search with two one-thread workers (the default on 2 cores) against one worker with every
+thread (as the plain script searches), over several study names.
+
+Hyperband assigns each trial to a bracket by a hash of the study name and the trial number, so
+one name is one draw of the brackets: the search path, and with it the AUC of the model found,
+changes with the name (the plain script's study is unnamed, so Optuna names it at random and its
+AUC varies from run to run). Both layouts run on the same names, in alternating order.
+
+The job is `perennial train --batches 2013-01..2013-12 --trials 40` with
+PERENNIAL_SPLIT__MAX_TRAIN_ROWS=400000, outside Prefect: the months are landed and gated into a
+temporary home with Perennial's own functions, then for each name and layout `tasks.tune.tune`
+runs 40 trials and `tasks.train.fit_model` fits the final model, scored on 2013-12.
+
+Writes benchmarks/results/search_layout.json (nothing else writes it):
+
+    .venv/bin/python benchmarks/search_layout.py [--names 6] [--trials 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "search_layout.json"
+MONTHS = [f"2013-{month:02d}" for month in range(1, 13)]
+LAYOUTS = {"two_workers": None, "one_worker": 1}  # hpo.workers (None: one per core)
+
+
+def landed_datasets(home: Path) -> tuple[Any, Any]:
+    """The flights config on `home` and its datasets, the 12 months landed and gated there."""
+    os.environ.update(
+        PERENNIAL_HOME=str(home),
+        PERENNIAL_SPLIT__MAX_TRAIN_ROWS="400000",
+        PERENNIAL_VALIDATION__DATA_DOCS="false",
+    )
+    from tasks.config import dataset_config
+    from tasks.features import build_datasets
+    from tasks.ingest import land_from
+    from tasks.storage import open_storage
+    from tasks.validate import gate_batch
+
+    config = dataset_config("flights")
+    storage = open_storage(config.home)
+    for month in MONTHS:
+        land_from(config, month, None)
+        assert gate_batch(storage, config, month).passed, f"{month} failed the gate"
+    return config, build_datasets(storage, config, MONTHS)
+
+
+def search_once(
+    config: Any, data: Any, name: str, workers: int | None, trials: int
+) -> dict[str, Any]:
+    from sklearn.metrics import roc_auc_score
+
+    from tasks.train import fit_model
+    from tasks.tune import tune
+
+    layout = config.model_copy(update={"hpo": config.hpo.model_copy(update={"workers": workers})})
+    load_at_start = round(os.getloadavg()[0], 2)
+    started = time.perf_counter()
+    result = tune(data, layout, name, trials=trials)
+    search_s = time.perf_counter() - started
+    model = fit_model(data.x_fit, data.y_fit, result.best_params, result.best_rounds, layout)
+    auc = roc_auc_score(data.y_holdout, model.predict_proba(data.x_holdout)[:, 1])
+    return {
+        "study": name,
+        "search_s": round(search_s, 1),
+        "holdout_auc": round(float(auc), 4),
+        "best_rounds": result.best_rounds,
+        "trials_pruned": result.trials_pruned,
+        "load_average_1m_at_start": load_at_start,
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+    }
+
+
+def spread(runs: list[dict[str, Any]], key: str) -> dict[str, float]:
+    values = [run[key] for run in runs]
+    return {
+        "mean": round(statistics.fmean(values), 4),
+        "median": round(statistics.median(values), 4),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--names", type=int, default=6, help="study names (draws of brackets)")
+    parser.add_argument("--trials", type=int, default=40)
+    args = parser.parse_args()
+    import optuna
+
+    from tasks.study import open_optuna_storage
+
+    started = datetime.now(UTC)
+    load_at_start = round(os.getloadavg()[0], 2)
+    runs: dict[str, list[dict[str, Any]]] = {layout: [] for layout in LAYOUTS}
+    with tempfile.TemporaryDirectory(prefix="perennial-bench-layout-") as folder:
+        config, data = landed_datasets(Path(folder))
+        storage = open_optuna_storage(config.optuna_storage_url)
+        for index in range(args.names):
+            name = f"layout-{index}"  # both layouts on one name: the same draw of brackets
+            order = list(LAYOUTS) if index % 2 == 0 else list(reversed(LAYOUTS))
+            for layout in order:
+                run = search_once(config, data, name, LAYOUTS[layout], args.trials)
+                runs[layout].append(run)
+                print(layout, json.dumps(run), flush=True)
+                optuna.delete_study(study_name=name, storage=storage)
+    result = {
+        "what": "holdout AUC (2013-12) and search time of Perennial's search, 40 trials, "
+        "two one-thread workers vs one worker with every thread, on the same study names",
+        "trials": args.trials,
+        "names": args.names,
+        "auc": {layout: spread(rows, "holdout_auc") for layout, rows in runs.items()},
+        "search_s": {layout: spread(rows, "search_s") for layout, rows in runs.items()},
+        "runs": runs,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "measured_at": started.isoformat(timespec="seconds"),
+        "load_average_1m_at_start": load_at_start,
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+    }
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("auc", "search_s")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
