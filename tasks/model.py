@@ -90,21 +90,40 @@ def matrix_spec(encoder: Any) -> dict[str, Any]:
     }
 
 
+ENCODE_BLOCK_ROWS = 16_384  # rows x 21 float32 columns: about 1.4 MB, a cache's worth
+
+
 def encode(encoder: Any, x: pd.DataFrame) -> np.ndarray:
-    """`x` as the fitted encoder's output, as one float32 matrix (what XGBoost bins anyway):
-    filled column by column, so the only full-size allocation is the matrix itself."""
+    """`x` as the fitted encoder's output, as one float32 matrix (what XGBoost bins anyway),
+    with no float64 copy of the frame: beside the matrix, only the category codes are new."""
     categories = fitted_categories(encoder)
     names = encoded_names(encoder)
-    matrix = np.empty((len(x), len(names)), dtype=np.float32)
-    for index, column in enumerate(names):
+    columns = []
+    for column in names:
         if column in categories:
             # The encoder's codes are positions in its sorted categories; a hashed look-up
             # finds them (-1: missing or unseen, which the encoder also makes missing).
             codes = pd.Index(categories[column]).get_indexer(x[column])
-            matrix[:, index] = np.where(codes < 0, np.nan, codes)
+            columns.append(np.where(codes < 0, np.nan, codes).astype(np.float32))
         else:
-            matrix[:, index] = x[column].to_numpy(dtype=np.float32, na_value=np.nan)
+            columns.append(_numeric_values(x[column]))
+    matrix = np.empty((len(x), len(names)), dtype=np.float32)
+    # Filled a block of rows at a time: a column of a row-major matrix is a strided write, and
+    # whole columns one after the other made the 10M-row matrix pass through memory once per
+    # column (encode took 12x longer for 10x the rows).
+    for start in range(0, len(x), ENCODE_BLOCK_ROWS):
+        stop = start + ENCODE_BLOCK_ROWS
+        for index, values in enumerate(columns):
+            matrix[start:stop, index] = values[start:stop]
     return matrix
+
+
+def _numeric_values(column: pd.Series) -> np.ndarray:
+    """The column's values for `encode`: a view for numpy numbers (cast block by block as
+    they are copied), float32 with NaN for missing for anything else (e.g. nullable Int64)."""
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "fiub":
+        return column.to_numpy()
+    return column.to_numpy(dtype=np.float32, na_value=np.nan)
 
 
 def xgb_classifier(
