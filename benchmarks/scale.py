@@ -42,7 +42,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
 FIT_BATCHES = [f"2013-{month:02d}" for month in range(1, 12)]
 HOLDOUT = "2013-12"
 PARAMS = {"max_depth": 6, "learning_rate": 0.1, "min_child_weight": 5.0, "subsample": 0.8}
-ROUNDS = 40  # few rounds: the machine is shared and busy; time scales with rounds at any size
+ROUNDS = 40  # few rounds: the machine may be shared; time scales with rounds at any size
 SEED = 42
 GOALS = {"peak_rss_10m_gb": 6.0, "time_ratio_10m_over_1m": 12.0}
 
@@ -214,7 +214,8 @@ def main(small_rows: int, large_rows: int, out: Path) -> None:
         run.pop("holdout_scores_head")
     result = {
         "measured_at": started.isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, shared and busy",
+        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores; the load "
+        "averages before each child say how busy",
         "params": PARAMS,
         "rounds": ROUNDS,
         "rows_1m": small,
