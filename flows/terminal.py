@@ -33,6 +33,10 @@ QUIET_ENVIRONMENT = {
 QUIET_LOG_ENVIRONMENT = {"MLFLOW_LOGGING_LEVEL": "WARNING"}
 
 RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+# Prefect's event and log workers warn "Still processing items: N items remaining..." when the
+# process exits before they have sent everything; they send it all before the exit.
+QUEUE_SERVICES = ("EventsWorker", "APILogWorker")
+DRAIN_NOTICE = "Still processing items"
 # Set by the console script: the filter then stays on until the process exits, as the ephemeral
 # server logs "Stopping temporary server" at exit. In-process callers (tests) get it removed.
 KEEP_QUIET_UNTIL_EXIT = False
@@ -62,6 +66,8 @@ class QuietConsole(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "perennial_progress", False):  # tasks.run_logging.PROGRESS
             return True
+        if record.name in QUEUE_SERVICES and record.getMessage().startswith(DRAIN_NOTICE):
+            return False  # Prefect flushing its queues at exit: no fault, nothing to do
         return record.levelno >= logging.WARNING and not record.name.startswith(RUN_LOGGERS)
 
 
