@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+import shutil
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -143,10 +144,7 @@ def _write_split(frame: pd.DataFrame, ids: np.ndarray, split: Path) -> None:
             frame[ids == batch].to_parquet(partial / f"{batch}.parquet", index=False)
         partial.rename(split)  # refused if another writer's folder is there: theirs stays
     finally:
-        if partial.exists():
-            for part in partial.iterdir():
-                part.unlink()
-            partial.rmdir()
+        shutil.rmtree(partial, ignore_errors=True)  # left only when the rename failed
 
 
 def extract_from_source(config: PerennialConfig, batch: str) -> tuple[bytes, str, str]:

@@ -104,7 +104,9 @@ def encode(encoder: Any, x: pd.DataFrame) -> np.ndarray:
             # The encoder's codes are positions in its sorted categories; a hashed look-up
             # finds them (-1: missing or unseen, which the encoder also makes missing).
             codes = pd.Index(categories[column]).get_indexer(x[column])
-            columns.append(np.where(codes < 0, np.nan, codes).astype(np.float32))
+            values = codes.astype(np.float32)
+            values[codes < 0] = np.nan
+            columns.append(values)
         else:
             columns.append(_numeric_values(x[column]))
     matrix = np.empty((len(x), len(names)), dtype=np.float32)
