@@ -36,8 +36,9 @@ MONTHS = [f"2013-{month:02d}" for month in range(1, 13)]
 LAYOUTS = {"two_workers": None, "one_worker": 1}  # hpo.workers (None: one per core)
 
 
-def landed_datasets(home: Path) -> tuple[Any, Any]:
-    """The flights config on `home` and its datasets, the 12 months landed and gated there."""
+def landed_datasets(home: Path, months: list[str] = MONTHS) -> tuple[Any, Any]:
+    """The flights config on `home` and its datasets, `months` landed and gated there (the last
+    one is the holdout)."""
     os.environ.update(
         PERENNIAL_HOME=str(home),
         PERENNIAL_SPLIT__MAX_TRAIN_ROWS="400000",
@@ -51,10 +52,10 @@ def landed_datasets(home: Path) -> tuple[Any, Any]:
 
     config = dataset_config("flights")
     storage = open_storage(config.home)
-    for month in MONTHS:
+    for month in months:
         land_from(config, month, None)
         assert gate_batch(storage, config, month).passed, f"{month} failed the gate"
-    return config, build_datasets(storage, config, MONTHS)
+    return config, build_datasets(storage, config, months)
 
 
 def search_once(
