@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from search_layout import landed_datasets, search_once, spread
+from search_layout import landed_datasets, paired_runs, spread
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "feature_sets.json"
@@ -50,27 +50,11 @@ def feature_sets(config: Any, months: list[str]) -> dict[str, tuple[Any, Any]]:
 
 
 def holdout_runs(holdout: int, names: int, trials: int) -> dict[str, list[dict[str, Any]]]:
-    import optuna
-
-    from tasks.study import open_optuna_storage
-
     months = [f"2013-{month:02d}" for month in range(1, holdout + 1)]
     with tempfile.TemporaryDirectory(prefix="perennial-bench-features-") as folder:
         config, _ = landed_datasets(Path(folder), months)
         assert set(AIRCRAFT) <= set(config.features.numeric), "the demo config changed"
-        sets = feature_sets(config, months)
-        storage = open_optuna_storage(config.optuna_storage_url)
-        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sets}
-        for index in range(names):
-            study = f"features-{holdout}-{index}"  # both sets on one name: the same brackets
-            order = list(sets) if index % 2 == 0 else list(reversed(sets))
-            for name in order:
-                variant, data = sets[name]
-                run = search_once(variant, data, study, None, trials)
-                runs[name].append(run)
-                print(holdout, name, json.dumps(run), flush=True)
-                optuna.delete_study(study_name=study, storage=storage)
-    return runs
+        return paired_runs(feature_sets(config, months), f"features-{holdout}", names, trials)
 
 
 def main() -> None:

@@ -58,20 +58,22 @@ def landed_datasets(home: Path, months: list[str] = MONTHS) -> tuple[Any, Any]:
     return config, build_datasets(storage, config, months)
 
 
-def search_once(
-    config: Any, data: Any, name: str, workers: int | None, trials: int
-) -> dict[str, Any]:
+def with_workers(config: Any, workers: int | None) -> Any:
+    return config.model_copy(update={"hpo": config.hpo.model_copy(update={"workers": workers})})
+
+
+def search_once(config: Any, data: Any, name: str, trials: int) -> dict[str, Any]:
+    """Search `trials` on study `name`, fit the final model, score it on the holdout."""
     from sklearn.metrics import roc_auc_score
 
     from tasks.train import fit_model
     from tasks.tune import tune
 
-    layout = config.model_copy(update={"hpo": config.hpo.model_copy(update={"workers": workers})})
     load_at_start = round(os.getloadavg()[0], 2)
     started = time.perf_counter()
-    result = tune(data, layout, name, trials=trials)
+    result = tune(data, config, name, trials=trials)
     search_s = time.perf_counter() - started
-    model = fit_model(data.x_fit, data.y_fit, result.best_params, result.best_rounds, layout)
+    model = fit_model(data.x_fit, data.y_fit, result.best_params, result.best_rounds, config)
     auc = roc_auc_score(data.y_holdout, model.predict_proba(data.x_holdout)[:, 1])
     return {
         "study": name,
@@ -82,6 +84,29 @@ def search_once(
         "load_average_1m_at_start": load_at_start,
         "load_average_1m_at_end": round(os.getloadavg()[0], 2),
     }
+
+
+def paired_runs(
+    arms: dict[str, tuple[Any, Any]], prefix: str, names: int, trials: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Run each arm (config, datasets) on the same study names `prefix-0`, `prefix-1`, ...
+    (one name = one draw of brackets for every arm), the order alternating from name to name;
+    each study is deleted after its run. The arms share one Optuna storage."""
+    import optuna
+
+    from tasks.study import open_optuna_storage
+
+    storage = open_optuna_storage(next(iter(arms.values()))[0].optuna_storage_url)
+    runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
+    for index in range(names):
+        name = f"{prefix}-{index}"
+        for arm in list(arms) if index % 2 == 0 else list(reversed(arms)):
+            config, data = arms[arm]
+            run = search_once(config, data, name, trials)
+            runs[arm].append(run)
+            print(arm, json.dumps(run), flush=True)
+            optuna.delete_study(study_name=name, storage=storage)
+    return runs
 
 
 def spread(runs: list[dict[str, Any]], key: str) -> dict[str, float]:
@@ -99,24 +124,12 @@ def main() -> None:
     parser.add_argument("--names", type=int, default=6, help="study names (draws of brackets)")
     parser.add_argument("--trials", type=int, default=40)
     args = parser.parse_args()
-    import optuna
-
-    from tasks.study import open_optuna_storage
-
     started = datetime.now(UTC)
     load_at_start = round(os.getloadavg()[0], 2)
-    runs: dict[str, list[dict[str, Any]]] = {layout: [] for layout in LAYOUTS}
     with tempfile.TemporaryDirectory(prefix="perennial-bench-layout-") as folder:
         config, data = landed_datasets(Path(folder))
-        storage = open_optuna_storage(config.optuna_storage_url)
-        for index in range(args.names):
-            name = f"layout-{index}"  # both layouts on one name: the same draw of brackets
-            order = list(LAYOUTS) if index % 2 == 0 else list(reversed(LAYOUTS))
-            for layout in order:
-                run = search_once(config, data, name, LAYOUTS[layout], args.trials)
-                runs[layout].append(run)
-                print(layout, json.dumps(run), flush=True)
-                optuna.delete_study(study_name=name, storage=storage)
+        arms = {layout: (with_workers(config, n), data) for layout, n in LAYOUTS.items()}
+        runs = paired_runs(arms, "layout", args.names, args.trials)
     result = {
         "what": "holdout AUC (2013-12) and search time of Perennial's search, 40 trials, "
         "two one-thread workers vs one worker with every thread, on the same study names",
