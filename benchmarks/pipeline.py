@@ -3,18 +3,23 @@
 Runs, alternating (the order flips every pair, so a drift in the machine's load hits both), N
 pairs of:
 - `perennial train --batches 2013-01..2013-12 --trials 40 --json` with
-  PERENNIAL_SPLIT__MAX_TRAIN_ROWS=400000 and the script's features (PERENNIAL_FEATURES__NUMERIC,
-  see SCRIPT_NUMERIC) from a fresh PERENNIAL_HOME (the data is landed and gated inside the run,
-  as on a first training). Prefect: the shared local server, as a user
-  who has run any Perennial command in the last hour has it. It is started once, before the
-  pairs, in the benchmark's own PREFECT_HOME (`perennial server start`), and that start is
-  timed and written apart (`server_start_s`): the first command on a machine pays it once;
-  `first_command_ratio` adds it to the median Perennial wall time;
+  PERENNIAL_SPLIT__MAX_TRAIN_ROWS=400000, the script's features (PERENNIAL_FEATURES__NUMERIC,
+  see SCRIPT_NUMERIC) and its search (SCRIPT_HPO: 400 rounds at most, early stopping after 30,
+  its search space; the demo config stops at 300 and 25) from a fresh PERENNIAL_HOME (the data
+  is landed and gated inside the run, as on a first training). Prefect: the shared local
+  server, as a user who has run any Perennial command in the last hour has it. It is started
+  once, before the pairs, in the benchmark's own PREFECT_HOME (`perennial server start`), and
+  that start is timed and written apart (`server_start_s`): the first command on a machine pays
+  it once; `first_command_ratio` adds it to the median Perennial wall time;
 - `python ../shared/anchors/bare_pipeline.py 12 40` (the anchor, referenced where it lives: it is
   not part of this repository).
-Holdout AUC varies with the draw of Hyperband brackets (a hash of the study name: the script's
-is random, Perennial's fixed by config and data), by about 0.01 between draws: hence several
-pairs, and medians and means of both.
+Holdout AUC varies with the draw of the search, by about 0.01 from one draw to the next: the
+TPE seed and the Hyperband brackets (a hash of the study name: the script's is random, Perennial's
+fixed by its config, seed included, and data). One seed compares two draws, not two pipelines:
+pair i gives both the seed FIRST_SEED + i (Perennial by PERENNIAL_HPO__SEED; the script, which
+hard-codes TPESampler(seed=42), through SEEDED_ANCHOR, which runs it unchanged with only the
+seed replaced; pair 0 is seed 42, the script as written). The result gives both AUCs' means and
+the mean of the paired differences (Perennial - script) with its 95% t interval.
 Each is one child process of this one, started and waited for here; its peak resident memory is
 the peak of the summed RSS of its whole process tree (sampled from /proc every 0.1 s). Both
 holdout AUCs are recorded, and Perennial's time per stage from its run's MLflow cost metrics
@@ -23,7 +28,7 @@ Prefect server start, MLflow set-up) is `outside_stages_s`.
 
 Writes benchmarks/results/pipeline.json with the 1-minute load average around each run.
 
-    .venv/bin/python benchmarks/pipeline.py [--pairs 6] [--trials 40]
+    .venv/bin/python benchmarks/pipeline.py [--pairs 8] [--trials 40]
 """
 
 from __future__ import annotations
@@ -69,7 +74,32 @@ SCRIPT_NUMERIC = [
     "pressure",
     "visib",
 ]
+# The same job means the same search: the script's limits and space, in its order of suggestion,
+# under Perennial's (scikit-learn) parameter names.
+SCRIPT_HPO = {
+    "PERENNIAL_HPO__MAX_ROUNDS": "400",
+    "PERENNIAL_HPO__EARLY_STOPPING_ROUNDS": "30",
+    "PERENNIAL_HPO__SEARCH_SPACE": json.dumps(
+        {
+            "max_depth": {"low": 3, "high": 10},
+            "learning_rate": {"low": 0.02, "high": 0.3, "log": True},
+            "subsample": {"low": 0.5, "high": 1.0},
+            "colsample_bytree": {"low": 0.5, "high": 1.0},
+            "min_child_weight": {"low": 1.0, "high": 50.0, "log": True},
+            "reg_lambda": {"low": 0.001, "high": 10.0, "log": True},
+        }
+    ),
+}
 RUNS = ("perennial", "script")
+FIRST_SEED = 42  # the script's own
+# Runs the anchor as `python -c SEEDED_ANCHOR SEED ANCHOR ARGS...`: the anchor's TPESampler(seed=42)
+# gets SEED; nothing else of it changes.
+SEEDED_ANCHOR = """import runpy, sys, optuna
+seed, tpe = int(sys.argv.pop(1)), optuna.samplers.TPESampler
+optuna.samplers.TPESampler = lambda **options: tpe(**{**options, "seed": seed})
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
 STAGES = ("gate", "features", "tune", "train", "evaluate", "register")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -153,13 +183,15 @@ def server(action: str, prefect_home: Path) -> float:
     return round(time.perf_counter() - start, 1)
 
 
-def perennial_run(trials: int, prefect_home: Path) -> dict[str, Any]:
+def perennial_run(trials: int, seed: int, prefect_home: Path) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="perennial-bench-pipeline-"))
     env = {
         **prefect_env(prefect_home),
         "PERENNIAL_HOME": str(home),
         "PERENNIAL_SPLIT__MAX_TRAIN_ROWS": MAX_TRAIN_ROWS,
         "PERENNIAL_FEATURES__NUMERIC": json.dumps(SCRIPT_NUMERIC),
+        **SCRIPT_HPO,
+        "PERENNIAL_HPO__SEED": str(seed),
     }
     command = [PERENNIAL, "train", "--batches", BATCHES, "--trials", str(trials), "--json"]
     run = run_measured(command, env)
@@ -182,8 +214,8 @@ def perennial_run(trials: int, prefect_home: Path) -> dict[str, Any]:
     }
 
 
-def script_run(anchor: Path, trials: int) -> dict[str, Any]:
-    command = [sys.executable, str(anchor), "12", str(trials)]
+def script_run(anchor: Path, trials: int, seed: int) -> dict[str, Any]:
+    command = [sys.executable, "-c", SEEDED_ANCHOR, str(seed), str(anchor), "12", str(trials)]
     run = run_measured(command, dict(os.environ))
     line = json.loads(run.pop("stdout").strip().splitlines()[-1])
     return {
@@ -217,7 +249,7 @@ def anchor_script() -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=6)
+    parser.add_argument("--pairs", type=int, default=8)
     parser.add_argument("--trials", type=int, default=40)
     args = parser.parse_args()
     anchor = anchor_script()
@@ -235,16 +267,18 @@ def run_pairs(anchor: Path, count: int, trials: int, prefect_home: Path) -> list
     pairs = []
     for index in range(count):
         first_perennial = index % 2 == 0  # alternate the order
+        seed = FIRST_SEED + index
         runs = {}
         for which in ("perennial", "script") if first_perennial else ("script", "perennial"):
             runs[which] = (
-                perennial_run(trials, prefect_home)
+                perennial_run(trials, seed, prefect_home)
                 if which == "perennial"
-                else script_run(anchor, trials)
+                else script_run(anchor, trials, seed)
             )
             print(which, json.dumps(runs[which]), flush=True)
         pairs.append(
             {
+                "seed": seed,
                 "order": "perennial first" if first_perennial else "script first",
                 "perennial": runs["perennial"],
                 "script": runs["script"],
@@ -252,6 +286,25 @@ def run_pairs(anchor: Path, count: int, trials: int, prefect_home: Path) -> list
             }
         )
     return pairs
+
+
+def auc_difference(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean of the paired holdout-AUC differences (Perennial - script), its 95% t interval, and
+    what it says: lower, higher, or no difference found."""
+    from scipy import stats
+
+    differences = [p["perennial"]["holdout_auc"] - p["script"]["holdout_auc"] for p in pairs]
+    mean = statistics.fmean(differences)
+    if len(differences) < 2:
+        return {"mean": round(mean, 4), "ci95": None, "verdict": "one pair: no interval"}
+    half = stats.t.ppf(0.975, len(differences) - 1) * statistics.stdev(differences)
+    low, high = mean - half / len(differences) ** 0.5, mean + half / len(differences) ** 0.5
+    verdict = "Perennial lower" if high < 0 else "Perennial higher" if low > 0 else "no difference"
+    return {
+        "mean": round(mean, 4),
+        "ci95": [round(low, 4), round(high, 4)],
+        "verdict": f"{verdict} at 95% over {len(differences)} seeds",
+    }
 
 
 def write_result(
@@ -262,9 +315,12 @@ def write_result(
     result = {
         "command_perennial": f"perennial train --batches {BATCHES} --trials {args.trials} "
         f"(PERENNIAL_SPLIT__MAX_TRAIN_ROWS={MAX_TRAIN_ROWS}, PERENNIAL_FEATURES__NUMERIC: the "
-        "script's numeric features, fresh home)",
+        "script's numeric features, PERENNIAL_HPO__*: the script's search, fresh home)",
         "features_numeric": SCRIPT_NUMERIC,
-        "command_script": f"python ../shared/anchors/bare_pipeline.py 12 {args.trials}",
+        "search": SCRIPT_HPO,
+        "command_script": f"python ../shared/anchors/bare_pipeline.py 12 {args.trials} (TPE "
+        "seed replaced per pair: SEEDED_ANCHOR)",
+        "seeds": [p["seed"] for p in pairs],
         "pairs_run": args.pairs,
         "median_ratio": round(statistics.median(ratios), 2),
         "ratio_min": min(ratios),
@@ -278,6 +334,7 @@ def write_result(
         "mean_auc": {
             w: round(statistics.fmean(p[w]["holdout_auc"] for p in pairs), 4) for w in RUNS
         },
+        "auc_difference": auc_difference(pairs),
         "pairs": pairs,
         "cores": len(os.sched_getaffinity(0)),
         "python": platform.python_version(),
@@ -286,7 +343,7 @@ def write_result(
         "so that both see the same conditions",
     }
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    keys = ("median_ratio", "ratio_min", "ratio_max", "server_start_s", "first_command_ratio")
+    keys = ("median_ratio", "ratio_min", "ratio_max", "first_command_ratio", "auc_difference")
     print(json.dumps({k: result[k] for k in keys}))
 
 
