@@ -35,8 +35,8 @@ test: install lint browser  ## everything: lint, unit, integration, e2e (browser
 	@# served and CLI tests spend much of their time waiting on servers and polls: with two
 	@# workers the suite took 9:36 on 2 cores, against 26:44 on one for the suite before it.
 	$(RUN) pytest -n 2 --dist loadfile --ignore=tests/e2e/test_ui.py
-	@# The browser test runs in its own session: after the other served-stack tests in the same
-	@# pytest session, the UI's custom-run submit failed once (not yet understood); alone it passes.
+	@# The browser test runs in its own session (it drives Chromium). Its UI submit can meet
+	@# Prefect's SQLite "database is locked" (a 503 the UI does not retry): the test submits again.
 	$(RUN) pytest tests/e2e/test_ui.py
 	bash infra/check.sh
 
