@@ -28,7 +28,7 @@ Prefect server start, MLflow set-up) is `outside_stages_s`.
 
 Writes benchmarks/results/pipeline.json with the 1-minute load average around each run.
 
-    .venv/bin/python benchmarks/pipeline.py [--pairs 8] [--trials 40]
+    .venv/bin/python benchmarks/pipeline.py [--pairs 12] [--trials 40]
 """
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ def anchor_script() -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=8)
+    parser.add_argument("--pairs", type=int, default=12)
     parser.add_argument("--trials", type=int, default=40)
     args = parser.parse_args()
     anchor = anchor_script()
