@@ -297,13 +297,14 @@ def auc_difference(pairs: list[dict[str, Any]]) -> dict[str, Any]:
     mean = statistics.fmean(differences)
     if len(differences) < 2:
         return {"mean": round(mean, 4), "ci95": None, "verdict": "one pair: no interval"}
-    half = stats.t.ppf(0.975, len(differences) - 1) * statistics.stdev(differences)
-    low, high = mean - half / len(differences) ** 0.5, mean + half / len(differences) ** 0.5
+    count = len(differences)
+    half = stats.t.ppf(0.975, count - 1) * statistics.stdev(differences) / count**0.5
+    low, high = mean - half, mean + half
     verdict = "Perennial lower" if high < 0 else "Perennial higher" if low > 0 else "no difference"
     return {
         "mean": round(mean, 4),
         "ci95": [round(low, 4), round(high, 4)],
-        "verdict": f"{verdict} at 95% over {len(differences)} seeds",
+        "verdict": f"{verdict} at 95% over {count} seeds",
     }
 
 
