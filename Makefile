@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
+# The uv versions the project supports: one place, pyproject.toml's [tool.uv] required-version.
+UV_RANGE := $(shell python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["tool"]["uv"]["required-version"])')
 
 # Local state (data, MLflow, Optuna, Prefect's own database) lives in one folder.
 export PERENNIAL_HOME ?= $(CURDIR)/.perennial
@@ -13,7 +15,7 @@ export DO_NOT_TRACK := 1
 .PHONY: install browser demo test test-fast lint format infra-check infra-workpool up down status bench clean
 
 install:
-	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv$(UV_RANGE)"
 	@# Compiled now, not at each first import: cold imports on 2 cores outlasted Prefect's
 	@# server start timeout on a first run, and with PYTHONDONTWRITEBYTECODE set they never end.
 	$(UV) sync --frozen --compile-bytecode

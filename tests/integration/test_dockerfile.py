@@ -8,8 +8,10 @@ are checked instead of executed, by design:
 
 - BuildKit flags (`--mount=type=cache,...`) are dropped: they change where uv keeps its cache,
   not what gets installed; the replay uses this machine's uv cache, so it costs seconds.
-- `pip install ... uv==X` would install into the base image's Python. The replay uses the uv on
-  PATH instead, and asserts that it is exactly version X.
+- `pip install ... uv==X` would install into the base image's Python. The replay installs uv X
+  into a folder of its own root instead and puts it first on PATH, so the image's syncs run with the
+  pinned uv (which proves that this uv reads uv.lock). X must satisfy pyproject.toml's
+  `[tool.uv] required-version`; the uv of the machine that runs the tests is never compared.
 - `useradd` needs root and would change this machine: its --uid is recorded, and USER must name
   a non-root uid.
 
@@ -26,19 +28,23 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
 import pytest
 import yaml
+from packaging.specifiers import SpecifierSet
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "infra" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
+PYPROJECT = ROOT / "pyproject.toml"
 PREFECT_PROD = ROOT / "infra" / "prefect-prod.yaml"
 INSTRUCTIONS = {"FROM", "WORKDIR", "ENV", "COPY", "RUN", "USER", "CMD"}
 # Host variables that would point the replay at this checkout's environment or servers.
@@ -101,6 +107,7 @@ class Build:
     base: str = ""
     syncs: list[str] = field(default_factory=list)
     uv_pin: str = ""
+    tool_bin: str = ""  # where the pinned uv was installed: first on PATH for the later steps
     log: list[str] = field(default_factory=list)
 
 
@@ -112,9 +119,33 @@ def host_environment() -> dict[str, str]:
     }
 
 
-def uv_version() -> str:
-    done = subprocess.run(["uv", "--version"], capture_output=True, text=True, check=True)
-    return done.stdout.split()[1]
+def supported_uv() -> SpecifierSet:
+    """The uv versions the project supports: pyproject.toml's `[tool.uv] required-version`."""
+    with PYPROJECT.open("rb") as file:
+        return SpecifierSet(tomllib.load(file)["tool"]["uv"]["required-version"])
+
+
+def install_uv(version: str, root: Path) -> Path:
+    """uv `version` in an environment of its own under `root` (as pip puts it in the image).
+
+    The uv that runs the tests only installs it (any supported uv does that the same way);
+    every later step of the replay runs the pinned one."""
+    environment = root / "usr" / "local" / "uv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(environment)], check=True)
+    installer = os.environ.get("UV") or shutil.which("uv") or "uv"
+    python = str(environment / "bin" / "python")
+    installed = subprocess.run(
+        [installer, "pip", "install", "--quiet", "--python", python, f"uv=={version}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert installed.returncode == 0, f"uv=={version} does not install:\n{installed.stderr[-2000:]}"
+    reported = subprocess.run(
+        [str(environment / "bin" / "uv"), "--version"], capture_output=True, text=True, check=True
+    )
+    assert reported.stdout.split()[1] == version, reported.stdout
+    return environment / "bin"
 
 
 def replay(dockerfile: Path, root: Path) -> Build:
@@ -129,7 +160,10 @@ def replay(dockerfile: Path, root: Path) -> Build:
     def run_env() -> dict[str, str]:
         python = re.search(r"python:(\d+\.\d+)", build.base)
         assert python, f"base image {build.base!r} names no Python version"
-        return {**host_environment(), "UV_PYTHON": python.group(1), **image_env}
+        host = host_environment()
+        if build.tool_bin:
+            host["PATH"] = build.tool_bin + os.pathsep + host.get("PATH", "")
+        return {**host, "UV_PYTHON": python.group(1), **image_env}
 
     for keyword, args in instructions(dockerfile.read_text()):
         assert keyword in INSTRUCTIONS, f"{keyword} is not replayed: keep the Dockerfile simple"
@@ -156,7 +190,7 @@ def replay(dockerfile: Path, root: Path) -> Build:
             for source in sources:
                 copy_source(source, target, into_dir, patterns, build)
         elif keyword == "RUN":
-            run_step(args, build, run_env(), mapped)
+            run_step(args, build, run_env(), mapped, root)
         elif keyword == "USER":
             build.user = args
         elif keyword == "CMD":
@@ -188,7 +222,7 @@ def copy_source(source: str, target: Path, into_dir: bool, patterns: list[str], 
     build.log.append(f"COPY {relative}/ ({copied} files)")
 
 
-def run_step(args: str, build: Build, env: dict[str, str], mapped) -> None:
+def run_step(args: str, build: Build, env: dict[str, str], mapped, root: Path) -> None:
     words = args.split()
     while words and words[0].startswith("--"):  # BuildKit flags: --mount=type=cache,...
         assert words[0].startswith(("--mount=type=cache", "--network=")), words[0]
@@ -197,7 +231,13 @@ def run_step(args: str, build: Build, env: dict[str, str], mapped) -> None:
     pin = re.fullmatch(r"pip install (?:--\S+ )*uv==(\S+)", command)
     if pin:
         build.uv_pin = pin.group(1)
-        build.log.append(f"RUN {command}  -> checked: uv on PATH is {uv_version()}")
+        supported = supported_uv()
+        assert build.uv_pin in supported, (
+            f"infra/Dockerfile pins uv {build.uv_pin}, outside pyproject.toml's required-version "
+            f"{supported}: pin a version inside the range"
+        )
+        build.tool_bin = str(install_uv(build.uv_pin, root))
+        build.log.append(f"RUN {command}  -> uv {build.uv_pin} installed for the later steps")
         return
     if command.startswith("useradd "):
         tokens = shlex.split(command)
@@ -249,7 +289,7 @@ print(json.dumps({"python": list(sys.version_info[:2]), "dev_modules_found": fou
 
 def test_runtime_only_the_locked_runtime(built: Build) -> None:
     assert built.base.startswith("python:3.11-"), built.base
-    assert built.uv_pin == uv_version(), "pin uv in the Dockerfile to the version used here"
+    assert built.uv_pin in supported_uv(), built.uv_pin  # checked at the RUN step too
     assert built.syncs, "the image must install with uv sync"
     for sync in built.syncs:
         assert "--frozen" in sync.split() and "--no-dev" in sync.split(), sync
