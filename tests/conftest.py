@@ -19,19 +19,28 @@ FLIGHTS = ROOT / "configs" / "flights.yaml"
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
-# Data Docs are rendered after a gate by a background worker that imports GE (6 s of CPU or more
-# each): the tests about Data Docs turn them on (`PERENNIAL_VALIDATION__DATA_DOCS=true`) and wait
-# for the worker; every other test would only leave workers running into the next tests.
-os.environ.setdefault("PERENNIAL_VALIDATION__DATA_DOCS", "false")
 # The Makefile exports PERENNIAL_HOME for the commands it runs; a test picks its own home (a
 # fixture below, or a test YAML's own folder), never the one of the shell that started pytest:
 # with it inherited, tests whose YAML names no home shared one and saw each other's state.
 os.environ.pop("PERENNIAL_HOME", None)
+# Nor any other setting of the shell that started pytest: a sourced served-mode env file
+# (PREFECT_API_URL, MLFLOW_TRACKING_*, PERENNIAL_MLFLOW_URI) or an exported back end would point
+# the tests at the user's own servers and state. The telemetry switches above are the tests' own.
+for _name in list(os.environ):
+    if _name.startswith(("PERENNIAL_", "PREFECT_API_", "MLFLOW_TRACKING_")) or _name in (
+        "PREFECT_PROFILE",
+        "MLFLOW_S3_ENDPOINT_URL",
+    ):
+        os.environ.pop(_name)
 # A CLI command with no PREFECT_API_URL starts (or reuses) a shared local Prefect server that
 # outlives it. Tests use the session's temporary server (`prefect_api_url`) or Prefect's
 # ephemeral one, bound to the command; only tests of the shared server opt in, with their own
 # PREFECT_HOME, and stop it (`no_shared_server_left` checks at the end of the session).
 os.environ["PERENNIAL_PREFECT"] = "ephemeral"
+# Data Docs are rendered after a gate by a background worker that imports GE (6 s of CPU or more
+# each): the tests about Data Docs turn them on (`PERENNIAL_VALIDATION__DATA_DOCS=true`) and wait
+# for the worker; every other test would only leave workers running into the next tests.
+os.environ["PERENNIAL_VALIDATION__DATA_DOCS"] = "false"
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +50,21 @@ def prefect_server() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=90):
         yield
+
+
+def process_command_lines() -> str:
+    """Every running process's command line, one per line, read from /proc (as `ps -eo args`
+    shows them, without needing `ps`, which slim images lack)."""
+    lines = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                lines.append(
+                    (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                )
+            except OSError:
+                continue
+    return "\n".join(lines)
 
 
 def shared_servers_under(folder: Path) -> list[int]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import run_console_script, served_stack
+from tests.conftest import process_command_lines, run_console_script, served_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -97,7 +97,6 @@ def test_prefect_and_mlflow_keep_their_state_in_postgresql(
 def test_the_database_password_is_nowhere_but_in_the_servers_environment(
     postgres_service: dict[str, Any],
 ) -> None:
-    import subprocess
 
     home = postgres_service["home_path"]
     leaks = []
@@ -105,9 +104,7 @@ def test_the_database_password_is_nowhere_but_in_the_servers_environment(
         if path.is_file() and PASSWORD.encode() in path.read_bytes():
             leaks.append(f"{path} ({oct(path.stat().st_mode & 0o777)})")
     assert not leaks, leaks  # not even in 0600 files: it is handed over as PGPASSWORD
-    command_lines = subprocess.run(
-        ["ps", "-eo", "args"], capture_output=True, text=True, check=True
-    ).stdout
+    command_lines = process_command_lines()
     assert PASSWORD not in command_lines
     status = run_console_script(
         "python", postgres_service["env"], "-m", "flows.service", "status", timeout=120

@@ -30,7 +30,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import FLIGHTS, ROOT, run_console_script, run_perennial, served_stack
+from tests.conftest import (
+    FLIGHTS,
+    ROOT,
+    process_command_lines,
+    run_console_script,
+    run_perennial,
+    served_stack,
+)
 from tests.e2e.test_served_mode import api, emit_drift_events, json_of
 from tests.integration.test_second_dataset import CONFIG as SENSORS_CONFIG
 from tests.integration.test_second_dataset import write_week
@@ -176,9 +183,7 @@ def test_state_files_are_private_and_hold_no_secret(service: dict[str, Any]) -> 
     public = (run / "service.json").read_text()
     status = run_console_script("python", env, "-m", "flows.service", "status", timeout=120)
     assert status.returncode == 0, status.stderr
-    command_lines = subprocess.run(
-        ["ps", "-eo", "args"], capture_output=True, text=True, check=True
-    ).stdout
+    command_lines = process_command_lines()
     logs = "".join(p.read_text(errors="replace") for p in run.glob("*.log"))
     for value in secret_values:
         assert value not in public

@@ -132,10 +132,11 @@ def install_uv(version: str, root: Path) -> Path:
     every later step of the replay runs the pinned one."""
     environment = root / "usr" / "local" / "uv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(environment)], check=True)
-    installer = os.environ.get("UV") or shutil.which("uv") or "uv"
+    found = os.environ.get("UV") or shutil.which("uv")  # `uv run` sets UV; make may use `-m uv`
+    installer = [found] if found else [sys.executable, "-m", "uv"]
     python = str(environment / "bin" / "python")
     installed = subprocess.run(
-        [installer, "pip", "install", "--quiet", "--python", python, f"uv=={version}"],
+        [*installer, "pip", "install", "--quiet", "--python", python, f"uv=={version}"],
         capture_output=True,
         text=True,
         timeout=600,
