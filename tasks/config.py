@@ -267,6 +267,17 @@ class ValidationConfig(_Strict):
         description="Severity overrides applied at gate time, keyed by expectation type "
         "(e.g. 'expect_column_values_to_be_in_set') or 'type:column' (the more specific wins).",
     )
+    seasonal: list[str] = Field(
+        default_factory=list,
+        description="Columns whose centre moves with the seasons (weather, say): a median outside "
+        "the reference's only warns; their relations to other columns still gate.",
+    )
+    reference_margin: float = Field(
+        1.0,
+        gt=0,
+        description="Scales every margin by which a batch may leave the reference batches' own "
+        "range (null share, far values, medians, relations, label rate) before it fails.",
+    )
     max_file_mb: float = Field(
         1024.0,
         gt=0,

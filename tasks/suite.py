@@ -30,6 +30,7 @@ from tasks.expectations import (
     suite_path,
     writable_context,
 )
+from tasks.reference_checks import PROFILE_KEY, draft_profile
 from tasks.validate import typed_frame
 
 RANGE_MARGIN = 1.0  # widen numeric ranges by this share of the observed span on each side
@@ -109,7 +110,14 @@ def draft_expectations(reference: list[pd.DataFrame], config: PerennialConfig) -
             gxe.ExpectColumnValuesToNotBeNull(column=column, mostly=_mostly(frame[column])),
             gxe.ExpectColumnValuesToBeInSet(column=column, value_set=seen, mostly=0.95),
         ]
-    drafted += [_kl_expectation(reference, column, numeric=True) for column in spec.numeric]
+    # Seasonal columns move every month against a reference shorter than a year: their median
+    # warns (tasks/reference_checks.py); a KL warning too would say the same thing twice.
+    seasonal = set(config.validation.seasonal)
+    drafted += [
+        _kl_expectation(reference, column, numeric=True)
+        for column in spec.numeric
+        if column not in seasonal
+    ]
     drafted += [_kl_expectation(reference, column, numeric=False) for column in spec.categorical]
     return drafted
 
@@ -239,6 +247,7 @@ def write_suite(
     with contextlib.suppress(DataContextError):
         context.suites.delete(name)
     meta: dict[str, Any] = {"drafted_by": "perennial validate --profile", "dataset": config.dataset}
+    meta[PROFILE_KEY] = draft_profile(typed, config)
     if batches:
         meta["reference_batches"] = list(batches)
     suite = gx.ExpectationSuite(name=name, meta=meta)

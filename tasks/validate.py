@@ -31,7 +31,7 @@ from tasks.alerts import alert_quarantine
 from tasks.artifacts import artifact_key
 from tasks.batches import parse_times
 from tasks.catalog import quarantine_reason_key
-from tasks.checks import NotNative, evaluate_suite
+from tasks.checks import NotNative, evaluate_suite, load_suite
 from tasks.config import PerennialConfig
 from tasks.expectations import (
     EXPECTATION,
@@ -57,14 +57,16 @@ from tasks.ingest import (
     read_raw,
     utc_times,
 )
+from tasks.reference_checks import check_reference
 from tasks.storage import Storage, content_hash
 
 logger = logging.getLogger("perennial.validate")
 
 # The gate's own version: raise it when a change to this module changes which batches pass, so
 # that batches validated before the change are validated again.
-# 3: truncated_file, bounded decompression; 4: times without an offset read in time.timezone.
-GATE_VERSION = 4
+# 3: truncated_file, bounded decompression; 4: times without an offset read in time.timezone;
+# 5: the reference checks (tasks/reference_checks.py).
+GATE_VERSION = 5
 NATIVE, GREAT_EXPECTATIONS = "native", "great_expectations"  # what decided a batch
 
 
@@ -276,6 +278,9 @@ def check_expectations(
     except NotNative as why:
         logger.info("gate %s: %s; Great Expectations decides this batch", batch, why)
         outcomes, engine = run_suite(frame, config, batch, docs_dir(config)), GREAT_EXPECTATIONS
+    # The batch against how the reference batches varied (the suite's meta), whoever decided
+    # the expectations: GE has no check of a batch's statistics against a range of batches.
+    outcomes += check_reference(frame, load_suite(config).get("meta") or {}, config, batch)
     return apply_severity(outcomes, config.validation.severity), engine
 
 

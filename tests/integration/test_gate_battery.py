@@ -141,7 +141,8 @@ CASES = [
         "expect_column_values_to_be_between",
         "distance",
         words=(
-            "1 of 85 checks failed: expect_column_values_to_be_between on distance",
+            "2 of 130 checks failed: expect_column_values_to_be_between on distance; "
+            "reference_outliers on distance",
             "distance: 5,666 values below (-",
             ") the reference range [0, 9966] drafted from 2013-01..2013-03; "
             "if this is normal, re-profile over a longer reference: "
@@ -165,6 +166,42 @@ CASES = [
         lambda f: csv_bytes(f.head(50)),
         "expect_table_row_count_to_be_between",
         None,
+    ),
+    # content-level: the batch against how the reference batches varied (tasks/reference_checks)
+    Case(
+        "a complete feature empty in every row",
+        lambda f: with_column(f, "distance", None),
+        "reference_null_share",
+        "distance",
+        words=("distance: null share 1 outside the allowed [0, 0.05]",),
+    ),
+    Case(
+        "1% of distances off by three orders of magnitude",
+        lambda f: with_column(f, "distance", f["distance"] * 1000, share=0.01),
+        "reference_outliers",
+        "distance",
+        words=("share of values outside [0, 17295]",),
+    ),
+    Case(
+        "every label the same",
+        lambda f: with_column(f, "arr_delay", f["arr_delay"].where(f["arr_delay"].isna(), 0)),
+        "reference_label_rate",
+        "arr_delay",
+        words=("label positive rate 0 outside the allowed",),
+    ),
+    Case(
+        "temperatures in Celsius",
+        lambda f: with_column(f, "temp", ((f["temp"] - 32) * 5 / 9).round(2)),
+        "reference_relation",
+        "temp, dewp",
+        words=("share of rows with temp < dewp",),
+    ),
+    Case(
+        "distances in kilometres",
+        lambda f: with_column(f, "distance", (f["distance"] * 1.609).round()),
+        "reference_median",
+        "distance",
+        words=("distance: median 1", "the reference batches (2013-01..2013-03) ranged 872 to 888"),
     ),
     # file-level: checked on the raw bytes before GE
     Case("empty file", lambda f: b"", "file_not_empty", None),

@@ -1,0 +1,233 @@
+"""What retrain policies deliver on the flights demo: the realized AUC of the model in production
+for each month April-December 2013 (the champion when the month arrives, scored on the month's
+labels), its mean over seeds, and what each policy spent in retrains, promotions, alerts and
+training seconds (tasks/replay.py).
+
+Policies, all with the same features, encoder and fixed XGBoost parameters (no search), and a
+January-March first model: `every_batch` (retrain and promote after each month's labels),
+`never`, `every_k` (every 3 months) and `configured` (retrain on an alert: the realized AUC fell
+below the champion's holdout AUC interval; promote when `tasks.evaluate.decide` says so, with the
+demo's `promotion:` settings). All four use Perennial's training shape: the newest labelled
+month is the holdout, never trained on, and `split.max_train_rows` (150000) caps the rows.
+`training_shapes` sets `every_batch` beside the same policy trained on all labelled months
+(holdout included); `variants` has the configured policy in that shape and both policies without
+the row cap. The months are read from the demo's source package by ingestion's own functions
+into a scratch home (no gate: it drops no row of these months).
+
+Writes benchmarks/results/replay.json (nothing else writes it):
+
+    .venv/bin/python benchmarks/replay.py [--seeds 3] [--rounds 100] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results" / "replay.json"
+BATCHES = [f"2013-{month:02d}" for month in range(1, 13)]
+FIRST_MODEL_BATCHES = 3
+AUC_TOLERANCE = 0.002  # the goal: configured within this of every_batch's mean realized AUC
+
+
+def policies() -> dict[str, tuple[bool, Any]]:
+    """Name -> (row cap of the demo config kept?, policy)."""
+    from tasks.replay import Policy
+
+    return {
+        "every_batch": (True, Policy("every_batch")),
+        "never": (True, Policy("never")),
+        "every_k": (True, Policy("every_k", k=3)),
+        "configured": (True, Policy("configured")),
+        "every_batch_all_history": (True, Policy("every_batch", holdout_shape=False)),
+        "configured_all_history": (True, Policy("configured", holdout_shape=False)),
+        "every_batch_uncapped": (False, Policy("every_batch")),
+        "every_batch_all_history_uncapped": (False, Policy("every_batch", holdout_shape=False)),
+        "configured_uncapped": (False, Policy("configured")),
+    }
+
+
+def run_all(config: Any, data: Any, seeds: int, rounds: int, threads: int) -> dict[str, list[Any]]:
+    """Every policy under every seed; replays of one seed and row cap share fitted models."""
+    from tasks.replay import ModelCache, replay
+
+    uncapped = config.model_copy(
+        update={"split": config.split.model_copy(update={"max_train_rows": None})}
+    )
+    results: dict[str, list[Any]] = {name: [] for name in policies()}
+    for seed in range(seeds):
+        caches = {True: ModelCache(), False: ModelCache()}
+        for name, (capped, policy) in policies().items():
+            clock = time.perf_counter()
+            result = replay(
+                config if capped else uncapped,
+                data,
+                policy,
+                seed,
+                rounds=rounds,
+                threads=threads,
+                initial_batches=FIRST_MODEL_BATCHES,
+                models=caches[capped],
+            )
+            results[name].append(result)
+            line = {"seed": seed, "policy": name, "mean_realized_auc": result.mean_realized_auc}
+            line["retrains"], line["wall_s"] = (
+                len(result.retrained_after),
+                time.perf_counter() - clock,
+            )
+            print(json.dumps(line), flush=True)
+    return results
+
+
+def described(results: list[Any], capped: bool, policy: Any, cap: int | None) -> dict[str, Any]:
+    from tasks.replay import summarize
+
+    summary = summarize(results)
+    return {
+        "mean_realized_auc": round(summary.mean_realized_auc, 4),
+        "interval_t95": [round(v, 4) for v in summary.interval_t95],
+        "seed_min": round(summary.seed_min, 4),
+        "seed_max": round(summary.seed_max, 4),
+        "per_batch_realized_auc": {
+            b: round(v, 4) for b, v in summary.per_batch_realized_auc.items()
+        },
+        "retrains": summary.retrains,
+        "promotions": summary.promotions,
+        "alerts": summary.alerts,
+        "train_seconds": round(summary.train_seconds, 1),
+        "holdout_shape": policy.holdout_shape,
+        "max_train_rows": cap if capped else None,
+        "per_seed": [
+            {
+                "seed": r.seed,
+                "mean_realized_auc": round(r.mean_realized_auc, 4),
+                "champion_version": r.champion_version,
+                "alerted_after": r.alerted_after,
+                "retrained_after": r.retrained_after,
+                "promoted_after": r.promoted_after,
+                "train_seconds": round(r.train_seconds, 1),
+            }
+            for r in results
+        ],
+    }
+
+
+def goal(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The issue's bar for the configured policy against the plainest ones."""
+    configured, every = summaries["configured"], summaries["every_batch"]
+    never = summaries["never"]
+    auc_ok = configured["mean_realized_auc"] >= every["mean_realized_auc"] - AUC_TOLERANCE
+    retrains_ok = configured["retrains"] <= every["retrains"] / 2
+    beats_never = configured["mean_realized_auc"] > never["mean_realized_auc"]
+    return {
+        "rule": f"configured mean realized AUC >= every_batch's - {AUC_TOLERANCE}, with at most "
+        "half its retrains, and above never's",
+        "configured_minus_every_batch": round(
+            configured["mean_realized_auc"] - every["mean_realized_auc"], 4
+        ),
+        "configured_minus_never": round(
+            configured["mean_realized_auc"] - never["mean_realized_auc"], 4
+        ),
+        "retrains_configured": configured["retrains"],
+        "retrains_every_batch": every["retrains"],
+        "auc_within_tolerance": auc_ok,
+        "at_most_half_the_retrains": retrains_ok,
+        "above_never": beats_never,
+        "met": auc_ok and retrains_ok and beats_never,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (at least 2)")
+    parser.add_argument("--rounds", type=int, default=None, help="boosting rounds per fit")
+    parser.add_argument("--threads", type=int, default=None, help="XGBoost threads per fit")
+    args = parser.parse_args()
+    from tasks.config import load_config
+    from tasks.replay import DEFAULT_THREADS, FIXED_PARAMS, FIXED_ROUNDS, load_batches
+
+    rounds, threads = args.rounds or FIXED_ROUNDS, args.threads or DEFAULT_THREADS
+    started, clock = datetime.now(UTC), time.perf_counter()
+    load_at_start = round(os.getloadavg()[0], 2)
+    with tempfile.TemporaryDirectory(prefix="perennial-bench-replay-") as home:
+        # A scratch home: the package source keeps its Parquet copies there, not in the demo's.
+        config = load_config(ROOT / "configs" / "flights.yaml").model_copy(update={"home": home})
+        data = load_batches(config, BATCHES)
+        read_s = time.perf_counter() - clock
+        results = run_all(config, data, args.seeds, rounds, threads)
+    cap = config.split.max_train_rows
+    summaries = {
+        name: described(results[name], capped, policy, cap)
+        for name, (capped, policy) in policies().items()
+    }
+    main_policies = ("every_batch", "never", "every_k", "configured")
+    kept_out, trained_on = summaries["every_batch"], summaries["every_batch_all_history"]
+    result = {
+        "what": "realized AUC (the champion when a month arrives, on that month's labels) of "
+        "retrain policies over 2013-04..2013-12 of the flights demo, January-March first model, "
+        "fixed XGBoost parameters, no search; means over seeds",
+        "command": f".venv/bin/python benchmarks/replay.py --seeds {args.seeds} --rounds "
+        f"{rounds} --threads {threads}",
+        "batches": BATCHES,
+        "first_model_batches": BATCHES[:FIRST_MODEL_BATCHES],
+        "scored_batches": BATCHES[FIRST_MODEL_BATCHES:],
+        "params": FIXED_PARAMS,
+        "rounds": rounds,
+        "threads": threads,
+        "max_train_rows": cap,
+        "seeds": list(range(args.seeds)),
+        "alert_rule": "tasks.replay.below_holdout_interval: realized AUC below the low end of "
+        "the champion's 95% bootstrap interval of its holdout AUC "
+        f"({config.promotion.bootstrap_samples} resamples)",
+        "counting": "retrains and promotions exclude the first model; the last month's labels "
+        "trigger nothing (no month left to serve); train_seconds include the first model",
+        "policies": {name: summaries[name] for name in main_policies},
+        "training_shapes": {
+            "every_batch_holdout_kept_out": kept_out,
+            "every_batch_trained_on_holdout": trained_on,
+            "trained_on_minus_kept_out": round(
+                trained_on["mean_realized_auc"] - kept_out["mean_realized_auc"], 4
+            ),
+        },
+        "variants": {n: s for n, s in summaries.items() if n not in main_policies},
+        "goal": goal(summaries),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "measured_at": started.isoformat(timespec="seconds"),
+        "read_and_featurise_s": round(read_s, 1),
+        "wall_s": round(time.perf_counter() - clock, 1),
+        "load_average_1m_at_start": load_at_start,
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    table = {
+        n: (
+            s["mean_realized_auc"],
+            s["interval_t95"],
+            s["retrains"],
+            s["promotions"],
+            s["alerts"],
+            s["train_seconds"],
+        )
+        for n, s in summaries.items()
+    }
+    print(
+        json.dumps(
+            {"policies": table, "goal": result["goal"], "wall_s": result["wall_s"]}, indent=1
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
