@@ -176,7 +176,7 @@ class _Judge:
         seen = stats["outlier_share"]
         allowed = (0.0, seen[1] + OUTLIER_MARGIN * self.margin)
         what = f"share of values outside [{low:g}, {high:g}]"
-        return self._outcome(OUTLIERS, name, share, allowed, tuple(seen), what)
+        return self._outcome(OUTLIERS, name, share, allowed, (seen[0], seen[1]), what)
 
     def median(
         self, values: pd.Series, name: str, stats: dict[str, Any], seasonal: bool
@@ -199,7 +199,7 @@ class _Judge:
         room = MEDIAN_MARGIN * self.margin * relation["gap_scale"]
         gap_rule = f"median of {relation['greater']} - {relation['lesser']}"
         return [
-            self._outcome(RELATION, pair, broken, allowed, tuple(seen), rule),
+            self._outcome(RELATION, pair, broken, allowed, (seen[0], seen[1]), rule),
             self._outcome(
                 RELATION_GAP,
                 pair,
@@ -214,7 +214,9 @@ class _Judge:
         room = LABEL_LOGIT_MARGIN * self.margin
         allowed = (_sigmoid(_logit(seen[0]) - room), _sigmoid(_logit(seen[1]) + room))
         target = self.config.target.column
-        return self._outcome(LABEL_RATE, target, rate, allowed, tuple(seen), "label positive rate")
+        return self._outcome(
+            LABEL_RATE, target, rate, allowed, (seen[0], seen[1]), "label positive rate"
+        )
 
     def _outcome(
         self,

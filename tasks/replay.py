@@ -302,7 +302,7 @@ def _after_labels(
     """The champion for the next batch, once the labels of `history[-1]` are in."""
     batch = history[-1]
     scheduled = policy.kind == "every_batch" or (
-        policy.kind == "every_k" and (len(history) - run.initial_batches) % policy.k == 0
+        policy.kind == "every_k" and len(history) % policy.k == 0
     )
     if scheduled:
         result.retrained_after.append(batch)
