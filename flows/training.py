@@ -99,7 +99,15 @@ def training(
         fit_scores = fit_scores_task(model, data)
         calibration = fit_calibration_task(model, data)
         save_reference_task(
-            config, registered.version, data.x_fit, data.y_fit, fit_scores, calibration
+            config,
+            registered.version,
+            data.x_fit,
+            data.y_fit,
+            fit_scores,
+            calibration,
+            model,
+            data,
+            explanation.importance if explanation else None,
         )
     cost = record_cost_task(config, registered.run_id, meter.cost)
     facts = card_facts(registered, run, data, gate, tuned, model, champion, explanation, cost)

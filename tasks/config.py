@@ -309,6 +309,18 @@ class DriftConfig(_Strict):
         gt=0,
         description="Champion AUC on a labelled batch this far below its holdout AUC alerts.",
     )
+    weighted_psi_alert: float = Field(
+        0.1,
+        ge=0,
+        description="Without labels, PSI weighted by the champion's use of each feature (mean "
+        "|SHAP| shares) alerts from here, or from drift_factor x the reference's own drift.",
+    )
+    drift_factor: float = Field(
+        2.0,
+        gt=0,
+        description="The weighted PSI alerts above this many times the largest of the "
+        "reference's own recent batches (validation, holdout) against its fit rows.",
+    )
     exclude: list[str] = Field(
         default_factory=list, description="Features not monitored (e.g. known seasonal ones)."
     )

@@ -10,8 +10,20 @@ drift); with labels, the label rate and the champion's AUC on the batch say whet
 relation itself moved (concept drift). Binning is np.searchsorted + np.bincount per column:
 about a second for 1M rows x 30 features (benchmarks/drift.py).
 
-Thresholds come from the dataset YAML (`drift:`); at `psi_alert` the monitor emits
-`perennial.drift.detected`, which the training deployment's trigger turns into a retrain.
+What alerts (and emits `perennial.drift.detected`, which the training deployment's trigger
+turns into a retrain) is the champion's performance at risk, not any feature moving:
+
+- with labels, the champion's AUC on the batch below the bootstrap interval of its AUC on its
+  own holdout (stored in the profile): the seasons move the weather's PSI to 1-8 every month
+  while the model does as well as on its holdout;
+- before labels, the PSI of each feature weighted by the champion's use of it (its mean |SHAP|
+  share, from registration) above a threshold calibrated on the reference's own month-to-month
+  drift (the validation and holdout batches against the fit rows, times `drift_factor`), so a
+  batch like those never alerts and a shift in a feature the model ignores never does.
+
+Raw per-feature PSI stays in the report (and `monitor --json`); at `psi_alert` it warns. A
+profile saved before these facts existed is judged by the older rules (`psi_alert`,
+`auc_drop_alert`, `label_shift_alert`).
 """
 
 from __future__ import annotations
@@ -98,9 +110,17 @@ def build_profile(
     config: PerennialConfig,
     version: str,
     calibration: dict[str, Any] | None = None,
+    importance: dict[str, float] | None = None,
+    holdout_interval: tuple[float, float] | None = None,
+    recent: list[pd.DataFrame] | None = None,
 ) -> dict[str, Any]:
     """Reference profile of a model's training rows `x` (model inputs), labels and scores, and
-    the calibration map of its scores fitted on its holdout (tasks/estimate.py), if any."""
+    the calibration map of its scores fitted on its holdout (tasks/estimate.py), if any.
+
+    For the judgement (see the module's docstring): `importance`, the model's mean |SHAP| per
+    feature; `holdout_interval`, the bootstrap interval of its holdout AUC; `recent`, batches
+    of model inputs like the ones it will meet (validation, holdout) whose weighted PSI against
+    the profile calibrates the alert threshold."""
     drift = config.drift
     numeric = [*config.features.numeric, *config.features.time]
     profile: dict[str, Any] = {
@@ -128,7 +148,29 @@ def build_profile(
     profile["scores"] = {"edges": edges, "shares": numeric_shares(score_values, edges).tolist()}
     if calibration:
         profile["calibration"] = calibration
+    monitored = [
+        c for c in [*profile["numeric"], *profile["categorical"]] if c not in unmonitored(config)
+    ]
+    if importance:
+        used = {name: max(float(importance.get(name, 0.0)), 0.0) for name in monitored}
+        total = sum(used.values())
+        if total > 0:
+            profile["importance"] = {name: value / total for name, value in used.items()}
+    if holdout_interval is not None:
+        profile["holdout_auc_interval"] = [float(v) for v in holdout_interval]
+    if recent and "importance" in profile:
+        usual = [
+            weighted_psi(profile, feature_psi(profile, batch, unmonitored(config)))
+            for batch in recent
+        ]
+        profile["recent_weighted_psi"] = max(usual)
     return profile
+
+
+def weighted_psi(profile: dict[str, Any], values: dict[str, float]) -> float:
+    """PSI of each feature weighted by the model's use of it (shares summing to 1)."""
+    weights = profile.get("importance") or {}
+    return float(sum(weights.get(name, 0.0) * value for name, value in values.items()))
 
 
 def save_reference(storage: Storage, config: PerennialConfig, profile: dict[str, Any]) -> str:
@@ -168,6 +210,9 @@ class DriftReport:
     performance: dict[str, float] | None = None  # champion AUC on the batch vs its holdout AUC
     estimated: dict[str, Any] | None = None  # CBPE estimate of the AUC (tasks/estimate.py)
     labelled: dict[str, float] | None = None  # champion metrics on the labelled rows
+    weighted_psi: float | None = None  # PSI weighted by the champion's use of each feature
+    weighted_alert: float | None = None  # the calibrated threshold it is held against
+    holdout_auc_interval: list[float] | None = None  # the champion's AUC interval on its holdout
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -182,6 +227,7 @@ class DriftReport:
             "reasons": self.reasons,
             "label": self.label,
             "estimated_auc": self.estimated["estimated_auc"] if self.estimated else None,
+            "weighted_psi": None if self.weighted_psi is None else round(self.weighted_psi, 4),
         }
 
 
@@ -263,6 +309,12 @@ def compare(
             "holdout_auc": holdout_auc,
             "drop": holdout_auc - labelled_auc,
         }
+    if "importance" in profile:
+        features = {k: v for k, v in values.items() if k != PREDICTION}
+        report.weighted_psi = weighted_psi(profile, features)
+        usual = profile.get("recent_weighted_psi", 0.0)
+        report.weighted_alert = max(drift.weighted_psi_alert, drift.drift_factor * usual)
+    report.holdout_auc_interval = profile.get("holdout_auc_interval")
     report.status, report.reasons = judge(report, drift)
     report.seconds = time.perf_counter() - started
     return report
@@ -272,6 +324,10 @@ def judge(report: DriftReport, drift: DriftConfig) -> tuple[str, list[str]]:
     """Status and the reasons for it, in words a person reads in the UI or the event."""
     if report.rows < drift.min_rows:
         return TOO_FEW_ROWS, [f"{report.rows} rows < drift.min_rows {drift.min_rows}: not judged"]
+    if report.performance and report.holdout_auc_interval:
+        return _judge_performance(report)
+    if report.weighted_psi is not None and report.weighted_alert is not None:
+        return _judge_weighted(report, drift)
     reasons = []
     if report.drifted_features:
         listed = ", ".join(f"{n} {report.psi[n]:.3f}" for n in report.drifted_features)
@@ -295,6 +351,43 @@ def judge(report: DriftReport, drift: DriftConfig) -> tuple[str, list[str]]:
         listed = ", ".join(f"{n} {report.psi[n]:.3f}" for n in report.warned_features)
         return WARN, [f"PSI >= {drift.psi_warn}: {listed}"]
     return OK, [f"max PSI {report.max_psi:.3f} < {drift.psi_warn}"]
+
+
+def _judge_performance(report: DriftReport) -> tuple[str, list[str]]:
+    """Labels known: the champion's AUC on the batch against its holdout interval decides."""
+    batch_auc = report.performance["batch_auc"] if report.performance else float("nan")
+    low, high = report.holdout_auc_interval or [float("nan")] * 2
+    where = (
+        f"champion AUC {batch_auc:.4f} on the batch, its holdout interval [{low:.4f}, {high:.4f}]"
+    )
+    if batch_auc < low:
+        return ALERT, [f"{where}: below it, the champion is worse here than when it was chosen"]
+    moved = _moved(report)
+    return (WARN if moved else OK), [f"{where}: not below it{moved}"]
+
+
+def _judge_weighted(report: DriftReport, drift: DriftConfig) -> tuple[str, list[str]]:
+    """No labels: drift weighted by the champion's use of each feature decides."""
+    value, threshold = report.weighted_psi or 0.0, report.weighted_alert or 0.0
+    top = sorted(
+        ((n, v) for n, v in report.psi.items() if n in report.drifted_features), key=lambda i: -i[1]
+    )
+    listed = ", ".join(f"{n} {v:.3f}" for n, v in top[:5])
+    where = (
+        f"PSI weighted by the champion's use of each feature {value:.3f}, alert at {threshold:.3f}"
+    )
+    if value >= threshold:
+        return ALERT, [f"{where}" + (f" (PSI >= {drift.psi_alert}: {listed})" if listed else "")]
+    moved = _moved(report)
+    return (WARN if moved else OK), [f"{where}{moved}"]
+
+
+def _moved(report: DriftReport) -> str:
+    """What moved without putting the champion at risk, for the record (a warning)."""
+    if not report.drifted_features:
+        return ""
+    listed = ", ".join(f"{n} {report.psi[n]:.3f}" for n in report.drifted_features[:5])
+    return f"; moved, reported only: {listed}"
 
 
 def measure_batch(
@@ -434,11 +527,38 @@ def save_reference_task(
     y: pd.Series,
     scores: np.ndarray,
     calibration: dict[str, Any] | None = None,
+    model: Any = None,
+    data: Any = None,
+    importance: pd.Series | None = None,
 ) -> str:
+    """Save the profile; given the model, its datasets (tasks/features.Datasets) and its SHAP
+    importance, with the facts the monitor judges by (holdout AUC interval, feature weights,
+    the reference's own recent drift)."""
     from tasks.storage import open_storage
 
-    profile = build_profile(x, y, scores, config, version, calibration)
+    interval, recent = None, None
+    if model is not None and data is not None:
+        interval = holdout_auc_interval(model, data.x_holdout, data.y_holdout, config)
+        recent = [data.x_valid, data.x_holdout]
+    weights = None if importance is None else {str(k): float(v) for k, v in importance.items()}
+    profile = build_profile(x, y, scores, config, version, calibration, weights, interval, recent)
     return save_reference(open_storage(config.home), config, profile)
+
+
+def holdout_auc_interval(
+    model: Any, x_holdout: pd.DataFrame, y_holdout: pd.Series, config: PerennialConfig
+) -> tuple[float, float] | None:
+    """The bootstrap interval of the model's AUC on its holdout, None if it cannot be had."""
+    from tasks.evaluate import auc_interval, predict
+
+    labels = np.asarray(y_holdout)
+    if len(labels) < 2 or len(np.unique(labels)) < 2:
+        return None
+    policy = config.promotion
+    scores = predict(model, x_holdout)
+    return auc_interval(
+        labels, scores, policy.bootstrap_samples, policy.confidence, config.hpo.seed
+    )
 
 
 @task(name="measure-drift", cache_policy=NO_CACHE)

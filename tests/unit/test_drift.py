@@ -162,3 +162,67 @@ def test_missing_reference_and_missing_columns_say_what_to_do(
 def test_invalid_thresholds_fail_at_load() -> None:
     with pytest.raises(ValueError, match="psi_warn"):
         DriftConfig(psi_warn=0.3, psi_alert=0.2)
+
+
+# -- the judgement: performance at risk, not any feature moving ---------------------------------
+
+
+def shap_importance(x: pd.DataFrame, y: pd.Series) -> dict[str, float]:
+    """Mean |SHAP| of a real XGBoost model fitted on the numeric columns of `x`."""
+    import xgboost as xgb
+
+    numeric = x.select_dtypes("number")
+    model = xgb.XGBClassifier(n_estimators=30, max_depth=3, random_state=0, n_jobs=1)
+    model.fit(numeric, y)
+    contributions = model.get_booster().predict(xgb.DMatrix(numeric), pred_contribs=True)
+    return dict(zip(numeric.columns, np.abs(contributions[:, :-1]).mean(axis=0), strict=True))
+
+
+@pytest.fixture
+def weighted_profile(config: PerennialConfig) -> dict:
+    reference = inputs(config, seed=1)
+    y = pd.Series((reference["temp"] > 55).astype(int))  # the model uses temp, little else
+    importance = shap_importance(reference, y)
+    recent = [inputs(config, seed=3), inputs(config, seed=4)]
+    return build_profile(
+        reference, y, scores_of(reference), config, "3", None, importance, (0.70, 0.74), recent
+    )
+
+
+def test_a_shift_in_an_important_feature_alerts_and_in_an_unused_one_does_not(
+    config: PerennialConfig, weighted_profile: dict
+) -> None:
+    assert weighted_profile["importance"]["temp"] > 0.9
+    hot = inputs(config, seed=2, shift=8.0)
+    report = compare(weighted_profile, "2013-07", hot, scores_of(hot), None, config.drift)
+    assert report.status == ALERT and "weighted" in report.reasons[0], report.reasons
+    # the same shift in a feature the champion does not use: reported, never alerted
+    windy = inputs(config, seed=2)
+    windy["pressure"] += 8.0
+    quiet = compare(weighted_profile, "2013-07", windy, scores_of(windy), None, config.drift)
+    assert quiet.psi["pressure"] >= config.drift.psi_alert  # it did move
+    assert quiet.status == WARN and "reported only: pressure" in quiet.reasons[0], quiet.reasons
+
+
+def test_a_batch_like_the_reference_batches_never_alerts(
+    config: PerennialConfig, weighted_profile: dict
+) -> None:
+    for seed in range(5, 10):
+        batch = inputs(config, seed=seed)
+        report = compare(weighted_profile, "b", batch, scores_of(batch), None, config.drift)
+        assert report.status == OK, report.reasons
+
+
+def test_with_labels_the_holdout_interval_decides(
+    config: PerennialConfig, weighted_profile: dict
+) -> None:
+    hot = inputs(config, seed=2, shift=8.0)  # would alert on drift alone
+    within = compare(
+        weighted_profile, "b", hot, scores_of(hot), None, config.drift, 0.72, labelled_auc=0.705
+    )
+    assert within.status != ALERT, within.reasons
+    assert "not below it" in within.reasons[0]
+    below = compare(
+        weighted_profile, "b", hot, scores_of(hot), None, config.drift, 0.72, labelled_auc=0.69
+    )
+    assert below.status == ALERT and "below it" in below.reasons[0], below.reasons
