@@ -27,7 +27,7 @@ import pandas as pd
 
 from tasks.batches import local_times
 from tasks.config import PerennialConfig
-from tasks.evaluate import compare, predict
+from tasks.evaluate import auc_interval, compare, predict
 from tasks.features import features_and_label, newest_rows
 from tasks.ingest import extract_from_source, read_raw
 from tasks.model import as_classifier, assemble, encode, fit_encoder, matrix_spec, native_params
@@ -145,23 +145,6 @@ def auc(labels: np.ndarray | pd.Series, scores: np.ndarray) -> float:
     return float(roc_auc_score(labels, scores)) if len(np.unique(labels)) == 2 else float("nan")
 
 
-def auc_interval(
-    labels: np.ndarray | pd.Series, scores: np.ndarray, samples: int, confidence: float, seed: int
-) -> tuple[float, float]:
-    """Bootstrap interval of one model's AUC, resampling rows (seeded)."""
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(samples):
-        rows = rng.integers(0, len(labels), len(labels))
-        if len(np.unique(labels[rows])) == 2:  # a resample with one class has no AUC
-            values.append(auc(labels[rows], scores[rows]))
-    if not values:
-        return NO_INTERVAL
-    low, high = np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return float(low), float(high)
-
-
 @dataclass
 class Champion:
     version: int
@@ -267,6 +250,7 @@ def _install(
         scores, labels = run.score(candidate, newest), run.data.y[newest]
         promotion = run.config.promotion
         holdout_auc = auc(labels, scores)
+        # As the monitor's profile records it (tasks.drift.holdout_auc_interval), on cached scores.
         interval = auc_interval(
             labels, scores, promotion.bootstrap_samples, promotion.confidence, run.seed
         )
@@ -302,7 +286,7 @@ def _after_labels(
     """The champion for the next batch, once the labels of `history[-1]` are in."""
     batch = history[-1]
     scheduled = policy.kind == "every_batch" or (
-        policy.kind == "every_k" and len(history) % policy.k == 0
+        policy.kind == "every_k" and (len(history) - run.initial_batches) % policy.k == 0
     )
     if scheduled:
         result.retrained_after.append(batch)
