@@ -536,8 +536,11 @@ def monitor(
     estimated = result.get("estimated")
     if estimated:
         real = estimated["realised_auc"]
+        from tasks.estimate import trust_text
+
         lines.append(
             f"  champion AUC estimated before labels (CBPE): {estimated['estimated_auc']:.4f}"
+            + trust_text(estimated)
             + (f"; real AUC {real:.4f} ({estimated['error']:+.4f})" if real is not None else "")
         )
     if result["event_emitted"]:

@@ -32,6 +32,7 @@ Entry = Literal[
     "batch_record",
     "batch_records",
     "report_page",
+    "replay",
     "source_cache",
 ]
 CATALOG: dict[Entry, str] = {
@@ -58,6 +59,8 @@ CATALOG: dict[Entry, str] = {
     "batch_records": "monitoring/{dataset}/{model}",
     # the self-contained HTML report of a model (`perennial report`)
     "report_page": "reports/{model}.html",
+    # `perennial replay`: what each retrain policy delivered over the dataset's history
+    "replay": "reports/{dataset}/replay.json",
     # Parquet copies of package-table sources (a cache: deleting it costs one slower read)
     "source_cache": "cache/sources",
 }

@@ -378,8 +378,27 @@ def _judge_weighted(report: DriftReport, drift: DriftConfig) -> tuple[str, list[
     )
     if value >= threshold:
         return ALERT, [f"{where}" + (f" (PSI >= {drift.psi_alert}: {listed})" if listed else "")]
+    below = _estimate_below(report)
+    if below:
+        return ALERT, [below, where]
     moved = _moved(report)
     return (WARN if moved else OK), [f"{where}{moved}"]
+
+
+def _estimate_below(report: DriftReport) -> str | None:
+    """The estimate's reason to alert: even its most favourable reading, given the errors it had
+    on earlier labelled batches, is below the champion's holdout interval. None otherwise."""
+    estimate, interval = report.estimated or {}, report.holdout_auc_interval
+    if not interval or "range" not in estimate:
+        return None
+    low, high = estimate["range"]
+    if high >= interval[0]:
+        return None
+    return (
+        f"champion AUC estimated before labels {estimate['corrected_auc']:.4f} (range {low:.4f} "
+        f"to {high:.4f} from its errors on {estimate['past_errors']['batches']} earlier batches) "
+        f"below its holdout interval [{interval[0]:.4f}, {interval[1]:.4f}]"
+    )
 
 
 def _moved(report: DriftReport) -> str:
@@ -399,7 +418,7 @@ def measure_batch(
     holdout_auc: float | None,
 ) -> DriftReport:
     """Score a validated batch with the profiled model and compare it with the profile."""
-    from tasks.estimate import estimate_auc
+    from tasks.estimate import estimate_auc, with_past_errors
     from tasks.evaluate import metrics_from, predict
     from tasks.features import label, model_inputs
 
@@ -425,9 +444,26 @@ def measure_batch(
         labelled_auc,
         exclude=unmonitored(config),
     )
-    report.estimated = estimate_auc(profile.get("calibration"), scores, labelled_auc)
+    estimated = estimate_auc(profile.get("calibration"), scores, labelled_auc)
+    if estimated is not None:
+        estimated = with_past_errors(estimated, past_estimate_errors(storage, config, batch))
+    report.estimated = estimated
     report.labelled = labelled_metrics
+    if labels is None and report.rows >= config.drift.min_rows:
+        report.status, report.reasons = judge(report, config.drift)  # the estimate counts too
     return report
+
+
+def past_estimate_errors(storage: Storage, config: PerennialConfig, batch: str) -> list[float]:
+    """CBPE's error (estimate - real AUC) on each earlier batch monitored with its labels."""
+    from tasks.report import load_batch_records
+
+    errors = []
+    for record in load_batch_records(storage, config):
+        estimated = record.get("estimated") or {}
+        if record["batch"] < batch and estimated.get("error") is not None:
+            errors.append(float(estimated["error"]))
+    return errors
 
 
 # -- reporting --------------------------------------------------------------------------------
@@ -479,7 +515,10 @@ def estimate_line(report: DriftReport) -> str:
     if not report.estimated:
         return ""
     est = report.estimated
+    from tasks.estimate import trust_text
+
     line = f"\n- champion AUC **estimated** (CBPE, before labels): {est['estimated_auc']:.4f}"
+    line += trust_text(est)
     if est["realised_auc"] is not None:
         line += f"; real AUC on the labelled rows {est['realised_auc']:.4f} ({est['error']:+.4f})"
     return line

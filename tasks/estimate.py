@@ -13,7 +13,10 @@ The method, from NannyML's docs ("Estimation of Performance of Binary Classifica
    every threshold, and the estimated AUC its area by the trapezoid rule.
 It assumes the relation between features and label has not moved (no concept drift): when it
 has, the estimate and the real AUC part, which is why the real AUC is shown beside it when the
-batch's labels are in.
+batch's labels are in. On the demo it erred upward on every month (+0.01 to +0.09,
+benchmarks/results/cbpe.json), so an estimate is shown with the errors it had on the earlier
+batches whose labels came in (`with_past_errors`): corrected by their mean, and the range they
+span, which is how far to trust it.
 """
 
 from __future__ import annotations
@@ -93,6 +96,44 @@ def estimate_auc(
         "realised_auc": realised_auc if known else None,
         "error": estimated - realised_auc if known and realised_auc is not None else None,
     }
+
+
+MIN_PAST_ERRORS = 2  # fewer earlier labelled batches: the estimate is shown uncorrected
+
+
+def with_past_errors(estimate: dict[str, Any], past: list[float]) -> dict[str, Any]:
+    """The estimate with what the earlier labelled batches say of it: `past_errors` (how many,
+    mean, lowest, highest), the `corrected_auc` (estimate minus their mean) and the `range`
+    the real AUC fell in relative to the estimate on those batches. Unchanged with fewer than
+    `MIN_PAST_ERRORS` of them."""
+    errors = [e for e in past if e is not None and math.isfinite(e)]
+    if len(errors) < MIN_PAST_ERRORS or not math.isfinite(estimate["estimated_auc"]):
+        return estimate
+    value, mean = estimate["estimated_auc"], float(np.mean(errors))
+    return {
+        **estimate,
+        "past_errors": {
+            "batches": len(errors),
+            "mean": mean,
+            "low": min(errors),
+            "high": max(errors),
+        },
+        "corrected_auc": value - mean,
+        "range": [value - max(errors), value - min(errors)],
+    }
+
+
+def trust_text(estimate: dict[str, Any]) -> str:
+    """How far to trust an estimate, in words ("" without earlier labelled batches)."""
+    past = estimate.get("past_errors")
+    if not past:
+        return ""
+    low, high = estimate["range"]
+    return (
+        f"; it erred by {past['low']:+.4f} to {past['high']:+.4f} on {past['batches']} earlier "
+        f"labelled batches: corrected {estimate['corrected_auc']:.4f}, likely {low:.4f} to "
+        f"{high:.4f}"
+    )
 
 
 @task(name="fit-score-calibration", cache_policy=NO_CACHE)

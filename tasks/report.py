@@ -141,6 +141,12 @@ def gather_registry(config: PerennialConfig) -> dict[str, list[dict[str, Any]]]:
     return {"decisions": decisions, "moves": moves, "costs": costs}
 
 
+def load_replay(storage: Storage, config: PerennialConfig) -> dict[str, Any] | None:
+    """The newest `perennial replay` summary of the dataset, if one was run."""
+    key = catalog.key("replay", config)
+    return dict(storage.read_json(key)) if storage.exists(key) else None
+
+
 def gather(storage: Storage, config: PerennialConfig) -> dict[str, Any]:
     """Everything the page shows, as plain JSON-able data."""
     return {
@@ -152,6 +158,7 @@ def gather(storage: Storage, config: PerennialConfig) -> dict[str, Any]:
         "prices_as_of": config.cost.prices_as_of,
         "batches": load_batch_records(storage, config),
         "quarantines": load_quarantines(storage, config),
+        "replay": load_replay(storage, config),
         **gather_registry(config),
     }
 

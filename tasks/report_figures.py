@@ -127,6 +127,28 @@ def metrics_figure(batches: list[dict[str, Any]]) -> str | None:
 
 
 @styled
+def replay_figure(replay: dict[str, Any]) -> str | None:
+    """Realized AUC per batch (the champion's of the moment, on the batch's labels), one line per
+    retrain policy replayed over the history (`perennial replay`)."""
+    policies = replay.get("policies") or {}
+    batches = replay.get("batches") or []
+    if not policies or not batches:
+        return None
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(10, 3.8))
+    x = list(range(len(batches)))
+    for name, summary in policies.items():
+        mean = summary.get("mean_realized_auc", math.nan)
+        axes.plot(x, summary["per_batch"], "o-", label=f"{name} (mean {mean:.4f})")
+    axes.set_xticks(x, batches, rotation=45 if len(x) > 8 else 0)
+    axes.set_ylabel("realized AUC")
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(loc="lower left", frameon=False, fontsize=8)
+    axes.set_title("Replay: AUC of the model in production on each batch, per policy", loc="left")
+    return png(figure)
+
+
+@styled
 def decisions_figure(decisions: list[dict[str, Any]]) -> str | None:
     """Challenger against champion on the same holdout, one column per decision."""
     shown = [d for d in decisions if finite(d["challenger_auc"])]

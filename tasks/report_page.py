@@ -17,6 +17,7 @@ from tasks.report_figures import (
     finite,
     metrics_figure,
     number,
+    replay_figure,
     run_name,
 )
 
@@ -57,6 +58,7 @@ Self-contained: it opens offline.</p></header>
 <section><h2>Performance per batch</h2>$metrics</section>
 <section><h2>Promotion decisions</h2>$decisions</section>
 <section><h2>Drift per feature</h2>$drift</section>
+<section><h2>Retrain policies replayed</h2>$replay</section>
 <section><h2>Quarantined batches</h2>$quarantines</section>
 <section><h2>Cost per training run</h2>$costs</section>
 </main></body></html>
@@ -183,6 +185,32 @@ def costs_section(costs: list[dict[str, Any]], prices_as_of: str) -> str:
     return image(cost_figure(costs), "cost per run") + note + table(head, rows)
 
 
+def replay_section(replay: dict[str, Any] | None) -> str:
+    """The replay's figure and its table (mean realized AUC, retrains, promotions, alerts)."""
+    figure = replay_figure(replay) if replay else None
+    if not replay or not figure:
+        return empty("No replay yet: `perennial replay --batches FIRST..LAST` fills this in.")
+    rows = []
+    for name, summary in replay["policies"].items():
+        low, high = summary.get("interval") or [None, None]
+        cells = [
+            td(name),
+            td(number(summary.get("mean_realized_auc"))),
+            td(f"[{number(low)}, {number(high)}]"),
+            *(td(f"{summary.get(k, 0):g}") for k in ("retrains", "promotions", "alerts")),
+        ]
+        rows.append((cells, ""))
+    head = [
+        "policy",
+        "mean realized AUC",
+        "interval over seeds",
+        "retrains",
+        "promotions",
+        "alerts",
+    ]
+    return image(figure, "realized AUC per policy") + table(head, rows)
+
+
 def tiles(data: dict[str, Any]) -> str:
     batches, decisions = data["batches"], data["decisions"]
     last = batches[-1] if batches else {}
@@ -215,6 +243,7 @@ def render_page(data: dict[str, Any]) -> str:
         metrics=batches_section(data["batches"]),
         decisions=decisions_section(data["decisions"]),
         drift=image(drift, "PSI heat map") if drift else empty("No monitored batch yet."),
+        replay=replay_section(data.get("replay")),
         quarantines=quarantines_section(data["quarantines"]),
         costs=costs_section(data["costs"], data["prices_as_of"]),
     )

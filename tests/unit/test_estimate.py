@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -106,3 +108,43 @@ def test_monitor_prints_the_estimate_as_an_estimate(
     assert result.exit_code == 0, result.output
     assert "champion AUC estimated before labels (CBPE): 0.7012" in result.output
     assert shown in result.output
+
+
+def test_an_estimate_is_corrected_by_its_past_errors_and_given_their_range() -> None:
+    from tasks.estimate import trust_text, with_past_errors
+
+    estimate = {"method": "CBPE", "estimated_auc": 0.70, "realised_auc": None, "error": None}
+    assert with_past_errors(estimate, [0.05]) == estimate  # one earlier batch says too little
+    found = with_past_errors(estimate, [0.03, 0.05, 0.07, float("nan")])
+    assert found["past_errors"] == pytest.approx(
+        {"batches": 3, "mean": 0.05, "low": 0.03, "high": 0.07}
+    )
+    assert found["corrected_auc"] == pytest.approx(0.65)
+    assert found["range"] == pytest.approx([0.63, 0.67])
+    assert "corrected 0.6500, likely 0.6300 to 0.6700" in trust_text(found)
+    assert trust_text(estimate) == ""
+
+
+def test_past_errors_come_from_earlier_labelled_batches_only(home: Path) -> None:
+    from tasks.config import load_config
+    from tasks.drift import past_estimate_errors
+    from tasks.report import save_batch_record
+    from tasks.storage import Storage
+
+    config, storage = load_config(), Storage(home)
+    for batch, error in [
+        ("2013-04", 0.03),
+        ("2013-05", None),
+        ("2013-06", 0.05),
+        ("2013-08", 0.09),
+    ]:
+        estimated = {"estimated_auc": 0.7, "realised_auc": None, "error": error}
+        record = {
+            "batch": batch,
+            "model_version": "1",
+            "recorded_at": f"2026-01-01T00:00:{batch[-2:]}",
+            "labelled": {"roc_auc": 0.7} if error is not None else None,
+            "estimated": estimated,
+        }
+        save_batch_record(storage, config, record)
+    assert past_estimate_errors(storage, config, "2013-07") == [0.03, 0.05]

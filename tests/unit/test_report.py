@@ -225,3 +225,25 @@ def test_an_empty_history_gives_a_page_that_says_so() -> None:
     page = render_page(empty)
     assert images(page) == []
     assert "No monitored batch yet" in page and "No batch quarantined" in page
+
+
+def test_a_replay_adds_its_figure_and_table() -> None:
+    assert "No replay yet" in render_page(history())
+    replay = {
+        "batches": ["2013-04", "2013-05", "2013-06"],
+        "policies": {
+            name: {
+                "per_batch": [0.70 - i * 0.01, 0.69, 0.71],
+                "mean_realized_auc": 0.70 - i * 0.003,
+                "interval": [0.69, 0.71],
+                "retrains": 3 - i,
+                "promotions": 2,
+                "alerts": i,
+            }
+            for i, name in enumerate(["every_batch", "configured", f"never{HOSTILE}"])
+        },
+    }
+    page = render_page({**history(), "replay": replay})
+    assert len(images(page)) == 5 and "No replay yet" not in page
+    assert "<td>configured</td><td>0.6970</td><td>[0.6900, 0.7100]</td><td>2</td>" in page
+    assert "<script" not in page.lower()
