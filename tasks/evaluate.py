@@ -191,6 +191,15 @@ def decide(
             block(f"guard {guard} worse by {worsening:.4f} > tolerance {tolerance}")
         else:
             reasons.append(f"guard {guard} {change:+.4f} within tolerance {tolerance}")
+    guarded = [b for b in blockers if b.startswith("guard ")]
+    if guarded and interval is not None and interval[0] > 0 and len(guarded) == len(blockers):
+        # Said in one line, first: the evidence for the challenger is strong and only a guard
+        # stands in the way, which a person (or the replay) should weigh, not miss in a list.
+        reasons.insert(
+            0,
+            f"kept out by a guard although its {primary} gain {gain:+.4f} is significant "
+            f"([{interval[0]:+.4f}, {interval[1]:+.4f}]): {'; '.join(guarded)}",
+        )
     return Decision(not blockers, reasons, deltas, interval, blockers)
 
 

@@ -114,3 +114,15 @@ def test_require_significant_blocks_a_gain_whose_interval_includes_zero() -> Non
     assert not decision.promote
     assert "includes zero" in decision.reasons[1]
     assert decide(metrics(0.72), metrics(0.70), "roc_auc", [], strict, (0.005, 0.04)).promote
+
+
+def test_a_guard_that_keeps_out_a_significant_gain_says_so_in_one_line_first() -> None:
+    challenger, champion = metrics(0.75, loss=0.50), metrics(0.70, loss=0.45)
+    significant = decide(challenger, champion, "roc_auc", ["log_loss"], POLICY, (0.03, 0.07))
+    assert not significant.promote
+    assert significant.reasons[0] == (
+        "kept out by a guard although its roc_auc gain +0.0500 is significant "
+        "([+0.0300, +0.0700]): guard log_loss worse by 0.0500 > tolerance 0.01"
+    )
+    unsure = decide(challenger, champion, "roc_auc", ["log_loss"], POLICY, (-0.01, 0.07))
+    assert not unsure.reasons[0].startswith("kept out")
