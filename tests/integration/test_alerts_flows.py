@@ -30,12 +30,15 @@ SECRET_PATH = "/hooks/from-secret-block"
 
 
 def write_drifting_week(folder: Path, batch: str) -> None:
-    """A week whose load is high and whose sites are all 'south': in range, far from training."""
+    """A week whose sites are all 'south' and whose peaks follow load the other way: each input
+    like the reference's (the gate passes it), the relation moved (the champion's AUC falls
+    below its holdout interval, so the monitor alerts)."""
     write_week(folder, batch, seed=50)
     frame = pd.read_csv(folder / f"{batch}.csv")
     rng = np.random.default_rng(51)
-    frame["load"] = rng.uniform(85, 100, len(frame)).round(2)
     frame["site"] = "south"
+    noise = rng.normal(0, 8, len(frame))
+    frame["peak"] = (0.6 * (100 - frame["load"]) + frame["ambient"] + 10 + noise).round(2)
     frame.to_csv(folder / f"{batch}.csv", index=False)
 
 

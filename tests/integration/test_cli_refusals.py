@@ -80,7 +80,12 @@ def test_every_refusal_is_one_line_without_a_traceback(
         (["ingest", "-b", "../etc", "-c", sensors], 1, ["not a week id"]),
         (["ingest", "-b", "2024-W30", "-c", sensors], 1, ["2024-W30.csv", "file not found"]),
         (["train", "--batches", "2024-W01..2024-W05", "-c", sensors], 1, ["2024-W05"]),
-        (["train", "--batches", "2024-W01..2024-W04", "-c", sensors], 1, ["single class"]),
+        # one label for every row: refused by the gate's reference checks before training
+        (
+            ["train", "--batches", "2024-W01..2024-W04", "-c", sensors],
+            1,
+            ["2024-W04", "reference_label_rate on peak"],
+        ),
         (["predict", "-b", "2024-W03", "-c", sensors], 1, ["no champion", "train"]),
         (["monitor", "-b", "2024-W03", "-c", sensors], 1, ["no champion", "train"]),
         (["rollback", "-c", sensors], 1, ["no champion", "perennial train"]),
