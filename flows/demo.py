@@ -1,6 +1,7 @@
 """The demo: replay 2013 month by month. Land and train on the first months, then for each
 later month land it, validate it, score it with the champion (batch inference, before the
-month's labels are used) and retrain; one row a month."""
+month's labels are used), let the monitor judge the champion on it (recorded for the report
+page, as `perennial monitor` records it, without alerting anyone) and retrain; one row a month."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from flows.training import training
 from tasks.artifacts import artifact_key
 from tasks.batches import expand_range
 from tasks.config import dataset_config
+from tasks.drift import measure_drift_task
 from tasks.predict import score_batch_task
+from tasks.report import record_batch_task
 from tasks.validate import GateRefusedError, gate_batches_task
 
 COLUMNS = (
@@ -27,6 +30,7 @@ COLUMNS = (
     "challenger AUC",
     "promoted",
     "champion",
+    "monitor",
 )
 
 
@@ -44,9 +48,10 @@ def _row(
     gate: str,
     result: dict[str, Any] | None,
     scoring: dict[str, Any] | None = None,
+    monitored: str = "-",
 ) -> tuple[str, ...]:
     if result is None:
-        return (month, str(rows or "-"), gate, _scored(scoring), "-", "-", "-", "-")
+        return (month, str(rows or "-"), gate, _scored(scoring), "-", "-", "-", "-", monitored)
     champion = result["champion"]
     return (
         month,
@@ -57,6 +62,7 @@ def _row(
         f"{result['challenger']['roc_auc']:.4f}",
         "yes" if result["promoted"] else "no",
         f"v{result['champion_version']}",
+        monitored,
     )
 
 
@@ -93,6 +99,9 @@ def demo(
             show(_row(month, gate.rows, "quarantined", None))
             continue
         scoring = score_batch_task(config, month)  # the champion scores the month first
+        report = measure_drift_task(config, month)  # ... and the monitor judges it on the labels
+        record_batch_task(config, report)
+        monitored = report.status
         try:
             result = training(
                 batches=f"{opening[0]}..{month}",
@@ -102,9 +111,9 @@ def demo(
             )
         except GateRefusedError as exc:  # an earlier month was quarantined
             console.print(f"[red]{exc}")
-            show(_row(month, gate.rows, "passed", None, scoring))
+            show(_row(month, gate.rows, "passed", None, scoring, monitored))
             continue
-        show(_row(month, gate.rows, "passed", result, scoring), result)
+        show(_row(month, gate.rows, "passed", result, scoring, monitored), result)
 
     table = Table(title=f"{config.model_name}: the year replayed")
     for name in COLUMNS:

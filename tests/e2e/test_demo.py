@@ -61,6 +61,10 @@ def test_the_demo_replays_months_and_says_why_a_champion_stayed(
     champion = version_by_alias(config, CHAMPION)
     assert champion is not None and champion.version == "1"
     assert [row[7] for row in rows] == ["v1", "v1", "v1"]
+    # The monitor judged v1 on each later month, on its labels, and recorded what it saw.
+    assert rows[0][8] == "-" and all(row[8] in ("ok", "warn", "alert") for row in rows[1:])
+    for month in ("2013-04", "2013-05"):
+        assert (home / catalog.key("batch_record", config, batch=month, version="1")).exists()
     kept = [line for line in lines if line.startswith("- 2013-")]
     assert [line.split(":")[0] for line in kept] == ["- 2013-04", "- 2013-05"]
     assert all("< required +1.0" in line for line in kept)  # each names the failed check
