@@ -227,33 +227,26 @@ class _Judge:
         seen: tuple[float, float],
         statistic: str,
     ) -> Outcome:
+        """The outcome; a failure's message names the column, the statistic, the batch's value,
+        the allowed range, the reference's own range and the command that re-profiles."""
         passed = bool(allowed[0] <= value <= allowed[1])
         outcome = Outcome(rule, column, "critical", passed, observed=_round(value))
-        if not passed:
-            outcome.message = self._sentence(column, statistic, value, allowed, seen)
-        return outcome
-
-    def _sentence(
-        self,
-        column: str,
-        statistic: str,
-        value: float,
-        allowed: tuple[float, float],
-        seen: tuple[float, float],
-    ) -> str:
+        if passed:
+            return outcome
         batches = self.reference
         drafted = f" ({batches[0]}..{batches[-1]})" if batches else ""
         again = profile_command(self.config, [*batches, self.batch]) if batches else None
         advice = (
             f"if this is normal, re-profile over a longer reference: {again}"
             if again
-            else ("if this is normal, re-profile with `perennial validate --profile`")
+            else "if this is normal, re-profile with `perennial validate --profile`"
         )
-        return (
+        outcome.message = (
             f"{column}: {statistic} {value:.4g} outside the allowed [{allowed[0]:.4g}, "
             f"{allowed[1]:.4g}]; the reference batches{drafted} ranged {seen[0]:.4g} to "
             f"{seen[1]:.4g}; {advice}"
         )
+        return outcome
 
 
 # -- statistics ------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -64,6 +64,7 @@ class Observation:
     labels: np.ndarray
     features: pd.DataFrame
     champion_version: int
+    served: tuple[float, ...] = ()  # the champion's realized AUC on each batch it served before
 
 
 AlertRule = Callable[[Observation], bool]
@@ -74,6 +75,19 @@ def below_holdout_interval(observation: Observation) -> bool:
     (the batch scores worse than the noise of the holdout explains)."""
     return observation.realized_auc < observation.champion_interval[0]
 
+
+def below_previous_batch(observation: Observation) -> bool:
+    """The realized AUC fell below what the champion scored on the batch before (its holdout
+    AUC on the first batch it serves) by more than the noise of a difference of two batch AUCs:
+    sqrt(2) x the half-width of its holdout interval. A champion is judged against itself a
+    month earlier, not against its holdout month alone, so one hard holdout month does not
+    silence every later alert."""
+    low, high = observation.champion_interval
+    previous = observation.served[-1] if observation.served else observation.champion_holdout_auc
+    return observation.realized_auc < previous - SQRT2 * (high - low) / 2
+
+
+SQRT2 = 2**0.5
 
 PolicyKind = Literal["every_batch", "never", "every_k", "configured"]
 
@@ -89,10 +103,27 @@ class Policy:
     holdout_shape: bool = True
     should_alert: AlertRule = below_holdout_interval  # configured only
     name: str = ""  # label in results; the kind when empty
+    # configured: the confidence of the champion's holdout AUC interval the alert compares with
+    # (None: `promotion.confidence`).
+    alert_confidence: float | None = None
+    # configured: `promotion:` settings replaced in the decision that follows an alert (the
+    # champion has just scored below its own holdout interval), e.g. {"min_improvement": 0.0}.
+    on_alert: Mapping[str, Any] = field(default_factory=dict)
+    # configured: the guard metrics of that decision (None: the config's `guard_metrics`).
+    guards: tuple[str, ...] | None = None
 
     @property
     def label(self) -> str:
         return self.name or self.kind
+
+
+# The configured policy's defaults measured by benchmarks/replay.py (issue #25): alert when the
+# champion scores below its own previous batch by more than the noise of the difference, and,
+# the champion being shown stale, promote a challenger that is not worse on the holdout (no
+# minimum AUC gain; guards as configured).
+CONFIGURED = Policy(
+    "configured", should_alert=below_previous_batch, on_alert={"min_improvement": 0.0}
+)
 
 
 @dataclass
@@ -164,6 +195,8 @@ class ReplayResult:
     alerted_after: list[str] = field(default_factory=list)  # batches whose labels triggered
     retrained_after: list[str] = field(default_factory=list)
     promoted_after: list[str] = field(default_factory=list)
+    # configured: batch -> what kept its challenger out (`tasks.evaluate.Decision.blockers`)
+    blocked: dict[str, list[str]] = field(default_factory=dict)
     train_seconds: float = 0.0
 
     @property
@@ -249,11 +282,10 @@ def _install(
         newest = history[-1]
         scores, labels = run.score(candidate, newest), run.data.y[newest]
         promotion = run.config.promotion
+        confidence = policy.alert_confidence or promotion.confidence
         holdout_auc = auc(labels, scores)
         # As the monitor's profile records it (tasks.drift.holdout_auc_interval), on cached scores.
-        interval = auc_interval(
-            labels, scores, promotion.bootstrap_samples, promotion.confidence, run.seed
-        )
+        interval = auc_interval(labels, scores, promotion.bootstrap_samples, confidence, run.seed)
     model = candidate if policy.holdout_shape else run.fit(history)
     return Champion(version, model, holdout_auc, interval)
 
@@ -264,15 +296,20 @@ def _new_champion(run: _Run, history: list[str], policy: Policy, version: int) -
     return _install(run, run.fit(history[:-1]), history, policy, version)
 
 
-def _promotes(run: _Run, challenger: Any, champion: Champion, holdout: str) -> bool:
-    """Perennial's promotion decision (`tasks.evaluate`), both models on the same holdout."""
+def _decide(
+    run: _Run, policy: Policy, challenger: Any, champion: Champion, holdout: str
+) -> list[str]:
+    """Perennial's promotion decision (`tasks.evaluate`), both models on the same holdout, with
+    the policy's `on_alert` settings and `guards` (an alert asked for the challenger): what
+    kept the challenger out (empty: promote)."""
     config = run.config
     x, y = run.data.x[holdout], run.data.y[holdout]
-    primary, guards = config.primary_metric, config.guard_metrics
+    promotion = config.promotion.model_copy(update=dict(policy.on_alert))
+    guards = list(config.guard_metrics) if policy.guards is None else list(policy.guards)
     comparison = compare(
-        challenger, champion.model, x, y, primary, guards, config.promotion, run.seed
+        challenger, champion.model, x, y, config.primary_metric, guards, promotion, run.seed
     )
-    return comparison.decision.promote
+    return [] if comparison.decision.promote else comparison.decision.blockers
 
 
 def _after_labels(
@@ -292,12 +329,16 @@ def _after_labels(
         result.retrained_after.append(batch)
         result.promoted_after.append(batch)
         return _new_champion(run, history, policy, champion.version + 1)
-    if policy.kind != "configured" or not policy.should_alert(observation):
+    if policy.kind != "configured":
+        return champion
+    if not policy.should_alert(observation):
         return champion
     result.alerted_after.append(batch)
     result.retrained_after.append(batch)
     challenger = run.fit(history[:-1])
-    if not _promotes(run, challenger, champion, batch):
+    blockers = _decide(run, policy, challenger, champion, batch)
+    if blockers:
+        result.blocked[batch] = blockers
         return champion
     result.promoted_after.append(batch)
     return _install(run, challenger, history, policy, champion.version + 1)
@@ -330,6 +371,7 @@ def replay(
     run = _Run(seeded, data, params or FIXED_PARAMS, rounds, seed, initial_batches, threads, cache)
     result = ReplayResult(policy.label, seed, policy.holdout_shape)
     champion = _new_champion(run, data.ids[:initial_batches], policy, version=1)
+    served: list[float] = []  # the champion's realized AUCs so far
     for index in range(initial_batches, len(data.ids)):
         batch = data.ids[index]
         scores, labels = run.score(champion.model, batch), np.asarray(data.y[batch])
@@ -347,9 +389,12 @@ def replay(
                 labels,
                 data.x[batch],
                 champion.version,
+                tuple(served),
             )
             history = data.ids[: index + 1]
+            version = champion.version
             champion = _after_labels(run, policy, champion, history, observation, result)
+            served = [] if champion.version != version else [*served, realized]
     result.train_seconds = run.seconds
     return result
 

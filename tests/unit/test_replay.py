@@ -17,6 +17,8 @@ from tasks.replay import (
     Policy,
     auc,
     batch_data,
+    below_holdout_interval,
+    below_previous_batch,
     fit_pipeline,
     load_batches,
     replay,
@@ -237,3 +239,76 @@ def test_real_batches_are_read_as_ingestion_reads_them(tmp_path) -> None:  # typ
     assert len(data.y["2013-01"]) == 26398
     assert list(data.x["2013-01"].columns) == config.features.columns
     assert str(data.times["2013-01"].dt.tz) == "America/New_York"
+
+
+def observed(realized: float, holdout: float, served: tuple[float, ...]) -> Observation:
+    empty = np.zeros(0)
+    return Observation(
+        "2013-05",
+        realized,
+        holdout,
+        (holdout - 0.01, holdout + 0.01),
+        empty,
+        empty,
+        pd.DataFrame(),
+        2,
+        served,
+    )
+
+
+def test_below_previous_batch_compares_with_the_batch_before() -> None:
+    """Noise of a difference of two batch AUCs: sqrt(2) x 0.01 = 0.0141 below the reference,
+    which is the last batch served, or the holdout before the champion served any."""
+    assert not below_previous_batch(observed(0.79, 0.70, (0.80,)))
+    assert below_previous_batch(observed(0.78, 0.70, (0.80,)))
+    assert not below_previous_batch(observed(0.69, 0.70, ()))
+    assert below_previous_batch(observed(0.68, 0.70, ()))
+    # A hard holdout month no longer silences a later drop (the holdout-interval rule would).
+    assert not below_holdout_interval(observed(0.74, 0.70, (0.80,)))
+    assert below_previous_batch(observed(0.74, 0.70, (0.80,)))
+
+
+def test_served_holds_the_champions_own_past_batches() -> None:
+    """May's challenger is promoted (see above): June's observation has served nothing yet."""
+    data = batches({m: "f0" if m <= "2013-03" else "f1" for m in MONTHS})
+    seen: list[Observation] = []
+
+    def record(observation: Observation) -> bool:
+        seen.append(observation)
+        return observation.batch == "2013-05"
+
+    result = run(data, Policy("configured", should_alert=record))
+    assert result.promoted_after == ["2013-05"]
+    assert [len(o.served) for o in seen] == [0, 1, 0, 1, 2, 3, 4, 5]
+    assert seen[1].served == (result.realized_auc[0],)
+
+
+def test_on_alert_replaces_promotion_settings_and_guards() -> None:
+    """The May challenger the config promotes is kept out when an alert's decision asks for an
+    AUC gain of 1, and when its log-loss guard tolerates no log loss at all, unless that
+    decision drops the guards."""
+    data = batches({m: "f0" if m <= "2013-03" else "f1" for m in MONTHS})
+    strict = run(data, Policy("configured", on_alert={"min_improvement": 1.0}))
+    assert strict.promoted_after == []
+    assert any("roc_auc" in b for b in strict.blocked["2013-05"])
+    no_loss = {"guard_tolerance": {"log_loss": -10.0}}
+    guarded = run(data, Policy("configured", on_alert=no_loss))
+    assert guarded.promoted_after == []
+    unguarded = run(data, Policy("configured", on_alert=no_loss, guards=()))
+    assert unguarded.promoted_after[0] == "2013-05"
+
+
+def test_alert_confidence_sets_the_holdout_interval(own_feature: BatchData) -> None:
+    seen: list[Observation] = []
+
+    def record(observation: Observation) -> bool:
+        seen.append(observation)
+        return False
+
+    widths = []
+    for confidence in (0.5, 0.99):
+        seen.clear()
+        run(own_feature, Policy("configured", should_alert=record, alert_confidence=confidence))
+        low, high = seen[0].champion_interval
+        widths.append(high - low)
+    assert widths[1] > 2 * widths[0] > 0
