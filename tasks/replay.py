@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from tasks.batches import local_times
 from tasks.config import PerennialConfig
@@ -117,12 +119,17 @@ class Policy:
         return self.name or self.kind
 
 
-# The configured policy's defaults measured by benchmarks/replay.py (issue #25): alert when the
-# champion scores below its own previous batch by more than the noise of the difference, and,
-# the champion being shown stale, promote a challenger that is not worse on the holdout (no
-# minimum AUC gain; guards as configured).
-CONFIGURED = Policy(
-    "configured", should_alert=below_previous_batch, on_alert={"min_improvement": 0.0}
+# The pipeline's own policy is `Policy("configured")`: the monitor alerts when the champion's AUC
+# on a labelled batch is below its holdout interval (tasks/drift.py), and the retrain it starts
+# is promoted by the YAML's `promotion:` settings. A candidate for its defaults, measured by
+# benchmarks/replay.py (issue #25): alert when the champion scores below its own previous batch
+# by more than the noise of the difference, and, the champion being shown stale, promote a
+# challenger that is not worse on the holdout (no minimum AUC gain; guards as configured).
+PREVIOUS_BATCH_CANDIDATE = Policy(
+    "configured",
+    should_alert=below_previous_batch,
+    on_alert={"min_improvement": 0.0},
+    name="candidate_previous_batch",
 )
 
 
@@ -439,3 +446,87 @@ def summarize(results: list[ReplayResult]) -> PolicySummary:
         alerts=statistics.fmean(len(r.alerted_after) for r in results),
         train_seconds=statistics.fmean(r.train_seconds for r in results),
     )
+
+
+# -- `perennial replay`: the policies over a dataset's validated history ------------------------
+
+# What `perennial replay` compares: the pipeline's own policy and the plainest alternatives.
+POLICIES = {
+    "configured": Policy("configured"),
+    "every_batch": Policy("every_batch"),
+    "never": Policy("never"),
+    "every_3": Policy("every_k", k=3, name="every_3"),
+}
+POLICY_NAMES = list(POLICIES)
+
+
+def summary_record(
+    config: PerennialConfig, results: list[ReplayResult], seconds: float
+) -> dict[str, Any]:
+    """The stored summary (`reports/<dataset>/replay.json`, drawn by the report page) of the
+    replays of every policy under every seed."""
+    from datetime import UTC, datetime
+
+    by_policy: dict[str, list[ReplayResult]] = {}
+    for result in results:
+        by_policy.setdefault(result.policy, []).append(result)
+    policies = {}
+    for name, found in by_policy.items():
+        summary = summarize(found)
+        policies[name] = {
+            "per_batch": list(summary.per_batch_realized_auc.values()),
+            "mean_realized_auc": summary.mean_realized_auc,
+            "interval": list(summary.interval_t95),
+            "retrains": summary.retrains,
+            "promotions": summary.promotions,
+            "alerts": summary.alerts,
+            "train_seconds": summary.train_seconds,
+        }
+    return {
+        "dataset": config.dataset,
+        "batches": results[0].scored if results else [],
+        "seeds": sorted({r.seed for r in results}),
+        "policies": policies,
+        "seconds": round(seconds, 1),
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+@task(name="load-history", cache_policy=NO_CACHE)
+def load_history_task(config: PerennialConfig, batches: list[str]) -> BatchData:
+    """The validated batches (the gate passed them) as the replay reads them."""
+    from tasks import catalog
+    from tasks.storage import open_storage
+
+    storage = open_storage(config.home)
+    frames = {b: storage.read_parquet(catalog.key("validated", config, batch=b)) for b in batches}
+    return batch_data(config, frames)
+
+
+@task(name="replay-policy", cache_policy=NO_CACHE)
+def replay_policy_task(
+    config: PerennialConfig, data: BatchData, name: str, seed: int
+) -> ReplayResult:
+    from tasks.run_logging import run_logger
+
+    result = replay(config, data, POLICIES[name], seed)
+    run_logger().info(
+        "replay %s seed %d: realized AUC %.4f, %d retrains, %d promotions, %d alerts",
+        name,
+        seed,
+        result.mean_realized_auc,
+        len(result.retrained_after),
+        len(result.promoted_after),
+        len(result.alerted_after),
+    )
+    return result
+
+
+@task(name="save-replay", cache_policy=NO_CACHE)
+def save_replay_task(config: PerennialConfig, results: list[ReplayResult]) -> dict[str, Any]:
+    from tasks import catalog
+    from tasks.storage import open_storage
+
+    record = summary_record(config, results, sum(r.train_seconds for r in results))
+    open_storage(config.home).write_json(catalog.key("replay", config), record)
+    return record

@@ -1,0 +1,71 @@
+"""`perennial replay` on a small dataset of its own: every policy over the validated history,
+the summary stored for the report page, and the page drawing it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from tasks.batches import expand_range
+from tasks.config import load_config
+from tasks.ingest import extract_from_source, land_batch
+from tasks.storage import Storage
+from tasks.suite import profile_landed
+from tests.integration.test_second_dataset import CONFIG, write_week
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_replay_compares_the_policies_and_the_report_draws_them(
+    prefect_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PERENNIAL_HOME", raising=False)
+    (tmp_path / "incoming").mkdir()
+    config_path = tmp_path / "sensors.yaml"
+    config_path.write_text(CONFIG)
+    config = load_config(config_path)
+    weeks = expand_range("2024-W01..2024-W06", config.time)
+    for seed, week in enumerate(weeks):
+        write_week(tmp_path / "incoming", week, seed)
+    storage = Storage(config.home)
+    for week in weeks[:2]:
+        land_batch(storage, config, week, *extract_from_source(config, week))
+    profile_landed(storage, config, weeks[:2])
+
+    runner = CliRunner()
+    done = runner.invoke(
+        app,
+        [
+            "replay",
+            "--batches",
+            f"{weeks[0]}..{weeks[-1]}",
+            "--seeds",
+            "2",
+            "--json",
+            "-c",
+            str(config_path),
+        ],
+    )
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.output[done.output.index("{") :])
+    assert result["batches"] == weeks[3:]  # a first model on W01-W03, then three served weeks
+    assert result["seeds"] == [0, 1]
+    policies = result["policies"]
+    assert set(policies) == {"configured", "every_batch", "never", "every_3"}
+    assert policies["never"]["retrains"] == 0
+    assert policies["every_batch"]["retrains"] == 2  # after W04 and W05; W06 has none to serve
+    assert policies["every_3"]["retrains"] == 0  # its first retrain would follow W06
+    for summary in policies.values():
+        assert len(summary["per_batch"]) == 3
+        assert 0.5 < summary["mean_realized_auc"] <= 1.0
+    assert storage.read_json("reports/sensors/replay.json")["policies"] == policies
+
+    page = runner.invoke(app, ["report", "--json", "-c", str(config_path)])
+    assert page.exit_code == 0, page.output
+    html = (storage.root / "reports" / f"{config.model_name}.html").read_text()
+    assert "Retrain policies replayed" in html and "No replay yet" not in html
+    assert "<td>every_batch</td>" in html
