@@ -47,6 +47,9 @@ RELATION_MARGIN = 0.001  # share of rows allowed to break a relation, above the 
 RELATION_BINDS = 0.02  # a relation binds when 1 % of rows have a gap within 2 % of its scale
 LABEL_LOGIT_MARGIN = 1.5  # positive rate may leave the reference's range by 1.5 log-odds
 MIN_LABELLED_ROWS = 100  # fewer labelled rows: no label check (labels may not have arrived)
+# Fewer reference batches than this show no batch-to-batch range of a median: medians (and gap
+# medians) then only warn. A one-month reference of a weather dataset refused the next month.
+MIN_LOCATION_BATCHES = 3
 
 
 # -- drafting --------------------------------------------------------------------------------
@@ -126,12 +129,14 @@ def check_reference(
     frame: pd.DataFrame, meta: dict[str, Any], config: PerennialConfig, batch: str
 ) -> list[Outcome]:
     """The batch's outcomes against the suite's reference profile (none without one).
-    Severities are critical, or warning for the median of a seasonal column; the YAML's
+    Severities are critical, or warning for the median of a seasonal column and for every
+    median when the reference has fewer than `MIN_LOCATION_BATCHES` batches; the YAML's
     `validation.severity` applies on top, as for every expectation."""
     profile = meta.get(PROFILE_KEY)
     if not profile:
         return []
     judge = _Judge(config, batch, list(meta.get("reference_batches") or []))
+    settled = profile.get("batches", 0) >= MIN_LOCATION_BATCHES
     seasonal = set(config.validation.seasonal)
     outcomes = []
     for column, stats in profile["columns"].items():
@@ -141,13 +146,17 @@ def check_reference(
         values = _numbers(frame[column]).dropna() if "median" in stats else None
         if values is not None and not values.empty:
             outcomes.append(judge.outliers(values, column, stats))
-            outcomes.append(judge.median(values, column, stats, column in seasonal))
+            warn_only = column in seasonal or not settled
+            outcomes.append(judge.median(values, column, stats, warn_only))
     for relation in profile.get("relations", []):
         greater, lesser = relation["greater"], relation["lesser"]
         if greater in frame.columns and lesser in frame.columns:
             gap = (_numbers(frame[greater]) - _numbers(frame[lesser])).dropna()
             if not gap.empty:
-                outcomes += judge.relation(gap, relation)
+                broken, moved = judge.relation(gap, relation)
+                if not settled:
+                    moved.severity = "warning"
+                outcomes += [broken, moved]
     rate = _positive_rate(frame, config)
     if rate is not None and profile.get("label"):
         outcomes.append(judge.label_rate(rate, profile["label"]["positive_rate"]))
@@ -179,15 +188,15 @@ class _Judge:
         return self._outcome(OUTLIERS, name, share, allowed, (seen[0], seen[1]), what)
 
     def median(
-        self, values: pd.Series, name: str, stats: dict[str, Any], seasonal: bool
+        self, values: pd.Series, name: str, stats: dict[str, Any], warn_only: bool
     ) -> Outcome:
         low, high = stats["median"]
         room = MEDIAN_MARGIN * self.margin * stats["scale"]
         outcome = self._outcome(
             MEDIAN, name, float(values.median()), (low - room, high + room), (low, high), "median"
         )
-        if seasonal:
-            outcome.severity = "warning"  # declared seasonal: its relations catch other units
+        if warn_only:  # declared seasonal (its relations catch other units), or too few batches
+            outcome.severity = "warning"
         return outcome
 
     def relation(self, gap: pd.Series, relation: dict[str, Any]) -> list[Outcome]:

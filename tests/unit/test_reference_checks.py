@@ -116,3 +116,9 @@ def test_unlabelled_batches_are_not_judged_on_labels(config, reference) -> None:
 
 def test_no_profile_no_checks(config) -> None:
     assert check_reference(batch(1), {}, config, "2013-05") == []
+
+
+def test_with_fewer_than_three_reference_batches_medians_only_warn(config, reference) -> None:
+    frame = batch(7).assign(distance=lambda f: f["distance"] * 1.609)
+    assert (MEDIAN, "distance", "warning") in failures(frame, config, reference[:2])
+    assert (MEDIAN, "distance", "critical") in failures(frame, config, reference)
