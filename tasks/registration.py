@@ -11,6 +11,7 @@ registering (`tasks.registry.log_and_register`), where two machines racing meet.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,4 +156,6 @@ def register_challenger_task(
     )
     if explanation is not None and registered.created:
         log_file(config, registered.run_id, explanation.plot, "explain")
+    if explanation is not None:  # its PNG's temporary folder: logged (or not needed), gone
+        shutil.rmtree(explanation.plot.parent, ignore_errors=True)
     return registered
