@@ -10,12 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks.batches import expand_range
 from tasks.config import load_config
-from tasks.ingest import extract_from_source, land_batch
 from tasks.storage import Storage
-from tasks.suite import profile_landed
-from tests.integration.test_second_dataset import CONFIG, write_week
+from tests.integration.test_second_dataset import sensors_project
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -24,17 +21,9 @@ def test_replay_compares_the_policies_and_the_report_draws_them(
     prefect_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("PERENNIAL_HOME", raising=False)
-    (tmp_path / "incoming").mkdir()
-    config_path = tmp_path / "sensors.yaml"
-    config_path.write_text(CONFIG)
+    config_path, weeks, _ = sensors_project(tmp_path, "2024-W06")
     config = load_config(config_path)
-    weeks = expand_range("2024-W01..2024-W06", config.time)
-    for seed, week in enumerate(weeks):
-        write_week(tmp_path / "incoming", week, seed)
     storage = Storage(config.home)
-    for week in weeks[:2]:
-        land_batch(storage, config, week, *extract_from_source(config, week))
-    profile_landed(storage, config, weeks[:2])
 
     runner = CliRunner()
     done = runner.invoke(

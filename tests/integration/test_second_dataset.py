@@ -56,24 +56,30 @@ def write_week(folder: Path, batch: str, seed: int) -> None:
     frame.to_csv(folder / f"{batch}.csv", index=False)
 
 
+def sensors_project(folder: Path, last: str) -> tuple[Path, list[str], Path]:
+    """The sensors YAML in `folder`, weeks 2024-W01..`last` in its source folder, the first two
+    landed and profiled: the YAML's path, the weeks and the suite's path."""
+    from tasks.ingest import extract_from_source, land_batch
+
+    (folder / "incoming").mkdir()
+    config_path = folder / "sensors.yaml"
+    config_path.write_text(CONFIG)
+    config = load_config(config_path)
+    weeks = expand_range(f"2024-W01..{last}", config.time)
+    for seed, week in enumerate(weeks):
+        write_week(folder / "incoming", week, seed)
+    storage = Storage(config.home)
+    for week in weeks[:2]:
+        land_batch(storage, config, week, *extract_from_source(config, week))
+    return config_path, weeks, profile_landed(storage, config, weeks[:2])
+
+
 def test_synthetic_dataset_trains_from_its_own_yaml(
     prefect_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("PERENNIAL_HOME", raising=False)
-    (tmp_path / "incoming").mkdir()
-    config_path = tmp_path / "sensors.yaml"
-    config_path.write_text(CONFIG)
+    config_path, _, suite_file = sensors_project(tmp_path, "2024-W04")
     config = load_config(config_path)
-    batches = expand_range("2024-W01..2024-W04", config.time)
-    for seed, batch in enumerate(batches):
-        write_week(tmp_path / "incoming", batch, seed)
-
-    from tasks.ingest import extract_from_source, land_batch
-
-    storage = Storage(config.home)
-    for batch in batches[:2]:
-        land_batch(storage, config, batch, *extract_from_source(config, batch))
-    suite_file = profile_landed(storage, config, batches[:2])
     assert suite_file == tmp_path / "gx" / "expectations" / "sensors.json"
 
     # Flows name datasets (a YAML of the configs folder), never paths.
