@@ -100,7 +100,7 @@ optuna.samplers.TPESampler = lambda **options: tpe(**{**options, "seed": seed})
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
-STAGES = ("gate", "features", "tune", "train", "evaluate", "register")
+STAGES = ("gate", "features", "tune", "train", "evaluate", "refit", "register")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 

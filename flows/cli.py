@@ -361,9 +361,11 @@ def train(
     numbers = f"AUC {challenger['roc_auc']:.4f}" if challenger else "AUC not recorded"
     if champion:
         numbers += f" vs champion {champion['roc_auc']:.4f}"
+    seen = result.get("trained_on") or []
+    trained = f"; trained on {seen[0]}..{seen[-1]}" if seen else ""
     human = (
         f"{result['model']} v{result['version']} {verdict} "
-        f"(holdout {result['holdout']}: {numbers})\n"
+        f"(holdout {result['holdout']}: {numbers}{trained})\n"
         + "\n".join(f"  - {r}" for r in result["reasons"])
     )
     _emit(result, as_json, human)
@@ -592,11 +594,16 @@ def _registry_status(cfg: Any) -> dict[str, Any]:
 
 def _status_entry(entry: dict[str, Any]) -> dict[str, Any]:
     """What `status` shows of an aliased version, from either registry read."""
+    from tasks.lineage import batches_seen, judged_on
+
+    seen = batches_seen(entry["tags"])
     return {
         "version": entry["version"],
         "run_id": entry["run_id"],
         "metrics": entry["metrics"],
         "batches": entry["tags"].get("perennial.batches", ""),
+        "trained_on": seen,
+        "judged_on": judged_on(entry["tags"]),
     }
 
 
@@ -632,6 +639,13 @@ def status(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> No
                 if auc is not None
                 else f"  {alias}: v{entry['version']}"
             )
+            seen = entry["trained_on"]
+            if seen:
+                lines.append(
+                    f"    trained on {seen[0]}..{seen[-1]} ({len(seen)} batches), judged on "
+                    f"{entry['judged_on']}"
+                    + (" (then refit on it)" if entry["judged_on"] in seen else " (unseen)")
+                )
     for item in payload["decisions"]:
         lines.append(f"  v{item['version']} {item['decision']}: {'; '.join(item['reasons'])}")
     payload["costs"] = found["costs"]

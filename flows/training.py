@@ -1,4 +1,5 @@
-"""Training: ingest -> validate -> features -> tune -> train -> evaluate -> register/promote.
+"""Training: ingest -> validate -> features -> tune -> train -> evaluate -> refit on the holdout
+-> register/promote.
 
 Runs on a schedule, from the Prefect UI, on a drift event, or from `perennial train`. A rerun
 on the same data, config, seed and trials registers nothing new: it reports the version the
@@ -30,10 +31,9 @@ from tasks.promotion import (
 from tasks.registration import (
     identify_run_task,
     load_champion_task,
-    load_model_task,
     register_challenger_task,
 )
-from tasks.train import train_task
+from tasks.train import serve_model_task, train_task
 from tasks.tune import tune_task
 from tasks.validate import gate_batches_task
 
@@ -74,30 +74,21 @@ def training(
     with meter.stage("tune"):
         tuned = tune_task(data, config, run.study, champion.params if champion else None, trials)
     with meter.stage("train"):
-        if run.registered:  # registered by a run that crashed before deciding: decide for it now
-            model = load_model_task(config, run.registered.version)
-        else:
-            model = train_task(data, config, tuned)
+        # Deterministic: a run that crashed before deciding is judged again on the same model.
+        model = train_task(data, config, tuned)
     with meter.stage("evaluate"):
-        comparison = compare_task(
-            model,
-            champion_model,
-            data.x_holdout,
-            data.y_holdout,
-            config.primary_metric,
-            config.guard_metrics,
-            config.promotion,
-            config.hpo.seed,
-        )
-        explanation = explain_task(model, config, data.x_holdout)
+        comparison = compare_task(model, champion_model, champion, data, config)
+    with meter.stage("refit"):
+        served = serve_model_task(model, data, config, tuned)
+        explanation = explain_task(served.model, config, data.x_holdout)
     with meter.stage("register"):
         registered = register_challenger_task(
-            config, run, model, data, gate, tuned, comparison, reason, explanation
+            config, run, served, data, gate, tuned, comparison, reason, explanation
         )
         if not registered.created:  # an identical run elsewhere registered first: it decides
             return existing_summary_task(config, registered)
-        fit_scores = fit_scores_task(model, data)
-        calibration = fit_calibration_task(model, data)
+        fit_scores = fit_scores_task(served.model, data)
+        calibration = fit_calibration_task(model, data)  # out of sample: the judged model
         save_reference_task(
             config,
             registered.version,
@@ -110,6 +101,6 @@ def training(
             explanation.importance if explanation else None,
         )
     cost = record_cost_task(config, registered.run_id, meter.cost)
-    facts = card_facts(registered, run, data, gate, tuned, model, champion, explanation, cost)
+    facts = card_facts(registered, run, data, gate, tuned, served, champion, explanation, cost)
     decision = decide_task(config, registered, comparison, facts, reason)
-    return training_summary(config, registered, decision, comparison, data, tuned)
+    return training_summary(config, registered, decision, comparison, data, tuned, served)

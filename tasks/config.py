@@ -155,6 +155,12 @@ class SplitConfig(_Strict):
     max_train_rows: int | None = Field(
         None, ge=1000, description="Keep only the newest rows for training (None keeps all)."
     )
+    refit_on_holdout: bool = Field(
+        True,
+        description="After the challenger is judged on the holdout, refit it with the same "
+        "parameters on every fit batch plus the holdout (rounds scaled to the rows) and register "
+        "that refit: the served model has seen the newest labelled batch.",
+    )
 
 
 class PromotionConfig(_Strict):

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.config import PromotionConfig
+from tasks.config import PerennialConfig, PromotionConfig
+from tasks.features import Datasets
 from tasks.slices import aucs_of, slice_auc_gap, slice_metrics
+
+if TYPE_CHECKING:  # tasks.registry imports this module
+    from tasks.registry import VersionInfo
 
 # For each metric: True when larger is better.
 HIGHER_IS_BETTER = {"roc_auc": True, "log_loss": False, "worst_slice_auc": True}
@@ -150,8 +154,19 @@ def decide(
     guards: Sequence[str],
     policy: PromotionConfig,
     interval: tuple[float, float] | None = None,
+    refit: bool = False,
+    champion_saw_holdout: bool = False,
 ) -> Decision:
-    """Apply the promotion policy; every number behind the decision goes into the reasons."""
+    """Apply the promotion policy; every number behind the decision goes into the reasons.
+
+    `refit` (`split.refit_on_holdout`): the champion was refit on the batch that was its own
+    holdout, so it saw the same batches as the challenger; the holdout then compares recipes
+    (parameters), and what the challenger's refit adds, the holdout batch itself, no holdout can
+    show. The primary bar becomes non-inferiority: the challenger is kept out only when it is
+    worse by more than `min_improvement` and (given the bootstrap interval) beyond its noise.
+    `champion_saw_holdout`: the champion was trained on the holdout itself (a run on an older
+    range of batches): its numbers there are in-sample, so the challenger is kept out and the
+    reasons say why."""
     failures = sanity_failures(challenger, primary, policy)
     if failures:
         reasons = [f"sanity: {f}" for f in failures]
@@ -167,7 +182,20 @@ def decide(
 
     gain = getattr(challenger, primary) - getattr(champion, primary)
     deltas[primary] = gain
-    if gain >= policy.min_improvement:
+    if champion_saw_holdout:
+        block(
+            "the champion was trained on this holdout (its numbers here are in-sample): "
+            "train with a batch it has not seen as the holdout"
+        )
+    if refit and not champion_saw_holdout:
+        margin = policy.min_improvement
+        worse = gain < -margin and (interval is None or interval[1] < 0)
+        text = f"{primary} {gain:+.4f} against a champion that saw the same batches"
+        if worse:
+            block(f"{text}: worse by more than {margin} beyond the noise")
+        else:
+            reasons.append(f"{text}: not worse by more than {margin}; its refit adds the holdout")
+    elif gain >= policy.min_improvement:
         reasons.append(f"{primary} +{gain:.4f} >= required +{policy.min_improvement}")
     else:
         block(f"{primary} {gain:+.4f} < required +{policy.min_improvement}")
@@ -226,7 +254,11 @@ def compare(
     guards: Sequence[str],
     policy: PromotionConfig,
     seed: int,
+    refit: bool = False,
+    champion_saw_holdout: bool = False,
 ) -> Comparison:
+    """Challenger and champion on the same holdout, and the decision (`decide`, which says what
+    `refit` and `champion_saw_holdout` change)."""
     p_new = predict(challenger_model, x)
     new = metrics_from(x, y, p_new, policy.slices, policy.min_slice_rows)
     labels = np.asarray(y)
@@ -251,8 +283,31 @@ def compare(
         interval = paired_bootstrap(
             y, p_new, p_old, policy.bootstrap_samples, policy.confidence, seed
         )
-    decision = decide(new, old, primary, guards, policy, interval)
+    decision = decide(new, old, primary, guards, policy, interval, refit, champion_saw_holdout)
     return Comparison(new, old, decision, table, per_slice, gap)
 
 
-compare_task = task(name="compare-on-holdout", cache_policy=NO_CACHE)(compare)
+@task(name="compare-on-holdout", cache_policy=NO_CACHE)
+def compare_task(
+    model: Any,
+    champion_model: Any | None,
+    champion: VersionInfo | None,
+    data: Datasets,
+    config: PerennialConfig,
+) -> Comparison:
+    """The run's challenger and the champion on the run's holdout, by the YAML's policy."""
+    from tasks.lineage import batches_seen
+
+    saw = champion is not None and data.split.holdout in batches_seen(champion.tags)
+    return compare(
+        model,
+        champion_model,
+        data.x_holdout,
+        data.y_holdout,
+        config.primary_metric,
+        config.guard_metrics,
+        config.promotion,
+        config.hpo.seed,
+        refit=config.split.refit_on_holdout,
+        champion_saw_holdout=saw,
+    )

@@ -76,3 +76,21 @@ def lineage_tags(
         "perennial.package_versions": json.dumps(package_versions(), sort_keys=True),
         "perennial.prefect_flow_run_id": flow_run_id or "none",
     }
+
+
+TRAINED_ON_TAG = "perennial.trained_on"  # batches the registered model was trained on
+JUDGED_ON_TAG = "perennial.judged_on"  # the holdout its recipe was judged on, unseen
+
+
+def batches_seen(tags: dict[str, str]) -> list[str]:
+    """The batches a registered model was trained on, from its version tags (a version
+    registered before refits carries no `perennial.trained_on`: it saw every batch of its run
+    but the newest, its holdout)."""
+    if tags.get(TRAINED_ON_TAG):
+        return tags[TRAINED_ON_TAG].split(",")
+    return [b for b in tags.get("perennial.batches", "").split(",") if b][:-1]
+
+
+def judged_on(tags: dict[str, str]) -> str:
+    """The holdout batch that judged a registered model's recipe."""
+    return tags.get(JUDGED_ON_TAG) or tags.get("perennial.batches", "").split(",")[-1]

@@ -37,6 +37,9 @@ class CardFacts:
     shap_importance: list[tuple[str, float]] = field(default_factory=list)  # mean |SHAP|
     shap_rows: int = 0  # holdout rows behind shap_importance
     cost: RunCost | None = None  # what the run cost up to registration (tasks/cost.py)
+    trained_on: list[str] = field(default_factory=list)  # batches the registered model saw
+    rows_served: int = 0  # its labelled rows
+    served_rounds: int = 0  # its boosting rounds
 
 
 def _number(value: Any) -> str:
@@ -45,6 +48,22 @@ def _number(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value)
+
+
+def served_lines(facts: CardFacts) -> list[str]:
+    """Which batches judged the recipe and which the registered model itself saw."""
+    judged = (
+        f"- judged on holdout {facts.holdout} ({facts.rows_holdout} rows) as trained on "
+        f"{facts.batches[0]} to {facts.validation} ({facts.rows_fit} labelled rows), unseen"
+    )
+    if facts.trained_on and facts.trained_on[-1] == facts.holdout:
+        return [
+            f"- **the registered model is trained on {facts.trained_on[0]} to "
+            f"{facts.trained_on[-1]}** ({facts.rows_served} labelled rows, "
+            f"{facts.served_rounds} rounds): the judged recipe refit on its holdout too",
+            judged,
+        ]
+    return [judged.replace("- judged", "- trained and judged")]
 
 
 def render(config: PerennialConfig, facts: CardFacts, comparison: Comparison) -> str:
@@ -59,9 +78,7 @@ def render(config: PerennialConfig, facts: CardFacts, comparison: Comparison) ->
         *[f"- {reason}" for reason in decision.reasons],
         "",
         "## Data",
-        f"- trained on {len(facts.batches) - 1} batches ({facts.batches[0]} to "
-        f"{facts.validation}), {facts.rows_fit} labelled rows; holdout {facts.holdout}, "
-        f"{facts.rows_holdout} rows",
+        *served_lines(facts),
         f"- config fingerprint `{config.fingerprint()}`, seed {config.hpo.seed}",
         "",
         "| batch | sha256 | gate |",

@@ -25,6 +25,7 @@ from tasks.evaluate import Comparison, Decision, compare, predict
 from tasks.explain import Explanation
 from tasks.features import Datasets, features_and_label, load_validated
 from tasks.ingest import landed_batches
+from tasks.lineage import batches_seen
 from tasks.model_card import CardFacts, render
 from tasks.registration import DECISION_TAG, TrainingRun
 from tasks.registry import (
@@ -37,10 +38,11 @@ from tasks.registry import (
     record_decision,
     rollback,
     version_by_alias,
+    version_info,
 )
 from tasks.run_logging import run_logger
 from tasks.storage import open_storage
-from tasks.train import top_features
+from tasks.train import ServedModel, top_features
 from tasks.tune import TuneResult
 from tasks.validate import GateResult
 
@@ -63,7 +65,7 @@ def card_facts(
     data: Datasets,
     gate: dict[str, GateResult],
     tuned: TuneResult,
-    model: Any,
+    served: ServedModel,
     champion: VersionInfo | None,
     explanation: Explanation | None = None,
     cost: RunCost | None = None,
@@ -85,10 +87,13 @@ def card_facts(
         best_params=tuned.best_params,
         best_rounds=tuned.best_rounds,
         champion_version=champion.version if champion else None,
-        top_features=top_features(model),
+        top_features=top_features(served.model),
         shap_importance=explanation.top() if explanation else [],
         shap_rows=explanation.rows if explanation else 0,
         cost=cost,
+        trained_on=served.trained_on,
+        rows_served=served.rows,
+        served_rounds=served.rounds,
     )
 
 
@@ -141,6 +146,7 @@ def training_summary(
     comparison: Comparison,
     data: Datasets,
     tuned: TuneResult,
+    served: ServedModel,
 ) -> dict[str, Any]:
     """What a training run returns (the CLI prints it, the demo tabulates it)."""
     current = version_by_alias(config, CHAMPION)
@@ -153,7 +159,8 @@ def training_summary(
         "blockers": decision.blockers,
         "champion_version": current.version if current else None,
         "holdout": data.split.holdout,
-        "rows": {"train": len(data.x_fit), "holdout": len(data.x_holdout)},
+        "trained_on": served.trained_on,
+        "rows": {"train": len(data.x_fit), "holdout": len(data.x_holdout), "served": served.rows},
         "challenger": comparison.challenger.as_dict(),
         "champion": comparison.champion.as_dict() if comparison.champion else None,
         "interval": decision.interval,
@@ -182,6 +189,7 @@ def existing_summary(config: PerennialConfig, found: VersionInfo) -> dict[str, A
         ],
         "champion_version": champion.version if champion else None,
         "holdout": found.tags.get("perennial.batches", "").split(",")[-1],
+        "trained_on": batches_seen(found.tags),
         "challenger": numbers.get("challenger"),
         "champion": numbers.get("champion"),
     }
@@ -200,8 +208,10 @@ def existing_summary_task(config: PerennialConfig, found: VersionInfo) -> dict[s
 def check_manual_promotion_task(
     config: PerennialConfig, version: str
 ) -> tuple[Comparison, str, str | None]:
-    """Compare `version` with the champion on the newest validated batch: (comparison, that
-    batch, the champion version compared with)."""
+    """Compare `version` with the champion on the newest validated batch that neither was
+    trained on: (comparison, that batch, the champion version compared with). When every
+    validated batch was seen by one of them, on the newest, with a blocker that says so (its
+    numbers there are in-sample: only `--force` promotes then)."""
     storage = open_storage(config.home)
     validated = [
         b
@@ -210,9 +220,14 @@ def check_manual_promotion_task(
     ]
     if not validated:
         raise RegistryError(f"no validated batch of {config.dataset} to check v{version} on")
-    holdout = validated[-1]
-    x, y = features_and_label(load_validated(storage, config, [holdout]), config)
     champion = version_by_alias(config, CHAMPION)
+    candidate = version_info(config, version)
+    seen = {b: f"v{candidate.version}" for b in batches_seen(candidate.tags)}
+    if champion:
+        seen |= {b: f"champion v{champion.version}" for b in batches_seen(champion.tags)}
+    unseen = [b for b in validated if b not in seen]
+    holdout = unseen[-1] if unseen else validated[-1]
+    x, y = features_and_label(load_validated(storage, config, [holdout]), config)
     comparison = compare(
         load_model(config, version=version),
         load_model(config, champion.version) if champion else None,
@@ -223,6 +238,15 @@ def check_manual_promotion_task(
         config.promotion,
         config.hpo.seed,
     )
+    if holdout in seen:
+        blocker = (
+            f"every validated batch was trained on by one of the two ({holdout}: "
+            f"{seen[holdout]}): the comparison is in-sample"
+        )
+        decision = comparison.decision
+        decision.promote = False
+        decision.reasons.insert(0, blocker)
+        decision.blockers.insert(0, blocker)
     return comparison, holdout, champion.version if champion else None
 
 

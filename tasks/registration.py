@@ -23,7 +23,7 @@ from tasks.config import PerennialConfig
 from tasks.evaluate import Comparison
 from tasks.explain import Explanation
 from tasks.features import Datasets
-from tasks.lineage import lineage_tags
+from tasks.lineage import JUDGED_ON_TAG, TRAINED_ON_TAG, lineage_tags
 from tasks.registry import (
     CHAMPION,
     TRAINING_KEY_TAG,
@@ -38,6 +38,7 @@ from tasks.run_logging import run_logger
 from tasks.slices import slices_csv
 from tasks.storage import content_hash
 from tasks.study import study_name_for_batches
+from tasks.train import ServedModel
 from tasks.tune import TuneResult
 from tasks.validate import GateResult
 
@@ -89,11 +90,6 @@ def load_champion_task(config: PerennialConfig) -> tuple[VersionInfo | None, Any
     return champion, load_model(config, champion.version) if champion else None
 
 
-@task(name="load-registered-model", cache_policy=NO_CACHE)
-def load_model_task(config: PerennialConfig, version: str) -> Any:
-    return load_model(config, version)
-
-
 def registration_inputs(
     config: PerennialConfig,
     run: TrainingRun,
@@ -101,8 +97,11 @@ def registration_inputs(
     tuned: TuneResult,
     comparison: Comparison,
     reason: str,
+    served: ServedModel,
 ) -> tuple[dict[str, Any], dict[str, float], dict[str, str]]:
-    """Parameters, metrics and lineage tags of the new version."""
+    """Parameters, metrics and lineage tags of the new version. The holdout metrics are its
+    recipe's, trained without the holdout; `perennial.trained_on` says which batches the
+    registered model itself saw."""
     tags = lineage_tags(
         batches=list(gate),
         batch_hashes=run.batch_hashes,
@@ -114,7 +113,13 @@ def registration_inputs(
         seed=config.hpo.seed,
         flow_run_id=flow_run.get_id(),
     )
-    tags |= {"perennial.reason": reason, TRAINING_KEY_TAG: run.key}
+    tags |= {
+        "perennial.reason": reason,
+        TRAINING_KEY_TAG: run.key,
+        TRAINED_ON_TAG: ",".join(served.trained_on),
+        JUDGED_ON_TAG: served.judged_on,
+        "perennial.refit_on_holdout": str(served.refit).lower(),
+    }
     metrics = {
         f"holdout_{k}": v
         for k, v in comparison.challenger.as_dict().items()
@@ -122,7 +127,11 @@ def registration_inputs(
     }
     metrics["validation_auc"] = tuned.best_value
     metrics["holdout_slice_auc_gap"] = comparison.slice_auc_gap
-    params = {**tuned.best_params, "n_estimators": tuned.best_rounds}
+    params = {
+        **tuned.best_params,
+        "n_estimators": served.rounds,
+        "judged_rounds": tuned.best_rounds,
+    }
     return params, metrics, tags
 
 
@@ -130,7 +139,7 @@ def registration_inputs(
 def register_challenger_task(
     config: PerennialConfig,
     run: TrainingRun,
-    model: Any,
+    served: ServedModel,
     data: Datasets,
     gate: dict[str, GateResult],
     tuned: TuneResult,
@@ -147,12 +156,14 @@ def register_challenger_task(
             "finishing the decision for v%s (its run stopped early)", run.registered.version
         )
         return run.registered
-    params, metrics, tags = registration_inputs(config, run, gate, tuned, comparison, reason)
+    params, metrics, tags = registration_inputs(
+        config, run, gate, tuned, comparison, reason, served
+    )
     texts = {"slices/slice_metrics.csv": slices_csv(comparison.slice_metrics)}
     if explanation is not None:
         texts["explain/shap_importance.csv"] = explanation.table_csv()
     registered = log_and_register(
-        config, model, data.x_holdout, params, metrics, tags, texts, tuned.figures
+        config, served.model, data.x_holdout, params, metrics, tags, texts, tuned.figures
     )
     if explanation is not None and registered.created:
         log_file(config, registered.run_id, explanation.plot, "explain")

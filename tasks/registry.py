@@ -138,6 +138,16 @@ def version_by_alias(config: PerennialConfig, alias: str) -> VersionInfo | None:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
         raise
+    return _info(config, client, found)
+
+
+def version_info(config: PerennialConfig, version: str) -> VersionInfo:
+    """A registered version by number (MLflow's error if there is none)."""
+    client = connect(config)
+    return _info(config, client, client.get_model_version(config.model_name, version))
+
+
+def _info(config: PerennialConfig, client: Any, found: Any) -> VersionInfo:
     run = client.get_run(found.run_id)
     return VersionInfo(
         name=config.model_name,

@@ -19,7 +19,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -33,6 +33,7 @@ from tasks.evaluate import auc_interval, compare, predict
 from tasks.features import features_and_label, newest_rows
 from tasks.ingest import extract_from_source, read_raw
 from tasks.model import as_classifier, assemble, encode, fit_encoder, matrix_spec, native_params
+from tasks.train import refit_rounds
 
 # benchmarks/cbpe.py's fixed parameters: no search, so every policy trains the same model kind.
 FIXED_PARAMS: dict[str, Any] = {
@@ -113,6 +114,10 @@ class Policy:
     on_alert: Mapping[str, Any] = field(default_factory=dict)
     # configured: the guard metrics of that decision (None: the config's `guard_metrics`).
     guards: tuple[str, ...] | None = None
+    # configured: also retrain on a schedule, once every `scheduled` labelled batches (the
+    # training deployment's monthly schedule), each retrain decided by `promotion:`; None: only
+    # on alerts.
+    scheduled: int | None = None
 
     @property
     def label(self) -> str:
@@ -141,6 +146,12 @@ class BatchData:
     x: dict[str, pd.DataFrame]
     y: dict[str, pd.Series]
     times: dict[str, pd.Series]
+
+    def rows(self, batches: list[str], config: PerennialConfig) -> int:
+        """How many rows `training_rows` gives."""
+        count = sum(len(self.y[b]) for b in batches)
+        cap = config.split.max_train_rows
+        return count if cap is None else min(count, cap)
 
     def training_rows(
         self, batches: list[str], config: PerennialConfig
@@ -258,13 +269,22 @@ class _Run:
     models: ModelCache
     seconds: float = 0.0
 
-    def fit(self, batches: list[str]) -> Any:
+    def fit(self, batches: list[str], refit: bool = False) -> Any:
+        """A model on `batches`; `refit`: a judged model refit on its batches plus its holdout
+        (the last of `batches`), its rounds scaled to the rows as training scales them."""
+        rounds = self.rounds
+        if refit:
+            judged, refit_rows = (
+                self.data.rows(batches[:-1], self.config),
+                self.data.rows(batches, self.config),
+            )
+            rounds = refit_rounds(rounds, judged, refit_rows)
         shape = json.dumps(self.params, sort_keys=True), self.config.split.max_train_rows
-        key = (tuple(batches), self.seed, self.rounds, self.threads, *shape)
+        key = (tuple(batches), self.seed, rounds, self.threads, *shape)
         if key not in self.models.fits:
             x, y = self.data.training_rows(batches, self.config)
             started = time.perf_counter()
-            model = fit_pipeline(self.config, x, y, self.params, self.rounds, self.threads)
+            model = fit_pipeline(self.config, x, y, self.params, rounds, self.threads)
             self.models.fits[key] = (model, time.perf_counter() - started)
         model, seconds = self.models.fits[key]
         self.seconds += seconds
@@ -293,13 +313,13 @@ def _install(
         holdout_auc = auc(labels, scores)
         # As the monitor's profile records it (tasks.drift.holdout_auc_interval), on cached scores.
         interval = auc_interval(labels, scores, promotion.bootstrap_samples, confidence, run.seed)
-    model = candidate if policy.holdout_shape else run.fit(history)
+    model = candidate if policy.holdout_shape else run.fit(history, refit=True)
     return Champion(version, model, holdout_auc, interval)
 
 
 def _new_champion(run: _Run, history: list[str], policy: Policy, version: int) -> Champion:
     if not policy.holdout_shape and policy.kind != "configured":  # no holdout to measure
-        return Champion(version, run.fit(history), float("nan"), NO_INTERVAL)
+        return Champion(version, run.fit(history, refit=True), float("nan"), NO_INTERVAL)
     return _install(run, run.fit(history[:-1]), history, policy, version)
 
 
@@ -314,7 +334,15 @@ def _decide(
     promotion = config.promotion.model_copy(update=dict(policy.on_alert))
     guards = list(config.guard_metrics) if policy.guards is None else list(policy.guards)
     comparison = compare(
-        challenger, champion.model, x, y, config.primary_metric, guards, promotion, run.seed
+        challenger,
+        champion.model,
+        x,
+        y,
+        config.primary_metric,
+        guards,
+        promotion,
+        run.seed,
+        refit=not policy.holdout_shape,
     )
     return [] if comparison.decision.promote else comparison.decision.blockers
 
@@ -329,8 +357,9 @@ def _after_labels(
 ) -> Champion:
     """The champion for the next batch, once the labels of `history[-1]` are in."""
     batch = history[-1]
+    labelled = len(history) - run.initial_batches  # labelled batches since the first model
     scheduled = policy.kind == "every_batch" or (
-        policy.kind == "every_k" and (len(history) - run.initial_batches) % policy.k == 0
+        policy.kind == "every_k" and labelled % policy.k == 0
     )
     if scheduled:
         result.retrained_after.append(batch)
@@ -338,12 +367,16 @@ def _after_labels(
         return _new_champion(run, history, policy, champion.version + 1)
     if policy.kind != "configured":
         return champion
-    if not policy.should_alert(observation):
+    alert = policy.should_alert(observation)
+    if alert:
+        result.alerted_after.append(batch)
+    if not alert and not (policy.scheduled and labelled % policy.scheduled == 0):
         return champion
-    result.alerted_after.append(batch)
     result.retrained_after.append(batch)
     challenger = run.fit(history[:-1])
-    blockers = _decide(run, policy, challenger, champion, batch)
+    blockers = _decide(
+        run, replace(policy, on_alert={}) if not alert else policy, challenger, champion, batch
+    )
     if blockers:
         result.blocked[batch] = blockers
         return champion
@@ -450,14 +483,34 @@ def summarize(results: list[ReplayResult]) -> PolicySummary:
 
 # -- `perennial replay`: the policies over a dataset's validated history ------------------------
 
-# What `perennial replay` compares: the pipeline's own policy and the plainest alternatives.
-POLICIES = {
-    "configured": Policy("configured"),
-    "every_batch": Policy("every_batch"),
-    "never": Policy("never"),
-    "every_3": Policy("every_k", k=3, name="every_3"),
-}
-POLICY_NAMES = list(POLICIES)
+# The training deployment (prefect.yaml) retrains monthly: how many batches a month holds.
+BATCHES_PER_MONTH = {"month": 1, "week": 4, "day": 30}
+
+
+def configured_policy(config: PerennialConfig) -> Policy:
+    """The pipeline's own policy: the monitor's alert (below the champion's holdout interval)
+    and the monthly scheduled retrain both start a retrain that `promotion:` decides on, in the
+    YAML's training shape (`split.refit_on_holdout`)."""
+    return Policy(
+        "configured",
+        scheduled=BATCHES_PER_MONTH[config.time.batch_period],
+        holdout_shape=not config.split.refit_on_holdout,
+    )
+
+
+def policies(config: PerennialConfig) -> dict[str, Policy]:
+    """What `perennial replay` compares: the pipeline's own policy and the plainest alternatives,
+    all in the YAML's training shape."""
+    shape = not config.split.refit_on_holdout
+    return {
+        "configured": configured_policy(config),
+        "every_batch": Policy("every_batch", holdout_shape=shape),
+        "never": Policy("never", holdout_shape=shape),
+        "every_3": Policy("every_k", k=3, name="every_3", holdout_shape=shape),
+    }
+
+
+POLICY_NAMES = ["configured", "every_batch", "never", "every_3"]
 
 
 def summary_record(
@@ -509,7 +562,7 @@ def replay_policy_task(
 ) -> ReplayResult:
     from tasks.run_logging import run_logger
 
-    result = replay(config, data, POLICIES[name], seed)
+    result = replay(config, data, policies(config)[name], seed)
     run_logger().info(
         "replay %s seed %d: realized AUC %.4f, %d retrains, %d promotions, %d alerts",
         name,

@@ -49,7 +49,7 @@ def test_training_records_its_cost_and_monitoring_estimates_auc_before_labels(
 
     # Cost: per stage and for the run, as metrics of the run that registered the version.
     metrics = connect(config).get_run(champion.run_id).data.metrics
-    for stage in ("gate", "features", "tune", "train", "evaluate", "register"):
+    for stage in ("gate", "features", "tune", "train", "evaluate", "refit", "register"):
         assert metrics[f"cost_{stage}_wall_seconds"] > 0
         assert f"cost_{stage}_cpu_seconds" in metrics
     assert metrics["cost_cpu_seconds"] > 0 and metrics["cost_tune_cpu_seconds"] > 0

@@ -126,3 +126,44 @@ def test_a_guard_that_keeps_out_a_significant_gain_says_so_in_one_line_first() -
     )
     unsure = decide(challenger, champion, "roc_auc", ["log_loss"], POLICY, (-0.01, 0.07))
     assert not unsure.reasons[0].startswith("kept out")
+
+
+def refit_decision(gain: float, interval: tuple[float, float] | None, saw: bool = False):  # type: ignore[no-untyped-def]
+    return decide(
+        metrics(0.70 + gain),
+        metrics(0.70),
+        "roc_auc",
+        ["log_loss"],
+        POLICY,
+        interval,
+        refit=True,
+        champion_saw_holdout=saw,
+    )
+
+
+def test_refit_promotes_a_recipe_that_is_not_worse_than_the_champions() -> None:
+    """With `split.refit_on_holdout` champion and challenger saw the same batches: the refit's
+    gain is the holdout month, so an equal recipe is promoted where the old rule kept it out."""
+    assert not run(metrics(0.699), metrics(0.70)).promote
+    even = refit_decision(-0.001, (-0.004, 0.002))
+    assert even.promote, even.reasons
+    assert "its refit adds the holdout" in even.reasons[0]
+    # Worse by more than min_improvement (0.01) but within the noise: still promoted.
+    assert refit_decision(-0.02, (-0.05, 0.001)).promote
+
+
+def test_refit_keeps_out_a_recipe_worse_beyond_the_noise() -> None:
+    worse = refit_decision(-0.02, (-0.03, -0.012))
+    assert not worse.promote
+    assert worse.blockers == [
+        "roc_auc -0.0200 against a champion that saw the same batches: "
+        "worse by more than 0.01 beyond the noise"
+    ]
+    assert not refit_decision(-0.02, None).promote  # no interval: the margin alone decides
+
+
+def test_a_champion_trained_on_the_holdout_keeps_the_challenger_out() -> None:
+    for refit in (True, False):
+        decision = decide(metrics(0.80), metrics(0.70), "roc_auc", [], POLICY, None, refit, True)
+        assert not decision.promote
+        assert "trained on this holdout" in decision.blockers[0]

@@ -312,3 +312,49 @@ def test_alert_confidence_sets_the_holdout_interval(own_feature: BatchData) -> N
         low, high = seen[0].champion_interval
         widths.append(high - low)
     assert widths[1] > 2 * widths[0] > 0
+
+
+def test_the_configured_policy_follows_the_yaml() -> None:
+    from tasks.replay import configured_policy, policies
+
+    config = synthetic_config()
+    policy = configured_policy(config)
+    assert policy.scheduled == 1 and not policy.holdout_shape  # monthly; refit on the holdout
+    kept_out = config.model_copy(
+        update={"split": config.split.model_copy(update={"refit_on_holdout": False})}
+    )
+    assert configured_policy(kept_out).holdout_shape
+    assert all(not p.holdout_shape for p in policies(config).values())
+    weekly = config.model_copy(
+        update={"time": config.time.model_copy(update={"batch_period": "week"})}
+    )
+    assert configured_policy(weekly).scheduled == 4
+
+
+def test_a_scheduled_retrain_is_decided_without_an_alert(own_feature: BatchData) -> None:
+    result = run(own_feature, Policy("configured", scheduled=2, should_alert=never))
+    assert result.alerted_after == []
+    assert result.retrained_after == ["2013-05", "2013-07", "2013-09", "2013-11"]
+    assert set(result.promoted_after) <= set(result.retrained_after)
+
+
+def test_a_refit_champion_serves_what_the_holdout_month_taught() -> None:
+    """Rules last two months: April-May follow f1, June-July f2, ... and the models train on
+    the newest month's rows only. The refit champion chosen after April's labels has seen
+    April, so it scores May; the champion that kept April out has not."""
+    rule = {m: "f0" for m in MONTHS[:3]}
+    rule |= {m: f"f{1 + (i // 2)}" for i, m in enumerate(MONTHS[3:])}
+    data = batches(rule)
+    config = synthetic_config()
+    newest = config.model_copy(
+        update={"split": config.split.model_copy(update={"max_train_rows": ROWS})}
+    )
+
+    def run_newest(policy: Policy):  # type: ignore[no-untyped-def]
+        return replay(newest, data, policy, 0, params=PARAMS, rounds=ROUNDS)
+
+    refit = run_newest(Policy("every_batch", holdout_shape=False))
+    kept_out = run_newest(Policy("every_batch"))
+    second_months = [refit.scored.index(m) for m in ("2013-05", "2013-07", "2013-09", "2013-11")]
+    assert min(refit.realized_auc[i] for i in second_months) > 0.8
+    assert max(kept_out.realized_auc[i] for i in second_months) < 0.7
