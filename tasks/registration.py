@@ -150,23 +150,28 @@ def register_challenger_task(
     """The version this run decides on: the one a crashed identical run registered, else a new
     one (`created=False` when an identical run elsewhere registered first: that run decides).
     A new version carries its slice table and, given an explanation, its SHAP importance
-    (table and PNG under `explain/`)."""
-    if run.registered is not None:
-        run_logger().info(
-            "finishing the decision for v%s (its run stopped early)", run.registered.version
+    (table and PNG under `explain/`). The temporary folders of those PNGs are gone after."""
+    try:
+        if run.registered is not None:
+            run_logger().info(
+                "finishing the decision for v%s (its run stopped early)", run.registered.version
+            )
+            return run.registered
+        params, metrics, tags = registration_inputs(
+            config, run, gate, tuned, comparison, reason, served
         )
-        return run.registered
-    params, metrics, tags = registration_inputs(
-        config, run, gate, tuned, comparison, reason, served
-    )
-    texts = {"slices/slice_metrics.csv": slices_csv(comparison.slice_metrics)}
-    if explanation is not None:
-        texts["explain/shap_importance.csv"] = explanation.table_csv()
-    registered = log_and_register(
-        config, served.model, data.x_holdout, params, metrics, tags, texts, tuned.figures
-    )
-    if explanation is not None and registered.created:
-        log_file(config, registered.run_id, explanation.plot, "explain")
-    if explanation is not None:  # its PNG's temporary folder: logged (or not needed), gone
-        shutil.rmtree(explanation.plot.parent, ignore_errors=True)
-    return registered
+        texts = {"slices/slice_metrics.csv": slices_csv(comparison.slice_metrics)}
+        if explanation is not None:
+            texts["explain/shap_importance.csv"] = explanation.table_csv()
+        registered = log_and_register(
+            config, served.model, data.x_holdout, params, metrics, tags, texts, tuned.figures
+        )
+        if explanation is not None and registered.created:
+            log_file(config, registered.run_id, explanation.plot, "explain")
+        return registered
+    finally:  # logged, or not needed: 190 such folders had piled up in /tmp
+        scratch = {path.parent for path in tuned.figures.values()}
+        if explanation is not None:
+            scratch.add(explanation.plot.parent)
+        for folder in scratch:
+            shutil.rmtree(folder, ignore_errors=True)

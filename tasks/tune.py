@@ -347,6 +347,7 @@ def tune_task(
     result = tune(data, config, name, warm_start, trials, runner=prefect_runner)
     publish_trials_table(config, result)
     # A local folder even when the home is s3://: the registry uploads the files to the run.
-    folder = Path(tempfile.mkdtemp(prefix="perennial-study-")) / name
+    # (Removed once registration has logged them.)
+    folder = Path(tempfile.mkdtemp(prefix="perennial-study-"))
     result.figures = render_study_figures(config.optuna_storage_url, name, folder)
     return result

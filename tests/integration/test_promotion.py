@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -117,8 +118,15 @@ def test_model_card_is_logged_with_the_version(first: dict) -> None:
     assert gap == pytest.approx(slices["auc"].max() - slices["auc"].min())
 
 
-def test_better_challenger_is_promoted_with_its_evidence(first: dict) -> None:
+def test_better_challenger_is_promoted_with_its_evidence(
+    first: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     result = training(batches="2013-01..2013-04", trials=2, reason="test: more data")
+    # The search's and SHAP's PNGs are logged to the run; their temporary folders are gone.
+    assert not list(scratch.glob("perennial-study-*")) + list(scratch.glob("perennial-explain-*"))
     assert result["promoted"], result["reasons"]
     assert champion() == result["version"]
     # v1 was refit on March, its holdout: both models saw January-March, so the holdout
