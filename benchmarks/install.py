@@ -8,12 +8,12 @@ prints its first month (then stop it, and the local Prefect server it started), 
 demo's environment, run `make install` (the install step of `make test`) and measure the
 tests' environment. The image's runtime (infra/Dockerfile's sync) and the CUDA runtime (the
 `gpu` extra, for comparison) are synced into folders of their own. Sizes are bytes on disk
-(`du`), with the bytecode that make and the image compile at install, and without it (the
-packages alone). Downloads are computed from uv.lock: the size of the wheel uv would pick for this
-interpreter, summed over what each install contains (`uv export`); the uv cache is never
-emptied. With a warm cache, the time to the first month is install + Prefect start + landing and
-gating three months + the first search and fit: on a busy machine it may not be reached within
---demo-timeout, and the file then says so.
+(`du`): `env_mb` with bytecode (for the demo: the bytecode Python wrote by its first month; the
+tests and the image compile it all at install), `packages_mb` without it. Downloads are computed
+from uv.lock: the size of the wheel uv would pick for this interpreter, summed over what each
+install contains (`uv export`); the uv cache is never emptied. With a warm cache, the time to the
+first month is install + Prefect start + landing and gating three months + the first search and
+fit: on a busy machine it may not be reached within --demo-timeout, and the file then says so.
 
 Writes benchmarks/results/install.json.
 """
@@ -51,8 +51,15 @@ SYNCS = {
     "gpu": ["--no-dev", "--extra", "gpu"],
 }
 FIRST_MONTH = re.compile(r"month: (\d{4}-\d{2})")
-# Settings of the shell that runs the benchmark that would point the clone elsewhere.
-FOREIGN = ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "PYTHONPATH", "UV_NO_CACHE")
+# Settings of the shell that runs the benchmark that would point the clone elsewhere; and
+# PYTHONDONTWRITEBYTECODE: a first contact has Python's default (bytecode written at first import).
+FOREIGN = (
+    "VIRTUAL_ENV",
+    "UV_PROJECT_ENVIRONMENT",
+    "PYTHONPATH",
+    "UV_NO_CACHE",
+    "PYTHONDONTWRITEBYTECODE",
+)
 FOREIGN_PREFIXES = ("PERENNIAL_", "PREFECT_", "MLFLOW_")
 
 
@@ -243,9 +250,11 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)
     results = {
-        "what": "a fresh clone's environments (MB on disk; env_mb with the bytecode compiled at "
-        "install, packages_mb without it), the MB a cold uv cache downloads for each (from "
-        "uv.lock), and the seconds from git clone to the demo's first month with a warm cache",
+        "what": "a fresh clone's environments (MB on disk; packages_mb: without bytecode, as "
+        "make demo installs it; env_mb: with bytecode, for the demo what Python wrote by its "
+        "first month, for the tests and the image all of it, compiled at install), the MB a cold "
+        "uv cache downloads for each (from uv.lock), and the seconds from git clone to the "
+        "demo's first month with a warm cache",
         "python": platform.python_version(),
         "platform": f"{sys.platform} {platform.machine()}",
         "uv": subprocess.run([UV, "--version"], capture_output=True, text=True).stdout.strip(),
@@ -254,7 +263,7 @@ def main() -> None:
         "load_average_end": [round(x, 2) for x in os.getloadavg()],
         "first_contact": contact,
         "demo": {
-            "command": "make demo: uv sync --frozen --compile-bytecode --extra cpu --no-dev",
+            "command": "make demo: uv sync --frozen --extra cpu --no-dev",
             **demo,
             **cold_cache_download(SYNCS["demo"]),
         },
