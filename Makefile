@@ -31,9 +31,10 @@ define compile_project
 endef
 
 # The demo's runtime is not compiled at install: all of it is 290 MB of bytecode (1.12 GB in all
-# instead of 0.84), and the demo reached its first month sooner without (121-124 s from the clone
-# against 136 s: benchmarks/install.py), Python compiling only what it imports (the CLI's local
-# Prefect server waits 300 s for its start, not the 20 s of the ephemeral one).
+# instead of 0.84), and the demo printed its first month sooner without (127 s from `git clone` at
+# load 5, against 136 s at load 2 compiled: benchmarks/install.py), Python compiling only what it
+# imports (about 100 MB). The CLI's local Prefect server waits 300 s for its start, not the 20 s
+# of the ephemeral one that a cold first start once outlasted.
 runtime: uv  ## the runtime only (what the demo runs): no test or lint tools
 	$(SYNC) --no-dev
 	$(compile_project)
