@@ -70,6 +70,15 @@ def _config(path: Path | None) -> Any:
         _fail(one_line(str(exc)), 2)
 
 
+def _trainable(config: Any) -> Any:
+    """The config, once its `training.device` is one this machine can train on: a GPU asked for
+    and missing is refused here, in one line, before any flow starts."""
+    from tasks.device import training_device
+
+    training_device(config)
+    return config
+
+
 def _dataset(config: Any) -> str:
     """The name flows take for the loaded config: its YAML's stem, with PERENNIAL_CONFIGS_DIR
     pointing at its folder (flows take names, never paths, so a UI run cannot name a file)."""
@@ -343,7 +352,7 @@ def train(
     """Train a challenger and promote it if it beats the champion."""
     from flows.training import training
 
-    cfg = _config(config)
+    cfg = _trainable(_config(config))
     if batches:
         _checked_batch(cfg, batches, many=True)
     result = _run(
@@ -397,7 +406,7 @@ def search(
     a running search; the next `train` on the same batches runs only the trials still missing."""
     from flows.search import search as search_flow
 
-    cfg = _config(config)
+    cfg = _trainable(_config(config))
     if batches:
         _checked_batch(cfg, batches, many=True)
     result = _run(
@@ -722,7 +731,7 @@ def demo(
     score with the champion and retrain, printing one row a month."""
     from flows.demo import demo as demo_flow
 
-    cfg = _config(config)
+    cfg = _trainable(_config(config))
     _checked_batch(cfg, first, many=True)
     _checked_batch(cfg, last)
     _run(demo_flow, heartbeats=True, trials=trials, first=first, last=last, dataset=_dataset(cfg))

@@ -245,9 +245,15 @@ class HpoConfig(_Strict):
 
 
 class TrainingConfig(_Strict):
-    """Where the final model trains: in this process, or on a Dask cluster (`xgboost.dask`)."""
+    """Where the model trains: in this process, or on a Dask cluster (`xgboost.dask`); on the
+    CPU, or on an NVIDIA GPU (the search and the final fit alike)."""
 
     engine: Literal["local", "dask"] = "local"
+    device: Literal["cpu", "cuda"] = Field(
+        "cpu",
+        description="XGBoost's device. cuda needs the CUDA build (`uv sync --extra gpu`) and a "
+        "GPU: without either, training is refused (tasks/device.py).",
+    )
     dask_scheduler: str | None = Field(
         None,
         description="Scheduler address of a running Dask cluster (tcp://host:8786, or tls:// "

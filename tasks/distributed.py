@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.config import PerennialConfig, TrainingConfig
+from tasks.device import training_device, xgboost_module
 from tasks.model import native_params
 
 
@@ -90,13 +91,14 @@ def train_on_dask(
     config: PerennialConfig,
 ) -> Any:
     """A Booster trained with `xgboost.dask.train` on the client's cluster."""
+    xgboost_module()  # one line naming the extra, when XGBoost is not installed
     from xgboost import dask as dxgb
 
     x_parts, y_parts = scatter_rows(client, matrix, y.to_numpy())
     del matrix  # on the workers now
     data = dxgb.DaskQuantileDMatrix(client, x_parts, y_parts, **columns)
     # nthread: each worker uses its own threads (xgboost.dask sets it per worker).
-    fixed = native_params(params, 0, config.hpo.seed)
+    fixed = native_params(params, 0, config.hpo.seed, training_device(config))
     fixed.pop("nthread")
     output = dxgb.train(client, fixed, data, num_boost_round=rounds)
     return output["booster"]

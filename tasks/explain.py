@@ -24,6 +24,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.config import PerennialConfig
+from tasks.device import xgboost_module
 from tasks.model import categorical_types
 
 SAMPLE_ROWS = 2000  # rows of the holdout behind a version's global importance, at most
@@ -81,7 +82,7 @@ def booster_contributions(
     booster: Any, matrix: np.ndarray, columns: Sequence[str], rounds: tuple[int, int], approx: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """SHAP values (rows x columns) and bias (rows) of the booster on its own input matrix."""
-    from xgboost import DMatrix
+    DMatrix = xgboost_module().DMatrix
 
     # The booster's own column types: category codes of a model with categorical splits.
     types = booster.feature_types

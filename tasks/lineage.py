@@ -13,7 +13,8 @@ TRACKED_PACKAGES = (
     "mlflow",
     "great-expectations",
     "optuna",
-    "xgboost",
+    "xgboost",  # the CUDA build (the `gpu` extra; on macOS, the only build)
+    "xgboost-cpu",  # the CPU build (the `cpu` extra): the same module, `xgboost`
     "scikit-learn",
     "pandas",
     "numpy",

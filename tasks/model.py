@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.config import PerennialConfig
+from tasks.device import xgboost_module
 
 
 def make_encoder(config: PerennialConfig) -> Any:
@@ -137,9 +138,7 @@ def xgb_classifier(
     **extra: Any,
 ) -> Any:
     """The classifier the registry stores; `feature_types` as `encoded_types` gives them."""
-    from xgboost import XGBClassifier
-
-    return XGBClassifier(
+    return xgboost_module().XGBClassifier(
         **params,
         n_estimators=n_estimators,
         tree_method="hist",
@@ -151,12 +150,16 @@ def xgb_classifier(
     )
 
 
-def native_params(params: dict[str, Any], threads: int, seed: int) -> dict[str, Any]:
+def native_params(
+    params: dict[str, Any], threads: int, seed: int, device: str = "cpu"
+) -> dict[str, Any]:
     """Booster parameters of `xgb_classifier(params, ...)` for `xgboost.train` (the scikit-learn
-    names are aliases XGBoost accepts), so both APIs grow the same trees."""
+    names are aliases XGBoost accepts), so both APIs grow the same trees. `device`: as
+    `tasks.device.training_device` checked it (the stored classifier predicts on the CPU)."""
     return {
         "objective": "binary:logistic",
         "tree_method": "hist",
+        "device": device,
         "nthread": threads,
         "seed": seed,
         **params,

@@ -22,12 +22,13 @@ import pandas as pd
 
 from tasks.alerts import alert_champion_moved
 from tasks.config import PerennialConfig
+from tasks.device import xgboost_distribution
 from tasks.evaluate import Decision, Metrics
 from tasks.lineage import package_versions
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 MODEL_SHA256_TAG = "perennial.model_sha256"
-PIP_PACKAGES = ("xgboost", "scikit-learn", "pandas", "numpy")
+PIP_PACKAGES = ("scikit-learn", "pandas", "numpy")  # and the XGBoost build installed
 # MLflow loggers that speak, at every registration, of requirement inference we do not use (the
 # requirements are explicit): "Detected uv project" and "Failed to resolve installed pip version".
 QUIETED_MLFLOW_LOGGERS = ("mlflow.utils.uv_utils", "mlflow.utils.environment")
@@ -212,6 +213,13 @@ def load_model(config: PerennialConfig, version: str) -> Any:
 TRAINING_KEY_TAG = "perennial.training_key"
 
 
+def pip_requirements(versions: dict[str, str]) -> list[str]:
+    """The model's pip requirements: the installed XGBoost build (xgboost or xgboost-cpu, the
+    same module) and the libraries the pipeline unpickles, at their versions here."""
+    xgboost, installed = xgboost_distribution()
+    return [f"{xgboost}=={installed}", *(f"{p}=={versions[p]}" for p in PIP_PACKAGES)]
+
+
 def log_and_register(
     config: PerennialConfig,
     model: Any,
@@ -256,7 +264,7 @@ def log_and_register(
                     signature=infer_signature(example, model.predict_proba(example)),
                     input_example=example,
                     # Explicit requirements: inferring them costs about 12 s per model.
-                    pip_requirements=[f"{p}=={versions[p]}" for p in PIP_PACKAGES],
+                    pip_requirements=pip_requirements(versions),
                     serialization_format="cloudpickle",
                     registered_model_name=config.model_name,
                 )

