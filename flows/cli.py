@@ -731,7 +731,9 @@ def demo(
 @app.command()
 def serve(
     host: str = typer.Option(
-        "127.0.0.1", "--host", help="Address to bind (loopback only by default)."
+        "127.0.0.1",
+        "--host",
+        help="Address to bind (loopback only by default; any other needs PERENNIAL_SERVE_TOKEN).",
     ),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on."),
     config: Path | None = ConfigOption,

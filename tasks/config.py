@@ -398,6 +398,10 @@ class ServeConfig(_Strict):
     live_flush_rows: int = Field(
         10_000, ge=1, description="Sampled rows that trigger a write before the next flush."
     )
+    docs: bool = Field(
+        False,
+        description="Serve /docs and /openapi.json (behind the token, when one is set).",
+    )
 
 
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
