@@ -25,6 +25,7 @@ import copy
 import json
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -117,6 +118,7 @@ def database_password(db_url: str | None) -> str | None:
 def create_databases(urls: dict[str, str], password: str | None) -> None:
     """Create the PostgreSQL databases that do not exist yet (on the server's `postgres` db)."""
     import psycopg
+    from psycopg import sql
 
     for url in urls.values():
         parts = urlsplit(url.replace("+asyncpg", ""))
@@ -125,7 +127,8 @@ def create_databases(urls: dict[str, str], password: str | None) -> None:
         with psycopg.connect(admin, password=password, autocommit=True) as connection:
             found = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             if found.fetchone() is None:
-                connection.execute(f'CREATE DATABASE "{name}"')
+                # Quoted by psycopg: a name from PERENNIAL_DB_URL is data, never SQL.
+                connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def service_env(home: Path, prefect_port: int, mlflow_port: int) -> dict[str, str]:
@@ -173,6 +176,12 @@ def write_private(path: Path, text: str) -> None:
     with os.fdopen(descriptor, "w") as handle:
         handle.write(text)
     os.replace(temporary, path)
+
+
+def sourceable_env(values: dict[str, str]) -> str:
+    """`KEY=value` lines for `set -a; . run/env; set +a`: each value shell-quoted, so that a home
+    path with a space, `$(...)` or a backquote is read as text, never run."""
+    return "".join(f"{key}={shlex.quote(value)}\n" for key, value in values.items())
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -500,7 +509,7 @@ def up(home: Path) -> dict[str, Any]:
     except BaseException:
         down(home)
         raise
-    write_private(logs / "env", "".join(f"{k}={v}\n" for k, v in client_env(home).items()))
+    write_private(logs / "env", sourceable_env(client_env(home)))
     return state
 
 
