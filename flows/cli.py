@@ -332,7 +332,7 @@ def train(
         "default: every landed batch.",
     ),
     trials: int | None = typer.Option(
-        None, "--trials", min=1, help="Search trials (default: config)."
+        None, "--trials", min=1, max=10_000, help="Search trials (default: config)."
     ),
     reason: str = typer.Option(
         "manual run from the CLI", "--reason", help="Recorded with the run."
@@ -379,7 +379,11 @@ def search(
         help="Batches, as train takes them, e.g. 2013-01..2013-12; default: every landed batch.",
     ),
     trials: int | None = typer.Option(
-        None, "--trials", min=1, help="Finished trials the study should hold (default: config)."
+        None,
+        "--trials",
+        min=1,
+        max=10_000,
+        help="Finished trials the study should hold (default: config).",
     ),
     first_worker: int | None = typer.Option(
         None,
@@ -713,7 +717,9 @@ def server(
 
 @app.command()
 def demo(
-    trials: int | None = typer.Option(None, "--trials", min=1, help="Search trials per retrain."),
+    trials: int | None = typer.Option(
+        None, "--trials", min=1, max=10_000, help="Search trials per retrain."
+    ),
     first: str = typer.Option("2013-01..2013-03", help="Batches that train the first champion."),
     last: str = typer.Option("2013-12", help="Last month to replay."),
     config: Path | None = ConfigOption,
