@@ -45,7 +45,9 @@ def _prepare_state_folders(
     # then fails to open its database. Runs before every command.
     prefect_home = os.environ.get("PREFECT_HOME")
     if prefect_home:
-        Path(prefect_home).expanduser().mkdir(parents=True, exist_ok=True)
+        from tasks.storage import private_folder
+
+        private_folder(Path(prefect_home).expanduser())  # it holds Prefect's database
 
 
 ConfigOption = typer.Option(

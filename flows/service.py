@@ -86,8 +86,8 @@ def database_urls(db_url: str | None, home: Path) -> dict[str, str]:
     never carry a password (see `database_password`)."""
     if not db_url:
         return {
-            "prefect": f"sqlite+aiosqlite:///{home / 'prefect' / 'prefect.db'}",
-            "mlflow": f"sqlite:///{home / 'mlflow.db'}",
+            "prefect": f"sqlite+aiosqlite:///{sqlite_files(home)['prefect']}",
+            "mlflow": f"sqlite:///{sqlite_files(home)['mlflow']}",
         }
     parts = urlsplit(db_url)
     if not parts.scheme.startswith("postgresql"):
@@ -106,6 +106,16 @@ def database_urls(db_url: str | None, home: Path) -> dict[str, str]:
     return {
         "prefect": url("postgresql+asyncpg", "prefect"),
         "mlflow": url("postgresql", "mlflow"),
+    }
+
+
+def sqlite_files(home: Path) -> dict[str, Path]:
+    """The SQLite databases of the served stack without PERENNIAL_DB_URL: Prefect's, MLflow's,
+    and MLflow's users (`mlflow_auth_config`)."""
+    return {
+        "prefect": home / "prefect" / "prefect.db",
+        "mlflow": home / "mlflow.db",
+        "mlflow_auth": home / "mlflow-auth.db",
     }
 
 
@@ -204,7 +214,9 @@ def credentials(home: Path) -> dict[str, str]:
     }
     missing = {key: make() for key, make in wanted.items() if key not in known}
     if missing:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from tasks.storage import private_folder
+
+        private_folder(path.parent)
         known |= missing
         write_private(path, "".join(f"{key}={value}\n" for key, value in known.items()))
     return known
@@ -233,7 +245,7 @@ def mlflow_auth_config(home: Path, secret: dict[str, str]) -> Path:
         path,
         "[mlflow]\n"
         "default_permission = NO_PERMISSIONS\n"
-        f"database_uri = sqlite:///{home / 'mlflow-auth.db'}\n"
+        f"database_uri = sqlite:///{sqlite_files(home)['mlflow_auth']}\n"
         f"admin_username = {secret['MLFLOW_TRACKING_USERNAME']}\n"
         f"admin_password = {secret['MLFLOW_TRACKING_PASSWORD']}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
@@ -399,15 +411,20 @@ def up(home: Path) -> dict[str, Any]:
         return state
     if state:
         down(home)  # a half-dead service: clear it before starting afresh
+    from tasks.storage import private_file, private_folder
+
     datasets = served_datasets()
     logs = run_dir(home)
-    logs.mkdir(parents=True, exist_ok=True)
+    private_folder(logs)
     logs.chmod(0o700)
-    (home / "prefect").mkdir(parents=True, exist_ok=True)
+    private_folder(home / "prefect")
     prefect_port = choose_port("PERENNIAL_PREFECT_PORT", 4200)
     mlflow_port = choose_port("PERENNIAL_MLFLOW_PORT", 5000)
     db_url = os.environ.get("PERENNIAL_DB_URL")
     urls = database_urls(db_url, home)
+    if not db_url:  # the servers would create their SQLite files with the umask's mode
+        for sqlite_file in sqlite_files(home).values():
+            private_file(sqlite_file)
     password = database_password(db_url)
     if db_url:
         create_databases(urls, password)
