@@ -99,3 +99,14 @@ def test_an_existing_folder_is_left_as_it_is(tmp_path: Path) -> None:
     private_folder(shared / "home")
     assert stat.S_IMODE(shared.stat().st_mode) == 0o755  # not ours to change
     assert stat.S_IMODE((shared / "home").stat().st_mode) == 0o700
+
+
+def test_the_cli_creates_prefect_home_private(tmp_path: Path, permissive_umask: int) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    prefect_home = tmp_path / "perennial" / "prefect"
+    result = CliRunner().invoke(app, ["server", "--help"], env={"PREFECT_HOME": str(prefect_home)})
+    assert result.exit_code == 0 and prefect_home.is_dir()
+    assert open_to_others(tmp_path / "perennial") == []
