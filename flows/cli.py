@@ -45,7 +45,9 @@ def _prepare_state_folders(
     # then fails to open its database. Runs before every command.
     prefect_home = os.environ.get("PREFECT_HOME")
     if prefect_home:
-        Path(prefect_home).expanduser().mkdir(parents=True, exist_ok=True)
+        from tasks.storage import private_folder
+
+        private_folder(Path(prefect_home).expanduser())  # it holds Prefect's database
 
 
 ConfigOption = typer.Option(
@@ -341,7 +343,7 @@ def train(
         "default: every landed batch.",
     ),
     trials: int | None = typer.Option(
-        None, "--trials", min=1, help="Search trials (default: config)."
+        None, "--trials", min=1, max=10_000, help="Search trials (default: config)."
     ),
     reason: str = typer.Option(
         "manual run from the CLI", "--reason", help="Recorded with the run."
@@ -388,7 +390,11 @@ def search(
         help="Batches, as train takes them, e.g. 2013-01..2013-12; default: every landed batch.",
     ),
     trials: int | None = typer.Option(
-        None, "--trials", min=1, help="Finished trials the study should hold (default: config)."
+        None,
+        "--trials",
+        min=1,
+        max=10_000,
+        help="Finished trials the study should hold (default: config).",
     ),
     first_worker: int | None = typer.Option(
         None,
@@ -722,7 +728,9 @@ def server(
 
 @app.command()
 def demo(
-    trials: int | None = typer.Option(None, "--trials", min=1, help="Search trials per retrain."),
+    trials: int | None = typer.Option(
+        None, "--trials", min=1, max=10_000, help="Search trials per retrain."
+    ),
     first: str = typer.Option("2013-01..2013-03", help="Batches that train the first champion."),
     last: str = typer.Option("2013-12", help="Last month to replay."),
     config: Path | None = ConfigOption,
@@ -740,7 +748,9 @@ def demo(
 @app.command()
 def serve(
     host: str = typer.Option(
-        "127.0.0.1", "--host", help="Address to bind (loopback only by default)."
+        "127.0.0.1",
+        "--host",
+        help="Address to bind (loopback only by default; any other needs PERENNIAL_SERVE_TOKEN).",
     ),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on."),
     config: Path | None = ConfigOption,

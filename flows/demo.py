@@ -15,7 +15,7 @@ from rich.table import Table
 from flows.training import training
 from tasks.artifacts import artifact_key
 from tasks.batches import expand_range
-from tasks.config import dataset_config
+from tasks.config import checked_trials, dataset_config
 from tasks.drift import measure_drift_task
 from tasks.predict import score_batch_task
 from tasks.report import record_batch_task
@@ -73,6 +73,7 @@ def demo(
     last: str = "2013-12",
     dataset: str = "flights",
 ) -> list[tuple[str, ...]]:
+    checked_trials(trials)
     config = dataset_config(dataset)
     console = Console()
     opening = expand_range(first, config.time)

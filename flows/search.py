@@ -11,7 +11,7 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.config import dataset_config
+from tasks.config import checked_trials, dataset_config
 from tasks.features import build_datasets_task
 from tasks.ingest import choose_batches_task
 from tasks.search import name_study_task, search_task
@@ -36,6 +36,7 @@ def search(
         first_worker_index: Sampler seed offset of this process's first worker; give each
             process that joins a study its own (0, 2, 4, ... with two workers each).
     """
+    checked_trials(trials)  # before any work: a UI run with 10**9 trials is refused at once
     config = joining_config(dataset_config(dataset), first_worker_index)
     chosen = choose_batches_task(config, batches, "search only")
     gate = gate_batches_task(config, chosen, "training")

@@ -5,7 +5,9 @@
     GET  /health    200 once a champion is loaded, else 503 (the only route open without the
                     bearer token, when PERENNIAL_SERVE_TOKEN is set)
     GET  /version   the served versions
-    GET  /metrics   Prometheus text: requests, latency histogram, served versions, swap failures
+    GET  /metrics   Prometheus text: requests, error responses, latency histogram, served
+                    versions, swap failures
+    GET  /docs, /openapi.json   only with `serve.docs: true` (and the token, when one is set)
 
 A request may carry `X-Request-Key`: the same key is always scored by the same arm (A/B with
 `serve.challenger_share`). The work is in `tasks.serving`; this module only wires HTTP to it.
@@ -19,7 +21,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 from fastapi import FastAPI, Request, Response
@@ -36,10 +38,13 @@ from pydantic import ValidationError
 from tasks.config import PerennialConfig
 from tasks.live import LiveSampler
 from tasks.registry import CHALLENGER, CHAMPION
-from tasks.serving import AliasPoller, Arms, ModelSlot, route
+from tasks.serving import AliasPoller, Arms, ModelSlot, ServedModel, route
 from tasks.storage import open_storage
 
 log = logging.getLogger("perennial.serve")
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+TOKEN_VARIABLE = "PERENNIAL_SERVE_TOKEN"
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -70,6 +75,12 @@ class ServeMetrics:
             ["alias"],
             registry=self.registry,
         )
+        self.errors = Counter(
+            "perennial_serve_error_responses",
+            "Responses with an error status (4xx, 5xx) on any route, by route and status.",
+            ["route", "status"],
+            registry=self.registry,
+        )
         self.swap_failures = Counter(
             "perennial_serve_swap_failures",
             "Versions that failed to load or warm up and were not swapped in.",
@@ -80,6 +91,38 @@ class ServeMetrics:
     def served(self, arms: Arms) -> None:
         for alias, model in ((CHAMPION, arms.champion), (CHALLENGER, arms.challenger)):
             self.version.labels(alias).set(int(model.version) if model else 0)
+
+
+class ErrorCounter:
+    """ASGI middleware that counts every error response (4xx, 5xx) by route and status, 500s
+    from an unhandled exception included: those never pass a handler's own counting. Routes are
+    the app's route paths ("other" for any path it has no route for), so a scan of made-up
+    paths cannot grow the metrics without bound."""
+
+    def __init__(self, app: Any, metrics: ServeMetrics, routes: frozenset[str]) -> None:
+        self.app, self.metrics, self.routes = app, metrics, routes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        route = path if path in self.routes else "other"
+        status: list[int] = []
+
+        async def send_counted(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+                if message["status"] >= 400:
+                    self.metrics.errors.labels(route, str(message["status"])).inc()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counted)
+        except Exception:
+            if not status:  # no response started: the server answers 500
+                self.metrics.errors.labels(route, "500").inc()
+            raise
 
 
 def _json(payload: Any, status: int = 200) -> Response:
@@ -158,7 +201,7 @@ def create_app(
             on_failure=lambda alias, _version: metrics.swap_failures.labels(alias).inc(),
         )
     share, threshold = config.serve.challenger_share, config.serve.threshold
-    refused = _token_check(os.environ.get("PERENNIAL_SERVE_TOKEN"))
+    refused = _token_check(os.environ.get(TOKEN_VARIABLE))
     max_body = config.serve.max_body_kb * 1024
 
     @asynccontextmanager
@@ -176,7 +219,15 @@ def create_app(
             poller.stop()
             sampler.stop()  # writes what is still buffered
 
-    app = FastAPI(title=f"perennial serve: {config.model_name}", lifespan=lifespan)
+    # FastAPI's own /docs, /redoc and /openapi.json are off: they would answer without the
+    # token. `serve.docs: true` adds the two below, behind the token like every other route.
+    app = FastAPI(
+        title=f"perennial serve: {config.model_name}",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.slot, app.state.poller, app.state.metrics = slot, poller, metrics
     app.state.sampler = sampler
 
@@ -214,6 +265,21 @@ def create_app(
             return _refusal(error)
         request_key = request.headers.get("x-request-key")
         model = route(arms, share, request_key) or arms.champion
+        try:
+            return _scored(request, rows, model, request_key, started)
+        except Exception:  # counted by its arm, like every answer it gives; logged with its cause
+            log.exception("scoring %d rows with v%s failed", len(rows), model.version)
+            metrics.requests.labels(model.alias, "500").inc()
+            metrics.latency.observe(time.perf_counter() - started)
+            return _json({"detail": f"v{model.version} failed to score this request"}, 500)
+
+    def _scored(
+        request: Request,
+        rows: list[Any],
+        model: ServedModel,
+        request_key: str | None,
+        started: float,
+    ) -> Response:
         scores = model.score(rows)
         sampler.offer(rows, scores, model, request_key)
         predictions = [
@@ -269,13 +335,50 @@ def create_app(
             return refusal
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    if config.serve.docs:
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        @app.get("/openapi.json", include_in_schema=False)
+        async def openapi(request: Request) -> Response:
+            if (refusal := refused(request)) is not None:
+                return refusal
+            return _json(app.openapi())
+
+        @app.get("/docs", include_in_schema=False)
+        async def docs(request: Request) -> Response:
+            if (refusal := refused(request)) is not None:
+                return refusal
+            return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
+
+    routes = frozenset(getattr(item, "path", "") for item in app.routes)
+    app.add_middleware(ErrorCounter, metrics=metrics, routes=routes)
     return app
+
+
+def refuse_open_bind(host: str, token: str | None) -> None:
+    """Exit 1 with one line when `host` is beyond loopback and no token guards the service:
+    every route but /health would answer anyone who can reach the port."""
+    if host in LOOPBACK_HOSTS or token:
+        return
+    _refuse(
+        f"refused: serving on {host} without {TOKEN_VARIABLE}: anyone who reaches the port "
+        f"could score and read the metrics; set {TOKEN_VARIABLE} to a long random token "
+        "(clients send `Authorization: Bearer <token>`) or bind --host 127.0.0.1"
+    )
+
+
+def _refuse(message: str) -> NoReturn:
+    import sys
+
+    print(message, file=sys.stderr)
+    raise SystemExit(1)
 
 
 def run(config: PerennialConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve until interrupted (Ctrl-C or SIGTERM stop the poller and the server cleanly)."""
     import uvicorn
 
+    refuse_open_bind(host, os.environ.get(TOKEN_VARIABLE))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # No access log: a line per request would cost more than scoring it.
     uvicorn.run(create_app(config), host=host, port=port, access_log=False, log_level="info")

@@ -25,6 +25,7 @@ import copy
 import json
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -85,8 +86,8 @@ def database_urls(db_url: str | None, home: Path) -> dict[str, str]:
     never carry a password (see `database_password`)."""
     if not db_url:
         return {
-            "prefect": f"sqlite+aiosqlite:///{home / 'prefect' / 'prefect.db'}",
-            "mlflow": f"sqlite:///{home / 'mlflow.db'}",
+            "prefect": f"sqlite+aiosqlite:///{sqlite_files(home)['prefect']}",
+            "mlflow": f"sqlite:///{sqlite_files(home)['mlflow']}",
         }
     parts = urlsplit(db_url)
     if not parts.scheme.startswith("postgresql"):
@@ -108,6 +109,16 @@ def database_urls(db_url: str | None, home: Path) -> dict[str, str]:
     }
 
 
+def sqlite_files(home: Path) -> dict[str, Path]:
+    """The SQLite databases of the served stack without PERENNIAL_DB_URL: Prefect's, MLflow's,
+    and MLflow's users (`mlflow_auth_config`)."""
+    return {
+        "prefect": home / "prefect" / "prefect.db",
+        "mlflow": home / "mlflow.db",
+        "mlflow_auth": home / "mlflow-auth.db",
+    }
+
+
 def database_password(db_url: str | None) -> str | None:
     """The password of PERENNIAL_DB_URL: handed to the servers as PGPASSWORD (libpq, psycopg and
     asyncpg all read it), so that no URL on a command line, on disk or in a log carries it."""
@@ -117,6 +128,7 @@ def database_password(db_url: str | None) -> str | None:
 def create_databases(urls: dict[str, str], password: str | None) -> None:
     """Create the PostgreSQL databases that do not exist yet (on the server's `postgres` db)."""
     import psycopg
+    from psycopg import sql
 
     for url in urls.values():
         parts = urlsplit(url.replace("+asyncpg", ""))
@@ -125,7 +137,8 @@ def create_databases(urls: dict[str, str], password: str | None) -> None:
         with psycopg.connect(admin, password=password, autocommit=True) as connection:
             found = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             if found.fetchone() is None:
-                connection.execute(f'CREATE DATABASE "{name}"')
+                # Quoted by psycopg: a name from PERENNIAL_DB_URL is data, never SQL.
+                connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def service_env(home: Path, prefect_port: int, mlflow_port: int) -> dict[str, str]:
@@ -175,6 +188,12 @@ def write_private(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+def sourceable_env(values: dict[str, str]) -> str:
+    """`KEY=value` lines for `set -a; . run/env; set +a`: each value shell-quoted, so that a home
+    path with a space, `$(...)` or a backquote is read as text, never run."""
+    return "".join(f"{key}={shlex.quote(value)}\n" for key, value in values.items())
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
     return {key.strip(): value.strip() for key, value in pairs}
@@ -195,7 +214,9 @@ def credentials(home: Path) -> dict[str, str]:
     }
     missing = {key: make() for key, make in wanted.items() if key not in known}
     if missing:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from tasks.storage import private_folder
+
+        private_folder(path.parent)
         known |= missing
         write_private(path, "".join(f"{key}={value}\n" for key, value in known.items()))
     return known
@@ -224,7 +245,7 @@ def mlflow_auth_config(home: Path, secret: dict[str, str]) -> Path:
         path,
         "[mlflow]\n"
         "default_permission = NO_PERMISSIONS\n"
-        f"database_uri = sqlite:///{home / 'mlflow-auth.db'}\n"
+        f"database_uri = sqlite:///{sqlite_files(home)['mlflow_auth']}\n"
         f"admin_username = {secret['MLFLOW_TRACKING_USERNAME']}\n"
         f"admin_password = {secret['MLFLOW_TRACKING_PASSWORD']}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
@@ -390,15 +411,20 @@ def up(home: Path) -> dict[str, Any]:
         return state
     if state:
         down(home)  # a half-dead service: clear it before starting afresh
+    from tasks.storage import private_file, private_folder
+
     datasets = served_datasets()
     logs = run_dir(home)
-    logs.mkdir(parents=True, exist_ok=True)
+    private_folder(logs)
     logs.chmod(0o700)
-    (home / "prefect").mkdir(parents=True, exist_ok=True)
+    private_folder(home / "prefect")
     prefect_port = choose_port("PERENNIAL_PREFECT_PORT", 4200)
     mlflow_port = choose_port("PERENNIAL_MLFLOW_PORT", 5000)
     db_url = os.environ.get("PERENNIAL_DB_URL")
     urls = database_urls(db_url, home)
+    if not db_url:  # the servers would create their SQLite files with the umask's mode
+        for sqlite_file in sqlite_files(home).values():
+            private_file(sqlite_file)
     password = database_password(db_url)
     if db_url:
         create_databases(urls, password)
@@ -500,7 +526,7 @@ def up(home: Path) -> dict[str, Any]:
     except BaseException:
         down(home)
         raise
-    write_private(logs / "env", "".join(f"{k}={v}\n" for k, v in client_env(home).items()))
+    write_private(logs / "env", sourceable_env(client_env(home)))
     return state
 
 

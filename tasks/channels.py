@@ -72,13 +72,21 @@ def read_secret(env: str | None, block: str | None) -> str:
     return str(stored.get())
 
 
+def slack_escaped(text: str) -> str:
+    """Text that Slack shows as written: `&`, `<` and `>` escaped as Slack documents, so that a
+    `<!channel>`, `<@U123>` or `<https://...|label>` in a reason typed in the UI is inert."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def webhook_body(kind: str, alert: Alert) -> dict[str, Any]:
     """The JSON each kind of webhook documents."""
     text = "\n".join(alert.lines())
     is_url = alert.link.startswith("http")
     if kind == "slack":  # incoming webhook: `text` in mrkdwn, <url|label> links
-        link = f"<{alert.link}|Open in Prefect>" if is_url else f"`{alert.link}`"
-        return {"text": f"*{alert.title}*\n{text}\n{link}"}
+        # The link is ours (the Prefect UI's URL); a `|` in it would end the URL early.
+        url = slack_escaped(alert.link).replace("|", "%7C")
+        link = f"<{url}|Open in Prefect>" if is_url else f"`{slack_escaped(alert.link)}`"
+        return {"text": f"*{slack_escaped(alert.title)}*\n{slack_escaped(text)}\n{link}"}
     if kind == "teams":  # Workflows "post to a channel when a webhook request is received"
         card: dict[str, Any] = {
             "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",

@@ -212,8 +212,26 @@ def _default_search_space() -> dict[str, IntRange | FloatRange]:
     }
 
 
+# Most Optuna trials one search may run: a parameter typed in the UI (an extra zero or three)
+# would otherwise hold the worker, and the training of its dataset, for days.
+MAX_TRIALS = 10_000
+
+
+def checked_trials(trials: int | None) -> int | None:
+    """A run's `trials` parameter (from the CLI, the UI or a deployment): None (the dataset's
+    `hpo.trials`) or 1 to MAX_TRIALS; anything else is refused in one line."""
+    if trials is None:
+        return None
+    if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= MAX_TRIALS:
+        raise ConfigError(
+            f"trials {str(trials)[:40]}: give 1 to {MAX_TRIALS:,} trials per search, or leave "
+            "it empty for the dataset's hpo.trials"
+        )
+    return trials
+
+
 class HpoConfig(_Strict):
-    trials: int = Field(20, ge=1)
+    trials: int = Field(20, ge=1, le=MAX_TRIALS)
     timeout_s: float | None = Field(None, gt=0, description="Wall-time budget of one search.")
     # How the search runs, not what it finds: excluded from dumps, so from the fingerprint and the
     # study name, so that machines with different layouts join the same study.
@@ -403,6 +421,10 @@ class ServeConfig(_Strict):
     )
     live_flush_rows: int = Field(
         10_000, ge=1, description="Sampled rows that trigger a write before the next flush."
+    )
+    docs: bool = Field(
+        False,
+        description="Serve /docs and /openapi.json (behind the token, when one is set).",
     )
 
 

@@ -42,8 +42,9 @@ def yield_cpu() -> None:
 
 def request_docs(docs: Path, config: Any, result: Any) -> Path:
     """Queue GE's validation and Data Docs of a gated batch and make sure a worker runs."""
-    folder = docs / REQUESTS
-    folder.mkdir(parents=True, exist_ok=True)
+    from tasks.storage import private_folder
+
+    folder = private_folder(docs / REQUESTS)  # under PERENNIAL_HOME: the user's only
     payload = {
         # What the gate read, without the back-end URLs (they may hold credentials)
         "config": config.model_dump(mode="json", exclude={"mlflow_uri", "optuna_storage"}),
@@ -167,7 +168,9 @@ def _serve(docs: Path, request: dict[str, Any]) -> None:
 
 
 def _write(path: Path, content: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from tasks.storage import private_folder
+
+    private_folder(path.parent)
     path.write_text(json.dumps(content, indent=1, default=str))
 
 

@@ -8,10 +8,12 @@ module accepts only:
 - column names, constants (numbers, strings, True/False), parentheses;
 - comparisons `== != < <= > >=` (chains too), and `in` / `not in` a list of constants;
 - boolean `& | ~` and `and or not` (element-wise on columns);
-- arithmetic `+ - * /` on numbers and columns.
+- arithmetic `+ - * /` on numbers and numeric columns.
 
 Everything else is refused when the config loads, naming the piece (`calls are not allowed:
-`__import__('os')``); a column the data lacks is refused when the frame is known.
+`__import__('os')``); a column the data lacks, arithmetic on a column of text (`name * 999999999`
+would repeat each string until memory runs out) and any error evaluating it (`1/0 > 1`, `x > 'a'`
+on numbers) are refused when the frame is known, in one line naming the expression.
 """
 
 from __future__ import annotations
@@ -195,7 +197,18 @@ class TargetExpression:
         import pandas as pd
 
         self.check_columns(frame.columns)
-        value = self._value(self.body, frame)
+        try:
+            value = self._value(self.body, frame)
+        except ExpressionError:
+            raise
+        except (
+            Exception
+        ) as exc:  # the data decides what fails (types, zeros): one line, not a trace
+            cause = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise ExpressionError(
+                f"target.expression `{self.text}` cannot be evaluated on this data "
+                f"({type(exc).__name__}: {cause}): fix it in the dataset YAML"
+            ) from None
         if not isinstance(value, pd.Series):  # a constant expression: the same for every row
             value = pd.Series(value, index=frame.index)
         return value.fillna(False).astype(bool)
@@ -238,9 +251,22 @@ class TargetExpression:
             left_value = _as_boolean(self._value(node.left, frame))
             right_value = _as_boolean(self._value(node.right, frame))
             return _LOGICAL[type(node.op)](left_value, right_value)
-        return _ARITHMETIC[type(node.op)](
-            self._value(node.left, frame), self._value(node.right, frame)
-        )
+        left_operand = self._numeric(node.left, self._value(node.left, frame))
+        right_operand = self._numeric(node.right, self._value(node.right, frame))
+        return _ARITHMETIC[type(node.op)](left_operand, right_operand)
+
+    def _numeric(self, node: ast.expr, value: Any) -> Any:
+        """An arithmetic operand, refused unless it holds numbers: on a column of text, `*` repeats
+        each string (`name * 999999999` fills the memory) and `+` joins them."""
+        import pandas as pd
+
+        if isinstance(value, pd.Series) and not pd.api.types.is_numeric_dtype(value.dtype):
+            piece = ast.get_source_segment(self.text, node) or "a column"
+            raise ExpressionError(
+                f"target.expression `{self.text}`: arithmetic on `{piece}`, which holds "
+                f"{value.dtype} values, is not allowed: compare it with == or `in` instead"
+            )
+        return value
 
 
 def _as_boolean(value: Any) -> Any:

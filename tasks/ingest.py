@@ -30,7 +30,7 @@ from tasks import catalog
 from tasks.batches import batch_ids, check_batch, expand_range, period_bounds
 from tasks.catalog import LANDED_SUFFIX, landing_folder, landing_key, quarantine_reason_key
 from tasks.config import PerennialConfig, SourceConfig, TimeConfig
-from tasks.storage import ImmutableKeyError, Storage, content_hash
+from tasks.storage import ImmutableKeyError, Storage, content_hash, private_folder
 
 RAW_FORMATS = (".csv", ".csv.gz", ".csv.zip", ".parquet")
 
@@ -107,7 +107,7 @@ def _read_package_tables(source_json: str, cache: str = "") -> pd.DataFrame:
         frame = frame.merge(right, on=join.join_on, how="left", validate="many_to_one")
     if copy is not None:
         with contextlib.suppress(OSError):  # a cache: failing to write it changes nothing
-            copy.parent.mkdir(parents=True, exist_ok=True)
+            private_folder(copy.parent)  # under PERENNIAL_HOME: the user's only
             partial = copy.with_suffix(f".{os.getpid()}.tmp")
             frame.to_parquet(partial, index=False)
             partial.replace(copy)  # whole or absent, even with two writers at once
@@ -138,7 +138,7 @@ def _package_batch(source_json: str, time_json: str, cache: str, batch: str) -> 
 
 def _write_split(frame: pd.DataFrame, ids: np.ndarray, split: Path) -> None:
     partial = split.with_name(f"{split.name}.{os.getpid()}.tmp")
-    partial.mkdir(parents=True, exist_ok=True)
+    private_folder(partial)
     try:
         for batch in pd.unique(ids[pd.notna(ids)]):
             frame[ids == batch].to_parquet(partial / f"{batch}.parquet", index=False)

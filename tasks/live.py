@@ -13,6 +13,7 @@ received, in the dataset's time zone.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import uuid
@@ -122,7 +123,11 @@ class LiveSampler:
         Costs a few microseconds per kept row: no I/O happens here."""
         if self.rate <= 0:
             return 0
-        kept = [i for i in range(len(rows)) if self._random.random() < self.rate]
+        kept = [
+            i
+            for i in range(len(rows))
+            if self._random.random() < self.rate and finite_row(rows[i], float(scores[i]))
+        ]
         if not kept:
             return 0
         received = self.clock()
@@ -194,6 +199,15 @@ class LiveSampler:
         if self._thread is not None:
             self._thread.join(timeout=60)
         self.flush()
+
+
+def finite_row(row: BaseModel, score: float) -> bool:
+    """A row fit to be kept: its score and every number in it finite. The request schema already
+    refuses NaN and infinity; this keeps them out of live batches (and so out of drift and A/B
+    numbers) whatever reaches the sampler."""
+    if not math.isfinite(score):
+        return False
+    return all(math.isfinite(value) for value in vars(row).values() if isinstance(value, float))
 
 
 def part_name(moment: datetime) -> str:

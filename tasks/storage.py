@@ -31,6 +31,40 @@ MULTIPART_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_ATTEMPTS = 6
 
 
+# Local state is the user's only, whatever the umask: it holds data, models and credentials.
+PRIVATE_FOLDER, PRIVATE_FILE, READ_ONLY_FILE = 0o700, 0o600, 0o400
+
+
+def private_folder(folder: Path) -> Path:
+    """`folder`, and each missing parent, created for the user only (0700). The mode is set
+    after mkdir, which the umask would narrow or (umask 000) leave wide; folders that were
+    already there are not changed."""
+    folder = Path(folder)
+    missing: list[Path] = []
+    current = folder
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir()
+        except FileExistsError:  # another process made it first: theirs to set
+            continue
+        path.chmod(PRIVATE_FOLDER)
+    return folder
+
+
+def private_file(path: Path) -> Path:
+    """An empty file for the user only (0600), in a private folder, if none is there yet: for
+    files a library creates later with its own mode (SQLite databases, whose journal and WAL
+    files copy the database's mode; Optuna's journal), created here first."""
+    path = Path(path)
+    private_folder(path.parent)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+    return path
+
+
 class ImmutableKeyError(FileExistsError):
     """An immutable key (raw data) already holds different content."""
 
@@ -96,7 +130,8 @@ class Storage:
     @staticmethod
     def _complete_temporary(target: Path, data: bytes) -> str:
         """`data` in a synced temporary file beside `target` (so a link or rename is atomic)."""
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(target.parent)
+        # mkstemp creates the file 0600, and the rename keeps it.
         handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
             with os.fdopen(handle, "wb") as out:
@@ -121,7 +156,7 @@ class Storage:
         tmp = self._complete_temporary(target, data)
         try:
             if read_only:
-                os.chmod(tmp, 0o444)  # raw data is read-only on disk too
+                os.chmod(tmp, READ_ONLY_FILE)  # raw data is read-only on disk too
             os.link(tmp, target)
         except FileExistsError:
             return False

@@ -57,8 +57,10 @@ def open_optuna_storage(url: str) -> Any:
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
 
+        from tasks.storage import private_file
+
         path = url.removeprefix("journal:")
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        private_file(Path(path))  # Optuna would create it with the umask's mode
         return optuna.storages.JournalStorage(JournalFileBackend(path))
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 

@@ -28,7 +28,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.artifacts import artifact_key
-from tasks.config import FloatRange, HpoConfig, PerennialConfig
+from tasks.config import FloatRange, HpoConfig, PerennialConfig, checked_trials
 from tasks.device import training_device, xgboost_module
 from tasks.features import Datasets
 from tasks.model import encode, fit_encoder, matrix_spec
@@ -233,7 +233,8 @@ def tune(
 ) -> TuneResult:
     """Run (or resume) the study until it holds `trials` finished trials or the timeout ends it."""
     hpo = config.hpo
-    target = trials or hpo.trials
+    # Checked here too: the training flow hands its run parameter straight to this task.
+    target = checked_trials(trials) or hpo.trials
     deadline = time.time() + hpo.timeout_s if hpo.timeout_s else None
     storage = open_optuna_storage(config.optuna_storage_url)
     study = create_study(config, name, storage)

@@ -231,3 +231,23 @@ def test_the_drift_trigger_retrains_once_per_batch_within_the_window() -> None:
     for deployment in production["deployments"]:
         for trigger in deployment.get("triggers", []):
             assert trigger["for_each"] == ["perennial.batch"] and trigger["within"] == 3600
+
+
+def test_slack_text_from_a_ui_reason_cannot_ping_or_link() -> None:
+    from tasks.channels import webhook_body
+
+    alert = Alert(
+        "flights",
+        "training_failed",
+        "2013-07",
+        "training of flights failed <!here>",
+        facts={"reason": "<!channel> see <https://evil.example|the fix> & act"},
+        link="http://127.0.0.1:4200/runs/flow-run/1?a=1&b=<2>",
+    )
+    text = webhook_body("slack", alert)["text"]
+    assert "<!channel>" not in text and "<!here>" not in text and "<https://evil" not in text
+    assert "&lt;!channel&gt; see &lt;https://evil.example|the fix&gt; &amp; act" in text
+    # Our own link still is one, with its characters escaped the way Slack reads them back.
+    assert text.endswith(
+        "<http://127.0.0.1:4200/runs/flow-run/1?a=1&amp;b=&lt;2&gt;|Open in Prefect>"
+    )

@@ -118,3 +118,29 @@ def test_cli_refuses_code_in_the_expression_in_one_line(tmp_path: Path) -> None:
         assert "target.expression': calls are not allowed: `__import__('os')" in lines[0]
         assert str(path) in lines[0]
     assert not canary.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "refusal"),
+    [
+        ("carrier * 3 == 'UAUAUA'", "arithmetic on `carrier`, which holds"),
+        ("carrier + carrier == 'UAUA'", "arithmetic on `carrier`, which holds"),
+        ("1 / 0 > 1", "ZeroDivisionError"),
+        ("distance > 'a'", "TypeError"),
+        ("-carrier == 'UA'", "TypeError"),
+    ],
+)
+def test_errors_on_the_data_are_one_line_naming_the_expression(text: str, refusal: str) -> None:
+    with pytest.raises(ExpressionError) as refused:
+        parse(text).evaluate(rows())
+    message = str(refused.value)
+    assert refusal in message and f"`{text}`" in message
+    assert "\n" not in message
+
+
+def test_repeating_text_until_memory_runs_out_is_refused() -> None:
+    # Empty strings, so that an evaluator without the check repeats them harmlessly (and this
+    # test fails) instead of taking the machine's memory.
+    frame = pd.DataFrame({"carrier": ["", ""]})
+    with pytest.raises(ExpressionError, match="arithmetic on `carrier`"):
+        parse("carrier * 999999999 == 'a'").evaluate(frame)

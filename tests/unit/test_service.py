@@ -4,18 +4,22 @@ without passwords (the stack itself runs in tests/e2e)."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from flows.service import (
     ServiceError,
+    create_databases,
     credentials,
     database_password,
     database_urls,
     render_deployments,
     served_datasets,
+    sourceable_env,
     write_private,
 )
 from tests.conftest import FLIGHTS, ROOT
@@ -72,3 +76,44 @@ def test_database_urls_never_carry_the_password(tmp_path: Path) -> None:
     with pytest.raises(ServiceError) as refused:
         database_urls("mysql://team:s3cret-pw@db/x", tmp_path)
     assert "s3cret-pw" not in str(refused.value)
+
+
+def test_run_env_is_sourced_as_text_never_run(tmp_path: Path) -> None:
+    canary = tmp_path / "ran"
+    home = f"{tmp_path}/my home $(touch {canary}) `touch {canary}` it's"
+    env_file = tmp_path / "env"
+    env_file.write_text(sourceable_env({"PERENNIAL_HOME": home, "PREFECT_API_URL": "http://x/api"}))
+    shown = subprocess.run(
+        ["bash", "-c", f'set -a; . "{env_file}"; set +a; printf %s "$PERENNIAL_HOME"'],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    assert shown.stdout == home and not canary.exists()
+
+
+def test_database_names_are_quoted_by_psycopg(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg
+
+    statements: list[str] = []
+
+    class Connection:
+        def __enter__(self) -> Connection:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            return None
+
+        def execute(self, statement: Any, params: Any = None) -> Any:
+            if params is None:  # the CREATE: rendered as the server would receive it
+                rendered = statement if isinstance(statement, str) else statement.as_string(None)
+                statements.append(rendered)
+            return self
+
+        def fetchone(self) -> None:
+            return None  # no database of that name yet
+
+    monkeypatch.setattr(psycopg, "connect", lambda *_args, **_kwargs: Connection())
+    create_databases({"mlflow": 'postgresql://u@127.0.0.1/x"; DROP DATABASE prod; --'}, None)
+    assert statements == ['CREATE DATABASE "x""; DROP DATABASE prod; --"']

@@ -15,7 +15,7 @@ def test_immutable_write_is_idempotent_and_refuses_changes(tmp_path: Path) -> No
     with pytest.raises(ImmutableKeyError, match=r"landing/d/b\.csv"):
         storage.write_bytes("landing/d/b.csv", b"a,b\n9,9\n", immutable=True)
     assert storage.read_bytes("landing/d/b.csv") == b"a,b\n1,2\n"
-    assert oct(storage.path("landing/d/b.csv").stat().st_mode)[-3:] == "444"
+    assert oct(storage.path("landing/d/b.csv").stat().st_mode)[-3:] == "400"  # read-only, private
 
 
 def test_raw_data_cannot_be_deleted(tmp_path: Path) -> None:
