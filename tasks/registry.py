@@ -89,6 +89,9 @@ def connect(config: PerennialConfig) -> Any:
     if not uri.startswith("sqlite:///") or not database.parent.is_dir():
         return mlflow.MlflowClient(uri, uri)  # a missing folder: MLflow names it itself
     with _first_use_lock(database):
+        from tasks.storage import private_file
+
+        private_file(database)  # before SQLite makes it (and its WAL) with the umask's mode
         client = mlflow.MlflowClient(uri, uri)
         client.search_experiments(max_results=1)  # creates the tracking tables if new
         client.search_registered_models(max_results=1)  # ... and the registry's
@@ -102,7 +105,9 @@ def _first_use_lock(database: Path) -> Iterator[None]:
     exists". Under a lock beside the file, the first creates them and the next finds them."""
     import fcntl
 
-    with open(database.with_name(database.name + ".lock"), "a") as lock:
+    from tasks.storage import private_file
+
+    with open(private_file(database.with_name(database.name + ".lock")), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

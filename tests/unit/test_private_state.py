@@ -110,3 +110,17 @@ def test_the_cli_creates_prefect_home_private(tmp_path: Path, permissive_umask: 
     result = CliRunner().invoke(app, ["server", "--help"], env={"PREFECT_HOME": str(prefect_home)})
     assert result.exit_code == 0 and prefect_home.is_dir()
     assert open_to_others(tmp_path / "perennial") == []
+
+
+@pytest.mark.slow
+def test_the_local_mlflow_registry_is_private(tmp_path: Path, permissive_umask: int) -> None:
+    """`perennial` without a server: MLflow's SQLite file in the home, and its WAL, 0600."""
+    from tasks.config import load_config
+    from tasks.registry import connect
+    from tests.conftest import FLIGHTS
+
+    home = tmp_path / "home"
+    connect(load_config(FLIGHTS).model_copy(update={"home": str(home)}))
+    databases = list(home.glob("mlflow.db*"))
+    assert databases, list(home.iterdir())
+    assert [p for p in databases if stat.S_IMODE(p.stat().st_mode) & 0o077] == []
