@@ -29,7 +29,9 @@ from tests.conftest import run_perennial, served_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(2400)]
 
-DRIFTING = "2013-07"  # summer weather vs a winter-trained champion: temp, dewp, ... drift
+# Spring weather against a winter-trained champion (temp, dewp, ... drift), which scores April
+# below its holdout interval: the monitor alerts on the performance, not on the weather alone.
+DRIFTING = "2013-04"
 BURST_BATCH = "2013-08"
 TRIALS = "2"  # search trials per retrain: the test is about orchestration, not model quality
 BURST = 5
