@@ -3,6 +3,7 @@ per original feature, top reasons in batch predictions and in `POST /predict?exp
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -121,13 +122,15 @@ def test_top_reasons_are_the_largest_contributions_with_their_sign() -> None:
 
 
 def test_global_importance_is_mean_absolute_shap_and_drawn(
-    config: PerennialConfig, pipeline: Any
+    config: PerennialConfig, pipeline: Any, request: pytest.FixtureRequest
 ) -> None:
     x = model_inputs(raw_rows(3000, 3), config)
     explained = explain_version(pipeline, config, x)
+    again = explain_version(pipeline, config, x)  # the same sample: the same numbers
+    for each in (explained, again):  # the PNGs' temporary folders go when the test ends
+        request.addfinalizer(lambda folder=each.plot.parent: shutil.rmtree(folder, True))
     assert explained.rows == 2000  # a sample of a big holdout
     assert explained.importance.index[0] == "load"  # the feature the label is built from
-    again = explain_version(pipeline, config, x)  # the same sample: the same numbers
     pd.testing.assert_series_equal(explained.importance, again.importance)
     table = pd.read_csv(pd.io.common.StringIO(explained.table_csv()))
     assert list(table.columns) == ["feature", "mean_abs_shap"]
