@@ -5,7 +5,7 @@
 The champion is trained as the demo's first one (2013-01..2013-03: fit on January-February,
 holdout March) with fixed parameters and no search (the search does not change what is
 measured here: the estimate against the real AUC of the same model). Its scores are calibrated
-on the March holdout (tasks/estimate.py, isotonic), then for each month April-December the AUC
+on the March holdout (tasks/watch/estimate.py, isotonic), then for each month April-December the AUC
 is estimated from the scores alone and compared with the AUC on the month's labels. The issue's
 bar: within 0.03 on at least 8 of the 9 months. Months are read from the demo's source package
 and featurised by the pipeline's own functions (no GE gate: the gate drops no rows of these
@@ -31,8 +31,8 @@ PARAMS = {"max_depth": 6, "learning_rate": 0.05, "subsample": 0.8, "colsample_by
 
 
 def month(config, batch):  # type: ignore[no-untyped-def]
-    from tasks.features import features_and_label
-    from tasks.ingest import extract_from_source, read_raw
+    from tasks.data.features import features_and_label
+    from tasks.data.ingest import extract_from_source, read_raw
 
     data, ext, _ = extract_from_source(config, batch)
     return features_and_label(read_raw(data, ext), config)
@@ -43,10 +43,10 @@ def main() -> None:
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
-    from tasks.config import load_config
-    from tasks.estimate import calibrate, estimate_auc, fit_calibration, with_past_errors
-    from tasks.evaluate import predict
-    from tasks.train import fit_model
+    from tasks.core.config import load_config
+    from tasks.learn.train import fit_model
+    from tasks.registry.metrics import predict
+    from tasks.watch.estimate import calibrate, estimate_auc, fit_calibration, with_past_errors
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=300)

@@ -1,4 +1,4 @@
-"""Cross-check of tasks/estimate.py against NannyML's own CBPE, in an environment of its own
+"""Cross-check of tasks/watch/estimate.py against NannyML's own CBPE, in an environment of its own
 (NannyML needs xgboost < 3, so it cannot join the project's lock):
 
     .venv/bin/python benchmarks/cbpe.py --scores /tmp/cbpe_scores.npz

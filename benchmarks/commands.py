@@ -35,7 +35,7 @@ STATUS_BY_MLFLOW = (
 )
 REGISTRY = """
 from mlflow import MlflowClient
-from tasks.config import load_config
+from tasks.core.config import load_config
 config = load_config(None)
 client = MlflowClient(config.tracking_uri, config.tracking_uri)
 experiment = client.create_experiment(config.dataset, artifact_location="file:///tmp/none")
@@ -68,7 +68,7 @@ def median(values: list[float]) -> float:
 
 
 def measure(runs: int, folder: Path) -> dict[str, object]:
-    from tasks.data_docs import wait_idle
+    from tasks.data.data_docs import wait_idle
 
     # Bytecode cached as on a user's machine after the first run (this machine's shell sets
     # PYTHONDONTWRITEBYTECODE, and compiling every module again cost about 5 s a command).

@@ -1,5 +1,5 @@
 """Drift measurement speed: a 1M-row batch x 30 features (25 numeric, 5 categorical) against a
-reference profile of 200k rows, through `tasks.drift.compare` (PSI of every feature and of the
+reference profile of 200k rows, through `tasks.watch.drift.compare` (PSI of every feature and of the
 scores, vectorised: np.searchsorted + np.bincount per column).
 
     .venv/bin/python benchmarks/drift.py [--rows 1000000] [--runs 3]
@@ -64,8 +64,8 @@ def main() -> None:
 
     from scipy.stats import ks_2samp
 
-    from tasks.config import FeaturesConfig, load_config
-    from tasks.drift import build_profile, compare
+    from tasks.core.config import FeaturesConfig, load_config
+    from tasks.watch.profile import build_profile, compare
 
     base = load_config()
     features = FeaturesConfig(

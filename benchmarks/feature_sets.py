@@ -5,8 +5,8 @@ script's set: it does not join the planes table), on three holdouts (2013-06, -0
 One study name is one draw of Hyperband brackets, so each holdout runs several names, both
 feature sets on each name, in alternating order (as `search_layout.py` does for layouts). The
 months are landed and gated into a temporary home with Perennial's own functions; each run is
-`tasks.tune.tune` (40 trials, PERENNIAL_SPLIT__MAX_TRAIN_ROWS=400000) and
-`tasks.train.fit_model`, scored on the holdout month.
+`tasks.learn.tune.tune` (40 trials, PERENNIAL_SPLIT__MAX_TRAIN_ROWS=400000) and
+`tasks.learn.train.fit_model`, scored on the holdout month.
 
 Writes benchmarks/results/feature_sets.json (nothing else writes it):
 
@@ -35,8 +35,8 @@ AIRCRAFT = ("plane_year", "plane_seats")
 
 def feature_sets(config: Any, months: list[str]) -> dict[str, tuple[Any, Any]]:
     """Config and datasets of each feature set, on the months landed in the config's home."""
-    from tasks.features import build_datasets
-    from tasks.storage import open_storage
+    from tasks.core.storage import open_storage
+    from tasks.data.features import build_datasets
 
     storage = open_storage(config.home)
     without = [c for c in config.features.numeric if c not in AIRCRAFT]

@@ -44,8 +44,8 @@ GOAL_INGEST_SECONDS = 4.0  # `perennial ingest` of a month, wall, against a runn
 
 
 def month_csv() -> bytes:
-    from tasks.config import load_config
-    from tasks.ingest import extract_from_source
+    from tasks.core.config import load_config
+    from tasks.data.ingest import extract_from_source
 
     return extract_from_source(load_config(), BATCH)[0]
 
@@ -62,10 +62,10 @@ def old_gate(data: bytes, folder: Path) -> dict[str, float]:
     """The gate as it was: pandas reader, `parse_times`, real GE, pandas Parquet."""
     import pandas as pd
 
-    from tasks.batches import parse_times
-    from tasks.config import load_config
-    from tasks.expectations import run_suite
-    from tasks.filecheck import plain_bytes
+    from tasks.core.batches import parse_times
+    from tasks.core.config import load_config
+    from tasks.data.expectations import run_suite
+    from tasks.data.filecheck import plain_bytes
 
     config = load_config()
     clock = time.perf_counter()
@@ -84,10 +84,10 @@ def old_gate(data: bytes, folder: Path) -> dict[str, float]:
 
 
 def new_gate(data: bytes, home: Path) -> dict[str, Any]:
-    from tasks.config import load_config
-    from tasks.ingest import land_batch
-    from tasks.storage import Storage
-    from tasks.validate import gate_batch
+    from tasks.core.config import load_config
+    from tasks.core.storage import Storage
+    from tasks.data.ingest import land_batch
+    from tasks.data.validate import gate_batch
 
     os.environ["PERENNIAL_HOME"] = str(home)
     config, storage = load_config(), Storage(home)
@@ -109,7 +109,7 @@ def baseline(data: bytes, folder: Path) -> float:
 
 def measure(data: bytes, runs: int, scratch: Path) -> dict[str, Any]:
     """Old, new and baseline on the same bytes, interleaved; the best run of each."""
-    from tasks.ingest import idle_cores
+    from tasks.data.ingest import idle_cores
 
     old, new, base, readers = [], [], [], []
     for run in range(runs):
@@ -144,7 +144,7 @@ def compare_readers(data: bytes) -> tuple[float, float]:
     """pandas' reader against pyarrow's multi-threaded one (`read_csv_fast`), back to back."""
     import pandas as pd
 
-    from tasks.ingest import read_csv_fast
+    from tasks.data.ingest import read_csv_fast
 
     clock = time.perf_counter()
     pd.read_csv(io.BytesIO(data))
@@ -250,7 +250,7 @@ def main() -> None:
         "cli": cli,
         "import_seconds": {
             "great_expectations": import_seconds("great_expectations"),
-            "tasks_validate_with_prefect": import_seconds("tasks.validate"),
+            "tasks_validate_with_prefect": import_seconds("tasks.data.validate"),
         },
         "goals": {
             "month_gate_seconds": GOAL_MONTH_SECONDS,

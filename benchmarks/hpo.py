@@ -6,7 +6,8 @@ run 40 trials with the dataset's search space and seed:
 - bare: as ../shared/anchors/bare_pipeline.py searches: sequential, Optuna's default
   HyperbandPruner, native xgb.train on QuantileDMatrix with early stopping, nthread = cores
   (the strongest plain baseline; until November 2026 this compared with an unpruned search);
-- perennial: `tasks.tune.tune` as the training flow calls it (workers, pruner, threads from the
+- perennial: `tasks.learn.tune.tune` as the training flow calls it (workers, pruner, threads from
+the
   config's defaults).
 Best holdout AUC: the final model (train + validation, best parameters and rounds) scored on May.
 CPU: this process's CPU time over wall time x cores during each search, and the whole machine's
@@ -40,10 +41,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tasks.config import PerennialConfig, load_config  # noqa: E402
-from tasks.features import Datasets, TimeSplit, features_and_label  # noqa: E402
-from tasks.ingest import extract_from_source, read_raw  # noqa: E402
-from tasks.validate import typed_frame  # noqa: E402
+from tasks.core.config import PerennialConfig, load_config  # noqa: E402
+from tasks.data.features import Datasets, TimeSplit, features_and_label  # noqa: E402
+from tasks.data.ingest import extract_from_source, read_raw  # noqa: E402
+from tasks.data.parse import typed_frame  # noqa: E402
 
 TRIALS = 40
 LAYOUT_TRIALS = 6
@@ -107,8 +108,8 @@ def bare_search(data: Datasets, config: PerennialConfig, trials: int = TRIALS) -
     import xgboost as xgb
     from optuna_integration.xgboost import XGBoostPruningCallback
 
-    from tasks.model import make_encoder
-    from tasks.tune import suggest_params
+    from tasks.learn.model import make_encoder
+    from tasks.learn.tune import suggest_params
 
     hpo = config.hpo
     threads = len(os.sched_getaffinity(0))
@@ -149,7 +150,7 @@ def bare_search(data: Datasets, config: PerennialConfig, trials: int = TRIALS) -
 
 
 def perennial_search(data: Datasets, config: PerennialConfig, name: str) -> dict[str, Any]:
-    from tasks.tune import tune
+    from tasks.learn.tune import tune
 
     result = tune(data, config, name, trials=TRIALS)
     return {
@@ -165,14 +166,14 @@ def perennial_search(data: Datasets, config: PerennialConfig, name: str) -> dict
 def holdout_auc(data: Datasets, config: PerennialConfig, best: dict[str, Any]) -> float:
     from sklearn.metrics import roc_auc_score
 
-    from tasks.train import fit_model
+    from tasks.learn.train import fit_model
 
     model = fit_model(data.x_fit, data.y_fit, best["params"], best["rounds"], config)
     return float(roc_auc_score(data.y_holdout, model.predict_proba(data.x_holdout)[:, 1]))
 
 
 def _process_worker(data: Datasets, config: PerennialConfig, name: str, index: int) -> int:
-    from tasks.tune import search_worker
+    from tasks.learn.tune import search_worker
 
     return search_worker(data, config, name, index, 2, 1, LAYOUT_TRIALS, None)
 
@@ -181,7 +182,7 @@ def fixed_points(config: PerennialConfig, count: int) -> list[dict[str, Any]]:
     """Seeded random points of the search space, so that layouts train identical models."""
     import numpy as np
 
-    from tasks.config import FloatRange
+    from tasks.core.config import FloatRange
 
     rng = np.random.default_rng(config.hpo.seed)
     points = []
@@ -231,7 +232,7 @@ def run_with_prefect(mode: str, calls: list[dict[str, Any]]) -> float:
     inside a flow (the ephemeral API server's start is not counted; the runner's start is)."""
     from prefect import flow
 
-    from tasks.tune import search_worker_task
+    from tasks.learn.tune import search_worker_task
 
     @flow(name="hpo-layout")
     def layout_flow() -> float:
@@ -247,8 +248,8 @@ def run_with_prefect(mode: str, calls: list[dict[str, Any]]) -> float:
 
 def layouts(data: Datasets, config: PerennialConfig) -> dict[str, Any]:
     """The same few unpruned trials in each layout (pruning makes costs too uneven to compare)."""
-    from tasks.study import create_study
-    from tasks.tune import run_in_threads
+    from tasks.learn.study import create_study
+    from tasks.learn.tune import run_in_threads
 
     cores = len(os.sched_getaffinity(0))
     unpruned = config.hpo.model_copy(update={"pruner": "none"})

@@ -23,7 +23,8 @@ the mean of the paired differences (Perennial - script) with its 95% t interval.
 Each is one child process of this one, started and waited for here; its peak resident memory is
 the peak of the summed RSS of its whole process tree (sampled from /proc every 0.1 s). Both
 holdout AUCs are recorded, and Perennial's time per stage from its run's MLflow cost metrics
-(`cost_<stage>_wall_seconds`, tasks/cost.py); the rest of its wall time (interpreter, imports,
+(`cost_<stage>_wall_seconds`, tasks/registry/cost.py); the rest of its wall time (interpreter,
+imports,
 Prefect server start, MLflow set-up) is `outside_stages_s`.
 
 Writes benchmarks/results/pipeline.json with the 1-minute load average around each run.
@@ -198,7 +199,7 @@ def perennial_run(trials: int, seed: int, prefect_home: Path) -> dict[str, Any]:
     # The Data Docs worker the gate started finishes after the command (its work is off the
     # critical path, at low priority): wait for it, so that it does not run into the next
     # measurement, and say how long it took.
-    from tasks.data_docs import wait_idle
+    from tasks.data.data_docs import wait_idle
 
     waited = time.perf_counter()
     wait_idle(home / "data_docs", timeout=900)

@@ -1,13 +1,13 @@
 """What retrain policies deliver on the flights demo: the realized AUC of the model in production
 for each month April-December 2013 (the champion when the month arrives, scored on the month's
 labels), its mean over seeds, and what each policy spent in retrains, promotions, alerts and
-training seconds (tasks/replay.py).
+training seconds (tasks/watch/replay.py).
 
 Policies, all with the same features, encoder and fixed XGBoost parameters (no search), and a
 January-March first model, in the demo YAML's training shape (`split.refit_on_holdout`: the
 served model is refit on the holdout month once judged): `configured` (what the pipeline does:
 a retrain after every month, as the training deployment's monthly schedule, and on a monitor
-alert, each decided by `tasks.evaluate.decide` with the demo's `promotion:` settings),
+alert, each decided by `tasks.registry.evaluate.decide` with the demo's `promotion:` settings),
 `every_batch` (retrain and promote after each month's labels), `never` and `every_3`.
 `training_shapes` sets `every_batch` with the holdout month kept out of the served model (the
 shape before refitting) beside the refit; `windows` gives the configured policy under several
@@ -53,7 +53,7 @@ def policies(config: Any) -> dict[str, tuple[Any, Any]]:
     monthly scheduled retrain and the monitor's alert, decided by the YAML's promotion
     settings, the served model refit on the holdout: the issues' goals are judged on it). The
     rest are the variants measured to choose those defaults."""
-    from tasks.replay import PREVIOUS_BATCH_CANDIDATE, Policy, configured_policy, policies
+    from tasks.watch.replay import PREVIOUS_BATCH_CANDIDATE, Policy, configured_policy, policies
 
     main = {name: (CONFIG, policy) for name, policy in policies(config).items()}
     configured = configured_policy(config)
@@ -84,7 +84,7 @@ def capped(config: Any, cap: Any) -> Any:
 
 def run_all(config: Any, data: Any, seeds: int, rounds: int, threads: int) -> dict[str, list[Any]]:
     """Every policy under every seed; replays of one seed and row cap share fitted models."""
-    from tasks.replay import ModelCache, replay
+    from tasks.watch.replay import ModelCache, replay
 
     chosen = policies(config)
     results: dict[str, list[Any]] = {name: [] for name in chosen}
@@ -114,7 +114,7 @@ def run_all(config: Any, data: Any, seeds: int, rounds: int, threads: int) -> di
 
 
 def described(results: list[Any], policy: Any, cap: int | None) -> dict[str, Any]:
-    from tasks.replay import summarize
+    from tasks.watch.replay import summarize
 
     summary = summarize(results)
     return {
@@ -177,8 +177,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None, help="boosting rounds per fit")
     parser.add_argument("--threads", type=int, default=None, help="XGBoost threads per fit")
     args = parser.parse_args()
-    from tasks.config import load_config
-    from tasks.replay import DEFAULT_THREADS, FIXED_PARAMS, FIXED_ROUNDS, load_batches
+    from tasks.core.config import load_config
+    from tasks.watch.replay import DEFAULT_THREADS, FIXED_PARAMS, FIXED_ROUNDS, load_batches
 
     rounds, threads = args.rounds or FIXED_ROUNDS, args.threads or DEFAULT_THREADS
     started, clock = datetime.now(UTC), time.perf_counter()
@@ -216,11 +216,12 @@ def main() -> None:
         "refit_on_holdout": config.split.refit_on_holdout,
         "seeds": list(range(args.seeds)),
         "alert_rule": "configured (the pipeline's): a retrain after every month (the training "
-        "deployment's monthly schedule) and on an alert (tasks.replay.below_holdout_interval: "
-        "the realized AUC below the champion's 95% bootstrap holdout interval, "
+        "deployment's monthly schedule) and on an alert "
+        "(tasks.watch.replay.below_holdout_interval: the realized AUC below the champion's 95% "
+        "bootstrap holdout interval, "
         f"{config.promotion.bootstrap_samples} resamples, as the monitor alerts), decided by the "
         "config's promotion settings; refit: the promoted challenger refit on its batches plus "
-        "the holdout, rounds scaled to the rows (tasks.train.refit_rounds). "
+        "the holdout, rounds scaled to the rows (tasks.learn.train.refit_rounds). "
         "candidate_previous_batch: alerts when the realized AUC is below the champion's AUC on "
         "the batch before by more than sqrt(2) x the half-width of its holdout interval; on an "
         "alert the decision uses promotion.min_improvement 0",

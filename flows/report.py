@@ -8,8 +8,8 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.config import dataset_config
-from tasks.report import write_report_task
+from tasks.core.config import dataset_config
+from tasks.watch.report import write_report_task
 
 
 @flow(name="report", log_prints=True)

@@ -11,12 +11,12 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.config import checked_trials, dataset_config
-from tasks.features import build_datasets_task
-from tasks.ingest import choose_batches_task
-from tasks.search import name_study_task, search_task
-from tasks.study import joining_config
-from tasks.validate import gate_batches_task
+from tasks.core.config import checked_trials, dataset_config
+from tasks.data.features import build_datasets_task
+from tasks.data.ingest import choose_batches_task
+from tasks.data.validate import gate_batches_task
+from tasks.learn.search import name_study_task, search_task
+from tasks.learn.study import joining_config
 
 
 @flow(name="search", log_prints=True)

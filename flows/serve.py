@@ -10,7 +10,7 @@
     GET  /docs, /openapi.json   only with `serve.docs: true` (and the token, when one is set)
 
 A request may carry `X-Request-Key`: the same key is always scored by the same arm (A/B with
-`serve.challenger_share`). The work is in `tasks.serving`; this module only wires HTTP to it.
+`serve.challenger_share`). The work is in `tasks.serve.serving`; this module only wires HTTP to it.
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ from prometheus_client import (
 )
 from pydantic import ValidationError
 
-from tasks.config import PerennialConfig
-from tasks.live import LiveSampler
-from tasks.registry import CHALLENGER, CHAMPION
-from tasks.serving import AliasPoller, Arms, ModelSlot, ServedModel, route
-from tasks.storage import open_storage
+from tasks.core.config import PerennialConfig
+from tasks.core.storage import open_storage
+from tasks.registry.client import CHALLENGER, CHAMPION
+from tasks.serve.serving import AliasPoller, Arms, ModelSlot, ServedModel, route
+from tasks.watch.live import LiveSampler
 
 log = logging.getLogger("perennial.serve")
 

@@ -214,7 +214,7 @@ def credentials(home: Path) -> dict[str, str]:
     }
     missing = {key: make() for key, make in wanted.items() if key not in known}
     if missing:
-        from tasks.storage import private_folder
+        from tasks.core.storage import private_folder
 
         private_folder(path.parent)
         known |= missing
@@ -258,7 +258,7 @@ def mlflow_auth_config(home: Path, secret: dict[str, str]) -> Path:
 def served_datasets(folder: Path | None = None) -> list[str]:
     """Datasets to serve: every YAML of the configs folder; each must load, and name itself as
     its file does (the drift trigger matches the config's dataset, the parameter the file)."""
-    from tasks.config import ConfigError, configs_dir, dataset_names, load_config
+    from tasks.core.config import ConfigError, configs_dir, dataset_names, load_config
 
     root = folder or configs_dir()
     names = dataset_names(root)
@@ -279,7 +279,7 @@ def served_datasets(folder: Path | None = None) -> list[str]:
 
 def alert_windows(datasets: list[str]) -> dict[str, float]:
     """Each dataset's de-duplication window of alerts and drift retrains, in minutes."""
-    from tasks.config import dataset_config
+    from tasks.core.config import dataset_config
 
     return {name: dataset_config(name).alerts.window_minutes for name in datasets}
 
@@ -411,7 +411,7 @@ def up(home: Path) -> dict[str, Any]:
         return state
     if state:
         down(home)  # a half-dead service: clear it before starting afresh
-    from tasks.storage import private_file, private_folder
+    from tasks.core.storage import private_file, private_folder
 
     datasets = served_datasets()
     logs = run_dir(home)
@@ -533,7 +533,7 @@ def up(home: Path) -> dict[str, Any]:
 def start_scoring(state: dict[str, Any], env: dict[str, str], logs: Path) -> None:
     """`perennial serve` for each dataset, on its own free port, with a bearer token (its /health
     answers 503 until the dataset has a champion: that is up, not failed)."""
-    from tasks.config import configs_dir
+    from tasks.core.config import configs_dir
 
     folder = configs_dir()
     for name in state["datasets"]:

@@ -64,7 +64,7 @@ class QuietConsole(logging.Filter):
     summary), and warnings and errors only from everything else."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "perennial_progress", False):  # tasks.run_logging.PROGRESS
+        if getattr(record, "perennial_progress", False):  # tasks.core.run_logging.PROGRESS
             return True
         if record.name in QUEUE_SERVICES and record.getMessage().startswith(DRAIN_NOTICE):
             return False  # Prefect flushing its queues at exit: no fault, nothing to do

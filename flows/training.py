@@ -12,30 +12,30 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.alerts import alert_failed_training
-from tasks.config import dataset_config
-from tasks.cost import CostMeter, record_cost_task
-from tasks.drift import save_reference_task
-from tasks.estimate import fit_calibration_task
-from tasks.evaluate import compare_task
-from tasks.explain import explain_task
-from tasks.features import build_datasets_task
-from tasks.ingest import choose_batches_task
-from tasks.promotion import (
+from tasks.core.config import dataset_config
+from tasks.data.features import build_datasets_task
+from tasks.data.ingest import choose_batches_task
+from tasks.data.validate import gate_batches_task
+from tasks.learn.explain import explain_task
+from tasks.learn.train import serve_model_task, train_task
+from tasks.learn.tune import tune_task
+from tasks.notify.alerts import alert_failed_training
+from tasks.registry.cost import CostMeter, record_cost_task
+from tasks.registry.evaluate import compare_task
+from tasks.registry.promotion import (
     card_facts,
     decide_task,
     existing_summary_task,
     fit_scores_task,
     training_summary,
 )
-from tasks.registration import (
+from tasks.registry.registration import (
     identify_run_task,
     load_champion_task,
     register_challenger_task,
 )
-from tasks.train import serve_model_task, train_task
-from tasks.tune import tune_task
-from tasks.validate import gate_batches_task
+from tasks.watch.drift import save_reference_task
+from tasks.watch.estimate import fit_calibration_task
 
 
 @flow(
@@ -61,7 +61,7 @@ def training(
         dataset: Name of a dataset YAML in configs/, e.g. flights (the demo).
     """
     config = dataset_config(dataset)
-    meter = CostMeter()  # wall, CPU, memory and bytes of each stage (tasks/cost.py)
+    meter = CostMeter()  # wall, CPU, memory and bytes of each stage (tasks/registry/cost.py)
     with meter.stage("gate"):
         chosen = choose_batches_task(config, batches, reason)
         gate = gate_batches_task(config, chosen, "training")

@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks import catalog
-from tasks.config import load_config
-from tasks.registry import CHAMPION, version_by_alias
+from tasks.core import catalog
+from tasks.core.config import load_config
+from tasks.registry.client import CHAMPION, version_by_alias
 from tests.conftest import FLIGHTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tasks.report_page import render_page
+from tasks.watch.report_page import render_page
 from tests.e2e.test_ui import CHROMIUM, CHROMIUM_ARGS
 from tests.unit.test_report import HOSTILE, history
 

@@ -163,11 +163,11 @@ def announce_drift_from_processes(
     service: dict[str, Any], batch: str, reference: str, count: int
 ) -> None:
     """`count` processes at once each raise the drift of `batch` as the monitor does
-    (`tasks.drift.announce_drift`: the alert, then the event)."""
+    (`tasks.watch.drift.announce_drift`: the alert, then the event)."""
     script = "\n".join(
         [
-            "from tasks.config import load_config",
-            "from tasks.drift import DriftReport, announce_drift",
+            "from tasks.core.config import load_config",
+            "from tasks.watch.drift import DriftReport, announce_drift",
             f"report = DriftReport(dataset='flights', batch='{batch}',",
             f"    reference_version='{reference}', rows=1000, status='alert', psi={{'temp': 9.0}},",
             "    max_psi=9.0, drifted_features=['temp'], warned_features=[],",
@@ -228,8 +228,8 @@ def test_drift_alert_retrains_through_the_automation_once_per_batch(
     [retrain] = wait_for_runs(service, lambda reason: reason.startswith(f"drift on {DRIFTING}"), 1)
     assert retrain.state_name == "Completed", retrain.state
     assert retrain.parameters["batches"] == ""
-    from tasks.config import load_config
-    from tasks.registry import recent_decisions
+    from tasks.core.config import load_config
+    from tasks.registry.champion import recent_decisions
 
     with pytest.MonkeyPatch.context() as patch:  # the stack's URLs and credentials
         for key, value in service["env"].items():

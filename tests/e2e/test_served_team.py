@@ -266,8 +266,9 @@ def _run_all(service: dict[str, Any], commands: list[list[str]]) -> list[Any]:
 def test_five_movers_race_and_every_move_is_kept_in_order(
     service: dict[str, Any], configs: Path
 ) -> None:
-    from tasks.config import load_config
-    from tasks.registry import CHAMPION, champion_history, champion_moves, connect
+    from tasks.core.config import load_config
+    from tasks.registry.champion import champion_history, champion_moves
+    from tasks.registry.client import CHAMPION, connect
 
     sensors_yaml = str(configs / "sensors.yaml")
     second = cli(
@@ -326,8 +327,8 @@ def test_five_movers_race_and_every_move_is_kept_in_order(
 def test_a_tampered_model_artifact_is_refused_by_predict(
     service: dict[str, Any], configs: Path
 ) -> None:
-    from tasks.config import load_config
-    from tasks.registry import CHAMPION, connect
+    from tasks.core.config import load_config
+    from tasks.registry.client import CHAMPION, connect
 
     with pytest.MonkeyPatch.context() as patch:
         for key, value in service["env"].items():
@@ -382,8 +383,8 @@ def test_a_killed_lock_holder_frees_the_registry_lock_within_its_lease(
     every later move: its slot's lease runs out and the next mover gets the lock."""
     take = (
         "import sys, time\n"
-        "from tasks.config import load_config\n"
-        "from tasks.registry import alias_lock\n"
+        "from tasks.core.config import load_config\n"
+        "from tasks.registry.locks import alias_lock\n"
         f"config = load_config({str(configs / 'sensors.yaml')!r})\n"
         "started = time.monotonic()\n"
         "with alias_lock(config) as kind:\n"

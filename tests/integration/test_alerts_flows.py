@@ -13,8 +13,8 @@ import pytest
 import yaml
 from pytest_httpserver import HTTPServer
 
-from tasks.batches import expand_range
-from tasks.config import load_config
+from tasks.core.batches import expand_range
+from tasks.core.config import load_config
 from tests.alerting import (
     SmtpSink,
     alert_channels,
@@ -84,9 +84,9 @@ def test_each_alert_kind_reaches_each_channel_once_from_the_real_flows(
     from flows.ingestion import ingestion
     from flows.monitoring import monitoring
     from flows.training import training
-    from tasks.ingest import extract_from_source, land_batch
-    from tasks.storage import Storage
-    from tasks.suite import profile_landed
+    from tasks.core.storage import Storage
+    from tasks.data.ingest import extract_from_source, land_batch
+    from tasks.data.suite import profile_landed
 
     port, sink = smtp_sink
     monkeypatch.delenv("PERENNIAL_HOME", raising=False)

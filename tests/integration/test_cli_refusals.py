@@ -16,11 +16,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.batches import expand_range
-from tasks.config import load_config
-from tasks.ingest import extract_from_source, land_batch
-from tasks.storage import Storage
-from tasks.suite import profile_landed
+from tasks.core.batches import expand_range
+from tasks.core.config import load_config
+from tasks.core.storage import Storage
+from tasks.data.ingest import extract_from_source, land_batch
+from tasks.data.suite import profile_landed
 from tests.conftest import ROOT, run_perennial
 from tests.integration.test_second_dataset import CONFIG, write_week
 

@@ -9,10 +9,10 @@ import psutil
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from tasks.config import PerennialConfig, TrainingConfig, load_config
-from tasks.distributed import dask_client, train_on_dask
-from tasks.model import as_classifier, assemble, encode, fit_encoder, matrix_spec
-from tasks.train import fit_model
+from tasks.core.config import PerennialConfig, TrainingConfig, load_config
+from tasks.learn.distributed import dask_client, train_on_dask
+from tasks.learn.model import as_classifier, assemble, encode, fit_encoder, matrix_spec
+from tasks.learn.train import fit_model
 from tests.conftest import FLIGHTS
 from tests.unit.test_tune import synthetic_datasets
 

@@ -18,8 +18,8 @@ def open_registry(home: str, barrier: multiprocessing.synchronize.Barrier) -> No
     import os
 
     os.environ["PERENNIAL_HOME"] = home
-    from tasks.config import load_config
-    from tasks.registry import connect
+    from tasks.core.config import load_config
+    from tasks.registry.client import connect
 
     config = load_config(FLIGHTS)
     import mlflow  # noqa: F401  (imported before the barrier: both start the same instant)

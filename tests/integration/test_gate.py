@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.config import PerennialConfig, load_config
-from tasks.data_docs import wait_idle
-from tasks.ingest import IngestError, extract_from_source, land_batch, landed_batches, read_raw
-from tasks.storage import Storage
-from tasks.validate import gate_batch
+from tasks.core.config import PerennialConfig, load_config
+from tasks.core.storage import Storage
+from tasks.data.data_docs import wait_idle
+from tasks.data.ingest import IngestError, extract_from_source, land_batch, landed_batches, read_raw
+from tasks.data.validate import gate_batch
 from tests.conftest import FLIGHTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -191,7 +191,7 @@ def test_a_tightened_suite_or_a_new_gate_version_validates_again(
     import json
     import shutil
 
-    from tasks import validate
+    from tasks.data import validate
 
     config, storage = load_config(FLIGHTS), Storage(home)
     gx_copy = tmp_path / "gx"

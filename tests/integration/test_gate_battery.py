@@ -22,11 +22,11 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks import catalog
-from tasks.config import load_config
-from tasks.data_docs import wait_idle
-from tasks.ingest import extract_from_source, is_quarantined, landed_record, read_raw
-from tasks.storage import Storage
+from tasks.core import catalog
+from tasks.core.config import load_config
+from tasks.core.storage import Storage
+from tasks.data.data_docs import wait_idle
+from tasks.data.ingest import extract_from_source, is_quarantined, landed_record, read_raw
 from tests.conftest import FLIGHTS, run_perennial
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -417,7 +417,7 @@ def test_a_quarantined_batch_is_refused_by_training_and_scoring(
 ) -> None:
     from flows.inference import inference
     from flows.training import training
-    from tasks.validate import GateRefusedError
+    from tasks.data.validate import GateRefusedError
 
     path = tmp_path / "april.csv"
     path.write_bytes(csv_bytes(april.drop(columns=["carrier"])))

@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks.config import load_config
-from tasks.ingest import extract_from_source, is_quarantined, landed_record, read_raw
-from tasks.storage import Storage
+from tasks.core.config import load_config
+from tasks.core.storage import Storage
+from tasks.data.ingest import extract_from_source, is_quarantined, landed_record, read_raw
 from tests.conftest import FLIGHTS, ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

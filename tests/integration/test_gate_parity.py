@@ -1,5 +1,5 @@
 """GE stays the authority of the gate: real Great Expectations and the native checks
-(`tasks/checks.py`) give the same outcomes (verdict, failed expectations and columns, counts,
+(`tasks/data/checks.py`) give the same outcomes (verdict, failed expectations and columns, counts,
 examples, offending rows) on every content-level bad batch of the gate battery and on real
 months; and a suite holding an expectation the native checks do not know is decided by GE."""
 
@@ -15,12 +15,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tasks.checks import evaluate_suite
-from tasks.config import PerennialConfig, load_config
-from tasks.expectations import Outcome, apply_severity, run_suite
-from tasks.ingest import extract_from_source, land_batch, read_raw
-from tasks.storage import Storage
-from tasks.validate import GREAT_EXPECTATIONS, NATIVE, gate_batch, typed_frame
+from tasks.core.config import PerennialConfig, load_config
+from tasks.core.storage import Storage
+from tasks.data.checks import evaluate_suite
+from tasks.data.expectations import Outcome, apply_severity, run_suite
+from tasks.data.ingest import extract_from_source, land_batch, read_raw
+from tasks.data.parse import typed_frame
+from tasks.data.validate import GREAT_EXPECTATIONS, NATIVE, gate_batch
 from tests.conftest import FLIGHTS
 from tests.integration.test_gate_battery import BATCH, CASES
 
@@ -151,7 +152,7 @@ def test_the_committed_suite_is_decided_natively(
 def test_the_fast_reader_gives_pandas_values_on_every_month(config: PerennialConfig) -> None:
     import io
 
-    from tasks.ingest import read_csv_fast
+    from tasks.data.ingest import read_csv_fast
 
     for month in range(1, 13):
         data, _, _ = extract_from_source(config, f"2013-{month:02d}")

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tasks.config import load_config
-from tasks.ingest import extract_from_source, read_raw
-from tasks.validate import check_expectations, typed_frame
+from tasks.core.config import load_config
+from tasks.data.ingest import extract_from_source, read_raw
+from tasks.data.parse import typed_frame
+from tasks.data.validate import check_expectations
 from tests.conftest import FLIGHTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

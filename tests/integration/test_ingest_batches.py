@@ -11,10 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks.config import load_config
-from tasks.ingest import extract_from_source, land_batch
-from tasks.storage import Storage
-from tasks.suite import profile_landed
+from tasks.core.config import load_config
+from tasks.core.storage import Storage
+from tasks.data.ingest import extract_from_source, land_batch
+from tasks.data.suite import profile_landed
 from tests.e2e.test_own_data import arrive_monthly, seattle_weather
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tasks.batches import expand_range
-from tasks.config import load_config
+from tasks.core.batches import expand_range
+from tasks.core.config import load_config
 from tests.integration.test_s3_storage import aws, bucket, moto_url, s3_client  # noqa: F401
 from tests.integration.test_second_dataset import CONFIG
 
@@ -25,8 +25,8 @@ BATCHES = "2020-W01..2020-W40"
 
 def land_in_rounds(config_path: str, batches: str, who: int, barrier: Any, results: Any) -> None:
     """One racer: for each batch, wait for the other racer, then land this racer's bytes."""
-    from tasks.ingest import IngestError, land_batch
-    from tasks.storage import open_storage
+    from tasks.core.storage import open_storage
+    from tasks.data.ingest import IngestError, land_batch
 
     config = load_config(config_path)
     storage = open_storage(config.home)
@@ -96,7 +96,7 @@ def test_the_same_race_on_s3_lands_once_with_a_matching_record(
     bucket: str,  # noqa: F811
 ) -> None:
     # S3 is write-once by conditional puts (`If-None-Match: *`, which moto enforces too).
-    from tasks.storage import content_hash, open_storage
+    from tasks.core.storage import content_hash, open_storage
 
     home = f"s3://{bucket}/race"
     config_path = tmp_path / "sensors.yaml"

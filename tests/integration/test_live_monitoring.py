@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from tasks.config import load_config
-from tasks.live import LiveSampler
-from tasks.registry import CHALLENGER, CHAMPION, connect, version_by_alias
-from tasks.storage import Storage
+from tasks.core.config import load_config
+from tasks.core.storage import Storage
+from tasks.registry.client import CHALLENGER, CHAMPION, connect, version_by_alias
+from tasks.watch.live import LiveSampler
 from tests.integration.test_second_dataset import CONFIG, write_week
 from tests.integration.test_serve import request_rows
 
@@ -69,8 +69,8 @@ def test_live_traffic_feeds_drift_and_the_ab_arms(
     from flows.cli import _arms_lines, app
     from flows.serve import create_app
     from flows.training import training
-    from tasks.ingest import extract_from_source, land_batch
-    from tasks.suite import profile_landed
+    from tasks.data.ingest import extract_from_source, land_batch
+    from tasks.data.suite import profile_landed
 
     monkeypatch.delenv("PERENNIAL_HOME", raising=False)
     monkeypatch.setenv("PERENNIAL_CONFIGS_DIR", str(tmp_path))

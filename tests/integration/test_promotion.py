@@ -14,33 +14,37 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import tasks.promotion as promotion_stage
+import tasks.registry.promotion as promotion_stage
 from flows.cli import app
 from flows.inference import inference
 from flows.promotion import promote, rollback_champion
 from flows.training import training
-from tasks import catalog
-from tasks.config import load_config
-from tasks.evaluate import Decision, Metrics
-from tasks.predict import shadow_report
-from tasks.promotion import PolicyRefusedError
-from tasks.registry import (
-    CHALLENGER,
-    CHAMPION,
-    MODEL_SHA256_TAG,
-    TRAINING_KEY_TAG,
-    ModelIntegrityError,
-    RegistryError,
+from tasks.core import catalog
+from tasks.core.config import load_config
+from tasks.core.storage import Storage
+from tasks.registry.champion import (
     champion_history,
     champion_moves,
-    connect,
-    load_model,
-    log_and_register,
     promote_version,
     record_decision,
+)
+from tasks.registry.client import (
+    CHALLENGER,
+    CHAMPION,
+    TRAINING_KEY_TAG,
+    RegistryError,
+    connect,
     version_by_alias,
 )
-from tasks.storage import Storage
+from tasks.registry.evaluate import Decision, Metrics
+from tasks.registry.model_store import (
+    MODEL_SHA256_TAG,
+    ModelIntegrityError,
+    load_model,
+    log_and_register,
+)
+from tasks.registry.promotion import PolicyRefusedError
+from tasks.serve.predict import shadow_report
 from tests.conftest import FLIGHTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from flows.cli import _registry_status, _registry_status_by_mlflow, _status_entry
-from tasks import cost, registry_reader
-from tasks.config import load_config
+from tasks.core.config import load_config
+from tasks.registry import cost
+from tasks.registry import reader as registry_reader
 from tests.conftest import FLIGHTS
 
 pytestmark = [pytest.mark.integration]

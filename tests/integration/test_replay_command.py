@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks.config import load_config
-from tasks.storage import Storage
+from tasks.core.config import load_config
+from tasks.core.storage import Storage
 from tests.integration.test_second_dataset import sensors_project
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -66,7 +66,7 @@ def test_the_refit_policy_loses_nothing_on_the_second_dataset(tmp_path: Path) ->
     sensors dataset's twelve weeks, over three seeds."""
     from statistics import fmean
 
-    from tasks.replay import ModelCache, Policy, configured_policy, load_batches, replay
+    from tasks.watch.replay import ModelCache, Policy, configured_policy, load_batches, replay
 
     config_path, weeks, _ = sensors_project(tmp_path, "2024-W12")
     config = load_config(config_path)

@@ -15,13 +15,13 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.monitoring import monitoring
 from flows.training import training
-from tasks import catalog
-from tasks.batches import expand_range
-from tasks.config import load_config
-from tasks.ingest import extract_from_source, land_batch
-from tasks.storage import Storage
-from tasks.suite import profile_landed
-from tasks.validate import gate_batch
+from tasks.core import catalog
+from tasks.core.batches import expand_range
+from tasks.core.config import load_config
+from tasks.core.storage import Storage
+from tasks.data.ingest import extract_from_source, land_batch
+from tasks.data.suite import profile_landed
+from tasks.data.validate import gate_batch
 from tests.integration.test_second_dataset import CONFIG, write_week
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

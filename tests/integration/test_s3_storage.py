@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tasks.storage import MULTIPART_BYTES, ImmutableKeyError, S3Storage, open_storage
+from tasks.core.storage import MULTIPART_BYTES, ImmutableKeyError, S3Storage, open_storage
 from tests.conftest import stop_process
 
 pytestmark = [pytest.mark.integration]
@@ -362,9 +362,10 @@ def test_training_flow_end_to_end_on_s3(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from flows.training import training
-    from tasks.config import load_config
-    from tasks.features import model_inputs
-    from tasks.registry import CHAMPION, connect, load_model, version_by_alias
+    from tasks.core.config import load_config
+    from tasks.data.features import model_inputs
+    from tasks.registry.client import CHAMPION, connect, version_by_alias
+    from tasks.registry.model_store import load_model
 
     monkeypatch.setenv("PERENNIAL_HOME", f"s3://{bucket}/perennial")
     monkeypatch.setenv("PERENNIAL_MLFLOW_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tasks.batches import expand_range
-from tasks.config import load_config
-from tasks.registry import CHAMPION, version_by_alias
-from tasks.storage import Storage
-from tasks.study import SEED_ATTR, WORKER_ATTR, create_study
-from tasks.suite import profile_landed
+from tasks.core.batches import expand_range
+from tasks.core.config import load_config
+from tasks.core.storage import Storage
+from tasks.data.suite import profile_landed
+from tasks.learn.study import SEED_ATTR, WORKER_ATTR, create_study
+from tasks.registry.client import CHAMPION, version_by_alias
 from tests.conftest import ROOT, stop_process
 from tests.integration.test_second_dataset import CONFIG, write_week
 from tests.integration.test_tune_processes import postgres_url  # noqa: F401  (fixture)
@@ -61,8 +61,8 @@ def test_two_searches_share_the_study_and_train_resumes_it(
     batches = expand_range(BATCHES, config.time)
     for seed, batch in enumerate(batches):
         write_week(tmp_path / "incoming", batch, seed)
-    from tasks.ingest import extract_from_source, land_batch
-    from tasks.validate import gate_batch
+    from tasks.data.ingest import extract_from_source, land_batch
+    from tasks.data.validate import gate_batch
 
     storage = Storage(config.home)
     for batch in batches:

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from flows.training import training
-from tasks.batches import expand_range
-from tasks.config import load_config
-from tasks.registry import CHAMPION, version_by_alias
-from tasks.storage import Storage
-from tasks.suite import profile_landed
+from tasks.core.batches import expand_range
+from tasks.core.config import load_config
+from tasks.core.storage import Storage
+from tasks.data.suite import profile_landed
+from tasks.registry.client import CHAMPION, version_by_alias
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -59,7 +59,7 @@ def write_week(folder: Path, batch: str, seed: int) -> None:
 def sensors_project(folder: Path, last: str) -> tuple[Path, list[str], Path]:
     """The sensors YAML in `folder`, weeks 2024-W01..`last` in its source folder, the first two
     landed and profiled: the YAML's path, the weeks and the suite's path."""
-    from tasks.ingest import extract_from_source, land_batch
+    from tasks.data.ingest import extract_from_source, land_batch
 
     (folder / "incoming").mkdir()
     config_path = folder / "sensors.yaml"

@@ -22,10 +22,11 @@ import httpx
 import pandas as pd
 import pytest
 
-from tasks import catalog
-from tasks.config import PerennialConfig, load_config
-from tasks.registry import CHALLENGER, CHAMPION, connect, promote_version, version_by_alias
-from tasks.storage import Storage
+from tasks.core import catalog
+from tasks.core.config import PerennialConfig, load_config
+from tasks.core.storage import Storage
+from tasks.registry.champion import promote_version
+from tasks.registry.client import CHALLENGER, CHAMPION, connect, version_by_alias
 from tests.conftest import stop_process
 from tests.integration.test_second_dataset import CONFIG, write_week
 
@@ -43,9 +44,9 @@ class Trained:
 def trained(prefect_server: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
     """Two registered versions: trained on weeks 1-4, then on weeks 1-5."""
     from flows.training import training
-    from tasks.batches import expand_range
-    from tasks.ingest import extract_from_source, land_batch
-    from tasks.suite import profile_landed
+    from tasks.core.batches import expand_range
+    from tasks.data.ingest import extract_from_source, land_batch
+    from tasks.data.suite import profile_landed
 
     folder = tmp_path_factory.mktemp("serve")
     (folder / "incoming").mkdir()
@@ -120,7 +121,7 @@ def request_rows(frame: pd.DataFrame, config: PerennialConfig) -> list[dict[str,
 
 
 def test_served_scores_equal_batch_scores(trained: Trained) -> None:
-    from tasks.predict import registry_models, score_frame
+    from tasks.serve.predict import registry_models, score_frame
 
     config = trained.config
     frame = Storage(config.home).read_parquet(catalog.key("validated", config, batch="2024-W05"))
@@ -231,8 +232,8 @@ def test_challenger_share_over_5000_requests(trained: Trained) -> None:
 def test_sampled_live_rows_are_written_on_sigterm(trained: Trained) -> None:
     """A clean stop of the real server (SIGTERM to uvicorn) writes every sampled row that was
     still in memory: nothing is written while serving (the flush interval is an hour)."""
-    from tasks.batches import batch_id
-    from tasks.live import ARM, SCORE, live_time, read_live
+    from tasks.core.batches import batch_id
+    from tasks.watch.live import ARM, SCORE, live_time, read_live
 
     config = trained.config
     row = {"load": 60.0, "ambient": 21.0, "site": "north", "measured_at": "2024-02-01T09:00:00Z"}

@@ -11,11 +11,11 @@ import pytest
 
 from flows.monitoring import monitoring
 from flows.training import training
-from tasks.config import load_config
-from tasks.ingest import NotLandedError, extract_from_source, land_batch, read_raw
-from tasks.registry import CHALLENGER, CHAMPION, connect, version_by_alias
-from tasks.storage import Storage
-from tasks.validate import GateRefusedError
+from tasks.core.config import load_config
+from tasks.core.storage import Storage
+from tasks.data.ingest import NotLandedError, extract_from_source, land_batch, read_raw
+from tasks.data.validate import GateRefusedError
+from tasks.registry.client import CHALLENGER, CHAMPION, connect, version_by_alias
 from tests.conftest import FLIGHTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

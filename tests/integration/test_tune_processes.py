@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
 
-from tasks.config import PerennialConfig, load_config  # noqa: E402
-from tasks.study import WORKER_ATTR, create_study  # noqa: E402
-from tasks.tune import tune  # noqa: E402
+from tasks.core.config import PerennialConfig, load_config  # noqa: E402
+from tasks.learn.study import WORKER_ATTR, create_study  # noqa: E402
+from tasks.learn.tune import tune  # noqa: E402
 from tests.unit.test_tune import small_config, synthetic_datasets  # noqa: E402
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
@@ -167,7 +167,7 @@ def test_the_prefect_task_runs_workers_as_tasks_and_makes_a_table_and_figures(
         ArtifactFilterKey,
     )
 
-    from tasks.tune import TuneResult, tune_task
+    from tasks.learn.tune import TuneResult, tune_task
 
     config = small_config(tmp_path, trials=4, workers=2)
     data = synthetic_datasets(load_config(ROOT / "configs" / "flights.yaml"))

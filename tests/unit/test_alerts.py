@@ -15,10 +15,10 @@ import yaml
 from pytest_httpserver import HTTPServer
 
 from flows.service import render_deployments
-from tasks.alerts import alert_swap_failed, claim, send_alert
-from tasks.channels import Alert
-from tasks.config import AlertsConfig, ConfigError, PerennialConfig, load_config
-from tasks.storage import Storage
+from tasks.core.config import AlertsConfig, ConfigError, PerennialConfig, load_config
+from tasks.core.storage import Storage
+from tasks.notify.alerts import alert_swap_failed, claim, send_alert
+from tasks.notify.channels import Alert
 from tests.alerting import (
     URL_ENV,
     SmtpSink,
@@ -196,7 +196,7 @@ def test_a_failed_serving_swap_alerts(
 ) -> None:
     from types import SimpleNamespace
 
-    from tasks.serving import AliasPoller, ModelSlot
+    from tasks.serve.serving import AliasPoller, ModelSlot
 
     httpserver.expect_request("/hooks/generic", method="POST").respond_with_data("ok")
     monkeypatch.setenv(URL_ENV["webhook"], httpserver.url_for("/hooks/generic"))
@@ -234,7 +234,7 @@ def test_the_drift_trigger_retrains_once_per_batch_within_the_window() -> None:
 
 
 def test_slack_text_from_a_ui_reason_cannot_ping_or_link() -> None:
-    from tasks.channels import webhook_body
+    from tasks.notify.channels import webhook_body
 
     alert = Alert(
         "flights",

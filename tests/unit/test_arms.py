@@ -1,4 +1,5 @@
-"""A/B arms on live traffic joined to labels (tasks.arms) on real local storage: live key values
+"""A/B arms on live traffic joined to labels (tasks.watch.arms) on real local storage: live key
+values
 stored as text join the labelled batch's numbers and times; each arm is scored on its own rows
 with the scores it served; nothing to compare gives None."""
 
@@ -11,12 +12,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from tasks import catalog
-from tasks.arms import compare_arms
-from tasks.config import PerennialConfig, load_config
-from tasks.live import ARM, RECEIVED_AT, REQUEST_KEY, SCORE, VERSION
-from tasks.registry import CHALLENGER, CHAMPION
-from tasks.storage import Storage
+from tasks.core import catalog
+from tasks.core.config import PerennialConfig, load_config
+from tasks.core.storage import Storage
+from tasks.registry.client import CHALLENGER, CHAMPION
+from tasks.watch.arms import compare_arms
+from tasks.watch.live import ARM, RECEIVED_AT, REQUEST_KEY, SCORE, VERSION
 from tests.unit.test_serve_live import LIVE_CONFIG
 
 

@@ -11,11 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks import catalog
-from tasks.batches import BatchIdError
-from tasks.config import load_config
-from tasks.ingest import extract_from_source, land_batch
-from tasks.storage import Storage
+from tasks.core import catalog
+from tasks.core.batches import BatchIdError
+from tasks.core.config import load_config
+from tasks.core.storage import Storage
+from tasks.data.ingest import extract_from_source, land_batch
 from tests.conftest import run_perennial
 from tests.integration.test_second_dataset import CONFIG, write_week
 

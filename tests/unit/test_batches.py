@@ -1,14 +1,14 @@
 import pandas as pd
 import pytest
 
-from tasks.batches import (
+from tasks.core.batches import (
     BatchIdError,
     batch_ids,
     check_batch,
     expand_range,
     period_bounds,
 )
-from tasks.config import TimeConfig
+from tasks.core.config import TimeConfig
 
 MONTH = TimeConfig(column="t", batch_period="month", timezone="America/New_York")
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.bulk_ingest import BatchPlan, batch_of_name, batch_plan, folder_plan, run_summary
-from tasks.config import load_config
-from tasks.ingest import IngestError
+from tasks.core.config import load_config
+from tasks.data.bulk_ingest import BatchPlan, batch_of_name, batch_plan, folder_plan, run_summary
+from tasks.data.ingest import IngestError
 
 YAML = """
 dataset: weather

@@ -1,4 +1,4 @@
-"""The native checks of the gate (`tasks/checks.py`) on hand-made frames and suites: GE's
+"""The native checks of the gate (`tasks/data/checks.py`) on hand-made frames and suites: GE's
 semantics (`mostly` over non-null values, vacuous success, unexpected shares, missing columns,
 KL divergence), and `NotNative` for anything they do not reproduce, so that GE decides instead.
 (Parity with real GE on real batches: tests/integration/test_gate_parity.py.)"""
@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.batches import parse_times
-from tasks.checks import NotNative, _repeated, evaluate_suite
-from tasks.config import PerennialConfig, load_config
-from tasks.expectations import Outcome
-from tasks.ingest import read_csv_fast, read_raw, utc_times
+from tasks.core.batches import parse_times
+from tasks.core.config import PerennialConfig, load_config
+from tasks.data.checks import NotNative, _repeated, evaluate_suite
+from tasks.data.expectations import Outcome
+from tasks.data.ingest import read_csv_fast, read_raw, utc_times
 from tests.conftest import FLIGHTS
 
 BATCH = "2013-01"

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import ConfigError, dataset_config, dataset_names, load_config
+from tasks.core.config import ConfigError, dataset_config, dataset_names, load_config
 from tests.conftest import FLIGHTS
 
 
@@ -74,7 +74,7 @@ def test_fingerprint_ignores_where_state_lives(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_artifact_keys_keep_only_what_prefect_accepts() -> None:
-    from tasks.artifacts import artifact_key
+    from tasks.core.artifacts import artifact_key
 
     assert artifact_key("drift-My_Data-2013.07") == "drift-my-data-2013-07"
     assert artifact_key("gate-flights-2013-07") == "gate-flights-2013-07"

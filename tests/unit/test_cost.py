@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.config import CostConfig
-from tasks.cost import CostMeter, RunCost, StageCost
+from tasks.core.config import CostConfig
+from tasks.registry.cost import CostMeter, RunCost, StageCost
 
 MB = 1024 * 1024
 

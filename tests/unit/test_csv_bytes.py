@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.config import load_config
-from tasks.ingest import (
+from tasks.core.config import load_config
+from tasks.data.ingest import (
     _package_batch,
     _package_batch_ids,
     _plain_csv,

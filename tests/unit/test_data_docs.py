@@ -1,4 +1,4 @@
-"""The Data Docs queue (`tasks/data_docs.py`): one worker serves every queued request in one
+"""The Data Docs queue (`tasks/data/data_docs.py`): one worker serves every queued request in one
 process (one GE context), releases its lock, and a failing request does not block the others.
 GE itself is replaced here by a recorder; the real worker runs in tests/integration/test_gate.py."""
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tasks import data_docs
+from tasks.data import data_docs
 
 
 def queue(docs: Path, *batches: str) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks import device
-from tasks.config import load_config
-from tasks.device import DeviceError, training_device, xgboost_distribution, xgboost_module
+from tasks.core.config import load_config
+from tasks.learn import device
+from tasks.learn.device import DeviceError, training_device, xgboost_distribution, xgboost_module
 from tests.conftest import FLIGHTS, run_perennial
 
 

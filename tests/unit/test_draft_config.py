@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks.config import ConfigError, load_config
-from tasks.draft_config import DraftError, association, plan_columns, write_draft
+from tasks.core.config import ConfigError, load_config
+from tasks.data.draft_config import DraftError, association, plan_columns, write_draft
 
 
 def weather_like(rows: int = 730, seed: int = 0) -> pd.DataFrame:

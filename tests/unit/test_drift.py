@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.config import DriftConfig, PerennialConfig, load_config
-from tasks.drift import (
+from tasks.core.config import DriftConfig, PerennialConfig, load_config
+from tasks.core.storage import Storage
+from tasks.watch.drift import plot_psi, table_rows
+from tasks.watch.profile import (
     ALERT,
     OK,
     PREDICTION,
@@ -21,13 +23,10 @@ from tasks.drift import (
     compare,
     load_reference,
     numeric_shares,
-    plot_psi,
     psi,
     quantile_edges,
     save_reference,
-    table_rows,
 )
-from tasks.storage import Storage
 
 ROWS = 20_000
 

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.config import DriftConfig, PerennialConfig, load_config
-from tasks.drift import ALERT, OK, build_profile, compare, unmonitored
+from tasks.core.config import DriftConfig, PerennialConfig, load_config
+from tasks.watch.profile import ALERT, OK, build_profile, compare, unmonitored
 
 ROWS = 5_000
 

@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from tasks.estimate import calibrate, estimate_auc, expected_auc, fit_calibration
+from tasks.watch.estimate import calibrate, estimate_auc, expected_auc, fit_calibration
 
 
 def _calibrated(rows: int, seed: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -111,7 +111,7 @@ def test_monitor_prints_the_estimate_as_an_estimate(
 
 
 def test_an_estimate_is_corrected_by_its_past_errors_and_given_their_range() -> None:
-    from tasks.estimate import trust_text, with_past_errors
+    from tasks.watch.estimate import trust_text, with_past_errors
 
     estimate = {"method": "CBPE", "estimated_auc": 0.70, "realised_auc": None, "error": None}
     assert with_past_errors(estimate, [0.05]) == estimate  # one earlier batch says too little
@@ -126,10 +126,10 @@ def test_an_estimate_is_corrected_by_its_past_errors_and_given_their_range() -> 
 
 
 def test_past_errors_come_from_earlier_labelled_batches_only(home: Path) -> None:
-    from tasks.config import load_config
-    from tasks.drift import past_estimate_errors
-    from tasks.report import save_batch_record
-    from tasks.storage import Storage
+    from tasks.core.config import load_config
+    from tasks.core.storage import Storage
+    from tasks.watch.drift import past_estimate_errors
+    from tasks.watch.report import save_batch_record
 
     config, storage = load_config(), Storage(home)
     for batch, error in [

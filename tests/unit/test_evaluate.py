@@ -2,8 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.config import PromotionConfig
-from tasks.evaluate import Metrics, decide, metrics_from, predict
+from tasks.core.config import PromotionConfig
+from tasks.registry.evaluate import Metrics, decide, metrics_from
+from tasks.registry.metrics import predict
 
 POLICY = PromotionConfig(
     min_improvement=0.01,
@@ -79,7 +80,7 @@ def test_metrics_from_the_predicted_probabilities() -> None:
 
 
 def test_worst_slice_ignores_small_slices() -> None:
-    from tasks.evaluate import metrics_from
+    from tasks.registry.evaluate import metrics_from
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 1000)
@@ -95,7 +96,7 @@ def test_worst_slice_ignores_small_slices() -> None:
 
 
 def test_paired_bootstrap_interval_brackets_the_gain() -> None:
-    from tasks.evaluate import paired_bootstrap
+    from tasks.registry.metrics import paired_bootstrap
 
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 2000)

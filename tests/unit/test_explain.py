@@ -11,25 +11,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.config import PerennialConfig, load_config
-from tasks.explain import (
+from tasks.core.config import PerennialConfig, load_config
+from tasks.data.features import model_inputs
+from tasks.learn.explain import (
     contributions,
     explain_version,
     feature_groups,
     group_contributions,
     top_reasons,
 )
-from tasks.features import model_inputs
-from tasks.predict import score_frame
-from tasks.registry import CHAMPION, VersionInfo
-from tasks.serving import (
+from tasks.learn.train import fit_model
+from tasks.registry.client import CHAMPION, VersionInfo
+from tasks.serve.predict import score_frame
+from tasks.serve.serving import (
     AliasPoller,
     ModelSlot,
     RequestSchema,
     encoder_categories,
     served_model,
 )
-from tasks.train import fit_model
 
 CONFIG = """
 dataset: sensors
@@ -215,7 +215,7 @@ def test_predict_explain_reaches_the_inference_flow(monkeypatch: pytest.MonkeyPa
 def test_the_exact_shap_sample_shrinks_with_the_cost_of_the_trees() -> None:
     import xgboost as xgb
 
-    from tasks.explain import SHAP_BUDGET, shap_cost_per_row
+    from tasks.learn.explain import SHAP_BUDGET, shap_cost_per_row
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(500, 3))

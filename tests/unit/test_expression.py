@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks.config import ConfigError, load_config
-from tasks.expression import ExpressionError, parse
-from tasks.features import label
+from tasks.core.config import ConfigError, load_config
+from tasks.core.expression import ExpressionError, parse
+from tasks.data.features import label
 from tests.conftest import FLIGHTS
 
 ATTACK = "__import__('os').system('touch {canary}')"

@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from tasks.config import load_config
-from tasks.features import SplitError, features_and_label, model_inputs, time_split
+from tasks.core.config import load_config
+from tasks.data.features import SplitError, features_and_label, model_inputs, time_split
 from tests.conftest import FLIGHTS
 
 

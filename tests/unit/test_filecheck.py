@@ -9,8 +9,8 @@ import zipfile
 
 import pytest
 
-from tasks.config import ValidationConfig
-from tasks.filecheck import FileCheckError, plain_bytes
+from tasks.core.config import ValidationConfig
+from tasks.data.filecheck import FileCheckError, plain_bytes
 
 LIMITS = ValidationConfig(suite="s", max_file_mb=1.0, max_line_bytes=1000)
 GOOD = b"a,b,c\n1,2,x\n3,4,y\n"

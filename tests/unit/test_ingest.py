@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import load_config
-from tasks.ingest import (
+from tasks.core.config import load_config
+from tasks.core.storage import Storage, content_hash
+from tasks.data.ingest import (
     IngestError,
     extract_from_source,
     land_batch,
@@ -11,7 +12,6 @@ from tasks.ingest import (
     raw_extension,
     read_raw,
 )
-from tasks.storage import Storage, content_hash
 from tests.conftest import FLIGHTS
 
 

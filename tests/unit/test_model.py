@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.config import PerennialConfig, load_config
-from tasks.model import (
+from tasks.core.config import PerennialConfig, load_config
+from tasks.learn.model import (
     encode,
     encoded_names,
     encoded_types,
@@ -16,7 +16,7 @@ from tasks.model import (
     make_encoder,
     xgb_classifier,
 )
-from tasks.train import fit_model
+from tasks.learn.train import fit_model
 from tests.conftest import FLIGHTS
 from tests.unit.test_tune import synthetic_datasets
 

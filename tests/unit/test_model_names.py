@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks import catalog
-from tasks.config import ConfigError, load_config
+from tasks.core import catalog
+from tasks.core.config import ConfigError, load_config
 from tests.integration.test_second_dataset import CONFIG
 
 

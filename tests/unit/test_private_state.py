@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from flows.service import database_urls, sqlite_files
-from tasks.storage import Storage, private_file, private_folder
+from tasks.core.storage import Storage, private_file, private_folder
 
 UMASKS = [0o022, 0o000]
 
@@ -55,7 +55,7 @@ def test_the_storage_layer_creates_private_folders_and_files(
 def test_optuna_journal_is_private(tmp_path: Path, permissive_umask: int) -> None:
     import optuna
 
-    from tasks.study import open_optuna_storage
+    from tasks.learn.study import open_optuna_storage
 
     home = tmp_path / "home"
     storage = open_optuna_storage(f"journal:{home / 'optuna' / 'journal.log'}")
@@ -115,8 +115,8 @@ def test_the_cli_creates_prefect_home_private(tmp_path: Path, permissive_umask: 
 @pytest.mark.slow
 def test_the_local_mlflow_registry_is_private(tmp_path: Path, permissive_umask: int) -> None:
     """`perennial` without a server: MLflow's SQLite file in the home, and its WAL, 0600."""
-    from tasks.config import load_config
-    from tasks.registry import connect
+    from tasks.core.config import load_config
+    from tasks.registry.client import connect
     from tests.conftest import FLIGHTS
 
     home = tmp_path / "home"

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.config import PerennialConfig, load_config
-from tasks.reference_checks import (
+from tasks.core.config import PerennialConfig, load_config
+from tasks.data.reference_checks import (
     LABEL_RATE,
     MEDIAN,
     NULL_SHARE,

@@ -7,19 +7,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.evaluate import predict
-from tasks.features import Datasets, TimeSplit
-from tasks.lineage import JUDGED_ON_TAG, TRAINED_ON_TAG, batches_seen, judged_on
-from tasks.replay import auc
-from tasks.train import refit_rounds, serve_model
-from tasks.tune import TuneResult
+from tasks.data.features import Datasets, TimeSplit
+from tasks.learn.train import refit_rounds, serve_model
+from tasks.learn.tune import TuneResult
+from tasks.registry.lineage import JUDGED_ON_TAG, TRAINED_ON_TAG, batches_seen, judged_on
+from tasks.registry.metrics import predict
+from tasks.watch.replay import auc
 from tests.unit.test_replay import FEATURES, month_frame, synthetic_config
 
 PARAMS = {"max_depth": 3, "learning_rate": 0.3}
 
 
 def part(month: str, informative: str) -> tuple[pd.DataFrame, pd.Series]:
-    from tasks.features import features_and_label
+    from tasks.data.features import features_and_label
 
     x, y = features_and_label(month_frame(month, informative, seed=int(month[-2:])), config())
     return x.reset_index(drop=True), y.reset_index(drop=True)
@@ -45,7 +45,7 @@ def tuned(rounds: int = 20) -> TuneResult:
 
 
 def test_the_refit_has_seen_the_holdout_and_says_so(data: Datasets) -> None:
-    from tasks.train import fit_model
+    from tasks.learn.train import fit_model
 
     judged = fit_model(data.x_fit, data.y_fit, PARAMS, 20, config())
     served = serve_model(judged, data, config(), tuned())

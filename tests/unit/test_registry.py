@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import load_config
-from tasks.registry import CHAMPION, _file_lock, artifact_digest, version_by_alias
+from tasks.core.config import load_config
+from tasks.registry.client import CHAMPION, version_by_alias
+from tasks.registry.locks import _file_lock
+from tasks.registry.model_store import artifact_digest
 from tests.conftest import FLIGHTS
 
 

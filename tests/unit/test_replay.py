@@ -1,4 +1,5 @@
-"""Replay of retrain policies (tasks/replay.py) on small synthetic batches whose labels follow a
+"""Replay of retrain policies (tasks/watch/replay.py) on small synthetic batches whose labels
+follow a
 rule that changes from batch to batch: what a model can score depends on what it was trained
 on, so the tests see which model served which batch."""
 
@@ -8,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.config import FeaturesConfig, PerennialConfig, TargetConfig, TimeConfig, load_config
-from tasks.evaluate import predict
-from tasks.replay import (
+from tasks.core.config import FeaturesConfig, PerennialConfig, TargetConfig, TimeConfig, load_config
+from tasks.registry.metrics import predict
+from tasks.watch.replay import (
     BatchData,
     ModelCache,
     Observation,
@@ -315,7 +316,7 @@ def test_alert_confidence_sets_the_holdout_interval(own_feature: BatchData) -> N
 
 
 def test_the_configured_policy_follows_the_yaml() -> None:
-    from tasks.replay import configured_policy, policies
+    from tasks.watch.replay import configured_policy, policies
 
     config = synthetic_config()
     policy = configured_policy(config)

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from tasks import catalog
-from tasks.config import PerennialConfig, load_config
-from tasks.drift import DriftReport
-from tasks.report import batch_record, load_batch_records, load_quarantines, save_batch_record
-from tasks.report_figures import champion_changes
-from tasks.report_page import render_page
-from tasks.storage import Storage
+from tasks.core import catalog
+from tasks.core.config import PerennialConfig, load_config
+from tasks.core.storage import Storage
+from tasks.watch.profile import DriftReport
+from tasks.watch.report import batch_record, load_batch_records, load_quarantines, save_batch_record
+from tasks.watch.report_figures import champion_changes
+from tasks.watch.report_page import render_page
 
 FLIGHTS = Path(__file__).resolve().parents[2] / "configs" / "flights.yaml"
 HOSTILE = "<script>alert(1)</script>"

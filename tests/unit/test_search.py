@@ -10,11 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks.registration import identify_run
-from tasks.search import search_summary
-from tasks.study import SEED_ATTR, create_study, joining_config, study_name_for_batches
-from tasks.tune import tune
-from tasks.validate import GateResult
+from tasks.data.validate import GateResult
+from tasks.learn.search import search_summary
+from tasks.learn.study import SEED_ATTR, create_study, joining_config, study_name_for_batches
+from tasks.learn.tune import tune
+from tasks.registry.registration import identify_run
 from tests.unit.test_tune import small_config, synthetic_datasets
 
 

@@ -15,9 +15,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks import catalog
-from tasks.config import PerennialConfig, load_config
-from tasks.live import (
+from tasks.core import catalog
+from tasks.core.config import PerennialConfig, load_config
+from tasks.core.storage import Storage
+from tasks.registry.client import CHALLENGER, CHAMPION
+from tasks.serve.serving import (
+    AliasPoller,
+    ModelSlot,
+    RequestSchema,
+    encoder_categories,
+    served_model,
+)
+from tasks.watch.live import (
     ARM,
     RECEIVED_AT,
     REQUEST_KEY,
@@ -27,9 +36,6 @@ from tasks.live import (
     live_batches_within,
     read_live,
 )
-from tasks.registry import CHALLENGER, CHAMPION
-from tasks.serving import AliasPoller, ModelSlot, RequestSchema, encoder_categories, served_model
-from tasks.storage import Storage
 from tests.unit.test_serving import CONFIG, Registry, fitted
 
 LIVE_CONFIG = CONFIG.replace(

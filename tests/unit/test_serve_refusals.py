@@ -13,10 +13,10 @@ import numpy as np
 import orjson
 import pytest
 
-from tasks.config import PerennialConfig, load_config
-from tasks.live import LiveSampler, finite_row
-from tasks.registry import CHAMPION
-from tasks.serving import (
+from tasks.core.config import PerennialConfig, load_config
+from tasks.core.storage import Storage
+from tasks.registry.client import CHAMPION
+from tasks.serve.serving import (
     AliasPoller,
     ModelSlot,
     RequestSchema,
@@ -24,7 +24,7 @@ from tasks.serving import (
     encoder_categories,
     served_model,
 )
-from tasks.storage import Storage
+from tasks.watch.live import LiveSampler, finite_row
 from tests.unit.test_serving import CONFIG, Registry, fitted
 
 ROW = {"load": 80.0, "ambient": 25.0, "site": "south", "measured_at": "2024-01-01T10:00:00Z"}

@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from tasks.config import PerennialConfig, load_config
-from tasks.evaluate import predict
-from tasks.features import model_inputs
-from tasks.registry import CHALLENGER, CHAMPION, VersionInfo
-from tasks.serving import (
+from tasks.core.config import PerennialConfig, load_config
+from tasks.data.features import model_inputs
+from tasks.learn.train import fit_model
+from tasks.registry.client import CHALLENGER, CHAMPION, VersionInfo
+from tasks.registry.metrics import predict
+from tasks.serve.serving import (
     AliasPoller,
     Arms,
     ModelSlot,
@@ -29,7 +30,6 @@ from tasks.serving import (
     served_model,
     warm_up,
 )
-from tasks.train import fit_model
 
 CONFIG = """
 dataset: sensors
@@ -262,7 +262,7 @@ def test_app_scores_refuses_and_reports(
 
 
 def test_serve_settings_do_not_change_the_training_key(tmp_path: Path) -> None:
-    from tasks.config import ConfigError
+    from tasks.core.config import ConfigError
 
     path = tmp_path / "sensors.yaml"  # one path: the source template is resolved against it
     path.write_text(CONFIG.replace("serve:", "# serve:"))

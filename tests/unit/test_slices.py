@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.slices import expected_calibration_error, slice_auc_gap, slice_metrics
+from tasks.registry.slices import expected_calibration_error, slice_auc_gap, slice_metrics
 
 # Slice A: labels 0 0 1 1, scores .10 .15 .80 .95 -> AUC 1.
 #   ECE bins: [.1,.2) holds .10 .15 (label rate 0, mean score .125): 2/4 * .125 = .0625

@@ -3,8 +3,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.config import ConfigError, load_config
-from tasks.storage import ImmutableKeyError, S3Storage, Storage, open_storage
+from tasks.core.config import ConfigError, load_config
+from tasks.core.storage import ImmutableKeyError, S3Storage, Storage, open_storage
 from tests.conftest import FLIGHTS
 
 

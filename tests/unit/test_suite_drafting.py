@@ -1,12 +1,12 @@
-"""Drafting rules of the suite (`tasks/suite.py`) that need no Great Expectations run."""
+"""Drafting rules of the suite (`tasks/data/suite.py`) that need no Great Expectations run."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from tasks.config import load_config
-from tasks.suite import season_warning, target_columns, widened_range
+from tasks.core.config import load_config
+from tasks.data.suite import season_warning, target_columns, widened_range
 from tests.conftest import FLIGHTS
 
 

@@ -64,7 +64,7 @@ def test_saving_a_model_says_nothing_of_pickle(
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    import tasks.registry  # noqa: F401 - installs the filter, as every registration imports it
+    import tasks.registry.model_store  # noqa: F401 - installs the filter, as every registration imports it
 
     model = LogisticRegression().fit(np.array([[0.0], [1.0], [2.0], [3.0]]), [0, 0, 1, 1])
     # what register_version does: cloudpickle, explicit requirements
@@ -83,7 +83,7 @@ def test_progress_reaches_the_terminal_and_other_run_records_do_not() -> None:
     import logging
 
     from flows.terminal import QuietConsole
-    from tasks.run_logging import PROGRESS
+    from tasks.core.run_logging import PROGRESS
 
     def record(
         name: str, level: int, extra: dict[str, object] | None = None, message: str = "msg"

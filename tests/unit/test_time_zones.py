@@ -6,10 +6,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tasks.batches import batch_ids, parse_times, period_bounds
-from tasks.config import TimeConfig, load_config
-from tasks.features import time_features
-from tasks.validate import typed_frame
+from tasks.core.batches import batch_ids, parse_times, period_bounds
+from tasks.core.config import TimeConfig, load_config
+from tasks.data.features import time_features
+from tasks.data.parse import typed_frame
 
 PACIFIC = TimeConfig(column="date", batch_period="month", timezone="America/Los_Angeles")
 

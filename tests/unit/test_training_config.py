@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import ConfigError, load_config
+from tasks.core.config import ConfigError, load_config
 from tests.conftest import FLIGHTS
 
 

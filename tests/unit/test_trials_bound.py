@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from tasks.config import MAX_TRIALS, ConfigError, HpoConfig, checked_trials, load_config
+from tasks.core.config import MAX_TRIALS, ConfigError, HpoConfig, checked_trials, load_config
 from tests.conftest import FLIGHTS
 
 TOO_MANY = [0, -1, MAX_TRIALS + 1, 10**9]
@@ -40,7 +40,7 @@ def test_flows_refuse_unbounded_trials_before_any_work(trials: int) -> None:
 def test_the_search_training_runs_refuses_unbounded_trials(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks.tune import tune
+    from tasks.learn.tune import tune
 
     monkeypatch.setenv("PERENNIAL_HOME", str(tmp_path / "home"))
     path = tmp_path / "flights.yaml"

@@ -13,16 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.config import PerennialConfig, load_config
-from tasks.features import Datasets, TimeSplit
-from tasks.study import (
+from tasks.core.config import PerennialConfig, load_config
+from tasks.data.features import Datasets, TimeSplit
+from tasks.learn.study import (
     WORKER_ATTR,
     create_study,
     fail_stale_trials,
     open_optuna_storage,
     render_study_figures,
 )
-from tasks.tune import tune, typed_warm_start, worker_layout
+from tasks.learn.tune import tune, typed_warm_start, worker_layout
 from tests.conftest import FLIGHTS, ROOT
 
 
@@ -128,7 +128,7 @@ def test_worker_layout_uses_every_core(monkeypatch: pytest.MonkeyPatch) -> None:
     # The machine's own core count is not the project's: fix it, so the test reads the same on
     # 2 cores and on 96 (where 40 trials would cap the workers below the cores).
     cores = 8
-    monkeypatch.setattr("tasks.tune.cores", lambda: cores)
+    monkeypatch.setattr("tasks.learn.tune.cores", lambda: cores)
     hpo = load_config(FLIGHTS).hpo
     workers, threads = worker_layout(hpo.model_copy(update={"workers": None}), 40)
     assert (workers, workers * threads) == (cores, cores)
@@ -231,7 +231,7 @@ def test_the_study_code_uses_no_private_optuna_attribute() -> None:
     goes through `study.tell`, the storage type is the one the caller opened."""
     import ast
 
-    for module in ("tasks/study.py", "tasks/tune.py"):
+    for module in ("tasks/learn/study.py", "tasks/learn/tune.py"):
         tree = ast.parse((ROOT / module).read_text())
         private = [
             f"{module}:{node.lineno} .{node.attr}"

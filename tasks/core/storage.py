@@ -1,0 +1,408 @@
+"""The one storage layer: every read and write of pipeline state goes through `Storage`.
+
+Keys are slash-separated paths under one root (`landing/flights/2013-01.csv`, ...), spelled only
+in `tasks/core/catalog.py`. The root is a local folder (`Storage`) or an `s3://bucket/prefix`
+(`S3Storage`, same interface); `open_storage` picks one from a config's `home`. Writes are
+atomic (a temporary file renamed into place; a single S3 put or a completed multipart upload),
+so an interrupted run never leaves a partial object behind; immutable keys (raw landed data) can
+be written once only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tasks.core.catalog import LANDING
+
+# S3 tuning. Objects from MULTIPART_BYTES up go up in parts of that size (S3 minimum: 5 MiB).
+MULTIPART_BYTES = 8 * 1024 * 1024
+# Attempts per S3 call (botocore "standard" retries: 5xx, throttling and connection errors, with
+# exponential backoff and jitter). Override with PERENNIAL_S3_MAX_ATTEMPTS.
+DEFAULT_MAX_ATTEMPTS = 6
+
+
+# Local state is the user's only, whatever the umask: it holds data, models and credentials.
+PRIVATE_FOLDER, PRIVATE_FILE, READ_ONLY_FILE = 0o700, 0o600, 0o400
+
+
+def private_folder(folder: Path) -> Path:
+    """`folder`, and each missing parent, created for the user only (0700). The mode is set
+    after mkdir, which the umask would narrow or (umask 000) leave wide; folders that were
+    already there are not changed."""
+    folder = Path(folder)
+    missing: list[Path] = []
+    current = folder
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir()
+        except FileExistsError:  # another process made it first: theirs to set
+            continue
+        path.chmod(PRIVATE_FOLDER)
+    return folder
+
+
+def private_file(path: Path) -> Path:
+    """An empty file for the user only (0600), in a private folder, if none is there yet: for
+    files a library creates later with its own mode (SQLite databases, whose journal and WAL
+    files copy the database's mode; Optuna's journal), created here first."""
+    path = Path(path)
+    private_folder(path.parent)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+    return path
+
+
+class ImmutableKeyError(FileExistsError):
+    """An immutable key (raw data) already holds different content."""
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Storage:
+    """State under a local root folder (`PERENNIAL_HOME`)."""
+
+    def __init__(self, root: Path | str) -> None:
+        if str(root).startswith("s3://"):
+            raise ValueError(f"{root} is an S3 root: use open_storage({str(root)!r})")
+        self.root = Path(root).resolve()
+
+    def __repr__(self) -> str:
+        return f"Storage({str(self.root)!r})"
+
+    def path(self, key: str) -> Path:
+        """Local path of a key; refuses keys that would escape the root."""
+        target = (self.root / key).resolve()
+        if self.root not in target.parents:
+            raise ValueError(f"storage key {key!r} points outside {self.root}")
+        return target
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def list(self, prefix: str) -> list[str]:
+        """Keys of the files directly under a folder-like prefix, sorted."""
+        folder = self.path(prefix)
+        if not folder.is_dir():
+            return []
+        return sorted(f"{prefix.rstrip('/')}/{p.name}" for p in folder.iterdir() if p.is_file())
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            return self.path(key).read_bytes()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no {key} under {self.root}") from None
+
+    def write_bytes(self, key: str, data: bytes, *, immutable: bool = False) -> None:
+        """Write atomically. With `immutable`, the key may be written once (same bytes: no-op),
+        enforced by the file system (see `_link_new`): checking, then renaming, let a
+        second writer silently replace the first."""
+        target = self.path(key)
+        if immutable:
+            if not self._link_new(key, data, read_only=True):  # written before, or by a racer
+                self._local_same_or_refuse(key, target, data)
+            return
+        tmp = self._complete_temporary(target, data)
+        try:
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def _local_same_or_refuse(self, key: str, target: Path, data: bytes) -> None:
+        """A write-once key already written: a no-op with the same bytes, refused otherwise."""
+        if content_hash(target.read_bytes()) != content_hash(data):
+            raise ImmutableKeyError(f"{key} already exists with different content")
+
+    @staticmethod
+    def _complete_temporary(target: Path, data: bytes) -> str:
+        """`data` in a synced temporary file beside `target` (so a link or rename is atomic)."""
+        private_folder(target.parent)
+        # mkstemp creates the file 0600, and the rename keeps it.
+        handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:  # nothing partial is left behind
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return tmp
+
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        """Create `key` only if it does not exist: True if this call created it, False if it
+        was there; of two writers racing exactly one wins (the claim behind de-duplicated
+        alerts)."""
+        return self._link_new(key, data)
+
+    def _link_new(self, key: str, data: bytes, *, read_only: bool = False) -> bool:
+        """Atomic across processes: the complete temporary file is hard-linked to the key, which
+        fails on an existing name."""
+        target = self.path(key)
+        tmp = self._complete_temporary(target, data)
+        try:
+            if read_only:
+                os.chmod(tmp, READ_ONLY_FILE)  # raw data is read-only on disk too
+            os.link(tmp, target)
+        except FileExistsError:
+            return False
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return True
+
+    def delete(self, key: str) -> None:
+        """Remove a derived file (never used on raw landed data)."""
+        if key.startswith(LANDING):
+            raise ValueError(f"refusing to delete raw data {key}")
+        self.path(key).unlink(missing_ok=True)
+
+    def read_json(self, key: str) -> Any:
+        return json.loads(self.read_bytes(key))
+
+    def write_json(self, key: str, value: Any, *, immutable: bool = False) -> None:
+        blob = json.dumps(value, indent=2, sort_keys=True, default=str).encode()
+        self.write_bytes(key, blob, immutable=immutable)
+
+    def read_parquet(self, key: str) -> pd.DataFrame:
+        return pd.read_parquet(io.BytesIO(self.read_bytes(key)))
+
+    def write_parquet(self, key: str, frame: pd.DataFrame) -> None:
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        self.write_bytes(key, buffer.getvalue())
+
+
+class S3Storage(Storage):
+    """State under `s3://bucket/prefix`, with the interface of `Storage` (keys, not paths).
+
+    Every put carries server-side encryption headers: SSE-KMS with `PERENNIAL_S3_KMS_KEY_ID`
+    when set (the Terraform data bucket refuses anything else), AES256 otherwise. The endpoint
+    comes from `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` (read by boto3 itself), so the same
+    code runs against AWS and a moto server. Each object records its sha256 in its metadata,
+    which lets an immutable write recognise "same bytes already there" from a HEAD.
+    """
+
+    def __init__(self, url: str) -> None:
+        if not url.startswith("s3://") or not url.removeprefix("s3://").strip("/"):
+            raise ValueError(f"{url!r} is not an s3://bucket[/prefix] URL")
+        bucket, _, prefix = url.removeprefix("s3://").partition("/")
+        self.bucket, self.prefix = bucket, prefix.strip("/")
+        self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"S3Storage({self.url!r})"
+
+    def path(self, key: str) -> Path:
+        raise ValueError(
+            f"{key} lives in {self.url}, not on a local disk: use read_bytes/write_bytes"
+        )
+
+    def _object_key(self, key: str) -> str:
+        parts = key.strip("/").split("/")
+        if key.startswith("/") or any(part in ("", ".", "..") for part in parts):
+            raise ValueError(f"storage key {key!r} points outside {self.url}")
+        return "/".join([self.prefix, *parts]) if self.prefix else "/".join(parts)
+
+    def exists(self, key: str) -> bool:
+        return self._head(self._object_key(key)) is not None
+
+    def list(self, prefix: str) -> list[str]:
+        """Keys of the objects directly under a folder-like prefix, sorted."""
+        folder = self._object_key(prefix) + "/"
+        pages = (
+            _s3_client()
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=self.bucket, Prefix=folder, Delimiter="/")
+        )
+        names = [item["Key"][len(folder) :] for page in pages for item in page.get("Contents", [])]
+        return sorted(f"{prefix.rstrip('/')}/{name}" for name in names if name)
+
+    def read_bytes(self, key: str) -> bytes:
+        client = _s3_client()
+        try:
+            reply = client.get_object(Bucket=self.bucket, Key=self._object_key(key))
+        except client.exceptions.NoSuchKey:
+            raise FileNotFoundError(f"no {key} under {self.url}") from None
+        return bytes(reply["Body"].read())
+
+    def write_bytes(self, key: str, data: bytes, *, immutable: bool = False) -> None:
+        """One atomic put. With `immutable`, the key may be written once (same bytes: no-op),
+        enforced by S3 itself with a conditional put (`If-None-Match: *`), so two writers racing
+        cannot both win, and a retried put whose first reply was lost is recognised as ours."""
+        from botocore.exceptions import ClientError
+
+        name, digest = self._object_key(key), content_hash(data)
+        if immutable:
+            stored = self._stored_hash(name)
+            if stored is not None:
+                self._same_or_refuse(key, stored, digest)
+                return
+        try:
+            self._put(name, data, digest, conditional=immutable)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code == "AccessDenied" and "PERENNIAL_S3_KMS_KEY_ID" not in os.environ:
+                raise PermissionError(
+                    f"S3 refused to write {key} to {self.url} (AccessDenied): a bucket that "
+                    "requires SSE-KMS refuses AES256 uploads; set PERENNIAL_S3_KMS_KEY_ID to its "
+                    "KMS key ARN, or check the role's s3:PutObject permission on this prefix"
+                ) from exc
+            if not immutable or code not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise
+            stored = self._stored_hash(name)
+            if stored is None:  # a concurrent writer gave up: nothing was written, say so
+                raise
+            self._same_or_refuse(key, stored, digest)
+
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        """Create `key` only if it does not exist, by a conditional put (`If-None-Match: *`):
+        S3 lets exactly one of two racing writers win."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self._put(self._object_key(key), data, content_hash(data), conditional=True)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in (
+                "PreconditionFailed",
+                "ConditionalRequestConflict",
+            ):
+                return False
+            raise
+        return True
+
+    def delete(self, key: str) -> None:
+        """Remove a derived object (never raw landed data; the IAM role forbids it too)."""
+        if key.startswith(LANDING):
+            raise ValueError(f"refusing to delete raw data {key}")
+        _s3_client().delete_object(Bucket=self.bucket, Key=self._object_key(key))
+
+    def _head(self, name: str) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return dict(_s3_client().head_object(Bucket=self.bucket, Key=name))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def _stored_hash(self, name: str) -> str | None:
+        head = self._head(name)
+        if head is None:
+            return None
+        recorded = head.get("Metadata", {}).get("sha256")
+        if recorded:
+            return str(recorded)
+        # Written by something else than Perennial: hash the content itself.
+        body = _s3_client().get_object(Bucket=self.bucket, Key=name)["Body"].read()
+        return content_hash(body)
+
+    def _same_or_refuse(self, key: str, stored: str, digest: str) -> None:
+        if stored != digest:
+            raise ImmutableKeyError(f"{key} already exists in {self.url} with different content")
+
+    def _put(self, name: str, data: bytes, digest: str, *, conditional: bool) -> None:
+        client = _s3_client()
+        extra: dict[str, Any] = {**_encryption_args(), "Metadata": {"sha256": digest}}
+        if len(data) < MULTIPART_BYTES:
+            if conditional:
+                extra["IfNoneMatch"] = "*"
+            client.put_object(Bucket=self.bucket, Key=name, Body=data, **extra)
+        elif conditional:
+            self._conditional_multipart_put(name, data, extra)
+        else:
+            from boto3.s3.transfer import TransferConfig
+
+            transfer = TransferConfig(
+                multipart_threshold=MULTIPART_BYTES, multipart_chunksize=MULTIPART_BYTES
+            )
+            client.upload_fileobj(io.BytesIO(data), self.bucket, name, extra, Config=transfer)
+
+    def _conditional_multipart_put(self, name: str, data: bytes, extra: dict[str, Any]) -> None:
+        """Multipart upload completed with `If-None-Match: *`: boto3's managed transfer cannot
+        pass that condition (s3transfer's allowed upload arguments leave it out)."""
+        client = _s3_client()
+        upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=name, **extra)[
+            "UploadId"
+        ]
+        try:
+            parts = []
+            for number, start in enumerate(range(0, len(data), MULTIPART_BYTES), start=1):
+                reply = client.upload_part(
+                    Bucket=self.bucket,
+                    Key=name,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=data[start : start + MULTIPART_BYTES],
+                )
+                parts.append({"ETag": reply["ETag"], "PartNumber": number})
+            client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=name,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                IfNoneMatch="*",
+            )
+        except BaseException:
+            # Parts of an unfinished upload are billed until aborted (the bucket's lifecycle
+            # rule also aborts them after 7 days).
+            with contextlib.suppress(Exception):  # the original error is the one to report
+                client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
+            raise
+
+
+def _encryption_args() -> dict[str, str]:
+    key_id = os.environ.get("PERENNIAL_S3_KMS_KEY_ID")
+    if key_id:
+        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key_id}
+    return {"ServerSideEncryption": "AES256"}
+
+
+# A client is built once per value of these (tests and tools switch endpoints in one process).
+_CLIENT_VARIABLES = (
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL",
+    "AWS_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+)
+_client_lock = threading.Lock()
+_clients: dict[tuple[str | None, ...], Any] = {}
+
+
+def _s3_client() -> Any:
+    """One S3 client per endpoint and retry setting (clients are thread-safe; creating one costs
+    tens of milliseconds). Credentials, region and endpoint come from the standard AWS
+    variables, which boto3 reads itself."""
+    import boto3
+    from botocore.config import Config
+
+    attempts = os.environ.get("PERENNIAL_S3_MAX_ATTEMPTS", str(DEFAULT_MAX_ATTEMPTS))
+    identity = (attempts, *(os.environ.get(name) for name in _CLIENT_VARIABLES))
+    with _client_lock:
+        if identity not in _clients:
+            config = Config(retries={"mode": "standard", "max_attempts": int(attempts)})
+            _clients[identity] = boto3.session.Session().client("s3", config=config)
+        return _clients[identity]
+
+
+def open_storage(home: Path | str) -> Storage:
+    """The storage for a config's `home`: a local folder, or `s3://bucket/prefix`."""
+    if str(home).startswith("s3://"):
+        return S3Storage(str(home))
+    return Storage(home)

@@ -1,0 +1,161 @@
+"""Features and the time split: deterministic, driven only by the dataset's config.
+
+Training uses earlier batches, the newest batch is the holdout on which challenger and champion
+are compared; within the training batches the newest one validates the hyper-parameter search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.core import catalog
+from tasks.core.batches import local_times
+from tasks.core.config import PerennialConfig
+from tasks.core.expression import parse
+from tasks.core.storage import Storage
+
+BATCH_COLUMN = "_batch"
+
+
+class SplitError(ValueError):
+    """Not enough batches, or batches out of order, for a train / validation / holdout split."""
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    train: list[str]  # fit the search's trials
+    validation: str  # scores the search's trials
+    holdout: str  # compares challenger with champion
+
+    @property
+    def fit_batches(self) -> list[str]:
+        """Batches the final model is trained on: everything before the holdout."""
+        return [*self.train, self.validation]
+
+
+def time_split(batches: list[str], min_train_batches: int) -> TimeSplit:
+    """Newest batch -> holdout, the one before -> validation, the rest -> train."""
+    ordered = sorted(set(batches))
+    if len(ordered) != len(batches):
+        raise SplitError(f"batches {batches} repeat one")
+    needed = min_train_batches + 2
+    if len(ordered) < needed:
+        raise SplitError(
+            f"{len(ordered)} batch(es) given ({', '.join(ordered)}); training needs at least "
+            f"{needed}: {min_train_batches} to train on, one to validate the search, one holdout"
+        )
+    return TimeSplit(train=ordered[:-2], validation=ordered[-2], holdout=ordered[-1])
+
+
+def load_validated(storage: Storage, config: PerennialConfig, batches: list[str]) -> pd.DataFrame:
+    """Validated batches, concatenated, with their batch id in `_batch`."""
+    frames = []
+    for batch in batches:
+        frame = storage.read_parquet(catalog.key("validated", config, batch=batch))
+        frames.append(frame.assign(**{BATCH_COLUMN: batch}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def label(frame: pd.DataFrame, config: PerennialConfig) -> pd.Series:
+    """The target as 0/1 integers; rows whose target column is null must be dropped first.
+    The expression is checked at config load and evaluated by our own evaluator, never by
+    `DataFrame.eval` (which runs attribute access and calls)."""
+    values = parse(config.target.expression).evaluate(frame)
+    return pd.Series(np.asarray(values, dtype=bool).astype(np.int8), index=frame.index, name="y")
+
+
+def time_features(frame: pd.DataFrame, config: PerennialConfig) -> pd.DataFrame:
+    local = local_times(frame[config.time.column], config.time)
+    derive = {
+        "day_of_week": lambda: local.dt.day_of_week,
+        "day_of_month": lambda: local.dt.day,
+        "day_of_year": lambda: local.dt.dayofyear,
+        "hour": lambda: local.dt.hour,
+        "month": lambda: local.dt.month,
+    }
+    return pd.DataFrame({name: derive[name]().astype("float64") for name in config.features.time})
+
+
+def model_inputs(frame: pd.DataFrame, config: PerennialConfig) -> pd.DataFrame:
+    """The columns the model sees, in order: numeric as float, categorical as string."""
+    spec = config.features
+    missing = [c for c in [*spec.numeric, *spec.categorical] if c not in frame.columns]
+    if missing:
+        raise KeyError(f"feature columns {missing} are not in the data")
+    numeric = frame[spec.numeric].astype("float64")
+    categorical = frame[spec.categorical].astype("object").where(frame[spec.categorical].notna())
+    derived = time_features(frame, config).set_axis(frame.index)
+    return pd.concat([numeric, derived, categorical], axis=1)[spec.columns]
+
+
+def features_and_label(
+    frame: pd.DataFrame, config: PerennialConfig
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Model inputs and labels of the rows that have a label."""
+    labelled = frame[frame[config.target.column].notna()]
+    return model_inputs(labelled, config), label(labelled, config)
+
+
+def newest_rows(frame: pd.DataFrame, config: PerennialConfig) -> pd.DataFrame:
+    """Cap training data at `split.max_train_rows`, keeping the newest rows."""
+    cap = config.split.max_train_rows
+    if cap is None or len(frame) <= cap:
+        return frame
+    order = local_times(frame[config.time.column], config.time).argsort(kind="stable")
+    return frame.iloc[order.to_numpy()[-cap:]]
+
+
+@dataclass
+class Datasets:
+    split: TimeSplit
+    x_train: pd.DataFrame
+    y_train: pd.Series
+    x_valid: pd.DataFrame
+    y_valid: pd.DataFrame | pd.Series
+    x_holdout: pd.DataFrame
+    y_holdout: pd.Series
+
+    # Cached: training, scoring and the drift reference all read the fit rows, and each concat
+    # would copy every one of them again (gigabytes at 10M rows).
+    @cached_property
+    def x_fit(self) -> pd.DataFrame:
+        return pd.concat([self.x_train, self.x_valid])
+
+    @cached_property
+    def y_fit(self) -> pd.Series:
+        return pd.concat([self.y_train, self.y_valid])
+
+
+def build_datasets(storage: Storage, config: PerennialConfig, batches: list[str]) -> Datasets:
+    split = time_split(batches, config.split.min_train_batches)
+    frame = load_validated(storage, config, batches)
+    parts = {}
+    for name, members in (
+        ("train", split.train),
+        ("valid", [split.validation]),
+        ("holdout", [split.holdout]),
+    ):
+        rows = frame[frame[BATCH_COLUMN].isin(members)]
+        if name == "train":
+            rows = newest_rows(rows, config)
+        x, y = features_and_label(rows, config)
+        if y.nunique() < 2:
+            raise SplitError(
+                f"{name} batches {members} have a single class: nothing to learn or score; "
+                "choose other --batches, or check the target expression in the dataset YAML"
+            )
+        parts[name] = (x.reset_index(drop=True), y.reset_index(drop=True))
+    return Datasets(split, *parts["train"], *parts["valid"], *parts["holdout"])
+
+
+@task(name="build-features", cache_policy=NO_CACHE)
+def build_datasets_task(config: PerennialConfig, batches: list[str]) -> Datasets:
+    from tasks.core.storage import open_storage
+
+    return build_datasets(open_storage(config.home), config, batches)

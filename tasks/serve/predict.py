@@ -1,0 +1,176 @@
+"""Predict: batch scoring with the registry's champion, and shadow scoring with its challenger.
+
+Predictions land in `predictions/<dataset>/<batch>.parquet`, one row per input row, with the
+model version in every row. When a `challenger` alias exists the same rows are scored by it too
+(the evidence for a later promotion); once the batch's labels arrive, the monitor compares the
+two on them (`compare_shadow`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.core import catalog
+from tasks.core.artifacts import artifact_key
+from tasks.core.config import PerennialConfig
+from tasks.core.run_logging import run_logger
+from tasks.core.storage import Storage
+from tasks.data.features import features_and_label, model_inputs
+from tasks.learn.explain import contributions, reason_columns, top_reasons
+from tasks.registry.client import CHALLENGER, CHAMPION, RegistryError, version_by_alias
+from tasks.registry.evaluate import metrics_from
+from tasks.registry.metrics import predict
+from tasks.registry.model_store import load_model
+
+
+def score_frame(
+    frame: pd.DataFrame,
+    config: PerennialConfig,
+    models: dict[str, tuple[str, Any]],
+    explain: bool = False,
+) -> pd.DataFrame:
+    """Scores of every row by each model: `<alias>_score` and `<alias>_version` columns; with
+    `explain`, the champion's top three reasons per row (`reason_<k>_feature` and
+    `reason_<k>_contribution`, SHAP values in log-odds)."""
+    x = model_inputs(frame, config)
+    out = pd.DataFrame(
+        {"row": np.arange(len(frame)), config.time.column: frame[config.time.column]}
+    )
+    for alias, (version, model) in models.items():
+        out[f"{alias}_score"] = predict(model, x)
+        out[f"{alias}_version"] = version
+    if explain:
+        shap = contributions(models[CHAMPION][1], config, x)
+        for column, values in reason_columns(top_reasons(shap.values, shap.features)).items():
+            out[column] = values
+    return out
+
+
+def registry_models(config: PerennialConfig) -> dict[str, tuple[str, Any]]:
+    """Champion (required) and challenger (if any), loaded from the registry by alias."""
+    champion = version_by_alias(config, CHAMPION)
+    if champion is None:
+        raise RegistryError(f"{config.model_name} has no champion yet: train one first")
+    models = {CHAMPION: (champion.version, load_model(config, champion.version))}
+    challenger = version_by_alias(config, CHALLENGER)
+    if challenger is not None and challenger.version != champion.version:
+        models[CHALLENGER] = (challenger.version, load_model(config, challenger.version))
+    return models
+
+
+def shadow_report(
+    storage: Storage, config: PerennialConfig, batch: str, scored: pd.DataFrame | None = None
+) -> dict[str, Any]:
+    """Champion and challenger metrics on a scored batch whose labels have arrived (`scored`:
+    its predictions, when the caller has read them already)."""
+    if scored is None:
+        scored = storage.read_parquet(catalog.key("predictions", config, batch=batch))
+    frame = storage.read_parquet(catalog.key("validated", config, batch=batch))
+    labelled = frame[config.target.column].notna().to_numpy()
+    x, y = features_and_label(frame, config)
+    report: dict[str, Any] = {"batch": batch, "rows": int(labelled.sum())}
+    for alias in (CHAMPION, CHALLENGER):
+        if f"{alias}_score" not in scored.columns:
+            continue
+        scores = scored[f"{alias}_score"].to_numpy()[labelled]
+        metrics = metrics_from(
+            x, y, scores, config.promotion.slices, config.promotion.min_slice_rows
+        )
+        report[alias] = {"version": str(scored[f"{alias}_version"].iloc[0]), **metrics.as_dict()}
+    return report
+
+
+def compare_shadow(storage: Storage, config: PerennialConfig, batch: str) -> dict[str, Any] | None:
+    """The shadow comparison of a batch, or None when there is nothing to compare: no
+    predictions for it, no challenger among them, or no labels yet. `gain` is challenger minus
+    champion per metric (positive AUC gain, negative log-loss gain: the challenger is better)."""
+    key = catalog.key("predictions", config, batch=batch)
+    if not storage.exists(key):
+        return None
+    scored = storage.read_parquet(key)
+    if f"{CHALLENGER}_score" not in scored.columns:
+        return None
+    report = shadow_report(storage, config, batch, scored)
+    if report["rows"] == 0:
+        return None
+    champion, challenger = report[CHAMPION], report[CHALLENGER]
+    report["gain"] = {
+        metric: challenger[metric] - champion[metric]
+        for metric in ("roc_auc", "log_loss", "worst_slice_auc")
+    }
+    return report
+
+
+def shadow_markdown(report: dict[str, Any]) -> str:
+    rows = [
+        f"| {alias} | v{report[alias]['version']} | {report[alias]['roc_auc']:.4f} | "
+        f"{report[alias]['log_loss']:.4f} | {report[alias]['worst_slice_auc']:.4f} |"
+        for alias in (CHAMPION, CHALLENGER)
+    ]
+    gain = report["gain"]
+    return "\n".join(
+        [
+            f"### Shadow scoring of {report['batch']} ({report['rows']:,} labelled rows)",
+            "",
+            "| alias | version | ROC AUC | log loss | worst slice AUC |",
+            "| --- | --- | --- | --- | --- |",
+            *rows,
+            "",
+            f"Challenger minus champion: ROC AUC {gain['roc_auc']:+.4f}, "
+            f"log loss {gain['log_loss']:+.4f}.",
+        ]
+    )
+
+
+@task(name="compare-shadow", cache_policy=NO_CACHE)
+def compare_shadow_task(config: PerennialConfig, batch: str) -> dict[str, Any] | None:
+    """Champion vs challenger on a batch both scored, once its labels are in: the evidence a
+    later promotion can point to (a markdown artifact)."""
+    from prefect.artifacts import create_markdown_artifact
+
+    from tasks.core.storage import open_storage
+
+    report = compare_shadow(open_storage(config.home), config, batch)
+    if report is not None:
+        create_markdown_artifact(
+            key=artifact_key(f"shadow-{config.dataset}-{batch}"),
+            markdown=shadow_markdown(report),
+            description=f"shadow scoring {batch}: challenger AUC gain "
+            f"{report['gain']['roc_auc']:+.4f}",
+        )
+        run_logger().info(
+            "shadow %s: challenger v%s minus champion v%s, ROC AUC %+.4f",
+            batch,
+            report["challenger"]["version"],
+            report["champion"]["version"],
+            report["gain"]["roc_auc"],
+        )
+    return report
+
+
+@task(name="score-batch", cache_policy=NO_CACHE)
+def score_batch_task(config: PerennialConfig, batch: str, explain: bool = False) -> dict[str, Any]:
+    from tasks.core.storage import open_storage
+
+    storage = open_storage(config.home)
+    frame = storage.read_parquet(catalog.key("validated", config, batch=batch))
+    scored = score_frame(frame, config, registry_models(config), explain)
+    storage.write_parquet(catalog.key("predictions", config, batch=batch), scored)
+    summary: dict[str, Any] = {
+        "batch": batch,
+        "rows": len(scored),
+        "key": catalog.key("predictions", config, batch=batch),
+        "explained": explain,
+    }
+    for alias in (CHAMPION, CHALLENGER):
+        if f"{alias}_version" in scored.columns:
+            summary[alias] = {
+                "version": str(scored[f"{alias}_version"].iloc[0]),
+                "mean_score": float(scored[f"{alias}_score"].mean()),
+            }
+    return summary

@@ -1,0 +1,142 @@
+"""A/B arms on live traffic: once a batch's labels have landed, the live rows served during its
+period are joined to them on `validation.key_columns`, and each arm (champion, challenger) is
+scored on its own rows with the scores it actually served. The monitor reports; promotion stays
+the policy's decision (as for shadow scoring, `tasks.serve.predict.compare_shadow`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.core import catalog
+from tasks.core.artifacts import artifact_key
+from tasks.core.config import PerennialConfig
+from tasks.core.storage import Storage
+from tasks.data.features import label
+from tasks.registry.client import CHALLENGER, CHAMPION
+from tasks.registry.evaluate import metrics_from
+from tasks.watch.live import ARM, SCORE, VERSION, live_batches_within, read_live
+
+LABEL = "_label"
+
+
+def as_type_of(values: pd.Series, like: pd.Series) -> pd.Series:
+    """Live key values (stored as text) in the labelled batch's type; a value that does not
+    convert becomes missing, so it joins nothing rather than the wrong row."""
+    if pd.api.types.is_datetime64_any_dtype(like):
+        converted = pd.to_datetime(values, utc=True, errors="coerce")
+        zone = getattr(like.dt, "tz", None)
+        return converted.dt.tz_convert(zone) if zone is not None else converted.dt.tz_localize(None)
+    if pd.api.types.is_numeric_dtype(like):
+        return pd.to_numeric(values, errors="coerce").astype("float64")
+    return values.astype("string")
+
+
+def join_labels(live: pd.DataFrame, frame: pd.DataFrame, config: PerennialConfig) -> pd.DataFrame:
+    """Live rows that have a label in `frame` (a validated batch), with the label in `_label`.
+    A key scored several times by one arm (a retried request) counts once, its last score."""
+    keys = config.validation.key_columns
+    labelled = frame[frame[config.target.column].notna()]
+    right = labelled[keys].assign(**{LABEL: label(labelled, config).to_numpy()})
+    right = right.drop_duplicates(subset=keys, keep="last")
+    left = live.copy()
+    for column in keys:
+        left[column] = as_type_of(left[column], right[column])
+        if pd.api.types.is_numeric_dtype(right[column]):
+            right[column] = right[column].astype("float64")
+        elif not pd.api.types.is_datetime64_any_dtype(right[column]):
+            right[column] = right[column].astype("string")
+    left = left.dropna(subset=keys).drop_duplicates(subset=[*keys, ARM], keep="last")
+    return left.merge(right, on=keys, how="inner")
+
+
+def arm_metrics(joined: pd.DataFrame, alias: str) -> dict[str, Any] | None:
+    rows = joined[joined[ARM] == alias]
+    if rows.empty:
+        return None
+    metrics = metrics_from(rows, rows[LABEL], rows[SCORE].to_numpy(dtype="float64"))
+    return {
+        "versions": sorted(rows[VERSION].astype(str).unique().tolist()),
+        "rows": len(rows),
+        "roc_auc": metrics.roc_auc,
+        "log_loss": metrics.log_loss,
+        "label_rate": metrics.label_rate,
+        "mean_score": metrics.mean_prediction,
+    }
+
+
+def compare_arms(storage: Storage, config: PerennialConfig, batch: str) -> dict[str, Any] | None:
+    """Each arm's AUC and row count on the live rows of `batch` whose labels are in, or None
+    when there is nothing to compare: no key columns in the config, no labelled batch, no live
+    rows for its period, or none of them labelled yet."""
+    keys = config.validation.key_columns
+    validated = catalog.key("validated", config, batch=batch)
+    if not keys or not storage.exists(validated):
+        return None
+    parts = [read_live(storage, config, live) for live in live_batches_within(config, batch)]
+    parts = [part for part in parts if not part.empty]
+    if not parts:
+        return None
+    live = pd.concat(parts, ignore_index=True)
+    if any(column not in live.columns for column in keys):
+        return None  # the requests did not carry the keys: nothing to join on
+    joined = join_labels(live, storage.read_parquet(validated), config)
+    if joined.empty:
+        return None
+    report: dict[str, Any] = {
+        "batch": batch,
+        "live_rows": len(live),
+        "rows": len(joined),
+        CHAMPION: arm_metrics(joined, CHAMPION),
+        CHALLENGER: arm_metrics(joined, CHALLENGER),
+    }
+    if report[CHAMPION] and report[CHALLENGER]:
+        report["gain"] = {
+            metric: report[CHALLENGER][metric] - report[CHAMPION][metric]
+            for metric in ("roc_auc", "log_loss")
+        }
+    return report
+
+
+def arms_markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"### A/B arms on live traffic of {report['batch']} "
+        f"({report['rows']:,} of {report['live_rows']:,} sampled rows labelled)",
+        "",
+        "| arm | versions | rows | ROC AUC | log loss |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for alias in (CHAMPION, CHALLENGER):
+        arm = report[alias]
+        if arm:
+            lines.append(
+                f"| {alias} | {', '.join('v' + v for v in arm['versions'])} | {arm['rows']:,} | "
+                f"{arm['roc_auc']:.4f} | {arm['log_loss']:.4f} |"
+            )
+    if "gain" in report:
+        lines += ["", f"Challenger minus champion: ROC AUC {report['gain']['roc_auc']:+.4f}."]
+    lines += ["", "Reported only: promotion stays the policy's decision (`perennial train`)."]
+    return "\n".join(lines)
+
+
+@task(name="compare-arms", cache_policy=NO_CACHE)
+def compare_arms_task(config: PerennialConfig, batch: str) -> dict[str, Any] | None:
+    """The A/B arms of a labelled batch's period, as a markdown artifact too."""
+    from prefect.artifacts import create_markdown_artifact
+
+    from tasks.core.run_logging import run_logger
+    from tasks.core.storage import open_storage
+
+    report = compare_arms(open_storage(config.home), config, batch)
+    if report is not None:
+        create_markdown_artifact(
+            key=artifact_key(f"ab-{config.dataset}-{batch}"),
+            markdown=arms_markdown(report),
+            description=f"A/B arms on live traffic {batch}: {report['rows']} labelled rows",
+        )
+        run_logger().info("A/B arms %s: %s", batch, arms_markdown(report).splitlines()[0])
+    return report

@@ -1,0 +1,249 @@
+"""The report page: HTML from string templates around the figures of tasks/watch/report_figures.py,
+so the file opens offline with no server and asks nothing of the network (no script, font,
+stylesheet or image from anywhere; its Content-Security-Policy forbids them too). Every value
+that comes from data goes through `html.escape`."""
+
+from __future__ import annotations
+
+from html import escape
+from string import Template
+from typing import Any
+
+from tasks.watch.report_figures import (
+    champion_changes,
+    cost_figure,
+    decisions_figure,
+    drift_figure,
+    finite,
+    metrics_figure,
+    number,
+    replay_figure,
+    run_name,
+)
+
+# -- HTML -------------------------------------------------------------------------------------
+
+STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;
+color:#222;background:#f4f5f7;margin:0}
+main{max-width:1080px;margin:0 auto;padding:24px}
+header h1{margin:0 0 4px;font-size:24px}header p{margin:0;color:#666}
+section{background:#fff;border-radius:8px;padding:16px 20px;margin:16px 0;
+box-shadow:0 1px 3px rgba(0,0,0,.08)}
+h2{font-size:17px;margin:0 0 10px}
+.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(125px,1fr));gap:12px;
+background:none;box-shadow:none;padding:0}
+.tile{background:#fff;border-radius:8px;padding:12px 14px;box-shadow:0 1px 3px rgba(0,0,0,.08)}
+.tile b{display:block;font-size:20px}.tile span{color:#666;font-size:12px}
+img{max-width:100%;display:block;margin:4px 0 12px}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #e5e7eb;vertical-align:top}
+th{color:#555;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
+tr.change td{border-top:2px solid #2e8b57}
+.promoted{color:#2e8b57;font-weight:600}.rejected,.alert{color:#c0392b;font-weight:600}
+.warn{color:#e67e22;font-weight:600}.estimate{color:#e67e22}
+.empty{color:#777;font-style:italic}
+"""
+
+PAGE = Template("""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy"
+ content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>$model: Perennial report</title><style>$style</style></head>
+<body><main>
+<header><h1>$model</h1><p>Perennial report of dataset $dataset, generated $generated (UTC).
+Self-contained: it opens offline.</p></header>
+<section class="tiles">$tiles</section>
+<section><h2>Performance per batch</h2>$metrics</section>
+<section><h2>Promotion decisions</h2>$decisions</section>
+<section><h2>Drift per feature</h2>$drift</section>
+<section><h2>Retrain policies replayed</h2>$replay</section>
+<section><h2>Quarantined batches</h2>$quarantines</section>
+<section><h2>Cost per training run</h2>$costs</section>
+</main></body></html>
+""")
+
+
+def image(source: str | None, alt: str) -> str:
+    return f'<img src="{source}" alt="{escape(alt)}">' if source else ""
+
+
+def table(head: list[str], rows: list[tuple[list[str], str]]) -> str:
+    """`rows` are (cells as HTML already escaped, row class)."""
+    header = "".join(f"<th>{escape(h)}</th>" for h in head)
+    body = "".join(
+        (f'<tr class="{css}">' if css else "<tr>") + "".join(cells) + "</tr>" for cells, css in rows
+    )
+    return f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def td(value: Any, css: str = "") -> str:
+    attribute = f' class="{escape(css)}"' if css else ""
+    return f"<td{attribute}>{escape(str(value))}</td>"
+
+
+def empty(text: str) -> str:
+    return f'<p class="empty">{escape(text)}</p>'
+
+
+def batches_section(batches: list[dict[str, Any]]) -> str:
+    if not batches:
+        return empty("No monitored batch yet: `perennial monitor --batch B` records one.")
+    changes = set(champion_changes(batches))
+    rows = []
+    for i, b in enumerate(batches):
+        real, est = b.get("labelled") or {}, b.get("estimated") or {}
+        error = est.get("error")
+        drift = b["drift"]
+        cells = [
+            td(b["batch"]),
+            td(f"v{b['model_version']}"),
+            td(f"{b['rows']:,}", "n"),
+            td(number(real.get("roc_auc")), "n"),
+            td(number(est.get("estimated_auc")), "n estimate"),
+            td(f"{error:+.4f}" if finite(error) else "-", "n"),
+            td(number(real.get("log_loss")), "n"),
+            td(number(real.get("label_rate"), 3), "n"),
+            td(f"{drift['status']} ({drift['max_psi']:.2f})", drift["status"]),
+        ]
+        rows.append((cells, "change" if i in changes else ""))
+    head = [
+        "batch",
+        "champion",
+        "rows",
+        "AUC",
+        "AUC estimated (CBPE)",
+        "estimate - real",
+        "log loss",
+        "positive rate",
+        "drift (max PSI)",
+    ]
+    note = (
+        "<p>The estimate is made from the champion's own calibrated scores before labels "
+        "(CBPE); the real AUC is measured once the batch's labels are in.</p>"
+    )
+    return image(metrics_figure(batches), "AUC per batch") + note + table(head, rows)
+
+
+def decisions_section(decisions: list[dict[str, Any]]) -> str:
+    if not decisions:
+        return empty("No model version registered yet: `perennial train` makes one.")
+    rows = []
+    for d in decisions:
+        compared = d["compared_with"]
+        cells = [
+            td(f"v{d['version']}"),
+            td(d["holdout"]),
+            td(d["decision"], d["decision"]),
+            td(number(d["challenger_auc"]), "n"),
+            td(number(d["champion_auc"]) + ("" if compared == "none" else f" (v{compared})"), "n"),
+            td("; ".join(d["reasons"])),
+        ]
+        rows.append((cells, ""))
+    head = ["version", "holdout", "decision", "its AUC", "champion AUC", "reasons"]
+    return image(decisions_figure(decisions), "challenger vs champion") + table(head, rows)
+
+
+def quarantines_section(quarantines: list[dict[str, Any]]) -> str:
+    if not quarantines:
+        return empty("No batch quarantined: every batch passed the gate.")
+    rows = [
+        (
+            [
+                td(q["batch"]),
+                td(q["revision"], "n"),
+                td(q["stage"]),
+                td(q["message"]),
+                td("; ".join(q["rules"])),
+            ],
+            "",
+        )
+        for q in quarantines
+    ]
+    return table(["batch", "revision", "stage", "why", "failed rules"], rows)
+
+
+def costs_section(costs: list[dict[str, Any]], prices_as_of: str) -> str:
+    if not costs:
+        return empty("No training run has recorded its cost yet.")
+    rows = [
+        (
+            [
+                td(run_name(c)),
+                td(number(c.get("wall_seconds"), 1), "n"),
+                td(number(c.get("cpu_seconds"), 1), "n"),
+                td(number(c.get("peak_rss_mb"), 0), "n"),
+                td(f"${c.get('usd', 0.0):.6f}", "n"),
+            ],
+            "",
+        )
+        for c in costs
+    ]
+    note = f"<p>Estimated at the prices of {escape(prices_as_of)}.</p>"
+    head = ["run", "wall s", "CPU s", "peak MB", "estimated USD"]
+    return image(cost_figure(costs), "cost per run") + note + table(head, rows)
+
+
+def replay_section(replay: dict[str, Any] | None) -> str:
+    """The replay's figure and its table (mean realized AUC, retrains, promotions, alerts)."""
+    figure = replay_figure(replay) if replay else None
+    if not replay or not figure:
+        return empty("No replay yet: `perennial replay --batches FIRST..LAST` fills this in.")
+    rows = []
+    for name, summary in replay["policies"].items():
+        low, high = summary.get("interval") or [None, None]
+        cells = [
+            td(name),
+            td(number(summary.get("mean_realized_auc"))),
+            td(f"[{number(low)}, {number(high)}]"),
+            *(td(f"{summary.get(k, 0):g}") for k in ("retrains", "promotions", "alerts")),
+        ]
+        rows.append((cells, ""))
+    head = [
+        "policy",
+        "mean realized AUC",
+        "interval over seeds",
+        "retrains",
+        "promotions",
+        "alerts",
+    ]
+    return image(figure, "realized AUC per policy") + table(head, rows)
+
+
+def tiles(data: dict[str, Any]) -> str:
+    batches, decisions = data["batches"], data["decisions"]
+    last = batches[-1] if batches else {}
+    moves = data["moves"]
+    champion = moves[-1]["to"] if moves else last.get("model_version")
+    promoted = sum(d["decision"] == "promoted" for d in decisions)
+    shown = [
+        ("champion", f"v{champion}" if champion else "none"),
+        (f"AUC on {last.get('batch', '-')}", number((last.get("labelled") or {}).get("roc_auc"))),
+        ("AUC estimated (CBPE)", number((last.get("estimated") or {}).get("estimated_auc"))),
+        ("batches monitored", str(len(batches))),
+        ("promoted / decisions", f"{promoted} / {len(decisions)}"),
+        ("quarantined", str(len(data["quarantines"]))),
+        ("cost of all runs", f"${sum(c.get('usd', 0.0) for c in data['costs']):.4f}"),
+    ]
+    return "".join(
+        f'<div class="tile"><span>{escape(k)}</span><b>{escape(v)}</b></div>' for k, v in shown
+    )
+
+
+def render_page(data: dict[str, Any]) -> str:
+    warn, alert = data["psi_warn"], data["psi_alert"]
+    drift = drift_figure(data["batches"], warn, alert)
+    return PAGE.substitute(
+        style=STYLE,
+        model=escape(data["model"]),
+        dataset=escape(data["dataset"]),
+        generated=escape(data["generated_at"]),
+        tiles=tiles(data),
+        metrics=batches_section(data["batches"]),
+        decisions=decisions_section(data["decisions"]),
+        drift=image(drift, "PSI heat map") if drift else empty("No monitored batch yet."),
+        replay=replay_section(data.get("replay")),
+        quarantines=quarantines_section(data["quarantines"]),
+        costs=costs_section(data["costs"], data["prices_as_of"]),
+    )
