@@ -41,8 +41,8 @@ runtime: uv  ## the runtime only (what the demo runs): no test or lint tools
 
 # Compiled at install: the tests start hundreds of processes, and with PYTHONDONTWRITEBYTECODE set
 # each would compile its imports again.
-install: uv  ## the runtime and the developer tools (tests, lint, Terraform checks)
-	$(SYNC) --compile-bytecode --group dev
+install: uv  ## the runtime and the developer tools (tests, lint, docs, Terraform checks)
+	$(SYNC) --compile-bytecode --group dev --group docs
 	$(compile_project)
 
 demo: runtime  ## replay 2013 month by month: gate, score, retrain, promote

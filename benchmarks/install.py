@@ -46,7 +46,7 @@ UV = shutil.which("uv") or "uv"
 # What make and infra/Dockerfile run (Makefile: SYNC, `runtime`, `install`).
 SYNCS = {
     "demo": ["--no-dev", "--extra", "cpu"],
-    "test": ["--group", "dev", "--extra", "cpu"],
+    "test": ["--group", "dev", "--group", "docs", "--extra", "cpu"],
     "image": ["--no-dev", "--extra", "aws", "--extra", "cpu"],
     "gpu": ["--no-dev", "--extra", "gpu"],
 }
@@ -269,7 +269,7 @@ def main() -> None:
         },
         "test": {
             "command": "make test (its install): uv sync --frozen --compile-bytecode --extra cpu "
-            "--group dev",
+            "--group dev --group docs",
             "install_after_demo_s": test_install_s,
             **test,
             **cold_cache_download(SYNCS["test"]),
