@@ -199,7 +199,7 @@ def first_contact(clone: Path, timeout_s: float) -> dict[str, Any]:
                 break
     finally:
         stop_group(demo)
-        # The shared local Prefect server the demo started outlives it (README): stop it.
+        # The shared local Prefect server the demo started outlives it (see the docs): stop it.
         subprocess.run(["make", "down"], cwd=clone, env=env, capture_output=True, timeout=120)
     return {
         "commit": commit,
