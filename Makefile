@@ -53,7 +53,7 @@ browser:  ## Debian's Chromium for the UI test (as root with apt; elsewhere that
 		&& apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "no /usr/bin/chromium: the browser test will be skipped"
 
-test: install lint docs browser  ## everything: lint, unit, integration, e2e (browser too), infrastructure checks
+test: install lint docs browser  ## everything: lint, docs, unit, integration, e2e (browser too), infrastructure checks
 	@# Two workers, each test file on one worker (module-scoped scenarios run in order): the
 	@# served and CLI tests spend much of their time waiting on servers and polls: with two
 	@# workers the suite took 9:36 on 2 cores, against 26:44 on one for the suite before it.
