@@ -18,7 +18,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: uv runtime install browser demo test test-fast lint format infra-check infra-workpool up down status bench clean
+.PHONY: uv runtime install browser demo test test-fast lint format docs infra-check infra-workpool up down status bench clean
 
 uv:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv$(UV_RANGE)"
@@ -41,8 +41,8 @@ runtime: uv  ## the runtime only (what the demo runs): no test or lint tools
 
 # Compiled at install: the tests start hundreds of processes, and with PYTHONDONTWRITEBYTECODE set
 # each would compile its imports again.
-install: uv  ## the runtime and the developer tools (tests, lint, Terraform checks)
-	$(SYNC) --compile-bytecode --group dev
+install: uv  ## the runtime and the developer tools (tests, lint, docs, Terraform checks)
+	$(SYNC) --compile-bytecode --group dev --group docs
 	$(compile_project)
 
 demo: runtime  ## replay 2013 month by month: gate, score, retrain, promote
@@ -53,7 +53,7 @@ browser:  ## Debian's Chromium for the UI test (as root with apt; elsewhere that
 		&& apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "no /usr/bin/chromium: the browser test will be skipped"
 
-test: install lint browser  ## everything: lint, unit, integration, e2e (browser too), infrastructure checks
+test: install lint docs browser  ## everything: lint, docs, unit, integration, e2e (browser too), infrastructure checks
 	@# Two workers, each test file on one worker (module-scoped scenarios run in order): the
 	@# served and CLI tests spend much of their time waiting on servers and polls: with two
 	@# workers the suite took 9:36 on 2 cores, against 26:44 on one for the suite before it.
@@ -70,6 +70,11 @@ lint: install
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy flows tasks
+
+# The site (docs/, mkdocs.yml) into site/. Strict: a broken link or reference fails the build,
+# and `make test` builds it too. MkDocs 1.6 prints a notice about MkDocs 2 unless this is set.
+docs: install  ## the documentation site, built strictly into site/
+	NO_MKDOCS_2_WARNING=1 $(RUN) mkdocs build --strict --site-dir site
 
 format: install
 	$(RUN) ruff format .

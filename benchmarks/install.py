@@ -46,7 +46,7 @@ UV = shutil.which("uv") or "uv"
 # What make and infra/Dockerfile run (Makefile: SYNC, `runtime`, `install`).
 SYNCS = {
     "demo": ["--no-dev", "--extra", "cpu"],
-    "test": ["--group", "dev", "--extra", "cpu"],
+    "test": ["--group", "dev", "--group", "docs", "--extra", "cpu"],
     "image": ["--no-dev", "--extra", "aws", "--extra", "cpu"],
     "gpu": ["--no-dev", "--extra", "gpu"],
 }
@@ -199,7 +199,7 @@ def first_contact(clone: Path, timeout_s: float) -> dict[str, Any]:
                 break
     finally:
         stop_group(demo)
-        # The shared local Prefect server the demo started outlives it (README): stop it.
+        # The shared local Prefect server the demo started outlives it (see the docs): stop it.
         subprocess.run(["make", "down"], cwd=clone, env=env, capture_output=True, timeout=120)
     return {
         "commit": commit,
@@ -269,7 +269,7 @@ def main() -> None:
         },
         "test": {
             "command": "make test (its install): uv sync --frozen --compile-bytecode --extra cpu "
-            "--group dev",
+            "--group dev --group docs",
             "install_after_demo_s": test_install_s,
             **test,
             **cold_cache_download(SYNCS["test"]),

@@ -1,4 +1,4 @@
-"""The report page on a real history, its screenshot for the README, and what a refresh costs.
+"""The report page on a real history, its screenshot for docs/report.md, and what a refresh costs.
 
     .venv/bin/python benchmarks/report_page.py [--last 2013-08] [--trials 5] [--keep]
 

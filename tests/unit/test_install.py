@@ -23,7 +23,7 @@ PLATFORMS = {
 INSTALLS = {
     "image": ["--no-dev", "--extra", "aws", "--extra", "cpu"],
     "demo": ["--no-dev", "--extra", "cpu"],
-    "test": ["--group", "dev", "--extra", "cpu"],
+    "test": ["--group", "dev", "--group", "docs", "--extra", "cpu"],
     "gpu": ["--no-dev", "--extra", "gpu"],
 }
 
