@@ -43,10 +43,10 @@ from flows.service import (
     free_port,
     prefect_server_command,
     server_settings,
-    start_ticks,
     stop,
     write_private,
 )
+from tasks.core.processes import start_ticks
 
 MODE_VARIABLE = "PERENNIAL_PREFECT"  # "shared" (default) or "ephemeral"
 IDLE_VARIABLE = "PERENNIAL_PREFECT_IDLE_MINUTES"

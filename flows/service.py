@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from tasks.core.processes import pid_alive, start_ticks
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 WORK_POOL = "perennial"
@@ -312,26 +314,11 @@ def render_deployments(
     return yaml.safe_dump(document, sort_keys=False)
 
 
-def start_ticks(pid: int) -> str | None:
-    """The process's start time in clock ticks (Linux): tells our PID from a recycled one."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
 def open_log(logs: Path, name: str) -> Any:
     """A process's log, appended to, readable by the user only."""
     return os.fdopen(
         os.open(logs / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab"
     )
-
-
-def is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def spawn(name: str, command: list[str], env: dict[str, str], logs: Path) -> dict[str, Any]:
@@ -350,16 +337,9 @@ def spawn(name: str, command: list[str], env: dict[str, str], logs: Path) -> dic
 
 
 def alive(entry: dict[str, Any]) -> bool:
-    if is_zombie(entry["pid"]):  # exited, not yet reaped by us (its parent)
-        return False
-    ticks = start_ticks(entry["pid"])
-    if ticks is None:  # no /proc: fall back to "some process has this PID"
-        try:
-            os.kill(entry["pid"], 0)
-        except OSError:
-            return False
-        return entry.get("ticks") is None
-    return ticks == entry.get("ticks")
+    """Whether the process `spawn` recorded in `entry` still runs (the same process, not a later
+    one with its pid)."""
+    return pid_alive(entry["pid"], entry.get("ticks"))
 
 
 def wait_ready(

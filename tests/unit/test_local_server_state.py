@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from flows import local_server
 from flows.cli import app
-from flows.service import start_ticks, write_private
+from flows.service import write_private
+from tasks.core.processes import start_ticks
 
 
 def test_the_shared_server_is_not_wanted_with_a_server_url_or_in_ephemeral_mode(
