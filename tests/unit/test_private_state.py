@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.service import database_urls, sqlite_files
+from flows.supervision.served_settings import database_urls, sqlite_files
 from tasks.core.storage import Storage, private_file, private_folder
 
 UMASKS = [0o022, 0o000]
@@ -84,7 +84,7 @@ def test_sqlite_databases_made_first_stay_private_with_their_journals(
 
 
 def test_the_local_prefect_server_home_is_private(tmp_path: Path, permissive_umask: int) -> None:
-    from flows.local_server import locked
+    from flows.supervision.local_server import locked
 
     home = tmp_path / "perennial" / "prefect"
     with locked(home) as taken:
