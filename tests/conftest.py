@@ -95,6 +95,17 @@ def no_shared_server_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     assert not left, f"tests left shared local Prefect servers running: pids {left}"
 
 
+@pytest.fixture(params=[0o022, 0o000], ids=["umask-022", "umask-000"])
+def permissive_umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """The test runs under the usual umask and under 000 (files and folders as wide as the
+    mode asked for): private state must be private under both."""
+    previous = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(previous)
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh PERENNIAL_HOME for one test."""
