@@ -85,14 +85,14 @@ infra-check: install  ## terraform fmt + test, checkov, structural HCL tests (of
 	bash infra/check.sh
 
 up: install  ## served mode: Prefect server + UI, worker, MLflow server, deployments
-	$(RUN) python -m flows.service up
+	$(RUN) python -m flows.supervision.served_stack up
 
 down:  ## stop exactly what `make up` started, and the CLI's shared local Prefect server
-	$(RUN) python -m flows.service down
+	$(RUN) python -m flows.supervision.served_stack down
 	$(RUN) perennial server stop
 
 status:
-	$(RUN) python -m flows.service status
+	$(RUN) python -m flows.supervision.served_stack status
 
 infra-workpool: install  ## create/update the prod ECS work pool from Terraform outputs, then deploy
 	cd infra && terraform output -json > /tmp/perennial-outputs.json

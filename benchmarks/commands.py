@@ -26,7 +26,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "commands.json"
 PERENNIAL = str(Path(sys.executable).parent / "perennial")
 MONTHS = [f"2013-{month:02d}" for month in range(1, 13)]
 FIND_SERVER = (
-    "import time; started = time.perf_counter(); from flows.local_server import ensure; "
+    "import time; started = time.perf_counter(); "
+    "from flows.supervision.local_server import ensure; "
     "assert not ensure()['new']; print(time.perf_counter() - started)"
 )
 STATUS_BY_MLFLOW = (

@@ -1,4 +1,4 @@
-"""Served mode, locked down: how long `flows.service up` takes, and how soon a drift alert
+"""Served mode, locked down: how long `make up` takes, and how soon a drift alert
 becomes a running retrain (event -> flow run created / started / finished) through the
 automation and the process worker, on the stack as `make up` runs it (Prefect API auth, CSRF,
 MLflow basic auth), on 127.0.0.1 with free ports and a temporary home.
@@ -91,7 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=3)
     events = parser.parse_args().events
-    from flows.service import client_env, down, up
+    from flows.supervision.served_stack import client_env, down, up
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="perennial-served-bench-") as scratch:

@@ -161,8 +161,8 @@ def _run(flow: Any, *, heartbeats: bool = False, **parameters: Any) -> Any:
     with `heartbeats`, for the long commands: Prefect's heartbeat thread sleeps in whole seconds
     and is joined when the run ends, which cost a command of a few seconds 0.5-1 s. A short
     command runs in the user's terminal, where its end or its crash is seen."""
-    from flows import local_server
-    from flows.ephemeral_server import bind_ephemeral_server
+    from flows.supervision import local_server
+    from flows.supervision.ephemeral_server import bind_ephemeral_server
     from flows.terminal import quiet_console, refusal_line
 
     try:
@@ -688,7 +688,7 @@ def server(
     """The shared local Prefect server that commands start on first use and reuse: show it,
     start it ahead of the first command, or stop it (a later command starts it again).
     PERENNIAL_PREFECT=ephemeral does without it."""
-    from flows import local_server
+    from flows.supervision import local_server
 
     if action not in ("status", "start", "stop"):
         _fail(f"unknown action {action!r}: use `perennial server status`, `start` or `stop`", 2)

@@ -79,7 +79,7 @@ def shared_servers_under(folder: Path) -> list[int]:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"flows.local_server\0supervise" not in command:
+        if b"flows.supervision.local_server\0supervise" not in command:
             continue
         homes = [v[len(b"PREFECT_HOME=") :] for v in environ if v.startswith(b"PREFECT_HOME=")]
         if any(Path(os.fsdecode(h)).is_relative_to(folder) for h in homes):
@@ -93,6 +93,17 @@ def no_shared_server_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     yield
     left = shared_servers_under(tmp_path_factory.getbasetemp())
     assert not left, f"tests left shared local Prefect servers running: pids {left}"
+
+
+@pytest.fixture(params=[0o022, 0o000], ids=["umask-022", "umask-000"])
+def permissive_umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """The test runs under the usual umask and under 000 (files and folders as wide as the
+    mode asked for): private state must be private under both."""
+    previous = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(previous)
 
 
 @pytest.fixture
@@ -155,10 +166,11 @@ def stop_process(process: subprocess.Popen[Any], grace_s: float = 20) -> None:
 
 @contextlib.contextmanager
 def served_stack(home: Path, **env: str) -> Iterator[dict[str, Any]]:
-    """`flows.service up` (Prefect server, MLflow server, worker, deployments) on free ports
-    with PERENNIAL_HOME=`home` and `env`; always stopped by the PIDs it recorded. Yields the
-    service state with `env` holding what a client needs, credentials included."""
-    from flows.service import client_env, down, up
+    """`make up` (`flows.supervision.served_stack.up`: Prefect server, MLflow server, worker,
+    deployments) on free ports with PERENNIAL_HOME=`home` and `env`; always stopped by the PIDs
+    it recorded. Yields the service state with `env` holding what a client needs, credentials
+    included."""
+    from flows.supervision.served_stack import client_env, down, up
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PERENNIAL_HOME", str(home))

@@ -3,9 +3,10 @@
 `import mlflow` alone takes about 3-6 s; status must answer within 2 s. The registry stays the
 one source of truth: these queries read the same tables MLflow's own client reads (aliases,
 model versions and their tags, runs' latest metrics), read-only, and return what
-`tasks.registry.version_by_alias` / `recent_decisions` and `tasks.registry.cost.recent_costs` return
-(`tests/unit/test_registry_reader.py` checks both against one registry). A tracking server URL,
-or a schema these queries do not know, goes through MLflow instead (`Unreadable`).
+`tasks.registry.client.version_by_alias`, `tasks.registry.champion.recent_decisions` and
+`tasks.registry.cost.recent_costs` return (`tests/integration/test_registry_reader.py` checks
+both against one registry). A tracking server URL, or a schema these queries do not know, goes
+through MLflow instead (`Unreadable`).
 """
 
 from __future__ import annotations

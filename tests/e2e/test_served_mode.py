@@ -1,4 +1,4 @@
-"""Served mode for real: `flows.service up` (Prefect server, MLflow server, process worker,
+"""Served mode for real: `make up` (Prefect server, MLflow server, process worker,
 `prefect deploy --all`) on free ports, a champion trained against it, a month that drifts, the
 monitor's event and alert, and the automation's retrain; then five identical drift alerts at
 once, from five processes: one alert reaches people (a real local HTTP receiver) and one retrain

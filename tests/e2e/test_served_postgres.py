@@ -1,4 +1,4 @@
-"""Served mode on PostgreSQL: `PERENNIAL_DB_URL=postgresql://…` makes `flows.service up` create
+"""Served mode on PostgreSQL: `PERENNIAL_DB_URL=postgresql://…` makes `make up` create
 and use one database for Prefect and one for MLflow on the machine's PostgreSQL. Checked in the
 databases themselves: the deployments, a flow run the worker ran, an MLflow experiment.
 
@@ -107,7 +107,12 @@ def test_the_database_password_is_nowhere_but_in_the_servers_environment(
     command_lines = process_command_lines()
     assert PASSWORD not in command_lines
     status = run_console_script(
-        "python", postgres_service["env"], "-m", "flows.service", "status", timeout=120
+        "python",
+        postgres_service["env"],
+        "-m",
+        "flows.supervision.served_stack",
+        "status",
+        timeout=120,
     )
     assert status.returncode == 0 and "127.0.0.1:5432" in status.stdout
     assert PASSWORD not in status.stdout + status.stderr

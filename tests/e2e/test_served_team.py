@@ -1,4 +1,4 @@
-"""Served mode a team can trust, on the real stack (`flows.service up` on free ports):
+"""Served mode a team can trust, on the real stack (`make up`, on free ports):
 
 - two datasets served at once, each with its own deployments and drift trigger;
 - locked down: Prefect API auth, CSRF, CORS for the UI's origin only, MLflow basic auth,
@@ -181,7 +181,9 @@ def test_state_files_are_private_and_hold_no_secret(service: dict[str, Any]) -> 
         env["MLFLOW_TRACKING_PASSWORD"],
     ]
     public = (run / "service.json").read_text()
-    status = run_console_script("python", env, "-m", "flows.service", "status", timeout=120)
+    status = run_console_script(
+        "python", env, "-m", "flows.supervision.served_stack", "status", timeout=120
+    )
     assert status.returncode == 0, status.stderr
     command_lines = process_command_lines()
     logs = "".join(p.read_text(errors="replace") for p in run.glob("*.log"))

@@ -20,8 +20,9 @@ from typing import TypeVar
 
 import pytest
 
-from flows.local_server import LOG, STATE
-from flows.service import start_ticks, write_private
+from flows.supervision.local_server import LOG, STATE
+from flows.supervision.processes import write_private
+from tasks.core.processes import start_ticks
 from tests.conftest import ROOT, shared_servers_under
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

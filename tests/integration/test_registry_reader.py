@@ -1,6 +1,7 @@
 """`perennial status` reads a SQLite registry with sqlite3 (no `import mlflow`): on one real
-MLflow registry it must show exactly what MLflow's own client returns, so the registry stays
-the one source of truth."""
+MLflow registry the reader (tasks/registry/reader.py) must return exactly what MLflow's own
+client returns, so the registry stays the one source of truth. Checked on the reader itself,
+since the CLI falls back to MLflow's client on any schema error the reader raises."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 
 from flows.cli import _registry_status, _registry_status_by_mlflow, _status_entry
 from tasks.core.config import load_config
-from tasks.registry import cost
+from tasks.registry import champion, cost
+from tasks.registry import client as registry_client
 from tasks.registry import reader as registry_reader
 from tests.conftest import FLIGHTS
 
@@ -61,26 +63,44 @@ def comparable(found: dict[str, Any]) -> str:
     return json.dumps(found, sort_keys=True, default=str)  # NaN == NaN as text
 
 
-def test_status_read_with_sqlite_is_what_mlflow_returns(home: Path, tmp_path: Path) -> None:
+def mlflow_answer(config: Any) -> dict[str, Any]:
+    """What MLflow's own client returns, in the reader's shape (an aliased version as the
+    reader reads it: version, run id, its run's metrics, its tags)."""
+    found = _registry_status_by_mlflow(config)
+    for alias in ("champion", "challenger"):
+        entry = found[alias]
+        found[alias] = {key: entry[key] for key in ("version", "run_id", "metrics", "tags")}
+    return found
+
+
+def test_status_read_with_sqlite_is_what_mlflow_returns(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = load_config(FLIGHTS)
     empty = registry_reader.status_snapshot(config.tracking_uri, config.model_name, "flights")
     assert empty == {"champion": None, "challenger": None, "decisions": [], "costs": []}
     build_registry(config, tmp_path / "artifacts")
 
-    fast = _registry_status(config)
-    assert fast["champion"]["version"] == "1" and fast["challenger"]["version"] == "2"
-    assert fast["champion"]["metrics"]["holdout_roc_auc"] == pytest.approx(0.60)
-    assert [d["version"] for d in fast["decisions"]] == ["2", "1"]
-    assert len(fast["costs"]) == 2  # the deleted run and the run without a cost are left out
-    assert comparable(fast) == comparable(_registry_status_by_mlflow_shaped(config))
+    # The reader itself: a query it gets wrong raises here instead of falling back to MLflow.
+    read = registry_reader.status_snapshot(config.tracking_uri, config.model_name, "flights")
+    assert read["champion"]["version"] == "1" and read["challenger"]["version"] == "2"
+    assert read["champion"]["metrics"]["holdout_roc_auc"] == pytest.approx(0.60)
+    assert read["champion"]["tags"]["perennial.decision"] == "promoted"
+    assert [d["version"] for d in read["decisions"]] == ["2", "1"]
+    assert len(read["costs"]) == 2  # the deleted run and the run without a cost are left out
+    assert comparable(read) == comparable(mlflow_answer(config))
 
+    # `perennial status` answers from that reader: its fallback through MLflow is not taken.
+    def fallback(*_args: Any, **_kwargs: Any) -> None:
+        raise AssertionError("status fell back to MLflow's client on a SQLite registry")
 
-def _registry_status_by_mlflow_shaped(config: Any) -> dict[str, Any]:
-    """MLflow's answer in the shape `_registry_status` gives the status command."""
-    found = _registry_status_by_mlflow(config)
+    monkeypatch.setattr(registry_client, "version_by_alias", fallback)
+    monkeypatch.setattr(champion, "recent_decisions", fallback)
+    monkeypatch.setattr(cost, "recent_costs", fallback)
+    shown = _registry_status(config)
     for alias in ("champion", "challenger"):
-        found[alias] = _status_entry(found[alias])
-    return found
+        read[alias] = _status_entry(read[alias])
+    assert comparable(shown) == comparable(read)
 
 
 def test_the_reader_knows_the_cost_totals_of_the_cost_module() -> None:

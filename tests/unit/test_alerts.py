@@ -14,7 +14,7 @@ import pytest
 import yaml
 from pytest_httpserver import HTTPServer
 
-from flows.service import render_deployments
+from flows.supervision.deployments import render_deployments
 from tasks.core.config import AlertsConfig, ConfigError, PerennialConfig, load_config
 from tasks.core.storage import Storage
 from tasks.notify.alerts import alert_swap_failed, claim, send_alert

@@ -1,6 +1,7 @@
 """Every batch id from outside is checked against the dataset's period before it reaches a path:
 at the CLI (one line, exit 1, no Prefect server started, nothing in storage touched), in the
-source's path template, and in the catalog where every storage key is spelled."""
+source's path template, and in the catalog where every storage key is spelled. The flows
+themselves refuse too: tests/integration/test_flow_batch_refusals.py."""
 
 from __future__ import annotations
 
@@ -32,17 +33,21 @@ def snapshot(folder: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def sensors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A weekly dataset with one landed batch; returns its YAML."""
-    monkeypatch.delenv("PERENNIAL_HOME", raising=False)
-    (tmp_path / "incoming").mkdir()
-    path = tmp_path / "sensors.yaml"
+def landed_sensors(folder: Path) -> Path:
+    """A weekly dataset in `folder` with one landed batch; returns its YAML."""
+    (folder / "incoming").mkdir()
+    path = folder / "sensors.yaml"
     path.write_text(CONFIG)
     config = load_config(path)
-    write_week(tmp_path / "incoming", "2024-W01", 0)
+    write_week(folder / "incoming", "2024-W01", 0)
     land_batch(Storage(config.home), config, "2024-W01", *extract_from_source(config, "2024-W01"))
     return path
+
+
+@pytest.fixture
+def sensors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("PERENNIAL_HOME", raising=False)  # the YAML's own home
+    return landed_sensors(tmp_path)
 
 
 def test_cli_validate_refuses_a_path_as_batch_in_one_line_and_moves_nothing(
@@ -113,28 +118,3 @@ def test_no_storage_key_is_spelled_from_an_unchecked_batch(sensors: Path, entry:
         catalog.landing_key(config, "2024-W01/../../x", ".csv")
     with pytest.raises(BatchIdError):
         catalog.quarantine_reason_key(config, "2024-W01/../../x")
-
-
-@pytest.mark.integration
-def test_flows_called_directly_refuse_bad_ids_and_move_nothing(
-    prefect_server: None, sensors: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # What a deployment parameter typed in the UI reaches: the flow itself, not the CLI.
-    from flows.inference import inference
-    from flows.ingestion import ingestion
-    from flows.monitoring import monitoring
-    from flows.training import training
-
-    monkeypatch.setenv("PERENNIAL_CONFIGS_DIR", str(sensors.parent))
-    before = snapshot(sensors.parent / "state")
-    calls = [
-        lambda: ingestion(batch=TRAVERSAL, land=False, dataset="sensors"),
-        lambda: ingestion(batch="2024-W01/../../x", dataset="sensors"),
-        lambda: monitoring(batch="/etc/passwd", dataset="sensors"),
-        lambda: inference(batch="2024-W54", dataset="sensors"),
-        lambda: training(batches="2024-W01..../x", dataset="sensors"),
-    ]
-    for call in calls:
-        with pytest.raises(BatchIdError):
-            call()
-    assert snapshot(sensors.parent / "state") == before

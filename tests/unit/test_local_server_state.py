@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows import local_server
 from flows.cli import app
-from flows.service import start_ticks, write_private
+from flows.supervision import local_server
+from flows.supervision.processes import write_private
+from tasks.core.processes import start_ticks
 
 
 def test_the_shared_server_is_not_wanted_with_a_server_url_or_in_ephemeral_mode(
@@ -48,6 +49,19 @@ def test_a_state_file_naming_a_live_process_that_is_not_our_server_is_removed(
     assert local_server.is_ours(me) is False
     assert local_server.find(tmp_path) is None
     assert not (tmp_path / local_server.STATE).exists()
+
+
+@pytest.mark.parametrize("module", [local_server.SUPERVISOR, *local_server.EARLIER_SUPERVISORS])
+def test_a_supervisor_is_known_by_its_module_now_and_before_it_moved(module: str) -> None:
+    # A process whose arguments hold the module as `-m MODULE supervise PORT` would.
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", module])
+    try:
+        entry = {"pid": sleeper.pid, "ticks": start_ticks(sleeper.pid)}
+        assert local_server.is_ours(entry) is True
+        assert local_server.is_ours({**entry, "ticks": "1"}) is False  # a recycled pid
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 def test_the_auth_string_is_made_once_and_kept_private(tmp_path: Path) -> None:

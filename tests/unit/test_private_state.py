@@ -1,31 +1,16 @@
 """Local state is private whatever the umask: what Perennial creates under PERENNIAL_HOME (the
 storage layer's folders and files, Optuna's journal, the SQLite databases of served mode and
 the shared local Prefect server's home) is the user's only: folders 0700, files 0600 (raw
-landed data 0400)."""
+landed data 0400). The local MLflow registry: tests/integration/test_private_registry.py."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from flows.service import database_urls, sqlite_files
+from flows.supervision.served_settings import database_urls, sqlite_files
 from tasks.core.storage import Storage, private_file, private_folder
-
-UMASKS = [0o022, 0o000]
-
-
-@pytest.fixture(params=UMASKS, ids=["umask-022", "umask-000"])
-def permissive_umask(request: pytest.FixtureRequest) -> Iterator[int]:
-    previous = os.umask(request.param)
-    try:
-        yield request.param
-    finally:
-        os.umask(previous)
 
 
 def open_to_others(root: Path) -> list[str]:
@@ -84,7 +69,7 @@ def test_sqlite_databases_made_first_stay_private_with_their_journals(
 
 
 def test_the_local_prefect_server_home_is_private(tmp_path: Path, permissive_umask: int) -> None:
-    from flows.local_server import locked
+    from flows.supervision.local_server import locked
 
     home = tmp_path / "perennial" / "prefect"
     with locked(home) as taken:
@@ -110,17 +95,3 @@ def test_the_cli_creates_prefect_home_private(tmp_path: Path, permissive_umask: 
     result = CliRunner().invoke(app, ["server", "--help"], env={"PREFECT_HOME": str(prefect_home)})
     assert result.exit_code == 0 and prefect_home.is_dir()
     assert open_to_others(tmp_path / "perennial") == []
-
-
-@pytest.mark.slow
-def test_the_local_mlflow_registry_is_private(tmp_path: Path, permissive_umask: int) -> None:
-    """`perennial` without a server: MLflow's SQLite file in the home, and its WAL, 0600."""
-    from tasks.core.config import load_config
-    from tasks.registry.client import connect
-    from tests.conftest import FLIGHTS
-
-    home = tmp_path / "home"
-    connect(load_config(FLIGHTS).model_copy(update={"home": str(home)}))
-    databases = list(home.glob("mlflow.db*"))
-    assert databases, list(home.iterdir())
-    assert [p for p in databases if stat.S_IMODE(p.stat().st_mode) & 0o077] == []

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from tasks.data.validate import GateResult
-from tasks.learn.search import search_summary
-from tasks.learn.study import SEED_ATTR, create_study, joining_config, study_name_for_batches
+from tasks.learn.search import name_study_task, search_summary
+from tasks.learn.study import SEED_ATTR, create_study, joining_config
 from tasks.learn.tune import tune
 from tasks.registry.registration import identify_run
 from tests.unit.test_tune import small_config, synthetic_datasets
@@ -28,17 +28,20 @@ def gate_of(hashes: dict[str, str]) -> dict[str, Any]:
     return results
 
 
-def test_search_and_train_name_the_same_study_whatever_the_seed_offset(tmp_path: Path) -> None:
+@pytest.mark.parametrize("offset", [None, 0, 1, 4, 17])
+def test_search_and_train_name_the_same_study_whatever_the_seed_offset(
+    tmp_path: Path, offset: int | None
+) -> None:
     config = small_config(tmp_path)
     hashes = {"2013-01": "a" * 64, "2013-02": "b" * 64, "2013-03": "c" * 64}
+    # What each flow opens: `perennial train` names its run's study from the gate with the
+    # dataset's config; `perennial search --first-worker N` names it with its joining config.
     trained = identify_run(config, gate_of(hashes), trials=None).study
-    assert study_name_for_batches(config, hashes) == trained
-    joined = joining_config(config, 4)
-    assert joined.hpo.first_worker_index == 4 and config.hpo.first_worker_index == 0
-    assert study_name_for_batches(joined, hashes) == trained
-    assert joining_config(config, None) is config
-    other_data = {**hashes, "2013-03": "d" * 64}
-    assert study_name_for_batches(config, other_data) != trained
+    joining = joining_config(config, offset)
+    assert joining.hpo.first_worker_index == (offset or 0)  # the offset is really there
+    assert name_study_task.fn(joining, gate_of(hashes)) == trained
+    other_data = gate_of({**hashes, "2013-03": "d" * 64})
+    assert name_study_task.fn(joining, other_data) != trained  # other batches, another study
 
 
 def test_trials_record_the_seed_of_the_process_that_sampled_them(tmp_path: Path) -> None:

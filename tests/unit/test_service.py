@@ -11,16 +11,15 @@ from typing import Any
 import pytest
 import yaml
 
-from flows.service import (
+from flows.supervision.deployments import render_deployments, served_datasets
+from flows.supervision.processes import write_private
+from flows.supervision.served_settings import (
     ServiceError,
     create_databases,
     credentials,
     database_password,
     database_urls,
-    render_deployments,
-    served_datasets,
     sourceable_env,
-    write_private,
 )
 from tests.conftest import FLIGHTS, ROOT
 

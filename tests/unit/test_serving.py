@@ -151,13 +151,16 @@ def served(version: str, alias: str = CHAMPION) -> ServedModel:
 
 def test_routing_share_and_stickiness() -> None:
     arms = Arms(served("1"), served("2", CHALLENGER))
-    picks = [route(arms, 0.2, f"customer-{i}").alias for i in range(5000)]  # type: ignore[union-attr]
+    keys = [f"customer-{i}" for i in range(5000)]
+    picks = [route(arms, 0.2, key).alias for key in keys]  # type: ignore[union-attr]
     assert 0.17 <= picks.count(CHALLENGER) / 5000 <= 0.23
-    assert all(route(arms, 0.2, f"customer-{i}").alias == picks[i] for i in range(200))  # type: ignore[union-attr]
+    assert all(route(arms, 0.2, keys[i]).alias == picks[i] for i in range(200))  # type: ignore[union-attr]
     unkeyed = [route(arms, 0.2, None).alias for _ in range(5000)]  # type: ignore[union-attr]
     assert 0.17 <= unkeyed.count(CHALLENGER) / 5000 <= 0.23
-    assert route(arms, 0.0, "customer-1") is arms.champion
-    assert route(Arms(served("1")), 1.0, "x") is not None
+    assert all(route(arms, 0.0, key) is arms.champion for key in [*keys, None])
+    assert all(route(arms, 1.0, key) is arms.challenger for key in [*keys, None])
+    alone = Arms(served("1"))  # no challenger: the champion takes every request, whatever the share
+    assert all(route(alone, 1.0, key) is alone.champion for key in [*keys, None])
     assert 0 <= key_fraction("anything") < 1
 
 

@@ -8,17 +8,17 @@ it instead of 15-20 s to start an ephemeral server of its own).
     PREFECT_HOME/local-server.log     the server's log
     PREFECT_HOME/local-server.users   each command using the server holds a shared flock on it
 
-The recorded process is a small supervisor (`python -m flows.local_server supervise`) leading
-its own session: it runs `prefect server start` as its child, bound to it by PR_SET_PDEATHSIG,
-and stops it after PERENNIAL_PREFECT_IDLE_MINUTES (default 60; 0 = never) in which no command
-found it, once no command holds it (a long training run does), so a laptop does not keep
-~250 MB for good.
-Locked down as `make up` is: API auth string (environment, never argv), CSRF on, CORS for its
-own origin only, 127.0.0.1.
+The recorded process is a small supervisor (`python -m flows.supervision.local_server
+supervise`) leading its own session: it runs `prefect server start` as its child, bound to it
+by PR_SET_PDEATHSIG, and stops it after PERENNIAL_PREFECT_IDLE_MINUTES (default 60; 0 = never)
+in which no command found it, once no command holds it (a long training run does), so a laptop
+does not keep ~250 MB for good.
+Locked down as `make up` is (`flows.supervision.prefect_server`): API auth string (environment,
+never argv), CSRF on, CORS for its own origin only, 127.0.0.1.
 
 Not used when PREFECT_API_URL is set (served mode, tests) or with PERENNIAL_PREFECT=ephemeral:
-then Prefect starts its temporary in-process server, which this module binds to the command
-(`flows.ephemeral_server`) so that a command killed with SIGKILL leaves nothing behind.
+then Prefect starts its temporary in-process server, which `flows.supervision.ephemeral_server`
+binds to the command so that a command killed with SIGKILL leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -37,16 +37,10 @@ from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from flows.ephemeral_server import die_with_parent
-from flows.service import (
-    alive,
-    free_port,
-    prefect_server_command,
-    server_settings,
-    start_ticks,
-    stop,
-    write_private,
-)
+from flows.supervision.ephemeral_server import die_with_parent
+from flows.supervision.prefect_server import prefect_server_command, server_settings
+from flows.supervision.processes import alive, free_port, stop, write_private
+from tasks.core.processes import start_ticks
 
 MODE_VARIABLE = "PERENNIAL_PREFECT"  # "shared" (default) or "ephemeral"
 IDLE_VARIABLE = "PERENNIAL_PREFECT_IDLE_MINUTES"
@@ -58,7 +52,11 @@ STATE, SECRET, LOCK, LOG, USERS = (
     "local-server.users",  # each command using the server holds a shared flock on it
 )
 # In the recorded pid's command line: tells our server from a process that reused its pid.
-SUPERVISOR = "flows.local_server"
+SUPERVISOR = "flows.supervision.local_server"
+# The supervisor's module before it moved under flows/supervision/: a server started by an
+# older checkout is still found (and reused, or stopped) rather than left running beside a new
+# one on the same database until its idle stop.
+EARLIER_SUPERVISORS = ("flows.local_server",)
 START_TIMEOUT_S = 300.0  # a cold first start on a busy 2-core machine took more than 60 s
 HEALTH_TIMEOUT_S = 2.0
 HUNG_AFTER_S = 30.0
@@ -102,7 +100,7 @@ def is_ours(state: dict[str, Any]) -> bool:
         command = Path(f"/proc/{state['pid']}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return SUPERVISOR.encode() in command
+    return any(name.encode() in command for name in (SUPERVISOR, *EARLIER_SUPERVISORS))
 
 
 def healthy(url: str, timeout: float = HEALTH_TIMEOUT_S) -> bool:
@@ -267,7 +265,7 @@ def server_status(environ: MutableMapping[str, str] = os.environ) -> dict[str, A
     return {**(state or {}), "running": running, "home": str(home), "log": str(home / LOG)}
 
 
-# -- the supervisor: `python -m flows.local_server supervise PORT` ------------------------------
+# -- the supervisor: `python -m flows.supervision.local_server supervise PORT` ------------------
 
 
 def idle_seconds(environ: MutableMapping[str, str] = os.environ) -> float:
@@ -329,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     if len(args) == 2 and args[0] == "supervise":
         return supervise(int(args[1]))
-    print("usage: python -m flows.local_server supervise PORT", file=sys.stderr)
+    print("usage: python -m flows.supervision.local_server supervise PORT", file=sys.stderr)
     return 2
 
 
