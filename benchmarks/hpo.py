@@ -182,7 +182,7 @@ def fixed_points(config: PerennialConfig, count: int) -> list[dict[str, Any]]:
     """Seeded random points of the search space, so that layouts train identical models."""
     import numpy as np
 
-    from tasks.core.config import FloatRange
+    from tasks.core.config_training import FloatRange
 
     rng = np.random.default_rng(config.hpo.seed)
     points = []

@@ -158,7 +158,7 @@ def baseline_fit(x: Any, y: Any, config: Any) -> Any:
 
 
 def dask_fit(x: Any, y: Any, config: Any) -> tuple[Any, dict[str, Any]]:
-    from tasks.core.config import TrainingConfig
+    from tasks.core.config_training import TrainingConfig
     from tasks.learn.distributed import dask_client, train_on_dask
     from tasks.learn.model import as_classifier, assemble, encode, fit_encoder, matrix_spec
 

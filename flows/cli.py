@@ -62,7 +62,8 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _config(path: Path | None) -> Any:
-    from tasks.core.config import ConfigError, load_config
+    from tasks.core.config import load_config
+    from tasks.core.config_section import ConfigError
 
     try:
         return load_config(path)
@@ -103,7 +104,7 @@ def _emit(payload: dict[str, Any], as_json: bool, human: str) -> None:
 def _rejections() -> tuple[type[BaseException], ...]:
     """Errors that mean 'your input was rejected' (exit 1) rather than a crash."""
     from tasks.core.batches import BatchIdError
-    from tasks.core.config import ConfigError
+    from tasks.core.config_section import ConfigError
     from tasks.core.expression import ExpressionError
     from tasks.core.storage import ImmutableKeyError
     from tasks.data.expectations import NoSuiteError

@@ -258,7 +258,8 @@ def mlflow_auth_config(home: Path, secret: dict[str, str]) -> Path:
 def served_datasets(folder: Path | None = None) -> list[str]:
     """Datasets to serve: every YAML of the configs folder; each must load, and name itself as
     its file does (the drift trigger matches the config's dataset, the parameter the file)."""
-    from tasks.core.config import ConfigError, configs_dir, dataset_names, load_config
+    from tasks.core.config import configs_dir, dataset_names, load_config
+    from tasks.core.config_section import ConfigError
 
     root = folder or configs_dir()
     names = dataset_names(root)

@@ -29,7 +29,8 @@ from prefect.cache_policies import NO_CACHE
 from tasks.core import catalog
 from tasks.core.batches import batch_ids, check_batch, expand_range, period_bounds
 from tasks.core.catalog import LANDED_SUFFIX, landing_folder, landing_key, quarantine_reason_key
-from tasks.core.config import PerennialConfig, SourceConfig, TimeConfig
+from tasks.core.config import PerennialConfig
+from tasks.core.config_dataset import SourceConfig, TimeConfig
 from tasks.core.storage import ImmutableKeyError, Storage, content_hash, private_folder
 
 RAW_FORMATS = (".csv", ".csv.gz", ".csv.zip", ".parquet")

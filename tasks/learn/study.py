@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tasks.core.config import HpoConfig, PerennialConfig
+from tasks.core.config import PerennialConfig
+from tasks.core.config_training import HpoConfig
 from tasks.core.processes import pid_alive
 from tasks.core.run_logging import run_logger
 

@@ -28,7 +28,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.core.artifacts import artifact_key
-from tasks.core.config import FloatRange, HpoConfig, PerennialConfig, checked_trials
+from tasks.core.config import PerennialConfig
+from tasks.core.config_training import FloatRange, HpoConfig, checked_trials
 from tasks.core.run_logging import PROGRESS, run_logger
 from tasks.data.features import Datasets
 from tasks.learn.device import training_device, xgboost_module

@@ -28,7 +28,8 @@ import pandas as pd
 
 from tasks.core import catalog
 from tasks.core.batches import batch_id, period_bounds
-from tasks.core.config import PerennialConfig, TimeConfig
+from tasks.core.config import PerennialConfig
+from tasks.core.config_dataset import TimeConfig
 from tasks.core.storage import Storage
 from tasks.watch.profile import DriftReport
 

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.core.config import FeaturesConfig, PerennialConfig, TargetConfig, TimeConfig, load_config
+from tasks.core.config import PerennialConfig, load_config
+from tasks.core.config_dataset import FeaturesConfig, TargetConfig, TimeConfig
 from tasks.registry.metrics import predict
 from tasks.watch.replay import (
     BatchData,

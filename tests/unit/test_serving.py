@@ -262,7 +262,7 @@ def test_app_scores_refuses_and_reports(
 
 
 def test_serve_settings_do_not_change_the_training_key(tmp_path: Path) -> None:
-    from tasks.core.config import ConfigError
+    from tasks.core.config_section import ConfigError
 
     path = tmp_path / "sensors.yaml"  # one path: the source template is resolved against it
     path.write_text(CONFIG.replace("serve:", "# serve:"))

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from tasks.core.config import MAX_TRIALS, ConfigError, HpoConfig, checked_trials, load_config
+from tasks.core.config import load_config
+from tasks.core.config_section import ConfigError
+from tasks.core.config_training import MAX_TRIALS, HpoConfig, checked_trials
 from tests.conftest import FLIGHTS
 
 TOO_MANY = [0, -1, MAX_TRIALS + 1, 10**9]
