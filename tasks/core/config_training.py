@@ -98,6 +98,12 @@ class HpoConfig(Section):
     early_stopping_rounds: int = Field(30, ge=1)
     search_space: dict[str, IntRange | FloatRange] = Field(default_factory=_default_search_space)
 
+    def trials_for(self, trials: int | None) -> int:
+        """The trials one search runs: a run's `trials` parameter (checked, see
+        `checked_trials`), or `hpo.trials` when it gives none. The search runs this many and a
+        training run is identified by it, so both ask here."""
+        return checked_trials(trials) or self.trials
+
 
 class TrainingConfig(Section):
     """Where the model trains: in this process, or on a Dask cluster (`xgboost.dask`); on the

@@ -61,7 +61,7 @@ class TrainingRun:
 
 def training_key(name: str, config: PerennialConfig, trials: int | None) -> str:
     """Identity of a training run: same study (data + config) and same trial budget."""
-    return content_hash(f"{name}|{trials or config.hpo.trials}".encode())[:24]
+    return content_hash(f"{name}|{config.hpo.trials_for(trials)}".encode())[:24]
 
 
 def identify_run(
