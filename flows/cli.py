@@ -45,7 +45,7 @@ def _prepare_state_folders(
     # then fails to open its database. Runs before every command.
     prefect_home = os.environ.get("PREFECT_HOME")
     if prefect_home:
-        from tasks.core.storage import private_folder
+        from tasks.core.private_state import private_folder
 
         private_folder(Path(prefect_home).expanduser())  # it holds Prefect's database
 

@@ -214,7 +214,7 @@ def credentials(home: Path) -> dict[str, str]:
     }
     missing = {key: make() for key, make in wanted.items() if key not in known}
     if missing:
-        from tasks.core.storage import private_folder
+        from tasks.core.private_state import private_folder
 
         private_folder(path.parent)
         known |= missing
@@ -412,7 +412,7 @@ def up(home: Path) -> dict[str, Any]:
         return state
     if state:
         down(home)  # a half-dead service: clear it before starting afresh
-    from tasks.core.storage import private_file, private_folder
+    from tasks.core.private_state import private_file, private_folder
 
     datasets = served_datasets()
     logs = run_dir(home)

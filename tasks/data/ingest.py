@@ -31,7 +31,8 @@ from tasks.core.batches import batch_ids, check_batch, expand_range, period_boun
 from tasks.core.catalog import LANDED_SUFFIX, landing_folder, landing_key, quarantine_reason_key
 from tasks.core.config import PerennialConfig
 from tasks.core.config_dataset import SourceConfig, TimeConfig
-from tasks.core.storage import ImmutableKeyError, Storage, content_hash, private_folder
+from tasks.core.private_state import private_folder
+from tasks.core.storage import ImmutableKeyError, Storage, content_hash
 
 RAW_FORMATS = (".csv", ".csv.gz", ".csv.zip", ".parquet")
 

@@ -58,7 +58,7 @@ def open_optuna_storage(url: str) -> Any:
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
 
-        from tasks.core.storage import private_file
+        from tasks.core.private_state import private_file
 
         path = url.removeprefix("journal:")
         private_file(Path(path))  # Optuna would create it with the umask's mode

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from flows.service import database_urls, sqlite_files
-from tasks.core.storage import Storage, private_file, private_folder
+from tasks.core.private_state import private_file, private_folder
+from tasks.core.storage import Storage
 
 UMASKS = [0o022, 0o000]
 
