@@ -43,8 +43,9 @@ sys.path.insert(0, str(ROOT))
 
 from tasks.core.config import PerennialConfig, load_config  # noqa: E402
 from tasks.data.features import Datasets, TimeSplit, features_and_label  # noqa: E402
-from tasks.data.ingest import extract_from_source, read_raw  # noqa: E402
 from tasks.data.parse import typed_frame  # noqa: E402
+from tasks.data.raw_files import read_raw  # noqa: E402
+from tasks.data.source import extract_from_source  # noqa: E402
 
 TRIALS = 40
 LAYOUT_TRIALS = 6

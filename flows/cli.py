@@ -110,7 +110,7 @@ def _rejections() -> tuple[type[BaseException], ...]:
     from tasks.data.expectations import NoSuiteError
     from tasks.data.features import SplitError
     from tasks.data.filecheck import FileCheckError
-    from tasks.data.ingest import IngestError
+    from tasks.data.raw_files import IngestError
     from tasks.data.validate import GateRefusedError
     from tasks.registry.client import RegistryError
     from tasks.registry.model_store import ModelIntegrityError

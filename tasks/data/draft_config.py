@@ -35,7 +35,7 @@ from tasks.core.config import DATASET_NAME
 from tasks.core.config_drift import DriftConfig
 from tasks.core.config_promotion import PromotionConfig
 from tasks.core.config_training import HpoConfig, SplitConfig
-from tasks.data.ingest import IngestError, raw_extension
+from tasks.data.raw_files import IngestError, raw_extension
 
 SAMPLE_ROWS = 20_000  # rows read from the top of the file
 MAX_CATEGORIES = 50  # a text column with more distinct values is free text or an id: left out

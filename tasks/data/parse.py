@@ -16,12 +16,8 @@ from tasks.data.expectations import (
     shorten,
 )
 from tasks.data.filecheck import FILE_READABLE, FileCheckError, plain_bytes
-from tasks.data.ingest import (
-    LandingRecord,
-    raw_extension,
-    read_raw,
-    utc_times,
-)
+from tasks.data.ingest import LandingRecord
+from tasks.data.raw_files import raw_extension, read_raw, utc_times
 
 logger = logging.getLogger("perennial.validate")
 

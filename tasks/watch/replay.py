@@ -30,7 +30,8 @@ from prefect.cache_policies import NO_CACHE
 from tasks.core.batches import local_times
 from tasks.core.config import PerennialConfig
 from tasks.data.features import features_and_label, newest_rows
-from tasks.data.ingest import extract_from_source, read_raw
+from tasks.data.raw_files import read_raw
+from tasks.data.source import extract_from_source
 from tasks.learn.device import xgboost_module
 from tasks.learn.model import (
     as_classifier,
