@@ -23,7 +23,7 @@ from tasks.core.config import PerennialConfig
 from tasks.core.run_logging import run_logger
 from tasks.core.storage import content_hash
 from tasks.data.features import Datasets
-from tasks.data.validate import GateResult
+from tasks.data.verdict import GateResult
 from tasks.learn.explain import Explanation
 from tasks.learn.study import study_name_for_batches
 from tasks.learn.train import ServedModel
