@@ -36,7 +36,7 @@ from tasks.watch.profile import DriftReport
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from tasks.serve.serving import ServedModel
+    from tasks.serve.native_scoring import ServedModel
 
 log = logging.getLogger("perennial.serve")
 

@@ -17,19 +17,15 @@ from tasks.data.features import model_inputs
 from tasks.learn.train import fit_model
 from tasks.registry.client import CHALLENGER, CHAMPION, VersionInfo
 from tasks.registry.metrics import predict
-from tasks.serve.serving import (
-    AliasPoller,
-    Arms,
-    ModelSlot,
-    RequestSchema,
+from tasks.serve.native_scoring import (
     ServedModel,
     WarmUpError,
     encoder_categories,
-    key_fraction,
-    route,
     served_model,
     warm_up,
 )
+from tasks.serve.request import RequestSchema
+from tasks.serve.serving import AliasPoller, Arms, ModelSlot, key_fraction, route
 
 CONFIG = """
 dataset: sensors
