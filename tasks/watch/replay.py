@@ -32,16 +32,7 @@ from tasks.core.config import PerennialConfig
 from tasks.data.features import features_and_label, newest_rows
 from tasks.data.raw_files import read_raw
 from tasks.data.source import extract_from_source
-from tasks.learn.device import xgboost_module
-from tasks.learn.model import (
-    as_classifier,
-    assemble,
-    encode,
-    fit_encoder,
-    matrix_spec,
-    native_params,
-)
-from tasks.learn.train import refit_rounds
+from tasks.learn.train import fit_model, refit_rounds
 from tasks.registry.evaluate import compare
 from tasks.registry.metrics import auc_interval, predict
 
@@ -234,27 +225,6 @@ class ReplayResult:
         return statistics.fmean(self.realized_auc)
 
 
-def fit_pipeline(
-    config: PerennialConfig,
-    x: pd.DataFrame,
-    y: pd.Series,
-    params: dict[str, Any],
-    rounds: int,
-    threads: int,
-) -> Any:
-    """`tasks.learn.train.fit_model` on the local engine, with the thread count given rather than
-    every core: the same encoder, matrix, booster parameters and pipeline."""
-    xgb = xgboost_module()
-
-    encoder = fit_encoder(config, x)
-    matrix = xgb.QuantileDMatrix(
-        encode(encoder, x), y.to_numpy(), **matrix_spec(encoder), nthread=threads
-    )
-    seed = config.hpo.seed
-    booster = xgb.train(native_params(params, threads, seed), matrix, num_boost_round=rounds)
-    return assemble(encoder, as_classifier(booster, params, rounds, threads, seed))
-
-
 @dataclass
 class ModelCache:
     """Fitted models by what determines them (batches, seed, rounds, threads, parameters, row
@@ -296,7 +266,7 @@ class _Run:
         if key not in self.models.fits:
             x, y = self.data.training_rows(batches, self.config)
             started = time.perf_counter()
-            model = fit_pipeline(self.config, x, y, self.params, rounds, self.threads)
+            model = fit_model(x, y, self.params, rounds, self.config, self.threads)
             self.models.fits[key] = (model, time.perf_counter() - started)
         model, seconds = self.models.fits[key]
         self.seconds += seconds
@@ -420,7 +390,11 @@ def replay(
             f"initial_batches={initial_batches} with {len(data.ids)} batches: the first model "
             "needs at least 2 (one to hold out) and at least one batch must be left to serve"
         )
-    seeded = config.model_copy(update={"hpo": config.hpo.model_copy(update={"seed": seed})})
+    # Every fit in this process on the CPU, whatever the YAML's `training:` says (a replay fits
+    # dozens of models in turn; `threads` is its only knob), with the replay's seed.
+    here = config.training.model_copy(update={"engine": "local", "device": "cpu"})
+    hpo = config.hpo.model_copy(update={"seed": seed})
+    seeded = config.model_copy(update={"hpo": hpo, "training": here})
     cache = ModelCache() if models is None else models
     run = _Run(seeded, data, params or FIXED_PARAMS, rounds, seed, initial_batches, threads, cache)
     result = ReplayResult(policy.label, seed, policy.holdout_shape)

@@ -11,6 +11,7 @@ import pytest
 
 from tasks.core.config import PerennialConfig, load_config
 from tasks.core.config_dataset import FeaturesConfig, TargetConfig, TimeConfig
+from tasks.learn.train import fit_model
 from tasks.registry.metrics import predict
 from tasks.watch.replay import (
     BatchData,
@@ -21,7 +22,6 @@ from tasks.watch.replay import (
     batch_data,
     below_holdout_interval,
     below_previous_batch,
-    fit_pipeline,
     load_batches,
     replay,
     summarize,
@@ -148,8 +148,8 @@ def test_each_batch_is_scored_by_a_model_that_never_saw_it(
     """Batch m's labels follow f_m alone: a model trained on m scores it near 1, any earlier
     champion near 0.5. A replay that let the model trained on m score m would fail here."""
     config = synthetic_config()
-    trained_on_it = fit_pipeline(
-        config, own_feature.x["2013-06"], own_feature.y["2013-06"], PARAMS, ROUNDS, threads=1
+    trained_on_it = fit_model(
+        own_feature.x["2013-06"], own_feature.y["2013-06"], PARAMS, ROUNDS, config, threads=1
     )
     assert auc(own_feature.y["2013-06"], predict(trained_on_it, own_feature.x["2013-06"])) > 0.95
     for policy in (
