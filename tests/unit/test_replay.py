@@ -12,19 +12,15 @@ import pytest
 from tasks.core.config import PerennialConfig, load_config
 from tasks.core.config_dataset import FeaturesConfig, TargetConfig, TimeConfig
 from tasks.learn.train import fit_model
-from tasks.registry.metrics import predict
-from tasks.watch.replay import (
-    BatchData,
-    ModelCache,
+from tasks.registry.metrics import auc, predict
+from tasks.watch.labelled_batches import BatchData, batch_data, load_batches
+from tasks.watch.replay import ModelCache, replay
+from tasks.watch.replay_results import summarize
+from tasks.watch.retrain_policies import (
     Observation,
     Policy,
-    auc,
-    batch_data,
     below_holdout_interval,
     below_previous_batch,
-    load_batches,
-    replay,
-    summarize,
 )
 from tests.conftest import FLIGHTS
 
@@ -317,7 +313,7 @@ def test_alert_confidence_sets_the_holdout_interval(own_feature: BatchData) -> N
 
 
 def test_the_configured_policy_follows_the_yaml() -> None:
-    from tasks.watch.replay import configured_policy, policies
+    from tasks.watch.retrain_policies import configured_policy, policies
 
     config = synthetic_config()
     policy = configured_policy(config)
