@@ -223,7 +223,8 @@ def main() -> None:
         "seeds": list(range(args.seeds)),
         "alert_rule": "configured (the pipeline's): a retrain after every month (the training "
         "deployment's monthly schedule) and on an alert "
-        "(tasks.watch.replay.below_holdout_interval: the realized AUC below the champion's 95% "
+        "(tasks.watch.retrain_policies.below_holdout_interval: the realized AUC below the "
+        "champion's 95% "
         "bootstrap holdout interval, "
         f"{config.promotion.bootstrap_samples} resamples, as the monitor alerts), decided by the "
         "config's promotion settings; refit: the promoted challenger refit on its batches plus "
