@@ -32,7 +32,8 @@ PARAMS = {"max_depth": 6, "learning_rate": 0.05, "subsample": 0.8, "colsample_by
 
 def month(config, batch):  # type: ignore[no-untyped-def]
     from tasks.data.features import features_and_label
-    from tasks.data.ingest import extract_from_source, read_raw
+    from tasks.data.raw_files import read_raw
+    from tasks.data.source import extract_from_source
 
     data, ext, _ = extract_from_source(config, batch)
     return features_and_label(read_raw(data, ext), config)

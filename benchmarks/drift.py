@@ -64,7 +64,8 @@ def main() -> None:
 
     from scipy.stats import ks_2samp
 
-    from tasks.core.config import FeaturesConfig, load_config
+    from tasks.core.config import load_config
+    from tasks.core.config_dataset import FeaturesConfig
     from tasks.watch.profile import build_profile, compare
 
     base = load_config()

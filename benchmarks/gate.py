@@ -45,7 +45,7 @@ GOAL_INGEST_SECONDS = 4.0  # `perennial ingest` of a month, wall, against a runn
 
 def month_csv() -> bytes:
     from tasks.core.config import load_config
-    from tasks.data.ingest import extract_from_source
+    from tasks.data.source import extract_from_source
 
     return extract_from_source(load_config(), BATCH)[0]
 
@@ -109,7 +109,7 @@ def baseline(data: bytes, folder: Path) -> float:
 
 def measure(data: bytes, runs: int, scratch: Path) -> dict[str, Any]:
     """Old, new and baseline on the same bytes, interleaved; the best run of each."""
-    from tasks.data.ingest import idle_cores
+    from tasks.data.raw_files import idle_cores
 
     old, new, base, readers = [], [], [], []
     for run in range(runs):
@@ -144,7 +144,7 @@ def compare_readers(data: bytes) -> tuple[float, float]:
     """pandas' reader against pyarrow's multi-threaded one (`read_csv_fast`), back to back."""
     import pandas as pd
 
-    from tasks.data.ingest import read_csv_fast
+    from tasks.data.raw_files import read_csv_fast
 
     clock = time.perf_counter()
     pd.read_csv(io.BytesIO(data))

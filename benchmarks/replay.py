@@ -53,7 +53,12 @@ def policies(config: Any) -> dict[str, tuple[Any, Any]]:
     monthly scheduled retrain and the monitor's alert, decided by the YAML's promotion
     settings, the served model refit on the holdout: the issues' goals are judged on it). The
     rest are the variants measured to choose those defaults."""
-    from tasks.watch.replay import PREVIOUS_BATCH_CANDIDATE, Policy, configured_policy, policies
+    from tasks.watch.retrain_policies import (
+        PREVIOUS_BATCH_CANDIDATE,
+        Policy,
+        configured_policy,
+        policies,
+    )
 
     main = {name: (CONFIG, policy) for name, policy in policies(config).items()}
     configured = configured_policy(config)
@@ -114,7 +119,7 @@ def run_all(config: Any, data: Any, seeds: int, rounds: int, threads: int) -> di
 
 
 def described(results: list[Any], policy: Any, cap: int | None) -> dict[str, Any]:
-    from tasks.watch.replay import summarize
+    from tasks.watch.replay_results import summarize
 
     summary = summarize(results)
     return {
@@ -178,7 +183,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="XGBoost threads per fit")
     args = parser.parse_args()
     from tasks.core.config import load_config
-    from tasks.watch.replay import DEFAULT_THREADS, FIXED_PARAMS, FIXED_ROUNDS, load_batches
+    from tasks.watch.labelled_batches import load_batches
+    from tasks.watch.replay import DEFAULT_THREADS, FIXED_PARAMS, FIXED_ROUNDS
 
     rounds, threads = args.rounds or FIXED_ROUNDS, args.threads or DEFAULT_THREADS
     started, clock = datetime.now(UTC), time.perf_counter()
@@ -217,7 +223,8 @@ def main() -> None:
         "seeds": list(range(args.seeds)),
         "alert_rule": "configured (the pipeline's): a retrain after every month (the training "
         "deployment's monthly schedule) and on an alert "
-        "(tasks.watch.replay.below_holdout_interval: the realized AUC below the champion's 95% "
+        "(tasks.watch.retrain_policies.below_holdout_interval: the realized AUC below the "
+        "champion's 95% "
         "bootstrap holdout interval, "
         f"{config.promotion.bootstrap_samples} resamples, as the monitor alerts), decided by the "
         "config's promotion settings; refit: the promoted challenger refit on its batches plus "

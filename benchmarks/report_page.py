@@ -44,7 +44,9 @@ CHROMIUM_ARGS = [
 def land_short_month(config, batch: str, rows: int = 200) -> None:  # type: ignore[no-untyped-def]
     """A month cut to `rows` rows (below validation.min_rows): the gate quarantines it."""
     from tasks.core.storage import open_storage
-    from tasks.data.ingest import extract_from_source, land_batch, read_raw
+    from tasks.data.ingest import land_batch
+    from tasks.data.raw_files import read_raw
+    from tasks.data.source import extract_from_source
 
     data, ext, _ = extract_from_source(config, batch)
     short = read_raw(data, ext).head(rows).to_csv(index=False).encode()

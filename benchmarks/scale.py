@@ -57,8 +57,9 @@ def base_frames(folder: Path) -> None:
 
     from tasks.core.config import load_config
     from tasks.data.features import features_and_label
-    from tasks.data.ingest import extract_from_source, read_raw
     from tasks.data.parse import typed_frame
+    from tasks.data.raw_files import read_raw
+    from tasks.data.source import extract_from_source
 
     config = load_config(ROOT / "configs" / "flights.yaml")
     for name, batches in (("fit", FIT_BATCHES), ("holdout", [HOLDOUT])):
@@ -158,7 +159,7 @@ def baseline_fit(x: Any, y: Any, config: Any) -> Any:
 
 
 def dask_fit(x: Any, y: Any, config: Any) -> tuple[Any, dict[str, Any]]:
-    from tasks.core.config import TrainingConfig
+    from tasks.core.config_training import TrainingConfig
     from tasks.learn.distributed import dask_client, train_on_dask
     from tasks.learn.model import as_classifier, assemble, encode, fit_encoder, matrix_spec
 

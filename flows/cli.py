@@ -45,7 +45,7 @@ def _prepare_state_folders(
     # then fails to open its database. Runs before every command.
     prefect_home = os.environ.get("PREFECT_HOME")
     if prefect_home:
-        from tasks.core.storage import private_folder
+        from tasks.core.private_state import private_folder
 
         private_folder(Path(prefect_home).expanduser())  # it holds Prefect's database
 
@@ -62,7 +62,8 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _config(path: Path | None) -> Any:
-    from tasks.core.config import ConfigError, load_config
+    from tasks.core.config import load_config
+    from tasks.core.config_section import ConfigError
 
     try:
         return load_config(path)
@@ -103,13 +104,13 @@ def _emit(payload: dict[str, Any], as_json: bool, human: str) -> None:
 def _rejections() -> tuple[type[BaseException], ...]:
     """Errors that mean 'your input was rejected' (exit 1) rather than a crash."""
     from tasks.core.batches import BatchIdError
-    from tasks.core.config import ConfigError
+    from tasks.core.config_section import ConfigError
     from tasks.core.expression import ExpressionError
     from tasks.core.storage import ImmutableKeyError
     from tasks.data.expectations import NoSuiteError
     from tasks.data.features import SplitError
     from tasks.data.filecheck import FileCheckError
-    from tasks.data.ingest import IngestError
+    from tasks.data.raw_files import IngestError
     from tasks.data.validate import GateRefusedError
     from tasks.registry.client import RegistryError
     from tasks.registry.model_store import ModelIntegrityError

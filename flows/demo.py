@@ -15,7 +15,8 @@ from rich.table import Table
 from flows.training import training
 from tasks.core.artifacts import artifact_key
 from tasks.core.batches import expand_range
-from tasks.core.config import checked_trials, dataset_config
+from tasks.core.config import dataset_config
+from tasks.core.config_training import checked_trials
 from tasks.data.validate import GateRefusedError, gate_batches_task
 from tasks.serve.predict import score_batch_task
 from tasks.watch.drift import measure_drift_task

@@ -17,8 +17,10 @@ from tasks.data.bulk_ingest import (
     refused_summary,
     run_summary_task,
 )
-from tasks.data.ingest import IngestError, land_batch_task
-from tasks.data.validate import gate_batches_task, gate_summary
+from tasks.data.ingest import land_batch_task
+from tasks.data.raw_files import IngestError
+from tasks.data.validate import gate_batches_task
+from tasks.data.verdict import gate_summary
 
 # Prefect validates flow parameters with a pydantic model built from the signature, and pydantic
 # warns that a field named `validate` shadows BaseModel.validate (harmless: Prefect never calls

@@ -16,7 +16,10 @@ from prefect import flow
 from tasks.core.config import dataset_config
 from tasks.data.ingest import choose_batches_task
 from tasks.data.validate import gate_batches_task
-from tasks.watch.replay import POLICY_NAMES, load_history_task, replay_policy_task, save_replay_task
+from tasks.watch.labelled_batches import load_history_task
+from tasks.watch.replay import replay_policy_task
+from tasks.watch.replay_results import save_replay_task
+from tasks.watch.retrain_policies import POLICY_NAMES
 
 
 @flow(name="replay", log_prints=True)

@@ -11,7 +11,8 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.core.config import checked_trials, dataset_config
+from tasks.core.config import dataset_config
+from tasks.core.config_training import checked_trials
 from tasks.data.features import build_datasets_task
 from tasks.data.ingest import choose_batches_task
 from tasks.data.validate import gate_batches_task

@@ -38,7 +38,8 @@ from pydantic import ValidationError
 from tasks.core.config import PerennialConfig
 from tasks.core.storage import open_storage
 from tasks.registry.client import CHALLENGER, CHAMPION
-from tasks.serve.serving import AliasPoller, Arms, ModelSlot, ServedModel, route
+from tasks.serve.native_scoring import ServedModel
+from tasks.serve.serving import AliasPoller, Arms, ModelSlot, route
 from tasks.watch.live import LiveSampler
 
 log = logging.getLogger("perennial.serve")

@@ -134,7 +134,7 @@ def auth_string(home: Path) -> str:
 def locked(home: Path, name: str = LOCK, how: int = fcntl.LOCK_EX) -> Iterator[bool]:
     """A flock on a file of `home` (exclusive by default; the kernel releases it if the holder
     dies). Yields whether it was taken: with LOCK_NB in `how` it may not be."""
-    from tasks.core.storage import private_folder
+    from tasks.core.private_state import private_folder
 
     private_folder(home)  # Prefect's database, settings and this server's secret live here
     descriptor = os.open(home / name, os.O_RDWR | os.O_CREAT, 0o600)
@@ -184,7 +184,7 @@ def find(home: Path) -> dict[str, Any] | None:
 def start(home: Path, secret: str) -> dict[str, Any]:
     """Start the supervisor in its own session, detached, and wait until the API answers."""
     if not os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL"):
-        from tasks.core.storage import private_file
+        from tasks.core.private_state import private_file
 
         private_file(home / "prefect.db")  # Prefect's default database, made 0600 before it is
     log = os.open(home / LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

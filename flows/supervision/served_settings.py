@@ -143,7 +143,7 @@ def credentials(home: Path) -> dict[str, str]:
     }
     missing = {key: make() for key, make in wanted.items() if key not in known}
     if missing:
-        from tasks.core.storage import private_folder
+        from tasks.core.private_state import private_folder
 
         private_folder(path.parent)
         known |= missing

@@ -131,7 +131,7 @@ def prepare_databases(home: Path) -> tuple[dict[str, str], str | None]:
     """The back-end URLs and PERENNIAL_DB_URL's password, each database ready: SQLite files
     made 0600 before the servers create them with the umask's mode, or PostgreSQL databases
     created."""
-    from tasks.core.storage import private_file
+    from tasks.core.private_state import private_file
 
     db_url = os.environ.get("PERENNIAL_DB_URL")
     urls = database_urls(db_url, home)
@@ -255,7 +255,7 @@ def up(home: Path) -> dict[str, Any]:
         return state
     if state:
         down(home)  # a half-dead service: clear it before starting afresh
-    from tasks.core.storage import private_folder
+    from tasks.core.private_state import private_folder
 
     datasets = served_datasets()
     logs = run_dir(home)

@@ -9,7 +9,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from tasks.core.config import TimeConfig
+from tasks.core.config_dataset import TimeConfig
 
 
 class BatchIdError(ValueError):

@@ -5,64 +5,28 @@ in `tasks/core/catalog.py`. The root is a local folder (`Storage`) or an `s3://b
 (`S3Storage`, same interface); `open_storage` picks one from a config's `home`. Writes are
 atomic (a temporary file renamed into place; a single S3 put or a completed multipart upload),
 so an interrupted run never leaves a partial object behind; immutable keys (raw landed data) can
-be written once only.
+be written once only. The S3 client and its puts are `tasks/core/s3_client.py`; the modes of
+local state, `tasks/core/private_state.py`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import os
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from tasks.core.catalog import LANDING
+from tasks.core.private_state import private_folder
+from tasks.core.s3_client import KEY_TAKEN, error_code, head_object, put_object, s3_client
 
-# S3 tuning. Objects from MULTIPART_BYTES up go up in parts of that size (S3 minimum: 5 MiB).
-MULTIPART_BYTES = 8 * 1024 * 1024
-# Attempts per S3 call (botocore "standard" retries: 5xx, throttling and connection errors, with
-# exponential backoff and jitter). Override with PERENNIAL_S3_MAX_ATTEMPTS.
-DEFAULT_MAX_ATTEMPTS = 6
-
-
-# Local state is the user's only, whatever the umask: it holds data, models and credentials.
-PRIVATE_FOLDER, PRIVATE_FILE, READ_ONLY_FILE = 0o700, 0o600, 0o400
-
-
-def private_folder(folder: Path) -> Path:
-    """`folder`, and each missing parent, created for the user only (0700). The mode is set
-    after mkdir, which the umask would narrow or (umask 000) leave wide; folders that were
-    already there are not changed."""
-    folder = Path(folder)
-    missing: list[Path] = []
-    current = folder
-    while not current.exists() and current != current.parent:
-        missing.append(current)
-        current = current.parent
-    for path in reversed(missing):
-        try:
-            path.mkdir()
-        except FileExistsError:  # another process made it first: theirs to set
-            continue
-        path.chmod(PRIVATE_FOLDER)
-    return folder
-
-
-def private_file(path: Path) -> Path:
-    """An empty file for the user only (0600), in a private folder, if none is there yet: for
-    files a library creates later with its own mode (SQLite databases, whose journal and WAL
-    files copy the database's mode; Optuna's journal), created here first."""
-    path = Path(path)
-    private_folder(path.parent)
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
-    return path
+# Raw landed data is read-only on disk too.
+READ_ONLY_FILE = 0o400
 
 
 class ImmutableKeyError(FileExistsError):
@@ -189,11 +153,9 @@ class Storage:
 class S3Storage(Storage):
     """State under `s3://bucket/prefix`, with the interface of `Storage` (keys, not paths).
 
-    Every put carries server-side encryption headers: SSE-KMS with `PERENNIAL_S3_KMS_KEY_ID`
-    when set (the Terraform data bucket refuses anything else), AES256 otherwise. The endpoint
-    comes from `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` (read by boto3 itself), so the same
-    code runs against AWS and a moto server. Each object records its sha256 in its metadata,
-    which lets an immutable write recognise "same bytes already there" from a HEAD.
+    Every put is encrypted server-side (`s3_client.encryption_args`), and each object records
+    its sha256 in its metadata, which lets an immutable write recognise "same bytes already
+    there" from a HEAD.
     """
 
     def __init__(self, url: str) -> None:
@@ -218,13 +180,13 @@ class S3Storage(Storage):
         return "/".join([self.prefix, *parts]) if self.prefix else "/".join(parts)
 
     def exists(self, key: str) -> bool:
-        return self._head(self._object_key(key)) is not None
+        return head_object(self.bucket, self._object_key(key)) is not None
 
     def list(self, prefix: str) -> list[str]:
         """Keys of the objects directly under a folder-like prefix, sorted."""
         folder = self._object_key(prefix) + "/"
         pages = (
-            _s3_client()
+            s3_client()
             .get_paginator("list_objects_v2")
             .paginate(Bucket=self.bucket, Prefix=folder, Delimiter="/")
         )
@@ -232,7 +194,7 @@ class S3Storage(Storage):
         return sorted(f"{prefix.rstrip('/')}/{name}" for name in names if name)
 
     def read_bytes(self, key: str) -> bytes:
-        client = _s3_client()
+        client = s3_client()
         try:
             reply = client.get_object(Bucket=self.bucket, Key=self._object_key(key))
         except client.exceptions.NoSuchKey:
@@ -252,16 +214,16 @@ class S3Storage(Storage):
                 self._same_or_refuse(key, stored, digest)
                 return
         try:
-            self._put(name, data, digest, conditional=immutable)
+            put_object(self.bucket, name, data, digest, conditional=immutable)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
+            code = error_code(exc)
             if code == "AccessDenied" and "PERENNIAL_S3_KMS_KEY_ID" not in os.environ:
                 raise PermissionError(
                     f"S3 refused to write {key} to {self.url} (AccessDenied): a bucket that "
                     "requires SSE-KMS refuses AES256 uploads; set PERENNIAL_S3_KMS_KEY_ID to its "
                     "KMS key ARN, or check the role's s3:PutObject permission on this prefix"
                 ) from exc
-            if not immutable or code not in ("PreconditionFailed", "ConditionalRequestConflict"):
+            if not immutable or code not in KEY_TAKEN:
                 raise
             stored = self._stored_hash(name)
             if stored is None:  # a concurrent writer gave up: nothing was written, say so
@@ -274,12 +236,11 @@ class S3Storage(Storage):
         from botocore.exceptions import ClientError
 
         try:
-            self._put(self._object_key(key), data, content_hash(data), conditional=True)
+            put_object(
+                self.bucket, self._object_key(key), data, content_hash(data), conditional=True
+            )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in (
-                "PreconditionFailed",
-                "ConditionalRequestConflict",
-            ):
+            if error_code(exc) in KEY_TAKEN:
                 return False
             raise
         return True
@@ -288,117 +249,22 @@ class S3Storage(Storage):
         """Remove a derived object (never raw landed data; the IAM role forbids it too)."""
         if key.startswith(LANDING):
             raise ValueError(f"refusing to delete raw data {key}")
-        _s3_client().delete_object(Bucket=self.bucket, Key=self._object_key(key))
-
-    def _head(self, name: str) -> dict[str, Any] | None:
-        from botocore.exceptions import ClientError
-
-        try:
-            return dict(_s3_client().head_object(Bucket=self.bucket, Key=name))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
+        s3_client().delete_object(Bucket=self.bucket, Key=self._object_key(key))
 
     def _stored_hash(self, name: str) -> str | None:
-        head = self._head(name)
+        head = head_object(self.bucket, name)
         if head is None:
             return None
         recorded = head.get("Metadata", {}).get("sha256")
         if recorded:
             return str(recorded)
         # Written by something else than Perennial: hash the content itself.
-        body = _s3_client().get_object(Bucket=self.bucket, Key=name)["Body"].read()
+        body = s3_client().get_object(Bucket=self.bucket, Key=name)["Body"].read()
         return content_hash(body)
 
     def _same_or_refuse(self, key: str, stored: str, digest: str) -> None:
         if stored != digest:
             raise ImmutableKeyError(f"{key} already exists in {self.url} with different content")
-
-    def _put(self, name: str, data: bytes, digest: str, *, conditional: bool) -> None:
-        client = _s3_client()
-        extra: dict[str, Any] = {**_encryption_args(), "Metadata": {"sha256": digest}}
-        if len(data) < MULTIPART_BYTES:
-            if conditional:
-                extra["IfNoneMatch"] = "*"
-            client.put_object(Bucket=self.bucket, Key=name, Body=data, **extra)
-        elif conditional:
-            self._conditional_multipart_put(name, data, extra)
-        else:
-            from boto3.s3.transfer import TransferConfig
-
-            transfer = TransferConfig(
-                multipart_threshold=MULTIPART_BYTES, multipart_chunksize=MULTIPART_BYTES
-            )
-            client.upload_fileobj(io.BytesIO(data), self.bucket, name, extra, Config=transfer)
-
-    def _conditional_multipart_put(self, name: str, data: bytes, extra: dict[str, Any]) -> None:
-        """Multipart upload completed with `If-None-Match: *`: boto3's managed transfer cannot
-        pass that condition (s3transfer's allowed upload arguments leave it out)."""
-        client = _s3_client()
-        upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=name, **extra)[
-            "UploadId"
-        ]
-        try:
-            parts = []
-            for number, start in enumerate(range(0, len(data), MULTIPART_BYTES), start=1):
-                reply = client.upload_part(
-                    Bucket=self.bucket,
-                    Key=name,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=data[start : start + MULTIPART_BYTES],
-                )
-                parts.append({"ETag": reply["ETag"], "PartNumber": number})
-            client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=name,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
-                IfNoneMatch="*",
-            )
-        except BaseException:
-            # Parts of an unfinished upload are billed until aborted (the bucket's lifecycle
-            # rule also aborts them after 7 days).
-            with contextlib.suppress(Exception):  # the original error is the one to report
-                client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
-            raise
-
-
-def _encryption_args() -> dict[str, str]:
-    key_id = os.environ.get("PERENNIAL_S3_KMS_KEY_ID")
-    if key_id:
-        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key_id}
-    return {"ServerSideEncryption": "AES256"}
-
-
-# A client is built once per value of these (tests and tools switch endpoints in one process).
-_CLIENT_VARIABLES = (
-    "AWS_ENDPOINT_URL_S3",
-    "AWS_ENDPOINT_URL",
-    "AWS_PROFILE",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_ACCESS_KEY_ID",
-)
-_client_lock = threading.Lock()
-_clients: dict[tuple[str | None, ...], Any] = {}
-
-
-def _s3_client() -> Any:
-    """One S3 client per endpoint and retry setting (clients are thread-safe; creating one costs
-    tens of milliseconds). Credentials, region and endpoint come from the standard AWS
-    variables, which boto3 reads itself."""
-    import boto3
-    from botocore.config import Config
-
-    attempts = os.environ.get("PERENNIAL_S3_MAX_ATTEMPTS", str(DEFAULT_MAX_ATTEMPTS))
-    identity = (attempts, *(os.environ.get(name) for name in _CLIENT_VARIABLES))
-    with _client_lock:
-        if identity not in _clients:
-            config = Config(retries={"mode": "standard", "max_attempts": int(attempts)})
-            _clients[identity] = boto3.session.Session().client("s3", config=config)
-        return _clients[identity]
 
 
 def open_storage(home: Path | str) -> Storage:

@@ -20,8 +20,10 @@ from tasks.core.batches import BatchIdError, check_batch, expand_range
 from tasks.core.config import PerennialConfig
 from tasks.core.storage import ImmutableKeyError
 from tasks.data.expectations import suite_path
-from tasks.data.ingest import RAW_FORMATS, IngestError, land_from
-from tasks.data.validate import gate_summary, validate_batch_task
+from tasks.data.ingest import land_from
+from tasks.data.raw_files import RAW_FORMATS, IngestError
+from tasks.data.validate import validate_batch_task
+from tasks.data.verdict import gate_summary
 
 # What refuses one batch but not the run: a missing or unreadable file, different bytes for a
 # batch already landed, a malformed id.

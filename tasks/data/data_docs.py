@@ -43,7 +43,7 @@ def yield_cpu() -> None:
 
 def request_docs(docs: Path, config: Any, result: Any) -> Path:
     """Queue GE's validation and Data Docs of a gated batch and make sure a worker runs."""
-    from tasks.core.storage import private_folder
+    from tasks.core.private_state import private_folder
 
     folder = private_folder(docs / REQUESTS)  # under PERENNIAL_HOME: the user's only
     payload = {
@@ -169,7 +169,7 @@ def _serve(docs: Path, request: dict[str, Any]) -> None:
 
 
 def _write(path: Path, content: Any) -> None:
-    from tasks.core.storage import private_folder
+    from tasks.core.private_state import private_folder
 
     private_folder(path.parent)
     path.write_text(json.dumps(content, indent=1, default=str))

@@ -31,14 +31,11 @@ import pandas as pd
 import yaml
 
 from tasks.core.batches import parse_times
-from tasks.core.config import (
-    DATASET_NAME,
-    DriftConfig,
-    HpoConfig,
-    PromotionConfig,
-    SplitConfig,
-)
-from tasks.data.ingest import IngestError, raw_extension
+from tasks.core.config import DATASET_NAME
+from tasks.core.config_drift import DriftConfig
+from tasks.core.config_promotion import PromotionConfig
+from tasks.core.config_training import HpoConfig, SplitConfig
+from tasks.data.raw_files import IngestError, raw_extension
 
 SAMPLE_ROWS = 20_000  # rows read from the top of the file
 MAX_CATEGORIES = 50  # a text column with more distinct values is free text or an id: left out
@@ -243,7 +240,7 @@ def draft_yaml(frame: pd.DataFrame, name: str, source: Path, out: Path) -> str:
     }
     lines += [
         "",
-        "# Defaults of the config model (tasks/core/config.py): tune them once it trains.",
+        "# Defaults of the config model (tasks/core/config_*.py): tune them once it trains.",
     ]
     lines += [yaml.safe_dump(defaults, sort_keys=False, default_flow_style=None).rstrip()]
     lines += [

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from tasks.core.config import ValidationConfig
+from tasks.core.config_validation import ValidationConfig
 
 # Check names, as they appear in the `expectation` field of a reason file.
 FILE_EXISTS = "file_exists"

@@ -4,8 +4,6 @@ background Data Docs worker and the suite's drafting all read a batch this way."
 
 from __future__ import annotations
 
-import logging
-
 import pandas as pd
 
 from tasks.core.batches import parse_times
@@ -16,22 +14,8 @@ from tasks.data.expectations import (
     shorten,
 )
 from tasks.data.filecheck import FILE_READABLE, FileCheckError, plain_bytes
-from tasks.data.ingest import (
-    LandingRecord,
-    raw_extension,
-    read_raw,
-    utc_times,
-)
-
-logger = logging.getLogger("perennial.validate")
-
-# The gate's own version: raise it when a change to this module changes which batches pass, so
-# that batches validated before the change are validated again.
-# 3: truncated_file, bounded decompression; 4: times without an offset read in time.timezone;
-# 5: the reference checks (tasks/data/reference_checks.py); 6: their medians only warn on a
-# reference of fewer than 3 batches.
-GATE_VERSION = 6
-NATIVE, GREAT_EXPECTATIONS = "native", "great_expectations"  # what decided a batch
+from tasks.data.ingest import LandingRecord
+from tasks.data.raw_files import raw_extension, read_raw, utc_times
 
 
 def typed_frame(raw: pd.DataFrame, config: PerennialConfig) -> pd.DataFrame:

@@ -285,7 +285,8 @@ def profile_reference(
     """Draft the suite from landed (raw) batches, each read through the file checks (bounded
     decompression included); returns the suite's JSON and the season warning, if any."""
     from tasks.data.filecheck import plain_bytes
-    from tasks.data.ingest import landed_record, raw_extension, read_raw
+    from tasks.data.ingest import landed_record
+    from tasks.data.raw_files import raw_extension, read_raw
 
     frames = []
     for batch in batches:

@@ -3,14 +3,15 @@
 Two stages. File checks (`tasks/data/filecheck.py`) read the raw bytes first: missing, truncated,
 binary, mis-encoded or mis-delimited files fail there with a clear reason. Then the Great
 Expectations suite (JSON in `great_expectations/expectations/<suite>.json`, reviewed like code;
-`tasks/data/suite.py` drafts it) is checked on the parsed frame: natively (`tasks/data/checks.py`,
-no GE
-import on the critical path) for the types the drafting writes, by real GE for anything else;
+`tasks/data/suite.py` drafts it) is checked on the parsed frame: natively
+(`tasks/data/checks.py`, no GE import on the critical path) for the types the drafting writes, by
+real GE for anything else;
 GE's own full result and Data Docs follow in the background (`tasks/data/data_docs.py`). Each
 expectation has a GE severity, which the dataset YAML may override (`validation.severity`): a
 failed `critical` one blocks the batch (copied to `quarantine/` with a reason file; `validated/`
-gets nothing), `warning` and `info` ones are reported only. Running GE and reading its results
-is `tasks/data/expectations.py`.
+gets nothing, `tasks/data/quarantine.py`), `warning` and `info` ones are reported only. Running GE
+and reading its results is `tasks/data/expectations.py`; the verdict and its reports,
+`tasks/data/verdict.py`.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import json
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import pandas as pd
 from prefect import task
@@ -29,38 +28,30 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.core import catalog
 from tasks.core.artifacts import artifact_key
-from tasks.core.catalog import quarantine_reason_key
 from tasks.core.config import PerennialConfig
 from tasks.core.storage import Storage, content_hash
 from tasks.data.checks import NotNative, evaluate_suite, load_suite
 from tasks.data.expectations import (
-    EXPECTATION,
-    FILE_CHECK,
     NoSuiteError,
     Outcome,
     apply_severity,
     docs_dir,
     profile_command,
     run_suite,
-    shorten,
     suite_bytes,
     suite_path,
 )
-from tasks.data.ingest import (
-    LandingRecord,
-    NotLandedError,
-    land_batch_task,
-    landed_batches,
-    landed_record,
-)
+from tasks.data.ingest import LandingRecord, NotLandedError, land_batch_task, landed_batches, landed_record
 from tasks.data.parse import parse_raw, typed_frame
+from tasks.data.quarantine import archive_reason, quarantine
 from tasks.data.reference_checks import check_reference
+from tasks.data.verdict import GateResult, refusal, report_markdown, stored_verdict
 from tasks.notify.alerts import alert_quarantine
 
 logger = logging.getLogger("perennial.validate")
 
-# The gate's own version: raise it when a change to this module changes which batches pass, so
-# that batches validated before the change are validated again.
+# The gate's own version: raise it when a change to the gate (this module, the parsing, the
+# checks) changes which batches pass, so that batches validated before it are validated again.
 # 3: truncated_file, bounded decompression; 4: times without an offset read in time.timezone;
 # 5: the reference checks (tasks/data/reference_checks.py); 6: their medians only warn on a
 # reference of fewer than 3 batches.
@@ -70,51 +61,6 @@ NATIVE, GREAT_EXPECTATIONS = "native", "great_expectations"  # what decided a ba
 
 class GateRefusedError(RuntimeError):
     """A flow was asked to use a batch that the validation gate quarantined."""
-
-
-@dataclass
-class GateResult:
-    batch: str
-    passed: bool
-    sha256: str
-    rows: int
-    suite: str
-    outcomes: list[Outcome]
-    validated_key: str | None = None
-    reason_key: str | None = None
-    revision: int = 1
-    raw_key: str | None = None
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per gate step
-    gate: str = ""  # fingerprint of the gate the batch was validated under
-    engine: str = ""  # NATIVE or GREAT_EXPECTATIONS (a suite the native checks cannot read)
-
-    def blocking_failures(self) -> list[Outcome]:
-        return [o for o in self.outcomes if not o.success and o.severity == "critical"]
-
-    def warnings(self) -> list[Outcome]:
-        return [o for o in self.outcomes if not o.success and o.severity != "critical"]
-
-    def headline(self) -> str:
-        """E.g. `1 of 84 checks failed: expect_column_values_to_be_between on distance`."""
-        total, failed, warned = len(self.outcomes), self.blocking_failures(), self.warnings()
-        if failed:
-            text = f"{len(failed)} of {total} checks failed: {_checks(failed)}"
-            return text + (f" ({len(warned)} warnings)" if warned else "")
-        text = f"{total - len(warned)} of {total} checks passed"
-        return text + (f", {len(warned)} warned: {_checks(warned)}" if warned else "")
-
-
-def _checks(outcomes: list[Outcome]) -> str:
-    """Failed checks, compactly: each rule once, with the columns it failed on."""
-    columns: dict[str, list[str]] = {}
-    for outcome in outcomes:
-        columns.setdefault(outcome.expectation, [])
-        if outcome.column and outcome.column not in columns[outcome.expectation]:
-            columns[outcome.expectation].append(outcome.column)
-    text = "; ".join(
-        f"{rule} on {', '.join(named)}" if named else rule for rule, named in columns.items()
-    )
-    return shorten(text, 400)
 
 
 # -- the gate ----------------------------------------------------------------------------------
@@ -183,7 +129,9 @@ def gate_batch(storage: Storage, config: PerennialConfig, batch: str) -> GateRes
         archive_reason(storage, config, batch)
         result.validated_key = catalog.key("validated", config, batch=batch)
         storage.write_bytes(result.validated_key, parquet.result())
-        storage.write_json(catalog.key("validated_summary", config, batch=batch), _summary(result))
+        storage.write_json(
+            catalog.key("validated_summary", config, batch=batch), stored_verdict(result)
+        )
     else:
         quarantine(storage, config, result, record.key, data)
     timings["write"] = time.perf_counter() - clock
@@ -242,94 +190,7 @@ def check_expectations(
     return apply_severity(outcomes, config.validation.severity), engine
 
 
-def _summary(result: GateResult) -> dict[str, Any]:
-    return {
-        "batch": result.batch,
-        "revision": result.revision,
-        "raw": result.raw_key,
-        "sha256": result.sha256,
-        "rows": result.rows,
-        "suite": result.suite,
-        "gate": result.gate,
-        "engine": result.engine,
-        "outcomes": [asdict(o) for o in result.outcomes],
-    }
-
-
-def quarantine(
-    storage: Storage,
-    config: PerennialConfig,
-    result: GateResult,
-    raw_key: str,
-    data: bytes | None,
-) -> None:
-    """Copy the raw file to quarantine with its reason; remove any stale validated copy."""
-    storage.delete(catalog.key("validated", config, batch=result.batch))
-    storage.delete(catalog.key("validated_summary", config, batch=result.batch))
-    archive_reason(storage, config, result.batch, unless_sha256=result.sha256)
-    if data is not None:
-        storage.write_bytes(
-            catalog.key("quarantined_file", config, file=raw_key.rsplit("/", 1)[-1]), data
-        )
-    result.reason_key = quarantine_reason_key(config, result.batch)
-    stage = FILE_CHECK if any(o.stage == FILE_CHECK for o in result.outcomes) else EXPECTATION
-    storage.write_json(
-        result.reason_key,
-        {
-            **_summary(result),
-            "dataset": config.dataset,
-            "stage": stage,
-            "message": result.headline(),
-            "failed": [asdict(o) for o in result.blocking_failures()],
-            "warnings": [asdict(o) for o in result.warnings()],
-        },
-    )
-
-
-def archive_reason(
-    storage: Storage, config: PerennialConfig, batch: str, unless_sha256: str | None = None
-) -> None:
-    """Keep an earlier revision's reason as `<batch>.r<N>.reason.json`: history keeps both, and
-    `<batch>.reason.json` always speaks of the newest revision."""
-    current = quarantine_reason_key(config, batch)
-    if not storage.exists(current):
-        return
-    reason = storage.read_json(current)
-    if reason.get("sha256") == unless_sha256:
-        return
-    revision = reason.get("revision", 1)
-    storage.write_json(quarantine_reason_key(config, batch, revision), reason)
-    storage.delete(current)
-
-
-# -- reports -----------------------------------------------------------------------------------
-
-
-def report_markdown(config: PerennialConfig, result: GateResult) -> str:
-    """A table a person reads in the Prefect UI: failures first, then warnings, then passes."""
-    verdict = "passed" if result.passed else "**FAILED** (quarantined)"
-    lines = [
-        f"# Gate {config.dataset} {result.batch} (revision {result.revision}): {verdict}",
-        "",
-        f"{result.rows:,} rows, suite `{result.suite}`, raw `{result.raw_key}`"
-        + (f", reason `{result.reason_key}`" if result.reason_key else ""),
-        "",
-        "| expectation | column | severity | result | examples |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    order = {False: 0, True: 1}
-    ranked = sorted(result.outcomes, key=lambda o: (order[o.success], o.severity != "critical"))
-    for o in ranked:
-        status = "pass" if o.success else ("FAIL" if o.severity == "critical" else "warn")
-        detail = o.error or (
-            f"{o.unexpected_count} unexpected ({o.unexpected_percent:.2f}%)"
-            if o.unexpected_count
-            else (f"observed {shorten(o.observed, 60)}" if o.observed is not None else "")
-        )
-        examples = shorten(o.examples, 80) if o.examples else ""
-        cells = [o.expectation, o.column or "", o.severity, f"{status} {detail}".strip(), examples]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines)
+# -- the tasks -----------------------------------------------------------------------------------
 
 
 def _emit_quarantined(config: PerennialConfig, result: GateResult) -> None:
@@ -370,38 +231,6 @@ def validate_batch_task(config: PerennialConfig, batch: str) -> GateResult:
         _emit_quarantined(config, result)
         alert_quarantine(config, result)
     return result
-
-
-def gate_summary(
-    config: PerennialConfig, batch: str, landing: str, result: GateResult | None
-) -> dict[str, Any]:
-    """What the ingestion flow reports: the landing status and the gate's verdict (`skipped`
-    without a gate result)."""
-    summary: dict[str, Any] = {
-        "dataset": config.dataset,
-        "batch": batch,
-        "landing": landing,
-        "gate": "skipped",
-    }
-    if result is not None:
-        summary.update(
-            gate="passed" if result.passed else "failed",
-            headline=result.headline(),
-            rows=result.rows,
-            failures=[o.describe() for o in result.blocking_failures()],
-            warnings=[o.describe() for o in result.warnings()],
-            reason_key=result.reason_key,
-        )
-    return summary
-
-
-def refusal(results: dict[str, GateResult], use: str) -> str | None:
-    """Why `use` (e.g. "training") must not go on with these gate results, or None."""
-    failed = [r for r in results.values() if not r.passed]
-    if not failed:
-        return None
-    details = "; ".join(f"{r.batch}: {r.headline()} (see {r.reason_key})" for r in failed)
-    return f"{use} refused: quarantined batch(es): {details}"
 
 
 @task(name="gate-batches", cache_policy=NO_CACHE)

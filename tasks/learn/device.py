@@ -14,7 +14,8 @@ from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
 from typing import Any
 
-from tasks.core.config import ConfigError, PerennialConfig
+from tasks.core.config import PerennialConfig
+from tasks.core.config_section import ConfigError
 
 # The distributions that install the module `xgboost`: the CUDA build first (the `gpu` extra),
 # then the CPU build (the `cpu` extra). Never both: they overwrite each other's files.

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tasks.core.config import PerennialConfig, TrainingConfig
+from tasks.core.config import PerennialConfig
+from tasks.core.config_training import TrainingConfig
 from tasks.learn.device import training_device, xgboost_module
 from tasks.learn.model import native_params
 

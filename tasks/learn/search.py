@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.core.config import PerennialConfig
 from tasks.data.features import Datasets
-from tasks.data.validate import GateResult
+from tasks.data.verdict import GateResult
 from tasks.learn.study import study_name_for_batches
 from tasks.learn.tune import TuneResult, prefect_runner, publish_trials_table, tune
 

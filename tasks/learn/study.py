@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tasks.core.config import HpoConfig, PerennialConfig
+from tasks.core.config import PerennialConfig
+from tasks.core.config_training import HpoConfig
 from tasks.core.processes import pid_alive
 from tasks.core.run_logging import run_logger
 
@@ -57,7 +58,7 @@ def open_optuna_storage(url: str) -> Any:
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
 
-        from tasks.core.storage import private_file
+        from tasks.core.private_state import private_file
 
         path = url.removeprefix("journal:")
         private_file(Path(path))  # Optuna would create it with the umask's mode

@@ -32,20 +32,26 @@ from tasks.learn.tune import TuneResult, cores
 
 
 def fit_model(
-    x: pd.DataFrame, y: pd.Series, params: dict[str, Any], rounds: int, config: PerennialConfig
+    x: pd.DataFrame,
+    y: pd.Series,
+    params: dict[str, Any],
+    rounds: int,
+    config: PerennialConfig,
+    threads: int | None = None,
 ) -> Any:
-    """The pipeline trained on `x`, `y` with `params` for `rounds` rounds, on the engine the
-    config names."""
+    """The pipeline trained on `x`, `y` with `params` for `rounds` rounds, on the engine and
+    device the config names; `threads`: XGBoost's threads in this process (default: every core;
+    a replay, which fits dozens of models in turn, gives one)."""
     encoder = fit_encoder(config, x)
     columns = matrix_spec(encoder)
-    threads = cores()
+    threads = threads or cores()
     if config.training.engine == "dask":
         from tasks.learn.distributed import dask_client, train_on_dask
 
         with dask_client(config.training) as client:
             booster = train_on_dask(client, encode(encoder, x), y, columns, params, rounds, config)
     else:
-        booster = train_local(encode(encoder, x), y, columns, params, rounds, config)
+        booster = train_local(encode(encoder, x), y, columns, params, rounds, config, threads)
     return assemble(encoder, as_classifier(booster, params, rounds, threads, config.hpo.seed))
 
 
@@ -56,10 +62,11 @@ def train_local(
     params: dict[str, Any],
     rounds: int,
     config: PerennialConfig,
+    threads: int,
 ) -> Any:
-    """A Booster trained in this process; `columns`: `matrix_spec` of the encoder."""
+    """A Booster trained in this process on `threads` threads; `columns`: `matrix_spec` of the
+    encoder."""
     xgb = xgboost_module()
-    threads = cores()
     data = xgb.QuantileDMatrix(
         matrix,
         y.to_numpy(),

@@ -28,7 +28,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.core.artifacts import artifact_key
-from tasks.core.config import FloatRange, HpoConfig, PerennialConfig, checked_trials
+from tasks.core.config import PerennialConfig
+from tasks.core.config_training import FloatRange, HpoConfig
 from tasks.core.run_logging import PROGRESS, run_logger
 from tasks.data.features import Datasets
 from tasks.learn.device import training_device, xgboost_module
@@ -234,7 +235,7 @@ def tune(
     """Run (or resume) the study until it holds `trials` finished trials or the timeout ends it."""
     hpo = config.hpo
     # Checked here too: the training flow hands its run parameter straight to this task.
-    target = checked_trials(trials) or hpo.trials
+    target = hpo.trials_for(trials)
     deadline = time.time() + hpo.timeout_s if hpo.timeout_s else None
     storage = open_optuna_storage(config.optuna_storage_url)
     study = create_study(config, name, storage)

@@ -152,7 +152,7 @@ def _send_safely(config: PerennialConfig, build: Any) -> Outcome:
 
 
 def alert_quarantine(config: PerennialConfig, result: Any) -> Outcome:
-    """A batch failed the gate (`result`: tasks.data.validate.GateResult): each rule, column,
+    """A batch failed the gate (`result`: tasks.data.verdict.GateResult): each rule, column,
     example."""
 
     def build() -> Alert:

@@ -21,7 +21,7 @@ from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from tasks.core.config import EmailChannel, WebhookChannel
+    from tasks.core.config_alerts import EmailChannel, WebhookChannel
 
 AlertKind = Literal[
     "quarantine", "drift", "training_failed", "promotion", "rollback", "swap_failed"

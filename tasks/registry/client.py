@@ -61,7 +61,7 @@ def connect(config: PerennialConfig) -> Any:
     if not uri.startswith("sqlite:///") or not database.parent.is_dir():
         return mlflow.MlflowClient(uri, uri)  # a missing folder: MLflow names it itself
     with _first_use_lock(database):
-        from tasks.core.storage import private_file
+        from tasks.core.private_state import private_file
 
         private_file(database)  # before SQLite makes it (and its WAL) with the umask's mode
         client = mlflow.MlflowClient(uri, uri)
@@ -77,7 +77,7 @@ def _first_use_lock(database: Path) -> Iterator[None]:
     exists". Under a lock beside the file, the first creates them and the next finds them."""
     import fcntl
 
-    from tasks.core.storage import private_file
+    from tasks.core.private_state import private_file
 
     with open(private_file(database.with_name(database.name + ".lock")), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

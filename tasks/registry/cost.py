@@ -31,7 +31,8 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.core.config import CostConfig, PerennialConfig
+from tasks.core.config import PerennialConfig
+from tasks.core.config_cost import CostConfig
 
 SAMPLE_SECONDS = 0.05
 METRIC_PREFIX = "cost_"

@@ -18,7 +18,8 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.core.config import PerennialConfig, PromotionConfig
+from tasks.core.config import PerennialConfig
+from tasks.core.config_promotion import PromotionConfig
 from tasks.data.features import Datasets
 from tasks.registry.metrics import auc, paired_bootstrap, predict
 from tasks.registry.slices import aucs_of, slice_auc_gap, slice_aucs, slice_metrics

@@ -24,7 +24,7 @@ from tasks.core.run_logging import run_logger
 from tasks.core.storage import open_storage
 from tasks.data.features import Datasets, features_and_label, load_validated
 from tasks.data.ingest import landed_batches
-from tasks.data.validate import GateResult
+from tasks.data.verdict import GateResult
 from tasks.learn.explain import Explanation
 from tasks.learn.train import ServedModel, top_features
 from tasks.learn.tune import TuneResult

@@ -23,7 +23,7 @@ from tasks.core.config import PerennialConfig
 from tasks.core.run_logging import run_logger
 from tasks.core.storage import content_hash
 from tasks.data.features import Datasets
-from tasks.data.validate import GateResult
+from tasks.data.verdict import GateResult
 from tasks.learn.explain import Explanation
 from tasks.learn.study import study_name_for_batches
 from tasks.learn.train import ServedModel
@@ -61,7 +61,7 @@ class TrainingRun:
 
 def training_key(name: str, config: PerennialConfig, trials: int | None) -> str:
     """Identity of a training run: same study (data + config) and same trial budget."""
-    return content_hash(f"{name}|{trials or config.hpo.trials}".encode())[:24]
+    return content_hash(f"{name}|{config.hpo.trials_for(trials)}".encode())[:24]
 
 
 def identify_run(

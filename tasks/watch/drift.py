@@ -29,7 +29,8 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.core import catalog
 from tasks.core.artifacts import artifact_key
-from tasks.core.config import DriftConfig, PerennialConfig
+from tasks.core.config import PerennialConfig
+from tasks.core.config_drift import DriftConfig
 from tasks.core.storage import Storage
 from tasks.watch.profile import (
     ALERT,

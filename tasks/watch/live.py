@@ -28,14 +28,15 @@ import pandas as pd
 
 from tasks.core import catalog
 from tasks.core.batches import batch_id, period_bounds
-from tasks.core.config import PerennialConfig, TimeConfig
+from tasks.core.config import PerennialConfig
+from tasks.core.config_dataset import TimeConfig
 from tasks.core.storage import Storage
 from tasks.watch.profile import DriftReport
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from tasks.serve.serving import ServedModel
+    from tasks.serve.native_scoring import ServedModel
 
 log = logging.getLogger("perennial.serve")
 

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from tasks.core import catalog
-from tasks.core.config import DriftConfig, PerennialConfig
+from tasks.core.config import PerennialConfig
+from tasks.core.config_drift import DriftConfig
 from tasks.core.storage import S3Storage, Storage
 
 EPSILON = 1e-4  # floor of a bin's share, so an empty bin gives a large but finite PSI

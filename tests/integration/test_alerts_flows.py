@@ -85,7 +85,8 @@ def test_each_alert_kind_reaches_each_channel_once_from_the_real_flows(
     from flows.monitoring import monitoring
     from flows.training import training
     from tasks.core.storage import Storage
-    from tasks.data.ingest import extract_from_source, land_batch
+    from tasks.data.ingest import land_batch
+    from tasks.data.source import extract_from_source
     from tasks.data.suite import profile_landed
 
     port, sink = smtp_sink

@@ -9,7 +9,8 @@ import psutil
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from tasks.core.config import PerennialConfig, TrainingConfig, load_config
+from tasks.core.config import PerennialConfig, load_config
+from tasks.core.config_training import TrainingConfig
 from tasks.learn.distributed import dask_client, train_on_dask
 from tasks.learn.model import as_classifier, assemble, encode, fit_encoder, matrix_spec
 from tasks.learn.train import fit_model

@@ -12,7 +12,9 @@ import pytest
 from tasks.core.config import PerennialConfig, load_config
 from tasks.core.storage import Storage
 from tasks.data.data_docs import wait_idle
-from tasks.data.ingest import IngestError, extract_from_source, land_batch, landed_batches, read_raw
+from tasks.data.ingest import land_batch, landed_batches
+from tasks.data.raw_files import IngestError, read_raw
+from tasks.data.source import extract_from_source
 from tasks.data.validate import gate_batch
 from tests.conftest import FLIGHTS
 

@@ -26,7 +26,9 @@ from tasks.core import catalog
 from tasks.core.config import load_config
 from tasks.core.storage import Storage
 from tasks.data.data_docs import wait_idle
-from tasks.data.ingest import extract_from_source, is_quarantined, landed_record, read_raw
+from tasks.data.ingest import is_quarantined, landed_record
+from tasks.data.raw_files import read_raw
+from tasks.data.source import extract_from_source
 from tests.conftest import FLIGHTS, run_perennial
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -17,7 +17,9 @@ from typer.testing import CliRunner
 from flows.cli import app
 from tasks.core.config import load_config
 from tasks.core.storage import Storage
-from tasks.data.ingest import extract_from_source, is_quarantined, landed_record, read_raw
+from tasks.data.ingest import is_quarantined, landed_record
+from tasks.data.raw_files import read_raw
+from tasks.data.source import extract_from_source
 from tests.conftest import FLIGHTS, ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -19,8 +19,10 @@ from tasks.core.config import PerennialConfig, load_config
 from tasks.core.storage import Storage
 from tasks.data.checks import evaluate_suite
 from tasks.data.expectations import Outcome, apply_severity, run_suite
-from tasks.data.ingest import extract_from_source, land_batch, read_raw
+from tasks.data.ingest import land_batch
 from tasks.data.parse import typed_frame
+from tasks.data.raw_files import read_raw
+from tasks.data.source import extract_from_source
 from tasks.data.validate import GREAT_EXPECTATIONS, NATIVE, gate_batch
 from tests.conftest import FLIGHTS
 from tests.integration.test_gate_battery import BATCH, CASES
@@ -152,7 +154,7 @@ def test_the_committed_suite_is_decided_natively(
 def test_the_fast_reader_gives_pandas_values_on_every_month(config: PerennialConfig) -> None:
     import io
 
-    from tasks.data.ingest import read_csv_fast
+    from tasks.data.raw_files import read_csv_fast
 
     for month in range(1, 13):
         data, _, _ = extract_from_source(config, f"2013-{month:02d}")

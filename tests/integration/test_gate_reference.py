@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from tasks.core.config import load_config
-from tasks.data.ingest import extract_from_source, read_raw
 from tasks.data.parse import typed_frame
+from tasks.data.raw_files import read_raw
+from tasks.data.source import extract_from_source
 from tasks.data.validate import check_expectations
 from tests.conftest import FLIGHTS
 

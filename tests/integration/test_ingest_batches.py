@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from flows.cli import app
 from tasks.core.config import load_config
 from tasks.core.storage import Storage
-from tasks.data.ingest import extract_from_source, land_batch
+from tasks.data.ingest import land_batch
+from tasks.data.source import extract_from_source
 from tasks.data.suite import profile_landed
 from tests.e2e.test_own_data import arrive_monthly, seattle_weather
 

@@ -26,7 +26,8 @@ BATCHES = "2020-W01..2020-W40"
 def land_in_rounds(config_path: str, batches: str, who: int, barrier: Any, results: Any) -> None:
     """One racer: for each batch, wait for the other racer, then land this racer's bytes."""
     from tasks.core.storage import open_storage
-    from tasks.data.ingest import IngestError, land_batch
+    from tasks.data.ingest import land_batch
+    from tasks.data.raw_files import IngestError
 
     config = load_config(config_path)
     storage = open_storage(config.home)

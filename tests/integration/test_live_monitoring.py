@@ -69,7 +69,8 @@ def test_live_traffic_feeds_drift_and_the_ab_arms(
     from flows.cli import _arms_lines, app
     from flows.serve import create_app
     from flows.training import training
-    from tasks.data.ingest import extract_from_source, land_batch
+    from tasks.data.ingest import land_batch
+    from tasks.data.source import extract_from_source
     from tasks.data.suite import profile_landed
 
     monkeypatch.delenv("PERENNIAL_HOME", raising=False)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tasks.core.config import load_config
-from tasks.watch.replay import load_batches
+from tasks.watch.labelled_batches import load_batches
 from tests.conftest import FLIGHTS
 
 

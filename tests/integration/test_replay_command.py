@@ -66,7 +66,9 @@ def test_the_refit_policy_loses_nothing_on_the_second_dataset(tmp_path: Path) ->
     sensors dataset's twelve weeks, over three seeds."""
     from statistics import fmean
 
-    from tasks.watch.replay import ModelCache, Policy, configured_policy, load_batches, replay
+    from tasks.watch.labelled_batches import load_batches
+    from tasks.watch.replay import ModelCache, replay
+    from tasks.watch.retrain_policies import Policy, configured_policy
 
     config_path, weeks, _ = sensors_project(tmp_path, "2024-W12")
     config = load_config(config_path)

@@ -21,7 +21,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tasks.core.storage import MULTIPART_BYTES, ImmutableKeyError, S3Storage, open_storage
+from tasks.core.s3_client import MULTIPART_BYTES
+from tasks.core.storage import ImmutableKeyError, S3Storage, open_storage
 from tests.conftest import stop_process
 
 pytestmark = [pytest.mark.integration]

@@ -61,7 +61,8 @@ def test_two_searches_share_the_study_and_train_resumes_it(
     batches = expand_range(BATCHES, config.time)
     for seed, batch in enumerate(batches):
         write_week(tmp_path / "incoming", batch, seed)
-    from tasks.data.ingest import extract_from_source, land_batch
+    from tasks.data.ingest import land_batch
+    from tasks.data.source import extract_from_source
     from tasks.data.validate import gate_batch
 
     storage = Storage(config.home)

@@ -59,7 +59,8 @@ def write_week(folder: Path, batch: str, seed: int) -> None:
 def sensors_project(folder: Path, last: str) -> tuple[Path, list[str], Path]:
     """The sensors YAML in `folder`, weeks 2024-W01..`last` in its source folder, the first two
     landed and profiled: the YAML's path, the weeks and the suite's path."""
-    from tasks.data.ingest import extract_from_source, land_batch
+    from tasks.data.ingest import land_batch
+    from tasks.data.source import extract_from_source
 
     (folder / "incoming").mkdir()
     config_path = folder / "sensors.yaml"

@@ -45,7 +45,8 @@ def trained(prefect_server: None, tmp_path_factory: pytest.TempPathFactory) -> I
     """Two registered versions: trained on weeks 1-4, then on weeks 1-5."""
     from flows.training import training
     from tasks.core.batches import expand_range
-    from tasks.data.ingest import extract_from_source, land_batch
+    from tasks.data.ingest import land_batch
+    from tasks.data.source import extract_from_source
     from tasks.data.suite import profile_landed
 
     folder = tmp_path_factory.mktemp("serve")

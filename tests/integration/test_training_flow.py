@@ -13,7 +13,9 @@ from flows.monitoring import monitoring
 from flows.training import training
 from tasks.core.config import load_config
 from tasks.core.storage import Storage
-from tasks.data.ingest import NotLandedError, extract_from_source, land_batch, read_raw
+from tasks.data.ingest import NotLandedError, land_batch
+from tasks.data.raw_files import read_raw
+from tasks.data.source import extract_from_source
 from tasks.data.validate import GateRefusedError
 from tasks.registry.client import CHALLENGER, CHAMPION, connect, version_by_alias
 from tests.conftest import FLIGHTS

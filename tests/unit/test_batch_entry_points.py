@@ -16,7 +16,8 @@ from tasks.core import catalog
 from tasks.core.batches import BatchIdError
 from tasks.core.config import load_config
 from tasks.core.storage import Storage
-from tasks.data.ingest import extract_from_source, land_batch
+from tasks.data.ingest import land_batch
+from tasks.data.source import extract_from_source
 from tests.conftest import run_perennial
 from tests.integration.test_second_dataset import CONFIG, write_week
 

@@ -8,7 +8,7 @@ from tasks.core.batches import (
     expand_range,
     period_bounds,
 )
-from tasks.core.config import TimeConfig
+from tasks.core.config_dataset import TimeConfig
 
 MONTH = TimeConfig(column="t", batch_period="month", timezone="America/New_York")
 

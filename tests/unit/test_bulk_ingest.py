@@ -8,7 +8,7 @@ import pytest
 
 from tasks.core.config import load_config
 from tasks.data.bulk_ingest import BatchPlan, batch_of_name, batch_plan, folder_plan, run_summary
-from tasks.data.ingest import IngestError
+from tasks.data.raw_files import IngestError
 
 YAML = """
 dataset: weather

@@ -20,7 +20,7 @@ from tasks.core.batches import parse_times
 from tasks.core.config import PerennialConfig, load_config
 from tasks.data.checks import NotNative, _repeated, evaluate_suite
 from tasks.data.expectations import Outcome
-from tasks.data.ingest import read_csv_fast, read_raw, utc_times
+from tasks.data.raw_files import read_csv_fast, read_raw, utc_times
 from tests.conftest import FLIGHTS
 
 BATCH = "2013-01"

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.config import ConfigError, dataset_config, dataset_names, load_config
+from tasks.core.config import dataset_config, dataset_names, load_config
+from tasks.core.config_section import ConfigError
 from tests.conftest import FLIGHTS
 
 

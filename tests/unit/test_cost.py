@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.core.config import CostConfig
+from tasks.core.config_cost import CostConfig
 from tasks.registry.cost import CostMeter, RunCost, StageCost
 
 MB = 1024 * 1024

@@ -10,13 +10,8 @@ import pandas as pd
 import pytest
 
 from tasks.core.config import load_config
-from tasks.data.ingest import (
-    _package_batch,
-    _package_batch_ids,
-    _plain_csv,
-    _read_package_tables,
-    csv_bytes,
-)
+from tasks.data.raw_files import _plain_csv, csv_bytes
+from tasks.data.source import _package_batch, _package_batch_ids, _read_package_tables
 from tests.conftest import FLIGHTS
 
 

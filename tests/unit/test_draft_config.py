@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks.core.config import ConfigError, load_config
+from tasks.core.config import load_config
+from tasks.core.config_section import ConfigError
 from tasks.data.draft_config import DraftError, association, plan_columns, write_draft
 
 

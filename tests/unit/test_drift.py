@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.core.config import DriftConfig, PerennialConfig, load_config
+from tasks.core.config import PerennialConfig, load_config
+from tasks.core.config_drift import DriftConfig
 from tasks.core.storage import Storage
 from tasks.watch.drift import plot_psi, table_rows
 from tasks.watch.profile import (

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.core.config import DriftConfig, PerennialConfig, load_config
+from tasks.core.config import PerennialConfig, load_config
+from tasks.core.config_drift import DriftConfig
 from tasks.watch.profile import ALERT, OK, build_profile, compare, unmonitored
 
 ROWS = 5_000

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.core.config import PromotionConfig
+from tasks.core.config_promotion import PromotionConfig
 from tasks.registry.evaluate import Metrics, decide, metrics_from
 from tasks.registry.metrics import predict
 

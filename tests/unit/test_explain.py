@@ -22,14 +22,10 @@ from tasks.learn.explain import (
 )
 from tasks.learn.train import fit_model
 from tasks.registry.client import CHAMPION, VersionInfo
+from tasks.serve.native_scoring import encoder_categories, served_model
 from tasks.serve.predict import score_frame
-from tasks.serve.serving import (
-    AliasPoller,
-    ModelSlot,
-    RequestSchema,
-    encoder_categories,
-    served_model,
-)
+from tasks.serve.request import RequestSchema
+from tasks.serve.serving import AliasPoller, ModelSlot
 
 CONFIG = """
 dataset: sensors

@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks.core.config import ConfigError, load_config
+from tasks.core.config import load_config
+from tasks.core.config_section import ConfigError
 from tasks.core.expression import ExpressionError, parse
 from tasks.data.features import label
 from tests.conftest import FLIGHTS

@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from tasks.core.config import ValidationConfig
+from tasks.core.config_validation import ValidationConfig
 from tasks.data.filecheck import FileCheckError, plain_bytes
 
 LIMITS = ValidationConfig(suite="s", max_file_mb=1.0, max_line_bytes=1000)

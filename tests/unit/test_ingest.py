@@ -4,14 +4,9 @@ import pytest
 
 from tasks.core.config import load_config
 from tasks.core.storage import Storage, content_hash
-from tasks.data.ingest import (
-    IngestError,
-    extract_from_source,
-    land_batch,
-    landed_record,
-    raw_extension,
-    read_raw,
-)
+from tasks.data.ingest import land_batch, landed_record
+from tasks.data.raw_files import IngestError, raw_extension, read_raw
+from tasks.data.source import extract_from_source
 from tests.conftest import FLIGHTS
 
 

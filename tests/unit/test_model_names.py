@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from tasks.core import catalog
-from tasks.core.config import ConfigError, load_config
+from tasks.core.config import load_config
+from tasks.core.config_section import ConfigError
 from tests.integration.test_second_dataset import CONFIG
 
 

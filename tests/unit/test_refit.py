@@ -11,8 +11,7 @@ from tasks.data.features import Datasets, TimeSplit
 from tasks.learn.train import refit_rounds, serve_model
 from tasks.learn.tune import TuneResult
 from tasks.registry.lineage import JUDGED_ON_TAG, TRAINED_ON_TAG, batches_seen, judged_on
-from tasks.registry.metrics import predict
-from tasks.watch.replay import auc
+from tasks.registry.metrics import auc, predict
 from tests.unit.test_replay import FEATURES, month_frame, synthetic_config
 
 PARAMS = {"max_depth": 3, "learning_rate": 0.3}

@@ -9,20 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.core.config import FeaturesConfig, PerennialConfig, TargetConfig, TimeConfig, load_config
-from tasks.registry.metrics import predict
-from tasks.watch.replay import (
-    BatchData,
-    ModelCache,
+from tasks.core.config import PerennialConfig, load_config
+from tasks.core.config_dataset import FeaturesConfig, TargetConfig, TimeConfig
+from tasks.learn.train import fit_model
+from tasks.registry.metrics import auc, predict
+from tasks.watch.labelled_batches import BatchData, batch_data, load_batches
+from tasks.watch.replay import ModelCache, replay
+from tasks.watch.replay_results import summarize
+from tasks.watch.retrain_policies import (
     Observation,
     Policy,
-    auc,
-    batch_data,
     below_holdout_interval,
     below_previous_batch,
-    fit_pipeline,
-    replay,
-    summarize,
 )
 from tests.conftest import FLIGHTS
 
@@ -146,8 +144,8 @@ def test_each_batch_is_scored_by_a_model_that_never_saw_it(
     """Batch m's labels follow f_m alone: a model trained on m scores it near 1, any earlier
     champion near 0.5. A replay that let the model trained on m score m would fail here."""
     config = synthetic_config()
-    trained_on_it = fit_pipeline(
-        config, own_feature.x["2013-06"], own_feature.y["2013-06"], PARAMS, ROUNDS, threads=1
+    trained_on_it = fit_model(
+        own_feature.x["2013-06"], own_feature.y["2013-06"], PARAMS, ROUNDS, config, threads=1
     )
     assert auc(own_feature.y["2013-06"], predict(trained_on_it, own_feature.x["2013-06"])) > 0.95
     for policy in (
@@ -230,6 +228,17 @@ def test_replay_needs_a_batch_to_hold_out_and_one_to_serve(own_feature: BatchDat
         replay(synthetic_config(), own_feature, Policy("never"), 0, initial_batches=12)
 
 
+@pytest.mark.slow
+def test_real_batches_are_read_as_ingestion_reads_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    config = load_config(FLIGHTS).model_copy(update={"home": str(tmp_path)})
+    data = load_batches(config, ["2013-02", "2013-01"])
+    assert data.ids == ["2013-01", "2013-02"]
+    # January 2013 in New York: 27,004 flights, of which 606 have no arrival delay (no label).
+    assert len(data.y["2013-01"]) == 26398
+    assert list(data.x["2013-01"].columns) == config.features.columns
+    assert str(data.times["2013-01"].dt.tz) == "America/New_York"
+
+
 def observed(realized: float, holdout: float, served: tuple[float, ...]) -> Observation:
     empty = np.zeros(0)
     return Observation(
@@ -304,7 +313,7 @@ def test_alert_confidence_sets_the_holdout_interval(own_feature: BatchData) -> N
 
 
 def test_the_configured_policy_follows_the_yaml() -> None:
-    from tasks.watch.replay import configured_policy, policies
+    from tasks.watch.retrain_policies import configured_policy, policies
 
     config = synthetic_config()
     policy = configured_policy(config)

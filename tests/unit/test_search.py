@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks.data.validate import GateResult
+from tasks.data.verdict import GateResult
 from tasks.learn.search import name_study_task, search_summary
 from tasks.learn.study import SEED_ATTR, create_study, joining_config
 from tasks.learn.tune import tune

@@ -19,13 +19,9 @@ from tasks.core import catalog
 from tasks.core.config import PerennialConfig, load_config
 from tasks.core.storage import Storage
 from tasks.registry.client import CHALLENGER, CHAMPION
-from tasks.serve.serving import (
-    AliasPoller,
-    ModelSlot,
-    RequestSchema,
-    encoder_categories,
-    served_model,
-)
+from tasks.serve.native_scoring import encoder_categories, served_model
+from tasks.serve.request import RequestSchema
+from tasks.serve.serving import AliasPoller, ModelSlot
 from tasks.watch.live import (
     ARM,
     RECEIVED_AT,

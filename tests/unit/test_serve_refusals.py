@@ -16,14 +16,9 @@ import pytest
 from tasks.core.config import PerennialConfig, load_config
 from tasks.core.storage import Storage
 from tasks.registry.client import CHAMPION
-from tasks.serve.serving import (
-    AliasPoller,
-    ModelSlot,
-    RequestSchema,
-    ServedModel,
-    encoder_categories,
-    served_model,
-)
+from tasks.serve.native_scoring import ServedModel, encoder_categories, served_model
+from tasks.serve.request import RequestSchema
+from tasks.serve.serving import AliasPoller, ModelSlot
 from tasks.watch.live import LiveSampler, finite_row
 from tests.unit.test_serving import CONFIG, Registry, fitted
 

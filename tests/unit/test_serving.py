@@ -17,19 +17,15 @@ from tasks.data.features import model_inputs
 from tasks.learn.train import fit_model
 from tasks.registry.client import CHALLENGER, CHAMPION, VersionInfo
 from tasks.registry.metrics import predict
-from tasks.serve.serving import (
-    AliasPoller,
-    Arms,
-    ModelSlot,
-    RequestSchema,
+from tasks.serve.native_scoring import (
     ServedModel,
     WarmUpError,
     encoder_categories,
-    key_fraction,
-    route,
     served_model,
     warm_up,
 )
+from tasks.serve.request import RequestSchema
+from tasks.serve.serving import AliasPoller, Arms, ModelSlot, key_fraction, route
 
 CONFIG = """
 dataset: sensors
@@ -265,7 +261,7 @@ def test_app_scores_refuses_and_reports(
 
 
 def test_serve_settings_do_not_change_the_training_key(tmp_path: Path) -> None:
-    from tasks.core.config import ConfigError
+    from tasks.core.config_section import ConfigError
 
     path = tmp_path / "sensors.yaml"  # one path: the source template is resolved against it
     path.write_text(CONFIG.replace("serve:", "# serve:"))

@@ -3,7 +3,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.core.config import ConfigError, load_config
+from tasks.core.config import load_config
+from tasks.core.config_section import ConfigError
 from tasks.core.storage import ImmutableKeyError, S3Storage, Storage, open_storage
 from tests.conftest import FLIGHTS
 

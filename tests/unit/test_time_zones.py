@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from tasks.core.batches import batch_ids, parse_times, period_bounds
-from tasks.core.config import TimeConfig, load_config
+from tasks.core.config import load_config
+from tasks.core.config_dataset import TimeConfig
 from tasks.data.features import time_features
 from tasks.data.parse import typed_frame
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.config import ConfigError, load_config
+from tasks.core.config import load_config
+from tasks.core.config_section import ConfigError
 from tests.conftest import FLIGHTS
 
 

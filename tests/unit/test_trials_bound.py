@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from tasks.core.config import MAX_TRIALS, ConfigError, HpoConfig, checked_trials, load_config
+from tasks.core.config import load_config
+from tasks.core.config_section import ConfigError
+from tasks.core.config_training import MAX_TRIALS, HpoConfig, checked_trials
 from tests.conftest import FLIGHTS
 
 TOO_MANY = [0, -1, MAX_TRIALS + 1, 10**9]
@@ -48,3 +50,16 @@ def test_the_search_training_runs_refuses_unbounded_trials(
     config = load_config(path)
     with pytest.raises(ConfigError, match="1 to 10,000"):
         tune(None, config, "study-never-created", trials=10**9)  # type: ignore[arg-type]
+
+
+def test_the_search_and_the_run_identity_resolve_trials_in_one_place() -> None:
+    from tasks.registry.registration import training_key
+
+    hpo = HpoConfig(trials=7)
+    assert hpo.trials_for(None) == 7 and hpo.trials_for(3) == 3
+    with pytest.raises(ConfigError, match="1 to 10,000"):
+        hpo.trials_for(0)  # 0 once named a run "the dataset's trials" while the search refused it
+    config = load_config(FLIGHTS)
+    default = config.hpo.trials
+    assert training_key("study", config, None) == training_key("study", config, default)
+    assert training_key("study", config, None) != training_key("study", config, default + 1)

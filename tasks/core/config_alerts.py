@@ -1,0 +1,99 @@
+"""Who is told when something needs a person (`alerts:`): webhook, Slack, Teams and email
+channels, each naming where its secret is read (never the secret itself)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from tasks.core.config_section import Section
+
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+BLOCK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
+
+
+def _refuse_literal_secrets(data: Any, literal: str, names: str) -> Any:
+    """A URL or password written in the YAML would sit in git and in every copy of the file."""
+    if isinstance(data, dict) and literal in data:
+        raise ValueError(
+            f"a literal {literal} in the YAML is refused (it is a secret): put it in an "
+            f"environment variable or a Prefect Secret block and name it with {names}"
+        )
+    return data
+
+
+class SecretNames(Section):
+    """Where a secret is read at send time: an environment variable or a Prefect Secret block."""
+
+    @staticmethod
+    def _one_source(env: str | None, secret: str | None, what: str) -> None:
+        if (env is None) == (secret is None):
+            raise ValueError(f"name the {what} with exactly one of {what}_env or {what}_secret")
+        # The value is not repeated: a URL pasted here by mistake is a secret.
+        if env is not None and not ENV_NAME.fullmatch(env):
+            raise ValueError(f"{what}_env is not an environment variable name (A-Z, 0-9, _)")
+        if secret is not None and not BLOCK_NAME.fullmatch(secret):
+            raise ValueError(f"{what}_secret is not a Prefect block name (a-z, 0-9, -)")
+
+
+class WebhookChannel(SecretNames):
+    """A JSON POST: `webhook` (Perennial's own JSON), `slack` (incoming webhook) or `teams`
+    (Workflows webhook, Adaptive Card). The URL is a secret: named here, never written."""
+
+    kind: Literal["webhook", "slack", "teams"]
+    url_env: str | None = Field(None, description="Environment variable holding the URL.")
+    url_secret: str | None = Field(None, description="Prefect Secret block holding the URL.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_literal_url(cls, data: Any) -> Any:
+        return _refuse_literal_secrets(data, "url", "url_env or url_secret")
+
+    @model_validator(mode="after")
+    def _url_named_once(self) -> WebhookChannel:
+        self._one_source(self.url_env, self.url_secret, "url")
+        return self
+
+
+class EmailChannel(SecretNames):
+    """Email over SMTP, sent from the flow that alerts (Prefect automations cannot send email:
+    PrefectHQ/prefect#16881)."""
+
+    kind: Literal["email"]
+    host: str
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "ssl", "none"] = Field(
+        "starttls", description="starttls (port 587), ssl (port 465), or none (a local relay)."
+    )
+    sender: str = Field(description="The From address.")
+    to: list[str] = Field(min_length=1)
+    username: str | None = None
+    password_env: str | None = Field(None, description="Environment variable of the password.")
+    password_secret: str | None = Field(None, description="Prefect Secret block of it.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_literal_password(cls, data: Any) -> Any:
+        return _refuse_literal_secrets(data, "password", "password_env or password_secret")
+
+    @model_validator(mode="after")
+    def _password_with_username(self) -> EmailChannel:
+        if self.username is not None:
+            self._one_source(self.password_env, self.password_secret, "password")
+        elif self.password_env or self.password_secret:
+            raise ValueError("a password needs a username")
+        return self
+
+
+class AlertsConfig(Section):
+    """Who is told when something needs a person. One alert per (dataset, kind, subject) within
+    the window; a drift alert's retrain is de-duplicated over the same window."""
+
+    channels: list[Annotated[WebhookChannel | EmailChannel, Field(discriminator="kind")]] = Field(
+        default_factory=list
+    )
+    window_minutes: float = Field(
+        60.0, gt=0, description="Repeats of an alert (and drift retrains) within this are dropped."
+    )

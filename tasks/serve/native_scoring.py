@@ -1,0 +1,197 @@
+"""Native scoring: a registered pipeline taken apart into its booster and the encoder's category
+codes (`ServedModel`), so that validated rows are scored with the booster's `inplace_predict`,
+with no pandas and no pipeline per request. Warm-up proves that this fast path gives the
+pipeline's scores on the same rows, so a served score is the batch score; a version that does
+not is never served.
+
+Models come from `tasks.registry.model_store.load_model` only (the sha256 check)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from pydantic import BaseModel
+
+from tasks.core.config import PerennialConfig
+from tasks.learn.explain import booster_contributions, feature_groups, iteration_range, top_reasons
+from tasks.learn.model import fitted_categories
+from tasks.registry.model_store import load_model
+from tasks.serve.request import RequestSchema
+
+WARM_UP_ROUNDS = 50  # enough calls for the booster's first-call allocations to be behind us
+WARM_UP_TOLERANCE = 1e-6
+
+
+class WarmUpError(RuntimeError):
+    """A loaded version whose fast path does not give its pipeline's scores: never served."""
+
+
+def encoder_categories(pipeline: Any) -> dict[str, list[Any]]:
+    """Categories of each categorical feature, in code order, as the pipeline's fitted encoder
+    holds them."""
+    return fitted_categories(pipeline.named_steps["encode"])
+
+
+def _time_feature(name: str, local: datetime) -> float:
+    # As tasks.data.features.time_features derives them with pandas (Monday = 0).
+    if name == "day_of_week":
+        return float(local.weekday())
+    if name == "day_of_month":
+        return float(local.day)
+    if name == "day_of_year":
+        return float(local.timetuple().tm_yday)
+    if name == "hour":
+        return float(local.hour)
+    return float(local.month)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One registered version, ready to score validated rows natively."""
+
+    alias: str
+    version: str
+    booster: Any
+    iteration_range: tuple[int, int]
+    columns: tuple[str, ...]  # booster input order (the encoder's output order)
+    codes: dict[str, dict[Any, float]]  # categorical column -> value -> ordinal code
+    time_column: str
+    time_features: frozenset[str]
+    zone: ZoneInfo
+    features: tuple[str, ...] = ()  # original features, for explanations
+    feature_index: tuple[int, ...] = ()  # booster column -> its index in `features`
+
+    def matrix(self, rows: Sequence[BaseModel]) -> np.ndarray:
+        """The booster's input for validated rows: float64 like the pipeline's, NaN = missing
+        (a null, or a category the training data never saw)."""
+        out = np.empty((len(rows), len(self.columns)), dtype=np.float64)
+        nan = float("nan")
+        for i, row in enumerate(rows):
+            local: datetime | None = None
+            if self.time_features:
+                stamp: datetime = getattr(row, self.time_column)
+                if stamp.tzinfo is None:  # wall-clock time in the dataset's zone, as in batches
+                    stamp = stamp.replace(tzinfo=self.zone)
+                local = stamp.astimezone(self.zone)
+            for j, column in enumerate(self.columns):
+                if column in self.codes:
+                    value = getattr(row, column)
+                    out[i, j] = nan if value is None else self.codes[column].get(value, nan)
+                elif local is not None and column in self.time_features:
+                    out[i, j] = _time_feature(column, local)
+                else:
+                    value = getattr(row, column)
+                    out[i, j] = nan if value is None else value
+        return out
+
+    def score(self, rows: Sequence[BaseModel]) -> np.ndarray:
+        """Probability of the positive class for each row."""
+        return np.asarray(
+            self.booster.inplace_predict(
+                self.matrix(rows), iteration_range=self.iteration_range, missing=np.nan
+            ),
+            dtype=np.float64,
+        ).reshape(-1)
+
+    def reasons(self, rows: Sequence[BaseModel]) -> list[Any]:
+        """Each row's top reasons: the original features with the largest SHAP values (signed,
+        in log-odds). Only for requests that ask (`?explain=true`): it costs a DMatrix and a
+        tree walk per row, which the plain scoring path never pays."""
+        from tasks.learn.explain import APPROX_ABOVE_SERVED, group_contributions
+
+        approx = len(rows) > APPROX_ABOVE_SERVED
+        values, _ = booster_contributions(
+            self.booster, self.matrix(rows), self.columns, self.iteration_range, approx
+        )
+        grouped = group_contributions(
+            values, np.asarray(self.feature_index, dtype=np.intp), len(self.features)
+        )
+        return top_reasons(grouped, self.features)
+
+
+def served_model(config: PerennialConfig, pipeline: Any, alias: str, version: str) -> ServedModel:
+    """The native pieces of a registered pipeline (encoder categories, booster)."""
+    booster = pipeline.named_steps["model"].get_booster()
+    # One thread per prediction: a request is a few rows, and the cores serve other requests.
+    booster.set_param({"nthread": 1})
+    categories = encoder_categories(pipeline)
+    features, index = feature_groups(booster.feature_names, config.features.columns)
+    return ServedModel(
+        alias=alias,
+        version=version,
+        booster=booster,
+        iteration_range=iteration_range(pipeline),
+        columns=tuple(booster.feature_names),
+        codes={
+            column: {value: float(code) for code, value in enumerate(values)}
+            for column, values in categories.items()
+        },
+        time_column=config.time.column,
+        time_features=frozenset(config.features.time),
+        zone=ZoneInfo(config.time.timezone),
+        features=tuple(features),
+        feature_index=tuple(int(i) for i in index),
+    )
+
+
+def warm_up_rows(config: PerennialConfig, categories: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Rows that exercise every path: each known category, an unknown one, nulls, numbers."""
+    spec = config.features
+    longest = max([len(values) for values in categories.values()] + [1])
+    rows: list[dict[str, Any]] = []
+    for i in range(longest + 2):
+        row: dict[str, Any] = {}
+        for k, column in enumerate(spec.numeric):
+            row[column] = None if i == longest + 1 else float((i * 7 + k * 13) % 97)
+        for column in spec.categorical:
+            values = categories.get(column, [])
+            row[column] = values[i] if i < len(values) else (None if i > longest else "?unseen?")
+        if spec.time:
+            row[config.time.column] = datetime(2024, 1 + i % 12, 1 + i % 28, i % 24, tzinfo=UTC)
+        rows.append(row)
+    return rows
+
+
+def warm_up(
+    config: PerennialConfig, pipeline: Any, model: ServedModel, schema: RequestSchema
+) -> None:
+    """Score warm-up rows on the fast path until it is warm, and check its scores against the
+    pipeline's (the batch path) on the same rows: any difference refuses the version."""
+    import pandas as pd
+
+    from tasks.data.features import model_inputs
+    from tasks.registry.metrics import predict
+
+    raw = warm_up_rows(config, encoder_categories(pipeline))
+    rows = [schema.row.model_validate(row, strict=False) for row in raw]
+    for _ in range(WARM_UP_ROUNDS):
+        model.score(rows[:1])
+    fast = model.score(rows)
+    frame = pd.DataFrame(raw)
+    if config.features.time:
+        frame[config.time.column] = pd.to_datetime(frame[config.time.column], utc=True)
+    batch = predict(pipeline, model_inputs(frame, config))
+    if not np.all(np.isfinite(fast)) or not np.allclose(
+        fast, batch, rtol=0, atol=WARM_UP_TOLERANCE
+    ):
+        worst = float(np.nanmax(np.abs(fast - batch)))
+        raise WarmUpError(
+            f"v{model.version} of {config.model_name}: native scores differ from the pipeline's "
+            f"by up to {worst:.3g} on warm-up rows; not served"
+        )
+
+
+def load_served(
+    config: PerennialConfig, alias: str, version: str
+) -> tuple[ServedModel, RequestSchema]:
+    """Load a version (sha256-checked), build its fast path and schema, warm it up."""
+    pipeline = load_model(config, version)
+    model = served_model(config, pipeline, alias, version)
+    schema = RequestSchema.build(config, encoder_categories(pipeline))
+    warm_up(config, pipeline, model, schema)
+    return model, schema
