@@ -17,8 +17,8 @@ WINDOW_TOKEN = "${alert_window_seconds}"  # the dataset's alerts.window_minutes,
 def served_datasets(folder: Path | None = None) -> list[str]:
     """Datasets to serve: every YAML of the configs folder; each must load, and name itself as
     its file does (the drift trigger matches the config's dataset, the parameter the file)."""
-    from tasks.core.config_section import ConfigError
     from tasks.core.config import configs_dir, dataset_names, load_config
+    from tasks.core.config_section import ConfigError
 
     root = folder or configs_dir()
     names = dataset_names(root)

@@ -41,7 +41,13 @@ from tasks.data.expectations import (
     suite_bytes,
     suite_path,
 )
-from tasks.data.ingest import LandingRecord, NotLandedError, land_batch_task, landed_batches, landed_record
+from tasks.data.ingest import (
+    LandingRecord,
+    NotLandedError,
+    land_batch_task,
+    landed_batches,
+    landed_record,
+)
 from tasks.data.parse import parse_raw, typed_frame
 from tasks.data.quarantine import archive_reason, quarantine
 from tasks.data.reference_checks import check_reference

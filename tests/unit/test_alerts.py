@@ -15,9 +15,9 @@ import yaml
 from pytest_httpserver import HTTPServer
 
 from flows.supervision.deployments import render_deployments
+from tasks.core.config import PerennialConfig, load_config
 from tasks.core.config_alerts import AlertsConfig
 from tasks.core.config_section import ConfigError
-from tasks.core.config import PerennialConfig, load_config
 from tasks.core.storage import Storage
 from tasks.notify.alerts import alert_swap_failed, claim, send_alert
 from tasks.notify.channels import Alert

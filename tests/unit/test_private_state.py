@@ -10,8 +10,8 @@ import stat
 from pathlib import Path
 
 from flows.supervision.served_settings import database_urls, sqlite_files
-from tasks.core.storage import Storage
 from tasks.core.private_state import private_file, private_folder
+from tasks.core.storage import Storage
 
 
 def open_to_others(root: Path) -> list[str]:
