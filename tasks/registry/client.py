@@ -5,7 +5,6 @@ Registered model `<dataset>-<target>`; aliases only (stages are deprecated)."""
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,20 +26,6 @@ class VersionInfo:
     params: dict[str, str]
     tags: dict[str, str]
     created: bool = True  # False: an identical training had registered it already
-
-
-@contextmanager
-def _quiet(names: tuple[str, ...]) -> Iterator[None]:
-    """Raise the named loggers to ERROR for the duration of the block."""
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [each.level for each in loggers]
-    for each in loggers:
-        each.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for each, level in zip(loggers, levels, strict=True):
-            each.setLevel(level)
 
 
 def connect(config: PerennialConfig) -> Any:

@@ -13,7 +13,7 @@ from tasks.core.config import PerennialConfig, load_config
 from tasks.core.config_dataset import FeaturesConfig, TargetConfig, TimeConfig
 from tasks.learn.train import fit_model
 from tasks.registry.metrics import auc, predict
-from tasks.watch.labelled_batches import BatchData, batch_data, load_batches
+from tasks.watch.labelled_batches import BatchData, batch_data
 from tasks.watch.replay import ModelCache, replay
 from tasks.watch.replay_results import summarize
 from tasks.watch.retrain_policies import (
@@ -226,17 +226,6 @@ def test_summary_folds_seeds(own_feature: BatchData, cache: ModelCache) -> None:
 def test_replay_needs_a_batch_to_hold_out_and_one_to_serve(own_feature: BatchData) -> None:
     with pytest.raises(ValueError, match="initial_batches"):
         replay(synthetic_config(), own_feature, Policy("never"), 0, initial_batches=12)
-
-
-@pytest.mark.slow
-def test_real_batches_are_read_as_ingestion_reads_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    config = load_config(FLIGHTS).model_copy(update={"home": str(tmp_path)})
-    data = load_batches(config, ["2013-02", "2013-01"])
-    assert data.ids == ["2013-01", "2013-02"]
-    # January 2013 in New York: 27,004 flights, of which 606 have no arrival delay (no label).
-    assert len(data.y["2013-01"]) == 26398
-    assert list(data.x["2013-01"].columns) == config.features.columns
-    assert str(data.times["2013-01"].dt.tz) == "America/New_York"
 
 
 def observed(realized: float, holdout: float, served: tuple[float, ...]) -> Observation:
