@@ -66,7 +66,8 @@ def test_live_traffic_feeds_drift_and_the_ab_arms(
     from fastapi.testclient import TestClient
     from typer.testing import CliRunner
 
-    from flows.cli import _arms_lines, app
+    from flows.cli import app
+    from flows.cli.watch import arms_lines
     from flows.serve import create_app
     from flows.training import training
     from tasks.data.ingest import extract_from_source, land_batch
@@ -147,6 +148,6 @@ def test_live_traffic_feeds_drift_and_the_ab_arms(
         assert arms[alias]["versions"] == [version] and arms[alias]["rows"] == len(mine)
         expected = roc_auc_score([labels[r] for r, _ in mine], [s for _, s in mine])
         assert arms[alias]["roc_auc"] == pytest.approx(expected, abs=1e-12)
-    human = "\n".join(_arms_lines(arms))
+    human = "\n".join(arms_lines(arms))
     assert f"A/B arms on {len(week):,} labelled live rows" in human
     assert f"challenger v{other}: {arms[CHALLENGER]['rows']:,} rows" in human

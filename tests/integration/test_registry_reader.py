@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from flows.cli import _registry_status, _registry_status_by_mlflow, _status_entry
+from flows.cli.registry import registry_status, registry_status_by_mlflow, status_entry
 from tasks.core.config import load_config
 from tasks.registry import cost
 from tasks.registry import reader as registry_reader
@@ -67,7 +67,7 @@ def test_status_read_with_sqlite_is_what_mlflow_returns(home: Path, tmp_path: Pa
     assert empty == {"champion": None, "challenger": None, "decisions": [], "costs": []}
     build_registry(config, tmp_path / "artifacts")
 
-    fast = _registry_status(config)
+    fast = registry_status(config)
     assert fast["champion"]["version"] == "1" and fast["challenger"]["version"] == "2"
     assert fast["champion"]["metrics"]["holdout_roc_auc"] == pytest.approx(0.60)
     assert [d["version"] for d in fast["decisions"]] == ["2", "1"]
@@ -76,10 +76,10 @@ def test_status_read_with_sqlite_is_what_mlflow_returns(home: Path, tmp_path: Pa
 
 
 def _registry_status_by_mlflow_shaped(config: Any) -> dict[str, Any]:
-    """MLflow's answer in the shape `_registry_status` gives the status command."""
-    found = _registry_status_by_mlflow(config)
+    """MLflow's answer in the shape `registry_status` gives the status command."""
+    found = registry_status_by_mlflow(config)
     for alias in ("champion", "challenger"):
-        found[alias] = _status_entry(found[alias])
+        found[alias] = status_entry(found[alias])
     return found
 
 

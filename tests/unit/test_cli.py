@@ -59,7 +59,7 @@ def test_train_summary_of_an_identical_rerun_without_numbers(
 ) -> None:
     """A rerun that finds a version registered by a concurrent run, whose decision numbers are
     not recorded yet, is reported (it crashed with a TypeError)."""
-    import flows.cli
+    from flows.cli import runner
 
     found = {
         "model": "flights-late-arrival",
@@ -71,7 +71,7 @@ def test_train_summary_of_an_identical_rerun_without_numbers(
         "challenger": None,
         "champion": None,
     }
-    monkeypatch.setattr(flows.cli, "_run", lambda flow, **parameters: found)
+    monkeypatch.setattr(runner, "run", lambda flow, **parameters: found)
     result = CliRunner().invoke(app, ["train", "--batches", "2013-01..2013-03"])
     assert result.exit_code == 0, result.output
     assert "v3 not promoted (holdout 2013-03: AUC not recorded)" in result.output

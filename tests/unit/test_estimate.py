@@ -84,8 +84,7 @@ def test_matches_nannyml_cbpe_on_a_pinned_case() -> None:
 def test_monitor_prints_the_estimate_as_an_estimate(
     monkeypatch: pytest.MonkeyPatch, realised: float | None, shown: str
 ) -> None:
-    import flows.cli
-    from flows.cli import app
+    from flows.cli import app, runner
 
     estimated = estimate_auc(
         {"scores": [0.0, 1.0], "probabilities": [0.0, 1.0]}, np.array([0.2, 0.8]), realised
@@ -103,7 +102,7 @@ def test_monitor_prints_the_estimate_as_an_estimate(
         "event_emitted": False,
         "estimated": estimated,
     }
-    monkeypatch.setattr(flows.cli, "_run", lambda flow, **parameters: report)
+    monkeypatch.setattr(runner, "run", lambda flow, **parameters: report)
     result = CliRunner().invoke(app, ["monitor", "--batch", "2013-07"])
     assert result.exit_code == 0, result.output
     assert "champion AUC estimated before labels (CBPE): 0.7012" in result.output

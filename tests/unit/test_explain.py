@@ -196,7 +196,7 @@ def test_predict_explain_reaches_the_inference_flow(monkeypatch: pytest.MonkeyPa
     """The CLI's wiring only: the flow's scoring with reasons is tested above on a real model."""
     from typer.testing import CliRunner
 
-    import flows.cli
+    from flows.cli import app, runner
 
     calls: list[dict[str, Any]] = []
 
@@ -204,11 +204,11 @@ def test_predict_explain_reaches_the_inference_flow(monkeypatch: pytest.MonkeyPa
         calls.append(parameters)
         return {"rows": 3, "key": "predictions/flights/x/2013-07.parquet"}
 
-    monkeypatch.setattr(flows.cli, "_run", run)
-    result = CliRunner().invoke(flows.cli.app, ["predict", "--batch", "2013-07", "--explain"])
+    monkeypatch.setattr(runner, "run", run)
+    result = CliRunner().invoke(app, ["predict", "--batch", "2013-07", "--explain"])
     assert result.exit_code == 0, result.output
     assert calls[0]["explain"] is True and "top three reasons" in result.output
-    CliRunner().invoke(flows.cli.app, ["predict", "--batch", "2013-07"])
+    CliRunner().invoke(app, ["predict", "--batch", "2013-07"])
     assert calls[1]["explain"] is False
 
 
