@@ -15,7 +15,7 @@ from rich.table import Table
 from flows.training import training
 from tasks.core.artifacts import artifact_key
 from tasks.core.batches import expand_range
-from tasks.core.config import checked_trials, dataset_config
+from tasks.core.config import DEFAULT_DATASET, checked_trials, dataset_config
 from tasks.data.validate import GateRefusedError, gate_batches_task
 from tasks.serve.predict import score_batch_task
 from tasks.watch.drift import measure_drift_task
@@ -71,10 +71,11 @@ def demo(
     trials: int | None = None,
     first: str = "2013-01..2013-03",
     last: str = "2013-12",
-    dataset: str = "flights",
+    dataset: str = DEFAULT_DATASET,
+    configs_dir: str | None = None,
 ) -> list[tuple[str, ...]]:
     checked_trials(trials)
-    config = dataset_config(dataset)
+    config = dataset_config(dataset, configs_dir)
     console = Console()
     opening = expand_range(first, config.time)
     later = [m for m in expand_range(f"{opening[0]}..{last}", config.time) if m not in opening]
@@ -91,7 +92,13 @@ def demo(
         )
 
     console.rule(f"[bold]first champion: {first}")
-    result = training(batches=first, trials=trials, reason="demo: first champion", dataset=dataset)
+    result = training(
+        batches=first,
+        trials=trials,
+        reason="demo: first champion",
+        dataset=dataset,
+        configs_dir=configs_dir,
+    )
     show(_row(opening[-1], result.get("rows", {}).get("holdout"), "passed", result), result)
     for index, month in enumerate(later, start=1):
         console.rule(f"[bold]{month} ({index}/{len(later)})")
@@ -109,6 +116,7 @@ def demo(
                 trials=trials,
                 reason=f"demo: {month} arrived",
                 dataset=dataset,
+                configs_dir=configs_dir,
             )
         except GateRefusedError as exc:  # an earlier month was quarantined
             console.print(f"[red]{exc}")

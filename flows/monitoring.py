@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow
 
 from tasks.core.batches import check_batch
-from tasks.core.config import dataset_config
+from tasks.core.config import DEFAULT_DATASET, dataset_config
 from tasks.data.ingest import newest_landed_task
 from tasks.data.validate import gate_batches_task
 from tasks.serve.predict import compare_shadow_task
@@ -24,7 +24,9 @@ from tasks.watch.report import record_batch_task, refresh_report_task
 
 
 @flow(name="monitoring", log_prints=True)
-def monitoring(batch: str = "", dataset: str = "flights") -> dict[str, Any]:
+def monitoring(
+    batch: str = "", dataset: str = DEFAULT_DATASET, configs_dir: str | None = None
+) -> dict[str, Any]:
     """Measure drift of `batch` (e.g. `2013-07`) against the champion's training data; empty
     `batch` (the scheduled run) means the newest landed batch. Drift is reported, not refused:
     only a batch that fails the validation gate stops the flow.
@@ -33,8 +35,10 @@ def monitoring(batch: str = "", dataset: str = "flights") -> dict[str, Any]:
         batch: Batch to check, e.g. 2013-07 (landed from the source if needed); empty: the
             newest landed batch.
         dataset: Name of a dataset YAML in configs/, e.g. flights (the demo).
+        configs_dir: Folder of the dataset YAML, as a CLI run with `--config DIR/x.yaml`
+            names it; empty: the operator's (configs/, or PERENNIAL_CONFIGS_DIR).
     """
-    config = dataset_config(dataset)
+    config = dataset_config(dataset, configs_dir)
     batch = check_batch(batch, config.time) if batch else newest_landed_task(config)
     gate_batches_task(config, [batch], "monitoring")
     report = measure_drift_task(config, batch)
@@ -54,7 +58,9 @@ def monitoring(batch: str = "", dataset: str = "flights") -> dict[str, Any]:
 
 
 @flow(name="live-monitoring", log_prints=True)
-def live_monitoring(batch: str, dataset: str = "flights") -> dict[str, Any]:
+def live_monitoring(
+    batch: str, dataset: str = DEFAULT_DATASET, configs_dir: str | None = None
+) -> dict[str, Any]:
     """Measure drift of the live traffic `perennial serve` sampled in `batch` (a period of
     `serve.live_period`, e.g. 2013-07) against the champion's training data; on alert emit
     the drift event, marked live, which retrains as batch drift does.
@@ -62,8 +68,10 @@ def live_monitoring(batch: str, dataset: str = "flights") -> dict[str, Any]:
     Args:
         batch: Live period to check, e.g. 2013-07.
         dataset: Name of a dataset YAML in configs/, e.g. flights (the demo).
+        configs_dir: Folder of the dataset YAML, as a CLI run with `--config DIR/x.yaml`
+            names it; empty: the operator's (configs/, or PERENNIAL_CONFIGS_DIR).
     """
-    config = dataset_config(dataset)
+    config = dataset_config(dataset, configs_dir)
     batch = check_batch(batch, live_time(config))
     report = measure_drift_task(config, batch, live=True)
     plot_key = report_drift_task(config, report, live=True)

@@ -53,7 +53,7 @@ def ingest(
         batch=batch,
         source=str(source) if source else None,
         validate=validate,
-        dataset=runner.dataset_name(cfg),
+        **runner.dataset_parameters(cfg),
     )
     runner.emit(result, as_json, _gate_line(result))
     if result.get("gate") == "failed":
@@ -107,7 +107,7 @@ def validate(
         source=None,
         validate=True,
         land=False,
-        dataset=runner.dataset_name(cfg),
+        **runner.dataset_parameters(cfg),
     )
     runner.emit(result, as_json, _gate_line(result))
     if result.get("gate") == "failed":
@@ -125,7 +125,7 @@ def _ingest_many(
         batches=batches,
         folder=str(folder.resolve()) if folder else None,
         gate=validate,
-        dataset=runner.dataset_name(cfg),
+        **runner.dataset_parameters(cfg),
     )
     lines = [
         f"{result['dataset']}: {len(result['batches'])} batches, {result['landed']} landed, "

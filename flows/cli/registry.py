@@ -31,7 +31,7 @@ def promote(
         version=version,
         reason=reason or "manual promotion",
         force=force,
-        dataset=runner.dataset_name(cfg),
+        **runner.dataset_parameters(cfg),
     )
     human = (
         f"{result['model']}: champion is now v{result['champion']} "
@@ -53,7 +53,7 @@ def rollback(
     from flows.promotion import rollback_champion
 
     cfg = runner.read_config(config)
-    result = runner.run(rollback_champion, reason=reason, dataset=runner.dataset_name(cfg))
+    result = runner.run(rollback_champion, reason=reason, **runner.dataset_parameters(cfg))
     runner.emit(
         result,
         as_json,

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypedDict
 
 import typer
 
@@ -43,16 +42,21 @@ def trainable(config: Any) -> Any:
     return config
 
 
-def dataset_name(config: Any) -> str:
-    """The name flows take for the loaded config: its YAML's stem, with PERENNIAL_CONFIGS_DIR
-    pointing at its folder (flows take names, never paths, so a UI run cannot name a file)."""
+class DatasetParameters(TypedDict):
+    dataset: str
+    configs_dir: str
+
+
+def dataset_parameters(config: Any) -> DatasetParameters:
+    """The parameters that name the loaded config to a flow: its YAML's stem and folder. Flows
+    take a name (and a folder, which a served run may not choose), never a file path; the flow,
+    run in this process, reuses the parse of `read_config` (`tasks/core/config.py`)."""
     from tasks.core.config import DATASET_NAME, DATASET_NAME_RULE
 
     path = Path(config.config_path)
     if not DATASET_NAME.fullmatch(path.stem):
         fail(f"{path}: name the file <dataset>.yaml: {DATASET_NAME_RULE}", 2)
-    os.environ["PERENNIAL_CONFIGS_DIR"] = str(path.parent)
-    return path.stem
+    return DatasetParameters(dataset=path.stem, configs_dir=str(path.parent))
 
 
 def emit(payload: dict[str, Any], as_json: bool, human: str) -> None:

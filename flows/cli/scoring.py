@@ -26,7 +26,7 @@ def predict(
     result = runner.run(
         inference,
         batch=runner.checked_batch(cfg, batch),
-        dataset=runner.dataset_name(cfg),
+        **runner.dataset_parameters(cfg),
         explain=explain,
     )
     lines = [f"batch {batch}: {result['rows']} rows scored -> {result['key']}"]

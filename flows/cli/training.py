@@ -40,7 +40,7 @@ def train(
         batches=batches,
         trials=trials,
         reason=reason,
-        dataset=runner.dataset_name(cfg),
+        **runner.dataset_parameters(cfg),
     )
     verdict = "promoted to champion" if result["promoted"] else "not promoted"
     # An identical rerun reports the version found; its numbers may be missing (e.g. it was
@@ -97,7 +97,7 @@ def search(
         heartbeats=True,
         batches=batches,
         trials=trials,
-        dataset=runner.dataset_name(cfg),
+        **runner.dataset_parameters(cfg),
         first_worker_index=first_worker,
     )
     human = (
@@ -134,7 +134,7 @@ def demo(
         trials=trials,
         first=first,
         last=last,
-        dataset=runner.dataset_name(cfg),
+        **runner.dataset_parameters(cfg),
     )
 
 
@@ -158,7 +158,7 @@ def replay(
     if batches:
         runner.checked_batch(cfg, batches, many=True)
     result = runner.run(
-        replay_flow, heartbeats=True, batches=batches, seeds=seeds, dataset=runner.dataset_name(cfg)
+        replay_flow, heartbeats=True, batches=batches, seeds=seeds, **runner.dataset_parameters(cfg)
     )
     lines = [f"replay of {result['dataset']} over {len(result['batches'])} batches, {seeds} seeds:"]
     for name, summary in result["policies"].items():

@@ -33,7 +33,7 @@ def monitor(
         result = runner.run(
             live_monitoring if live else monitoring,
             batch=runner.checked_batch(cfg, batch),
-            dataset=runner.dataset_name(cfg),
+            **runner.dataset_parameters(cfg),
         )
     except (DriftError, LiveError) as exc:  # e.g. a champion trained before profiles existed
         runner.fail(f"rejected: {exc}")
@@ -104,7 +104,7 @@ def report(
     from flows.report import report as report_flow
 
     cfg = runner.read_config(config)
-    result = runner.run(report_flow, dataset=runner.dataset_name(cfg))
+    result = runner.run(report_flow, **runner.dataset_parameters(cfg))
     if out is not None:
         from tasks.core.storage import open_storage
 

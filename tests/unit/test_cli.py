@@ -1,13 +1,15 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tests.conftest import ROOT
+from tests.conftest import FLIGHTS, ROOT
 
 HEAVY = ("prefect", "mlflow", "great_expectations", "optuna", "xgboost", "sklearn", "pandas")
 
@@ -75,3 +77,33 @@ def test_train_summary_of_an_identical_rerun_without_numbers(
     result = CliRunner().invoke(app, ["train", "--batches", "2013-01..2013-03"])
     assert result.exit_code == 0, result.output
     assert "v3 not promoted (holdout 2013-03: AUC not recorded)" in result.output
+
+
+def test_a_config_elsewhere_reaches_the_flow_as_a_name_and_a_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`--config DIR/x.yaml`: the flow finds the same file from its parameters, reuses the
+    CLI's parse, and nothing is left in the process's environment."""
+    from flows.cli import runner
+    from tasks.core import config as config_module
+    from tasks.core.config import dataset_config
+
+    path = tmp_path / "elsewhere" / "flights.yaml"
+    path.parent.mkdir()
+    path.write_text(FLIGHTS.read_text().replace("trials: ", "trials: 1 #"))
+    monkeypatch.delenv("PERENNIAL_CONFIGS_DIR", raising=False)
+    parses: list[Path] = []
+    parse = config_module._parse
+    monkeypatch.setattr(
+        config_module, "_parse", lambda where, text: parses.append(where) or parse(where, text)
+    )
+    calls: list[dict[str, Any]] = []
+    found = {"model": "flights-late-arrival", "champion": "1", "demoted": "2"}
+    monkeypatch.setattr(runner, "run", lambda flow, **parameters: calls.append(parameters) or found)
+    result = CliRunner().invoke(app, ["rollback", "--config", str(path)])
+    assert result.exit_code == 0, result.output
+    assert calls[0]["dataset"] == "flights" and calls[0]["configs_dir"] == str(path.parent)
+    assert "PERENNIAL_CONFIGS_DIR" not in os.environ
+    flow_config = dataset_config(calls[0]["dataset"], calls[0]["configs_dir"])
+    assert flow_config.config_path == path and flow_config.hpo.trials == 1
+    assert parses == [path]  # the CLI parsed it; the flow's lookup reused that
