@@ -45,7 +45,9 @@ def promote(
 
 @app.command()
 def rollback(
-    reason: str = typer.Option("manual rollback", "--reason", help="Why (recorded)."),
+    reason: str | None = typer.Option(
+        None, "--reason", help="Why (recorded; default: manual rollback)."
+    ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -53,7 +55,9 @@ def rollback(
     from flows.promotion import rollback_champion
 
     cfg = runner.read_config(config)
-    result = runner.run(rollback_champion, reason=reason, **runner.dataset_parameters(cfg))
+    result = runner.run(
+        rollback_champion, **runner.given(reason=reason), **runner.dataset_parameters(cfg)
+    )
     runner.emit(
         result,
         as_json,

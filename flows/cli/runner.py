@@ -59,6 +59,12 @@ def dataset_parameters(config: Any) -> DatasetParameters:
     return DatasetParameters(dataset=path.stem, configs_dir=str(path.parent))
 
 
+def given(**options: Any) -> dict[str, Any]:
+    """The options the user gave, for a flow's parameters: one left out (None) takes the flow's
+    default, so that each default has one home, the flow's signature."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
 def emit(payload: dict[str, Any], as_json: bool, human: str) -> None:
     if as_json:
         typer.echo(json.dumps(payload, indent=2, default=str))

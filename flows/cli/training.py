@@ -117,8 +117,10 @@ def demo(
     trials: int | None = typer.Option(
         None, "--trials", min=1, max=10_000, help="Search trials per retrain."
     ),
-    first: str = typer.Option("2013-01..2013-03", help="Batches that train the first champion."),
-    last: str = typer.Option("2013-12", help="Last month to replay."),
+    first: str | None = typer.Option(
+        None, help="Batches that train the first champion (default: 2013-01..2013-03)."
+    ),
+    last: str | None = typer.Option(None, help="Last month to replay (default: 2013-12)."),
     config: Path | None = ConfigOption,
 ) -> None:
     """Replay the year: land and train on the first months, then month by month land, validate,
@@ -126,14 +128,14 @@ def demo(
     from flows.demo import demo as demo_flow
 
     cfg = runner.trainable(runner.read_config(config))
-    runner.checked_batch(cfg, first, many=True)
-    runner.checked_batch(cfg, last)
+    if first is not None:  # the defaults are the flow's, checked there
+        runner.checked_batch(cfg, first, many=True)
+    if last is not None:
+        runner.checked_batch(cfg, last)
     runner.run(
         demo_flow,
         heartbeats=True,
-        trials=trials,
-        first=first,
-        last=last,
+        **runner.given(trials=trials, first=first, last=last),
         **runner.dataset_parameters(cfg),
     )
 
@@ -145,7 +147,9 @@ def replay(
         "--batches",
         help="History to replay, e.g. 2013-01..2013-12 (default: every landed batch).",
     ),
-    seeds: int = typer.Option(3, "--seeds", min=1, max=20, help="Seeds per policy."),
+    seeds: int | None = typer.Option(
+        None, "--seeds", min=1, max=20, help="Seeds per policy (default: 3)."
+    ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -158,9 +162,16 @@ def replay(
     if batches:
         runner.checked_batch(cfg, batches, many=True)
     result = runner.run(
-        replay_flow, heartbeats=True, batches=batches, seeds=seeds, **runner.dataset_parameters(cfg)
+        replay_flow,
+        heartbeats=True,
+        batches=batches,
+        **runner.given(seeds=seeds),
+        **runner.dataset_parameters(cfg),
     )
-    lines = [f"replay of {result['dataset']} over {len(result['batches'])} batches, {seeds} seeds:"]
+    lines = [
+        f"replay of {result['dataset']} over {len(result['batches'])} batches, "
+        f"{len(result['seeds'])} seeds:"
+    ]
     for name, summary in result["policies"].items():
         low, high = summary["interval"]
         lines.append(

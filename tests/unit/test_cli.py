@@ -102,8 +102,34 @@ def test_a_config_elsewhere_reaches_the_flow_as_a_name_and_a_folder(
     monkeypatch.setattr(runner, "run", lambda flow, **parameters: calls.append(parameters) or found)
     result = CliRunner().invoke(app, ["rollback", "--config", str(path)])
     assert result.exit_code == 0, result.output
-    assert calls[0]["dataset"] == "flights" and calls[0]["configs_dir"] == str(path.parent)
+    assert calls[0] == {"dataset": "flights", "configs_dir": str(path.parent)}  # no reason given
     assert "PERENNIAL_CONFIGS_DIR" not in os.environ
     flow_config = dataset_config(calls[0]["dataset"], calls[0]["configs_dir"])
     assert flow_config.config_path == path and flow_config.hpo.trials == 1
     assert parses == [path]  # the CLI parsed it; the flow's lookup reused that
+
+
+@pytest.mark.parametrize(
+    ("command", "flow", "parameter"),
+    [
+        ("demo", "flows.demo:demo", "first"),
+        ("demo", "flows.demo:demo", "last"),
+        ("replay", "flows.replay:replay", "seeds"),
+        ("rollback", "flows.promotion:rollback_champion", "reason"),
+    ],
+)
+def test_an_option_left_out_takes_the_flows_default_which_the_help_states(
+    command: str, flow: str, parameter: str
+) -> None:
+    """The flow's signature is the one home of the default: the CLI passes only what was given."""
+    import importlib
+    import inspect
+
+    module, name = flow.split(":")
+    default = (
+        inspect.signature(getattr(importlib.import_module(module), name).fn)
+        .parameters[parameter]
+        .default
+    )
+    shown = " ".join(CliRunner().invoke(app, [command, "--help"]).output.split())
+    assert f"default: {default})" in shown
