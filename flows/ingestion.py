@@ -4,7 +4,6 @@ many batches (a range, or a folder of files) in one run."""
 from __future__ import annotations
 
 import warnings
-from typing import Any
 
 from prefect import flow
 from prefect.runtime import deployment
@@ -12,13 +11,14 @@ from prefect.runtime import deployment
 from tasks.core.batches import check_batch
 from tasks.core.config import DEFAULT_DATASET, dataset_config
 from tasks.data.bulk_ingest import (
+    IngestSummary,
     batch_plan_task,
     ingest_batch_task,
     refused_summary,
     run_summary_task,
 )
 from tasks.data.ingest import IngestError, land_batch_task
-from tasks.data.validate import gate_batches_task, gate_summary
+from tasks.data.validate import BatchSummary, gate_batches_task, gate_summary
 
 # Prefect validates flow parameters with a pydantic model built from the signature, and pydantic
 # warns that a field named `validate` shadows BaseModel.validate (harmless: Prefect never calls
@@ -38,7 +38,7 @@ def ingestion(
     land: bool = True,
     dataset: str = DEFAULT_DATASET,
     configs_dir: str | None = None,
-) -> dict[str, Any]:
+) -> BatchSummary:
     """Land `batch` (from `source`, a CSV/Parquet file, or the dataset's configured source) and
     validate it; a failing batch is quarantined with its reason, never dropped. Without `land`,
     only a batch landed before is validated."""
@@ -67,13 +67,15 @@ def ingest_batches(
     gate: bool = True,
     dataset: str = DEFAULT_DATASET,
     configs_dir: str | None = None,
-) -> dict[str, Any]:
+) -> IngestSummary:
     """Land and gate many batches in one run: the range or list `batches` (e.g.
     `2012-01..2012-12`, each from the dataset's source), or every file of `folder` named as a
     batch. A refused or quarantined batch is reported and the others still land."""
     config = dataset_config(dataset, configs_dir)
     plan = batch_plan_task(config, batches, folder, gate, served=bool(deployment.id))
-    refused = [refused_summary(config, batch, why) for batch, why in plan.refused.items()]
+    refused: list[BatchSummary] = [
+        refused_summary(config, batch, why) for batch, why in plan.refused.items()
+    ]
     total = len(plan.sources)
     results = [
         ingest_batch_task(config, batch, source, gate, position, total)

@@ -4,12 +4,15 @@ draft of a new dataset's YAML."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from flows.cli import runner
 from flows.cli.app import ConfigOption, JsonOption, app
+
+if TYPE_CHECKING:
+    from tasks.data.validate import BatchSummary
 
 
 @app.command()
@@ -56,7 +59,7 @@ def ingest(
         **runner.dataset_parameters(cfg),
     )
     runner.emit(result, as_json, _gate_line(result))
-    if result.get("gate") == "failed":
+    if result.gate == "failed":
         raise typer.Exit(1)
 
 
@@ -110,7 +113,7 @@ def validate(
         **runner.dataset_parameters(cfg),
     )
     runner.emit(result, as_json, _gate_line(result))
-    if result.get("gate") == "failed":
+    if result.gate == "failed":
         raise typer.Exit(1)
 
 
@@ -127,29 +130,31 @@ def _ingest_many(
         gate=validate,
         **runner.dataset_parameters(cfg),
     )
+    skipped = result.skipped_files
     lines = [
-        f"{result['dataset']}: {len(result['batches'])} batches, {result['landed']} landed, "
-        f"{result['unchanged']} unchanged, {result['passed']} passed the gate"
-        + (f", {len(result['skipped_files'])} files skipped" if result["skipped_files"] else "")
+        f"{result.dataset}: {len(result.batches)} batches, {result.landed} landed, "
+        f"{result.unchanged} unchanged, {result.passed} passed the gate"
+        + (f", {len(skipped)} files skipped" if skipped else "")
     ]
-    lines += [f"  QUARANTINED {b}: {why}" for b, why in result["quarantined"].items()]
-    lines += [f"  REFUSED {b}: {why}" for b, why in result["refused"].items()]
+    lines += [f"  QUARANTINED {b}: {why}" for b, why in result.quarantined.items()]
+    lines += [f"  REFUSED {b}: {why}" for b, why in result.refused.items()]
     runner.emit(result, as_json, "\n".join(lines))
-    if not result["ok"]:
+    if not result.ok:
         raise typer.Exit(1)
 
 
-def _gate_line(result: dict[str, Any]) -> str:
+def _gate_line(result: BatchSummary) -> str:
     """A compact table: one line per failed (blocking) and warned check, blocking first."""
-    headline = f": {result['headline']}" if result.get("headline") else ""
-    lines = [
-        f"batch {result['batch']}: landing {result['landing']}, gate {result['gate']}{headline}"
-    ]
-    for label, key in (("FAILED ", "failures"), ("WARNING", "warnings")):
-        for entry in result.get(key, []):
-            lines.append(f"  {label} {entry}")
-    if result.get("reason_key"):
-        lines.append(f"  quarantined; reason in {result['reason_key']}")
+    from tasks.data.validate import GatedBatch
+
+    gated = result if isinstance(result, GatedBatch) else None
+    headline = f": {gated.headline}" if gated and gated.headline else ""
+    lines = [f"batch {result.batch}: landing {result.landing}, gate {result.gate}{headline}"]
+    if gated:
+        lines += [f"  FAILED  {entry}" for entry in gated.failures]
+        lines += [f"  WARNING {entry}" for entry in gated.warnings]
+        if gated.reason_key:
+            lines.append(f"  quarantined; reason in {gated.reason_key}")
     return "\n".join(lines)
 
 

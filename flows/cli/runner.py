@@ -12,9 +12,14 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn, TypedDict
+from typing import TYPE_CHECKING, Any, NoReturn, TypedDict, TypeVar
 
 import typer
+
+if TYPE_CHECKING:
+    from prefect import Flow
+
+Result = TypeVar("Result")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -65,9 +70,12 @@ def given(**options: Any) -> dict[str, Any]:
     return {name: value for name, value in options.items() if value is not None}
 
 
-def emit(payload: dict[str, Any], as_json: bool, human: str) -> None:
+def emit(result: Any, as_json: bool, human: str) -> None:
+    """Print `human`, or with `--json` the result's JSON (`tasks/core/results.py`)."""
     if as_json:
-        typer.echo(json.dumps(payload, indent=2, default=str))
+        from tasks.core.results import jsonable
+
+        typer.echo(json.dumps(jsonable(result), indent=2, default=str))
     else:
         typer.echo(human)
 
@@ -121,7 +129,7 @@ def checked_batch(config: Any, batch: str, *, many: bool = False) -> str:
     return batch
 
 
-def run(flow: Any, *, heartbeats: bool = False, **parameters: Any) -> Any:
+def run(flow: Flow[..., Result], *, heartbeats: bool = False, **parameters: Any) -> Result:
     """Run a flow in this process; rejected input becomes exit code 1 with the reason, on one
     line (Prefect's failed-run tracebacks are kept off the terminal, not out of the UI).
 

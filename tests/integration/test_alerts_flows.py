@@ -118,7 +118,7 @@ def test_each_alert_kind_reaches_each_channel_once_from_the_real_flows(
 
     # A quarantined batch: rule, column, example.
     gated = ingestion(batch=weeks[4], dataset="sensors")
-    assert gated["gate"] == "failed", gated
+    assert gated.gate == "failed", gated
     quarantined = everywhere(httpserver, sink, "quarantine", weeks[4])
     assert quarantined["facts"]["column 1"] == "load"
     assert quarantined["facts"]["rule 1"].startswith("expect_")
