@@ -17,6 +17,7 @@ from tasks.core.artifacts import artifact_key
 from tasks.core.batches import expand_range
 from tasks.core.config import DEFAULT_DATASET, checked_trials, dataset_config
 from tasks.data.validate import GateRefusedError, gate_batches_task
+from tasks.registry.promotion import RerunSummary, TrainingSummary
 from tasks.serve.predict import score_batch_task
 from tasks.watch.drift import measure_drift_task
 from tasks.watch.report import record_batch_task
@@ -46,22 +47,22 @@ def _row(
     month: str,
     rows: int | None,
     gate: str,
-    result: dict[str, Any] | None,
+    result: TrainingSummary | RerunSummary | None,
     scoring: dict[str, Any] | None = None,
     monitored: str = "-",
 ) -> tuple[str, ...]:
     if result is None:
         return (month, str(rows or "-"), gate, _scored(scoring), "-", "-", "-", "-", monitored)
-    champion = result["champion"]
+    champion, challenger = result.champion, result.challenger
     return (
         month,
         str(rows),
         gate,
         _scored(scoring),
-        f"{champion['roc_auc']:.4f}" if champion else "-",
-        f"{result['challenger']['roc_auc']:.4f}",
-        "yes" if result["promoted"] else "no",
-        f"v{result['champion_version']}",
+        f"{champion.roc_auc:.4f}" if champion else "-",
+        f"{challenger.roc_auc:.4f}" if challenger else "-",
+        "yes" if result.promoted else "no",
+        f"v{result.champion_version}",
         monitored,
     )
 
@@ -82,10 +83,11 @@ def demo(
     rows: list[tuple[str, ...]] = []
     kept: list[str] = []  # why the champion stayed, month by month
 
-    def show(row: tuple[str, ...], result: dict[str, Any] | None = None) -> None:
+    def show(row: tuple[str, ...], result: TrainingSummary | RerunSummary | None = None) -> None:
         rows.append(row)
-        if result and not result["promoted"]:
-            kept.append(f"{row[0]}: " + "; ".join(result.get("blockers") or result["reasons"]))
+        if result and not result.promoted:
+            blockers = result.blockers if isinstance(result, TrainingSummary) else []
+            kept.append(f"{row[0]}: " + "; ".join(blockers or result.reasons))
         console.print(
             "[bold]"
             + " | ".join(f"{name}: {value}" for name, value in zip(COLUMNS, row, strict=True))
@@ -99,7 +101,8 @@ def demo(
         dataset=dataset,
         configs_dir=configs_dir,
     )
-    show(_row(opening[-1], result.get("rows", {}).get("holdout"), "passed", result), result)
+    holdout_rows = result.rows.holdout if isinstance(result, TrainingSummary) else None
+    show(_row(opening[-1], holdout_rows, "passed", result), result)
     for index, month in enumerate(later, start=1):
         console.rule(f"[bold]{month} ({index}/{len(later)})")
         gate = gate_batches_task(config, [month], "the demo", refuse=False)[month]

@@ -7,15 +7,13 @@ ones still missing.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
 from tasks.core.config import DEFAULT_DATASET, checked_trials, dataset_config
 from tasks.data.features import build_datasets_task
 from tasks.data.ingest import choose_batches_task
 from tasks.data.validate import gate_batches_task
-from tasks.learn.search import name_study_task, search_task
+from tasks.learn.search import SearchSummary, name_study_task, search_task
 from tasks.learn.study import joining_config
 
 
@@ -26,7 +24,7 @@ def search(
     dataset: str = DEFAULT_DATASET,
     first_worker_index: int | None = None,
     configs_dir: str | None = None,
-) -> dict[str, Any]:
+) -> SearchSummary:
     """Add trials to the study of a training on `batches` until it holds `trials` finished ones.
 
     Args:

@@ -8,8 +8,6 @@ first run registered (and finishes its decision if a crash cut that run short).
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
 from tasks.core.config import DEFAULT_DATASET, dataset_config
@@ -23,6 +21,8 @@ from tasks.notify.alerts import alert_failed_training
 from tasks.registry.cost import CostMeter, record_cost_task
 from tasks.registry.evaluate import compare_task
 from tasks.registry.promotion import (
+    RerunSummary,
+    TrainingSummary,
     card_facts,
     decide_task,
     existing_summary_task,
@@ -50,7 +50,7 @@ def training(
     reason: str = "manual run",
     dataset: str = DEFAULT_DATASET,
     configs_dir: str | None = None,
-) -> dict[str, Any]:
+) -> TrainingSummary | RerunSummary:
     """Train a challenger on `batches` (e.g. `2013-01..2013-06`; the newest is the holdout) and
     promote it if it beats the champion. Empty `batches` means every landed batch.
 

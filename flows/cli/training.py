@@ -42,19 +42,19 @@ def train(
         reason=reason,
         **runner.dataset_parameters(cfg),
     )
-    verdict = "promoted to champion" if result["promoted"] else "not promoted"
+    verdict = "promoted to champion" if result.promoted else "not promoted"
     # An identical rerun reports the version found; its numbers may be missing (e.g. it was
     # registered by a concurrent run that had not recorded its decision yet).
-    challenger, champion = result.get("challenger"), result.get("champion")
-    numbers = f"AUC {challenger['roc_auc']:.4f}" if challenger else "AUC not recorded"
+    challenger, champion = result.challenger, result.champion
+    numbers = f"AUC {challenger.roc_auc:.4f}" if challenger else "AUC not recorded"
     if champion:
-        numbers += f" vs champion {champion['roc_auc']:.4f}"
-    seen = result.get("trained_on") or []
+        numbers += f" vs champion {champion.roc_auc:.4f}"
+    seen = result.trained_on
     trained = f"; trained on {seen[0]}..{seen[-1]}" if seen else ""
     human = (
-        f"{result['model']} v{result['version']} {verdict} "
-        f"(holdout {result['holdout']}: {numbers}{trained})\n"
-        + "\n".join(f"  - {r}" for r in result["reasons"])
+        f"{result.model} v{result.version} {verdict} "
+        f"(holdout {result.holdout}: {numbers}{trained})\n"
+        + "\n".join(f"  - {r}" for r in result.reasons)
     )
     runner.emit(result, as_json, human)
 
@@ -101,10 +101,10 @@ def search(
         first_worker_index=first_worker,
     )
     human = (
-        f"study {result['study']}: {result['trials_total']} finished trial(s), "
-        f"{result['trials_run']} run here ({result['trials_pruned']} pruned in all), "
-        f"sampler seed(s) {', '.join(map(str, result['sampler_seeds']))}; "
-        f"best #{result['best_trial']} validation {result['best_value']:.4f}\n"
+        f"study {result.study}: {result.trials_total} finished trial(s), "
+        f"{result.trials_run} run here ({result.trials_pruned} pruned in all), "
+        f"sampler seed(s) {', '.join(map(str, result.sampler_seeds))}; "
+        f"best #{result.best_trial} validation {result.best_value:.4f}\n"
         f"  next: perennial train --batches {batches or '<the same batches>'}"
         + (f" --trials {trials}" if trials else "")
         + " runs only the trials still missing"

@@ -62,17 +62,20 @@ def test_train_summary_of_an_identical_rerun_without_numbers(
     """A rerun that finds a version registered by a concurrent run, whose decision numbers are
     not recorded yet, is reported (it crashed with a TypeError)."""
     from flows.cli import runner
+    from tasks.registry.promotion import RerunSummary
 
-    found = {
-        "model": "flights-late-arrival",
-        "version": "3",
-        "existing": True,
-        "promoted": False,
-        "reasons": ["identical training already registered v3: nothing new registered"],
-        "holdout": "2013-03",
-        "challenger": None,
-        "champion": None,
-    }
+    found = RerunSummary(
+        model="flights-late-arrival",
+        version="3",
+        existing=True,
+        promoted=False,
+        reasons=["identical training already registered v3: nothing new registered"],
+        champion_version="2",
+        holdout="2013-03",
+        trained_on=[],
+        challenger=None,
+        champion=None,
+    )
     monkeypatch.setattr(runner, "run", lambda flow, **parameters: found)
     result = CliRunner().invoke(app, ["train", "--batches", "2013-01..2013-03"])
     assert result.exit_code == 0, result.output
