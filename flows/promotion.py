@@ -4,12 +4,12 @@ recorded run with its task runs."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
 from tasks.core.config import DEFAULT_DATASET, dataset_config
 from tasks.registry.promotion import (
+    PromotionSummary,
+    RollbackSummary,
     check_manual_promotion_task,
     promote_by_hand_task,
     rollback_task,
@@ -23,7 +23,7 @@ def promote(
     force: bool = False,
     dataset: str = DEFAULT_DATASET,
     configs_dir: str | None = None,
-) -> dict[str, Any]:
+) -> PromotionSummary:
     """Check `version` against the champion on the newest validated batch, then make it the
     champion if the policy agrees, or if `force` (with a reason) overrides it."""
     config = dataset_config(dataset, configs_dir)
@@ -36,6 +36,6 @@ def rollback_champion(
     reason: str = "manual rollback",
     dataset: str = DEFAULT_DATASET,
     configs_dir: str | None = None,
-) -> dict[str, Any]:
+) -> RollbackSummary:
     """Point `champion` back to the version the current champion replaced."""
     return rollback_task(dataset_config(dataset, configs_dir), reason)

@@ -34,11 +34,11 @@ def promote(
         **runner.dataset_parameters(cfg),
     )
     human = (
-        f"{result['model']}: champion is now v{result['champion']} "
-        f"(was {'v' + result['previous'] if result['previous'] else 'none'})"
-        + (" — FORCED past the policy" if result["forced"] else "")
+        f"{result.model}: champion is now v{result.champion} "
+        f"(was {'v' + result.previous if result.previous else 'none'})"
+        + (" — FORCED past the policy" if result.forced else "")
         + "\n"
-        + "\n".join(f"  - {c}" for c in result["checks"])
+        + "\n".join(f"  - {c}" for c in result.checks)
     )
     runner.emit(result, as_json, human)
 
@@ -61,7 +61,7 @@ def rollback(
     runner.emit(
         result,
         as_json,
-        f"{result['model']}: champion back to v{result['champion']} (v{result['demoted']} demoted)",
+        f"{result.model}: champion back to v{result.champion} (v{result.demoted} demoted)",
     )
 
 

@@ -258,6 +258,28 @@ def existing_summary_task(config: PerennialConfig, found: VersionInfo) -> RerunS
 # -- manual moves ------------------------------------------------------------------------------
 
 
+@dataclass
+class PromotionSummary:
+    """What `perennial promote` did: the new champion, the one it replaced, and the policy's
+    checks on the holdout (`forced`: the policy refused and `--force` overrode it)."""
+
+    model: str
+    champion: str
+    previous: str | None
+    forced: bool
+    holdout: str
+    checks: list[str]
+
+
+@dataclass
+class RollbackSummary:
+    """What `perennial rollback` did: the champion restored and the one demoted."""
+
+    model: str
+    champion: str
+    demoted: str
+
+
 @task(name="check-against-champion", cache_policy=NO_CACHE)
 def check_manual_promotion_task(
     config: PerennialConfig, version: str
@@ -313,7 +335,7 @@ def promote_by_hand_task(
     compared_with: str | None,
     reason: str,
     force: bool,
-) -> dict[str, Any]:
+) -> PromotionSummary:
     """Make `version` champion if the policy agrees, or if `force` (with a reason) overrides
     it; else `PolicyRefusedError` naming the failed checks."""
     checks = comparison.decision.reasons
@@ -333,18 +355,11 @@ def promote_by_hand_task(
         compared_with=compared_with,
         forced=force,
     )
-    return {
-        "model": config.model_name,
-        "champion": version,
-        "previous": previous,
-        "forced": forced,
-        "holdout": holdout,
-        "checks": checks,
-    }
+    return PromotionSummary(config.model_name, version, previous, forced, holdout, checks)
 
 
 @task(name="roll-back", cache_policy=NO_CACHE)
-def rollback_task(config: PerennialConfig, reason: str) -> dict[str, Any]:
+def rollback_task(config: PerennialConfig, reason: str) -> RollbackSummary:
     """Point `champion` back to the version the current champion replaced."""
     demoted, restored = rollback(config, mover("perennial rollback", reason))
-    return {"model": config.model_name, "champion": restored, "demoted": demoted}
+    return RollbackSummary(model=config.model_name, champion=restored, demoted=demoted)

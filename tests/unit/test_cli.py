@@ -90,6 +90,7 @@ def test_a_config_elsewhere_reaches_the_flow_as_a_name_and_a_folder(
     from flows.cli import runner
     from tasks.core import config as config_module
     from tasks.core.config import dataset_config
+    from tasks.registry.promotion import RollbackSummary
 
     path = tmp_path / "elsewhere" / "flights.yaml"
     path.parent.mkdir()
@@ -101,7 +102,7 @@ def test_a_config_elsewhere_reaches_the_flow_as_a_name_and_a_folder(
         config_module, "_parse", lambda where, text: parses.append(where) or parse(where, text)
     )
     calls: list[dict[str, Any]] = []
-    found = {"model": "flights-late-arrival", "champion": "1", "demoted": "2"}
+    found = RollbackSummary(model="flights-late-arrival", champion="1", demoted="2")
     monkeypatch.setattr(runner, "run", lambda flow, **parameters: calls.append(parameters) or found)
     result = CliRunner().invoke(app, ["rollback", "--config", str(path)])
     assert result.exit_code == 0, result.output
