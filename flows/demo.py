@@ -5,8 +5,6 @@ page, as `perennial monitor` records it, without alerting anyone) and retrain; o
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from rich.console import Console
@@ -18,7 +16,7 @@ from tasks.core.batches import expand_range
 from tasks.core.config import DEFAULT_DATASET, checked_trials, dataset_config
 from tasks.data.validate import GateRefusedError, gate_batches_task
 from tasks.registry.promotion import RerunSummary, TrainingSummary
-from tasks.serve.predict import score_batch_task
+from tasks.serve.predict import ScoringSummary, score_batch_task
 from tasks.watch.drift import measure_drift_task
 from tasks.watch.report import record_batch_task
 
@@ -35,12 +33,12 @@ COLUMNS = (
 )
 
 
-def _scored(scoring: dict[str, Any] | None) -> str:
+def _scored(scoring: ScoringSummary | None) -> str:
     """Which champion scored the month before retraining, and its mean predicted probability."""
     if scoring is None:
         return "-"
-    champion = scoring["champion"]
-    return f"v{champion['version']} (mean {champion['mean_score']:.3f})"
+    champion = scoring.champion
+    return f"v{champion.version} (mean {champion.mean_score:.3f})"
 
 
 def _row(
@@ -48,7 +46,7 @@ def _row(
     rows: int | None,
     gate: str,
     result: TrainingSummary | RerunSummary | None,
-    scoring: dict[str, Any] | None = None,
+    scoring: ScoringSummary | None = None,
     monitored: str = "-",
 ) -> tuple[str, ...]:
     if result is None:

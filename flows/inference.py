@@ -3,14 +3,12 @@ write the predictions (the `predictions` entry of `tasks/core/catalog.py`)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
 from tasks.core.batches import check_batch
 from tasks.core.config import DEFAULT_DATASET, dataset_config
 from tasks.data.validate import gate_batches_task
-from tasks.serve.predict import score_batch_task
+from tasks.serve.predict import ScoringSummary, score_batch_task
 
 
 @flow(name="inference", log_prints=True)
@@ -19,7 +17,7 @@ def inference(
     dataset: str = DEFAULT_DATASET,
     explain: bool = False,
     configs_dir: str | None = None,
-) -> dict[str, Any]:
+) -> ScoringSummary:
     """Score `batch` with `models:/<model>@champion` (landing it from the source if needed);
     a batch that fails the gate is quarantined and not scored. `explain` adds the champion's
     top three reasons per row."""

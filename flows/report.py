@@ -4,16 +4,14 @@ pointing at it. Monitoring refreshes the same page after each batch."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
 from tasks.core.config import DEFAULT_DATASET, dataset_config
-from tasks.watch.report import write_report_task
+from tasks.watch.report import ReportSummary, write_report_task
 
 
 @flow(name="report", log_prints=True)
-def report(dataset: str = DEFAULT_DATASET, configs_dir: str | None = None) -> dict[str, Any]:
+def report(dataset: str = DEFAULT_DATASET, configs_dir: str | None = None) -> ReportSummary:
     """Write the model's report page.
 
     Args:

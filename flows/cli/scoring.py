@@ -29,15 +29,12 @@ def predict(
         **runner.dataset_parameters(cfg),
         explain=explain,
     )
-    lines = [f"batch {batch}: {result['rows']} rows scored -> {result['key']}"]
+    lines = [f"batch {batch}: {result.rows} rows scored -> {result.key}"]
     if explain:
         lines.append("  with the champion's top three reasons per row (reason_1..3 columns)")
-    for alias in ("champion", "challenger"):
-        if alias in result:
-            lines.append(
-                f"  {alias} v{result[alias]['version']}: mean score "
-                f"{result[alias]['mean_score']:.4f}"
-            )
+    for alias, scored_by in (("champion", result.champion), ("challenger", result.challenger)):
+        if scored_by is not None:
+            lines.append(f"  {alias} v{scored_by.version}: mean score {scored_by.mean_score:.4f}")
     runner.emit(result, as_json, "\n".join(lines))
 
 

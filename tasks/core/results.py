@@ -1,11 +1,11 @@
 """What flows return: each a dataclass, defined beside the code that builds it, and this one
 JSON form of them (what `perennial <command> --json` prints and what is stored of a summary).
 
-A result's JSON is its fields, in order, nested results as objects. A field declared with
-`absent_if_none()` is left out while it is None: some results hold a key only in some cases (a
-gated batch's failures, the challenger of a scoring), and the JSON that people and tests parse
-keeps that shape. A field that may be None and still belongs in the JSON (as null) is declared
-plainly.
+A result's JSON is its fields, in order, nested results as objects. A field declared as
+`field(default=None, metadata=ABSENT_IF_NONE)` is left out while it is None: some results hold
+a key only in some cases (a gated batch's failures, the challenger of a scoring), and the JSON
+that people and tests parse keeps that shape. A field that may be None and still belongs in the
+JSON (as null) is declared plainly.
 """
 
 from __future__ import annotations
@@ -13,12 +13,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-ABSENT_IF_NONE = "perennial.absent_if_none"
-
-
-def absent_if_none() -> Any:
-    """A field that defaults to None and is left out of the JSON while it is None."""
-    return dataclasses.field(default=None, metadata={ABSENT_IF_NONE: True})
+_ABSENT = "perennial.absent_if_none"
+ABSENT_IF_NONE = {_ABSENT: True}
 
 
 def jsonable(value: Any) -> Any:
@@ -28,7 +24,7 @@ def jsonable(value: Any) -> Any:
         return {
             field.name: jsonable(getattr(value, field.name))
             for field in dataclasses.fields(value)
-            if not (field.metadata.get(ABSENT_IF_NONE) and getattr(value, field.name) is None)
+            if not (field.metadata.get(_ABSENT) and getattr(value, field.name) is None)
         }
     if isinstance(value, dict):
         return {key: jsonable(item) for key, item in value.items()}

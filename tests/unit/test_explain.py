@@ -197,17 +197,25 @@ def test_predict_explain_reaches_the_inference_flow(monkeypatch: pytest.MonkeyPa
     from typer.testing import CliRunner
 
     from flows.cli import app, runner
+    from tasks.serve.predict import AliasScore, ScoringSummary
 
     calls: list[dict[str, Any]] = []
 
-    def run(_flow: Any, **parameters: Any) -> dict[str, Any]:
+    def run(_flow: Any, **parameters: Any) -> ScoringSummary:
         calls.append(parameters)
-        return {"rows": 3, "key": "predictions/flights/x/2013-07.parquet"}
+        return ScoringSummary(
+            batch="2013-07",
+            rows=3,
+            key="predictions/flights/x/2013-07.parquet",
+            explained=parameters["explain"],
+            champion=AliasScore(version="2", mean_score=0.25),
+        )
 
     monkeypatch.setattr(runner, "run", run)
     result = CliRunner().invoke(app, ["predict", "--batch", "2013-07", "--explain"])
     assert result.exit_code == 0, result.output
     assert calls[0]["explain"] is True and "top three reasons" in result.output
+    assert "champion v2: mean score 0.2500" in result.output
     CliRunner().invoke(app, ["predict", "--batch", "2013-07"])
     assert calls[1]["explain"] is False
 
