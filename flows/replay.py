@@ -9,14 +9,18 @@ as `reports/<dataset>/replay.json`, and the report page draws it.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
 from tasks.core.config import DEFAULT_DATASET, dataset_config
 from tasks.data.ingest import choose_batches_task
 from tasks.data.validate import gate_batches_task
-from tasks.watch.replay import POLICY_NAMES, load_history_task, replay_policy_task, save_replay_task
+from tasks.watch.replay import (
+    POLICY_NAMES,
+    ReplaySummary,
+    load_history_task,
+    replay_policy_task,
+    save_replay_task,
+)
 
 
 @flow(name="replay", log_prints=True)
@@ -25,7 +29,7 @@ def replay(
     seeds: int = 3,
     dataset: str = DEFAULT_DATASET,
     configs_dir: str | None = None,
-) -> dict[str, Any]:
+) -> ReplaySummary:
     """Replay the retrain policies over the dataset's history.
 
     Args:

@@ -169,14 +169,13 @@ def replay(
         **runner.dataset_parameters(cfg),
     )
     lines = [
-        f"replay of {result['dataset']} over {len(result['batches'])} batches, "
-        f"{len(result['seeds'])} seeds:"
+        f"replay of {result.dataset} over {len(result.batches)} batches, {len(result.seeds)} seeds:"
     ]
-    for name, summary in result["policies"].items():
-        low, high = summary["interval"]
+    for name, summary in result.policies.items():
+        low, high = summary.interval
         lines.append(
-            f"  {name:<12} realized AUC {summary['mean_realized_auc']:.4f} [{low:.4f}, {high:.4f}]"
-            f", {summary['retrains']:g} retrains, {summary['promotions']:g} promotions, "
-            f"{summary['alerts']:g} alerts"
+            f"  {name:<12} realized AUC {summary.mean_realized_auc:.4f} [{low:.4f}, {high:.4f}]"
+            f", {summary.retrains:g} retrains, {summary.promotions:g} promotions, "
+            f"{summary.alerts:g} alerts"
         )
     runner.emit(result, as_json, "\n".join(lines))
