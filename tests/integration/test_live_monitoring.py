@@ -89,7 +89,7 @@ def test_live_traffic_feeds_drift_and_the_ab_arms(
     second = training(batches="2024-W01..2024-W05", dataset="sensors")
     champion = version_by_alias(config, CHAMPION)
     assert champion is not None
-    other = next(v for v in (first["version"], second["version"]) if v != champion.version)
+    other = next(v for v in (first.version, second.version) if v != champion.version)
     connect(config).set_registered_model_alias(config.model_name, CHALLENGER, other)
 
     # A week of requests, ten rows each, whose loads drifted well above the training range.
