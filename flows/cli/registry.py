@@ -3,6 +3,7 @@ registry holds."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,31 @@ def rollback(
     )
 
 
-def registry_status(cfg: Any) -> dict[str, Any]:
+@dataclass
+class AliasStatus:
+    """What `status` shows of an aliased version: its holdout metrics and what it saw."""
+
+    version: str
+    run_id: str
+    metrics: dict[str, float]
+    batches: str  # the run's batches, as tagged
+    trained_on: list[str]
+    judged_on: str
+
+
+@dataclass
+class RegistryStatus:
+    """What `perennial status` reports: champion and challenger (None: no such alias), the
+    latest decisions and the cost of the latest training runs, as the registry records them."""
+
+    model: str
+    champion: AliasStatus | None
+    challenger: AliasStatus | None
+    decisions: list[dict[str, Any]]
+    costs: list[dict[str, Any]]
+
+
+def registry_status(cfg: Any) -> RegistryStatus:
     """Champion, challenger, decisions and costs from the registry: a SQLite registry is read
     with sqlite3 (status answers in well under 2 s; `import mlflow` alone takes 3-6 s), any
     other back end through MLflow's client."""
@@ -75,25 +100,36 @@ def registry_status(cfg: Any) -> dict[str, Any]:
         found = status_snapshot(cfg.tracking_uri, cfg.model_name, cfg.dataset)
     except Unreadable:
         found = registry_status_by_mlflow(cfg)
-    for alias in ("champion", "challenger"):
-        if found[alias] is not None:
-            found[alias] = status_entry(found[alias])
-    return found
+    return status_of(cfg.model_name, found)
 
 
-def status_entry(entry: dict[str, Any]) -> dict[str, Any]:
+def status_of(model: str, found: dict[str, Any]) -> RegistryStatus:
+    """The status of what either registry read found."""
+
+    def entry(raw: dict[str, Any] | None) -> AliasStatus | None:
+        return None if raw is None else status_entry(raw)
+
+    return RegistryStatus(
+        model=model,
+        champion=entry(found["champion"]),
+        challenger=entry(found["challenger"]),
+        decisions=found["decisions"],
+        costs=found["costs"],
+    )
+
+
+def status_entry(entry: dict[str, Any]) -> AliasStatus:
     """What `status` shows of an aliased version, from either registry read."""
     from tasks.registry.lineage import batches_seen, judged_on
 
-    seen = batches_seen(entry["tags"])
-    return {
-        "version": entry["version"],
-        "run_id": entry["run_id"],
-        "metrics": entry["metrics"],
-        "batches": entry["tags"].get("perennial.batches", ""),
-        "trained_on": seen,
-        "judged_on": judged_on(entry["tags"]),
-    }
+    return AliasStatus(
+        version=entry["version"],
+        run_id=entry["run_id"],
+        metrics=entry["metrics"],
+        batches=entry["tags"].get("perennial.batches", ""),
+        trained_on=batches_seen(entry["tags"]),
+        judged_on=judged_on(entry["tags"]),
+    )
 
 
 def registry_status_by_mlflow(cfg: Any) -> dict[str, Any]:
@@ -115,37 +151,33 @@ def status(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> No
     """Show the champion and challenger, their holdout metrics, and the latest decisions."""
     cfg = runner.read_config(config)
     found = registry_status(cfg)
-    payload: dict[str, Any] = {"model": cfg.model_name}
-    payload.update((key, found[key]) for key in ("champion", "challenger", "decisions"))
-    lines = [f"model {cfg.model_name}"]
-    for alias in ("champion", "challenger"):
-        entry = payload[alias]
+    lines = [f"model {found.model}"]
+    for alias, entry in (("champion", found.champion), ("challenger", found.challenger)):
         if entry is None:
             lines.append(f"  {alias}: none")
-        else:
-            auc = entry["metrics"].get("holdout_roc_auc")
+            continue
+        auc = entry.metrics.get("holdout_roc_auc")
+        lines.append(
+            f"  {alias}: v{entry.version} holdout AUC {auc:.4f}"
+            if auc is not None
+            else f"  {alias}: v{entry.version}"
+        )
+        seen = entry.trained_on
+        if seen:
             lines.append(
-                f"  {alias}: v{entry['version']} holdout AUC {auc:.4f}"
-                if auc is not None
-                else f"  {alias}: v{entry['version']}"
+                f"    trained on {seen[0]}..{seen[-1]} ({len(seen)} batches), judged on "
+                f"{entry.judged_on}"
+                + (" (then refit on it)" if entry.judged_on in seen else " (unseen)")
             )
-            seen = entry["trained_on"]
-            if seen:
-                lines.append(
-                    f"    trained on {seen[0]}..{seen[-1]} ({len(seen)} batches), judged on "
-                    f"{entry['judged_on']}"
-                    + (" (then refit on it)" if entry["judged_on"] in seen else " (unseen)")
-                )
-    for item in payload["decisions"]:
+    for item in found.decisions:
         lines.append(f"  v{item['version']} {item['decision']}: {'; '.join(item['reasons'])}")
-    payload["costs"] = found["costs"]
-    if payload["costs"]:
+    if found.costs:
         lines.append(f"  cost of the last training runs (prices of {cfg.cost.prices_as_of}):")
-    for run in payload["costs"]:
+    for run in found.costs:
         version = f"v{run['version']}" if run.get("version") else run["run_id"][:8]
         lines.append(
             f"    {version}: {run.get('wall_seconds', 0):.1f} s wall, "
             f"{run.get('cpu_seconds', 0):.1f} CPU s, peak {run.get('peak_rss_mb', 0):,.0f} MB, "
             f"estimated ${run.get('usd', 0):.6f}"
         )
-    runner.emit(payload, as_json, "\n".join(lines))
+    runner.emit(found, as_json, "\n".join(lines))

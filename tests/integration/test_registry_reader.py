@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from flows.cli.registry import registry_status, registry_status_by_mlflow, status_entry
+from flows.cli.registry import RegistryStatus, registry_status, registry_status_by_mlflow, status_of
 from tasks.core.config import load_config
+from tasks.core.results import jsonable
 from tasks.registry import cost
 from tasks.registry import reader as registry_reader
 from tests.conftest import FLIGHTS
@@ -57,8 +58,8 @@ def build_registry(config: Any, artifacts: Path) -> None:
     client.delete_model_version(config.model_name, "3")
 
 
-def comparable(found: dict[str, Any]) -> str:
-    return json.dumps(found, sort_keys=True, default=str)  # NaN == NaN as text
+def comparable(found: RegistryStatus) -> str:
+    return json.dumps(jsonable(found), sort_keys=True, default=str)  # NaN == NaN as text
 
 
 def test_status_read_with_sqlite_is_what_mlflow_returns(home: Path, tmp_path: Path) -> None:
@@ -68,19 +69,13 @@ def test_status_read_with_sqlite_is_what_mlflow_returns(home: Path, tmp_path: Pa
     build_registry(config, tmp_path / "artifacts")
 
     fast = registry_status(config)
-    assert fast["champion"]["version"] == "1" and fast["challenger"]["version"] == "2"
-    assert fast["champion"]["metrics"]["holdout_roc_auc"] == pytest.approx(0.60)
-    assert [d["version"] for d in fast["decisions"]] == ["2", "1"]
-    assert len(fast["costs"]) == 2  # the deleted run and the run without a cost are left out
-    assert comparable(fast) == comparable(_registry_status_by_mlflow_shaped(config))
-
-
-def _registry_status_by_mlflow_shaped(config: Any) -> dict[str, Any]:
-    """MLflow's answer in the shape `registry_status` gives the status command."""
-    found = registry_status_by_mlflow(config)
-    for alias in ("champion", "challenger"):
-        found[alias] = status_entry(found[alias])
-    return found
+    assert fast.champion is not None and fast.challenger is not None
+    assert fast.champion.version == "1" and fast.challenger.version == "2"
+    assert fast.champion.metrics["holdout_roc_auc"] == pytest.approx(0.60)
+    assert [d["version"] for d in fast.decisions] == ["2", "1"]
+    assert len(fast.costs) == 2  # the deleted run and the run without a cost are left out
+    by_mlflow = status_of(config.model_name, registry_status_by_mlflow(config))
+    assert comparable(fast) == comparable(by_mlflow)
 
 
 def test_the_reader_knows_the_cost_totals_of_the_cost_module() -> None:
