@@ -4,7 +4,7 @@ draft of a new dataset's YAML."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -12,6 +12,7 @@ from flows.cli import runner
 from flows.cli.app import ConfigOption, JsonOption, app
 
 if TYPE_CHECKING:
+    from tasks.core.config import PerennialConfig
     from tasks.data.validate import BatchSummary
 
 
@@ -118,7 +119,7 @@ def validate(
 
 
 def _ingest_many(
-    cfg: Any, batches: str, folder: Path | None, validate: bool, as_json: bool
+    cfg: PerennialConfig, batches: str, folder: Path | None, validate: bool, as_json: bool
 ) -> None:
     """`ingest --batches` / `--folder`: one flow run, a line per batch, a summary at the end."""
     from flows.ingestion import ingest_batches

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from flows.cli import runner
 from flows.cli.app import ConfigOption, JsonOption, app
+
+if TYPE_CHECKING:
+    from tasks.core.config import PerennialConfig
 
 
 @app.command()
@@ -90,7 +93,7 @@ class RegistryStatus:
     costs: list[dict[str, Any]]
 
 
-def registry_status(cfg: Any) -> RegistryStatus:
+def registry_status(cfg: PerennialConfig) -> RegistryStatus:
     """Champion, challenger, decisions and costs from the registry: a SQLite registry is read
     with sqlite3 (status answers in well under 2 s; `import mlflow` alone takes 3-6 s), any
     other back end through MLflow's client."""
@@ -132,7 +135,7 @@ def status_entry(entry: dict[str, Any]) -> AliasStatus:
     )
 
 
-def registry_status_by_mlflow(cfg: Any) -> dict[str, Any]:
+def registry_status_by_mlflow(cfg: PerennialConfig) -> dict[str, Any]:
     from tasks.registry.champion import recent_decisions
     from tasks.registry.client import CHALLENGER, CHAMPION, version_by_alias
     from tasks.registry.cost import recent_costs

@@ -19,6 +19,8 @@ import typer
 if TYPE_CHECKING:
     from prefect import Flow
 
+    from tasks.core.config import PerennialConfig
+
 Result = TypeVar("Result")
 
 
@@ -27,7 +29,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def read_config(path: Path | None) -> Any:
+def read_config(path: Path | None) -> PerennialConfig:
     from tasks.core.config import ConfigError, load_config
 
     try:
@@ -38,7 +40,7 @@ def read_config(path: Path | None) -> Any:
         fail(one_line(str(exc)), 2)
 
 
-def trainable(config: Any) -> Any:
+def trainable(config: PerennialConfig) -> PerennialConfig:
     """The config, once its `training.device` is one this machine can train on: a GPU asked for
     and missing is refused here, in one line, before any flow starts."""
     from tasks.learn.device import training_device
@@ -52,14 +54,14 @@ class DatasetParameters(TypedDict):
     configs_dir: str
 
 
-def dataset_parameters(config: Any) -> DatasetParameters:
+def dataset_parameters(config: PerennialConfig) -> DatasetParameters:
     """The parameters that name the loaded config to a flow: its YAML's stem and folder. Flows
     take a name (and a folder, which a served run may not choose), never a file path; the flow,
     run in this process, reuses the parse of `read_config` (`tasks/core/config.py`)."""
     from tasks.core.config import DATASET_NAME, DATASET_NAME_RULE
 
-    path = Path(config.config_path)
-    if not DATASET_NAME.fullmatch(path.stem):
+    path = config.config_path  # set by load_config
+    if path is None or not DATASET_NAME.fullmatch(path.stem):
         fail(f"{path}: name the file <dataset>.yaml: {DATASET_NAME_RULE}", 2)
     return DatasetParameters(dataset=path.stem, configs_dir=str(path.parent))
 
@@ -113,7 +115,7 @@ def rejections() -> tuple[type[BaseException], ...]:
     )
 
 
-def checked_batch(config: Any, batch: str, *, many: bool = False) -> str:
+def checked_batch(config: PerennialConfig, batch: str, *, many: bool = False) -> str:
     """A batch id (or, with `many`, a list `a,b` or range `a..b`) checked against the dataset's
     period before any flow starts: a bad id is refused in one line, with no Prefect server
     started and nothing in storage read, written or moved."""
