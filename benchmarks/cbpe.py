@@ -22,6 +22,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -65,7 +66,7 @@ def main() -> None:
     holdout_scores = predict(model, x_holdout)
     calibration = fit_calibration(holdout_scores, y_holdout)
     assert calibration is not None
-    rows = []
+    rows: list[dict[str, Any]] = []
     saved = {"reference_scores": holdout_scores, "reference_labels": np.asarray(y_holdout)}
     for number in range(4, 13):
         batch = f"2013-{number:02d}"
@@ -73,10 +74,11 @@ def main() -> None:
         scores = predict(model, x)
         saved[f"{batch}_scores"], saved[f"{batch}_labels"] = scores, np.asarray(y)
         found = estimate_auc(calibration, scores, float(roc_auc_score(y, scores)))
-        assert found is not None
+        assert found is not None and found.realised_auc is not None and found.error is not None
+        real, error = found.realised_auc, found.error
         shown = with_past_errors(found, [r["error"] for r in rows])
-        corrected = shown.get("corrected_auc")
-        corrected_error = None if corrected is None else corrected - found["realised_auc"]
+        corrected = shown.corrected_auc
+        corrected_error = None if corrected is None else corrected - real
         rows.append(
             {
                 "batch": batch,
@@ -84,19 +86,21 @@ def main() -> None:
                 "label_rate": round(float(np.mean(y)), 4),
                 # CBPE's expected positive rate: far from the label rate = the relation moved.
                 "expected_label_rate": round(float(np.mean(calibrate(calibration, scores))), 4),
-                "estimated_auc": round(found["estimated_auc"], 4),
-                "real_auc": round(found["realised_auc"], 4),
-                "error": round(found["error"], 4),
-                "within_tolerance": abs(found["error"]) <= TOLERANCE,
+                "estimated_auc": round(found.estimated_auc, 4),
+                "real_auc": round(real, 4),
+                "error": round(error, 4),
+                "within_tolerance": abs(error) <= TOLERANCE,
                 "corrected_auc": None if corrected is None else round(corrected, 4),
                 "corrected_error": None if corrected_error is None else round(corrected_error, 4),
                 "real_within_past_range": None
-                if "range" not in shown
-                else shown["range"][0] <= found["realised_auc"] <= shown["range"][1],
+                if shown.range is None
+                else shown.range[0] <= real <= shown.range[1],
             }
         )
         print(json.dumps(rows[-1]))
     corrected_rows = [r for r in rows if r["corrected_error"] is not None]
+    in_sample = estimate_auc(calibration, holdout_scores)
+    assert in_sample is not None
     result = {
         "what": "CBPE estimate vs real AUC of a champion trained on 2013-01..2013-03 (holdout "
         "2013-03, fixed parameters), on each month 2013-04..2013-12 of the flights demo",
@@ -104,9 +108,7 @@ def main() -> None:
         "rounds": args.rounds,
         "holdout_auc": round(float(roc_auc_score(y_holdout, holdout_scores)), 4),
         # In-sample check of the method: on the data it was calibrated on it must be close.
-        "holdout_estimated_auc": round(
-            estimate_auc(calibration, holdout_scores)["estimated_auc"], 4
-        ),
+        "holdout_estimated_auc": round(in_sample.estimated_auc, 4),
         "calibration_breakpoints": len(calibration["scores"]),
         "tolerance": TOLERANCE,
         "months": rows,

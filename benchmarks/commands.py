@@ -31,8 +31,9 @@ FIND_SERVER = (
     "assert not ensure()['new']; print(time.perf_counter() - started)"
 )
 STATUS_BY_MLFLOW = (
-    "from flows.cli import _config, _registry_status_by_mlflow; "
-    "_registry_status_by_mlflow(_config(None))"
+    "from flows.cli.registry import registry_status_by_mlflow; "
+    "from flows.cli.runner import read_config; "
+    "registry_status_by_mlflow(read_config(None))"
 )
 REGISTRY = """
 from mlflow import MlflowClient

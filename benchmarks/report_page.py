@@ -116,18 +116,18 @@ def main() -> None:
         began = time.perf_counter()
         summary = write_report(storage, config)
         write_seconds.append(time.perf_counter() - began)
-    browser = screenshot(Path(summary["path"]))
+    browser = screenshot(Path(summary.path))
     result = {
         "what": "perennial report on a real history (flights, monitored and retrained monthly)",
         "command": f"python benchmarks/report_page.py --last {args.last} --trials {args.trials}",
         "months_monitored": months,
         "quarantined_batch": quarantined,
         "trials": args.trials,
-        "batches": summary["batches"],
-        "decisions": summary["decisions"],
-        "quarantines": summary["quarantines"],
-        "costed_runs": summary["costs"],
-        "page_bytes": summary["bytes"],
+        "batches": summary.batches,
+        "decisions": summary.decisions,
+        "quarantines": summary.quarantines,
+        "costed_runs": summary.costs,
+        "page_bytes": summary.bytes,
         "write_report_seconds": [round(s, 3) for s in write_seconds],
         "monitoring_run_seconds": [round(s, 2) for s in monitor_seconds],
         # what the refresh adds to a monitoring run (which includes one refresh already)

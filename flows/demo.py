@@ -5,8 +5,6 @@ page, as `perennial monitor` records it, without alerting anyone) and retrain; o
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from rich.console import Console
@@ -15,10 +13,11 @@ from rich.table import Table
 from flows.training import training
 from tasks.core.artifacts import artifact_key
 from tasks.core.batches import expand_range
-from tasks.core.config import dataset_config
+from tasks.core.config import DEFAULT_DATASET, dataset_config
 from tasks.core.config_training import checked_trials
 from tasks.data.validate import GateRefusedError, gate_batches_task
-from tasks.serve.predict import score_batch_task
+from tasks.registry.promotion import RerunSummary, TrainingSummary
+from tasks.serve.predict import ScoringSummary, score_batch_task
 from tasks.watch.drift import measure_drift_task
 from tasks.watch.report import record_batch_task
 
@@ -35,34 +34,34 @@ COLUMNS = (
 )
 
 
-def _scored(scoring: dict[str, Any] | None) -> str:
+def _scored(scoring: ScoringSummary | None) -> str:
     """Which champion scored the month before retraining, and its mean predicted probability."""
     if scoring is None:
         return "-"
-    champion = scoring["champion"]
-    return f"v{champion['version']} (mean {champion['mean_score']:.3f})"
+    champion = scoring.champion
+    return f"v{champion.version} (mean {champion.mean_score:.3f})"
 
 
 def _row(
     month: str,
     rows: int | None,
     gate: str,
-    result: dict[str, Any] | None,
-    scoring: dict[str, Any] | None = None,
+    result: TrainingSummary | RerunSummary | None,
+    scoring: ScoringSummary | None = None,
     monitored: str = "-",
 ) -> tuple[str, ...]:
     if result is None:
         return (month, str(rows or "-"), gate, _scored(scoring), "-", "-", "-", "-", monitored)
-    champion = result["champion"]
+    champion, challenger = result.champion, result.challenger
     return (
         month,
         str(rows),
         gate,
         _scored(scoring),
-        f"{champion['roc_auc']:.4f}" if champion else "-",
-        f"{result['challenger']['roc_auc']:.4f}",
-        "yes" if result["promoted"] else "no",
-        f"v{result['champion_version']}",
+        f"{champion.roc_auc:.4f}" if champion else "-",
+        f"{challenger.roc_auc:.4f}" if challenger else "-",
+        "yes" if result.promoted else "no",
+        f"v{result.champion_version}",
         monitored,
     )
 
@@ -72,28 +71,37 @@ def demo(
     trials: int | None = None,
     first: str = "2013-01..2013-03",
     last: str = "2013-12",
-    dataset: str = "flights",
+    dataset: str = DEFAULT_DATASET,
+    configs_dir: str | None = None,
 ) -> list[tuple[str, ...]]:
     checked_trials(trials)
-    config = dataset_config(dataset)
+    config = dataset_config(dataset, configs_dir)
     console = Console()
     opening = expand_range(first, config.time)
     later = [m for m in expand_range(f"{opening[0]}..{last}", config.time) if m not in opening]
     rows: list[tuple[str, ...]] = []
     kept: list[str] = []  # why the champion stayed, month by month
 
-    def show(row: tuple[str, ...], result: dict[str, Any] | None = None) -> None:
+    def show(row: tuple[str, ...], result: TrainingSummary | RerunSummary | None = None) -> None:
         rows.append(row)
-        if result and not result["promoted"]:
-            kept.append(f"{row[0]}: " + "; ".join(result.get("blockers") or result["reasons"]))
+        if result and not result.promoted:
+            blockers = result.blockers if isinstance(result, TrainingSummary) else []
+            kept.append(f"{row[0]}: " + "; ".join(blockers or result.reasons))
         console.print(
             "[bold]"
             + " | ".join(f"{name}: {value}" for name, value in zip(COLUMNS, row, strict=True))
         )
 
     console.rule(f"[bold]first champion: {first}")
-    result = training(batches=first, trials=trials, reason="demo: first champion", dataset=dataset)
-    show(_row(opening[-1], result.get("rows", {}).get("holdout"), "passed", result), result)
+    result = training(
+        batches=first,
+        trials=trials,
+        reason="demo: first champion",
+        dataset=dataset,
+        configs_dir=configs_dir,
+    )
+    holdout_rows = result.rows.holdout if isinstance(result, TrainingSummary) else None
+    show(_row(opening[-1], holdout_rows, "passed", result), result)
     for index, month in enumerate(later, start=1):
         console.rule(f"[bold]{month} ({index}/{len(later)})")
         gate = gate_batches_task(config, [month], "the demo", refuse=False)[month]
@@ -110,6 +118,7 @@ def demo(
                 trials=trials,
                 reason=f"demo: {month} arrived",
                 dataset=dataset,
+                configs_dir=configs_dir,
             )
         except GateRefusedError as exc:  # an earlier month was quarantined
             console.print(f"[red]{exc}")

@@ -7,16 +7,14 @@ ones still missing.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
-from tasks.core.config import dataset_config
+from tasks.core.config import DEFAULT_DATASET, dataset_config
 from tasks.core.config_training import checked_trials
 from tasks.data.features import build_datasets_task
 from tasks.data.ingest import choose_batches_task
 from tasks.data.validate import gate_batches_task
-from tasks.learn.search import name_study_task, search_task
+from tasks.learn.search import SearchSummary, name_study_task, search_task
 from tasks.learn.study import joining_config
 
 
@@ -24,9 +22,10 @@ from tasks.learn.study import joining_config
 def search(
     batches: str = "",
     trials: int | None = None,
-    dataset: str = "flights",
+    dataset: str = DEFAULT_DATASET,
     first_worker_index: int | None = None,
-) -> dict[str, Any]:
+    configs_dir: str | None = None,
+) -> SearchSummary:
     """Add trials to the study of a training on `batches` until it holds `trials` finished ones.
 
     Args:
@@ -36,9 +35,11 @@ def search(
         dataset: Name of a dataset YAML in configs/, e.g. flights (the demo).
         first_worker_index: Sampler seed offset of this process's first worker; give each
             process that joins a study its own (0, 2, 4, ... with two workers each).
+        configs_dir: Folder of the dataset YAML, as a CLI run with `--config DIR/x.yaml`
+            names it; empty: the operator's (configs/, or PERENNIAL_CONFIGS_DIR).
     """
     checked_trials(trials)  # before any work: a UI run with 10**9 trials is refused at once
-    config = joining_config(dataset_config(dataset), first_worker_index)
+    config = joining_config(dataset_config(dataset, configs_dir), first_worker_index)
     chosen = choose_batches_task(config, batches, "search only")
     gate = gate_batches_task(config, chosen, "training")
     name = name_study_task(config, gate)

@@ -375,8 +375,9 @@ def _refuse(message: str) -> NoReturn:
     raise SystemExit(1)
 
 
-def run(config: PerennialConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve until interrupted (Ctrl-C or SIGTERM stop the poller and the server cleanly)."""
+def run(config: PerennialConfig, host: str, port: int) -> None:
+    """Serve until interrupted (Ctrl-C or SIGTERM stop the poller and the server cleanly), on
+    the host and port `perennial serve` was given (its options hold the defaults)."""
     import uvicorn
 
     refuse_open_bind(host, os.environ.get(TOKEN_VARIABLE))

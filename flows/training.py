@@ -8,11 +8,9 @@ first run registered (and finishes its decision if a crash cut that run short).
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
-from tasks.core.config import dataset_config
+from tasks.core.config import DEFAULT_DATASET, dataset_config
 from tasks.data.features import build_datasets_task
 from tasks.data.ingest import choose_batches_task
 from tasks.data.validate import gate_batches_task
@@ -23,6 +21,8 @@ from tasks.notify.alerts import alert_failed_training
 from tasks.registry.cost import CostMeter, record_cost_task
 from tasks.registry.evaluate import compare_task
 from tasks.registry.promotion import (
+    RerunSummary,
+    TrainingSummary,
     card_facts,
     decide_task,
     existing_summary_task,
@@ -48,8 +48,9 @@ def training(
     batches: str = "",
     trials: int | None = None,
     reason: str = "manual run",
-    dataset: str = "flights",
-) -> dict[str, Any]:
+    dataset: str = DEFAULT_DATASET,
+    configs_dir: str | None = None,
+) -> TrainingSummary | RerunSummary:
     """Train a challenger on `batches` (e.g. `2013-01..2013-06`; the newest is the holdout) and
     promote it if it beats the champion. Empty `batches` means every landed batch.
 
@@ -59,8 +60,10 @@ def training(
         trials: Optuna trials of the search; empty: the dataset config's hpo.trials.
         reason: Why this run happens; recorded with the model version and the decision.
         dataset: Name of a dataset YAML in configs/, e.g. flights (the demo).
+        configs_dir: Folder of the dataset YAML, as a CLI run with `--config DIR/x.yaml`
+            names it; empty: the operator's (configs/, or PERENNIAL_CONFIGS_DIR).
     """
-    config = dataset_config(dataset)
+    config = dataset_config(dataset, configs_dir)
     meter = CostMeter()  # wall, CPU, memory and bytes of each stage (tasks/registry/cost.py)
     with meter.stage("gate"):
         chosen = choose_batches_task(config, batches, reason)

@@ -195,31 +195,91 @@ def dataset_names(folder: Path | None = None) -> list[str]:
     return sorted(p.stem for p in root.glob("*.yaml") if DATASET_NAME.fullmatch(p.stem))
 
 
-def dataset_config(dataset: str | None) -> PerennialConfig:
-    """The config of a dataset named as flows take it (`flights` -> configs/flights.yaml)."""
+def dataset_folder(folder: str | Path | None) -> Path:
+    """The folder a flow reads its dataset's YAML from: the operator's (`configs_dir()`) unless
+    the run names another, as a CLI run with `--config other/dir/x.yaml` does. A flow parameter
+    comes from the UI and the API too: the folder must exist, and a served (deployment) run may
+    not name one other than the operator's, so that it cannot load a YAML from anywhere on the
+    worker's disk."""
+    operator = configs_dir()
+    if folder is None or str(folder) == "":
+        return operator
+    chosen = Path(folder).expanduser().resolve()
+    if chosen == operator:
+        return operator
+    if not chosen.is_dir():
+        raise ConfigError(
+            f"configs_dir {str(folder)[:200]!r} is not a folder: name the folder of the dataset "
+            f"YAMLs, or leave it empty for {operator}"
+        )
+    from prefect.runtime import deployment  # only here: reading a config needs no Prefect
+
+    if deployment.id:
+        raise ConfigError(
+            f"a served run reads its dataset from the operator's configs folder ({operator}, "
+            "PERENNIAL_CONFIGS_DIR), not from a folder named in its parameters: leave configs_dir "
+            "empty, or put the YAML there"
+        )
+    return chosen
+
+
+def dataset_config(dataset: str | None, folder: str | Path | None = None) -> PerennialConfig:
+    """The config of a dataset named as flows take it (`flights` -> configs/flights.yaml), from
+    `folder` when a run names one (`dataset_folder`). Parsed once per file and environment
+    (`load_config`): a flow run in the CLI's process, and its failure hook, reuse the CLI's
+    parse."""
     name = dataset or DEFAULT_DATASET
-    folder = configs_dir()
+    root = dataset_folder(folder)
     if not isinstance(name, str) or not DATASET_NAME.fullmatch(name):
         raise ConfigError(
-            f"dataset {str(name)[:80]!r}: give the name of a YAML in {folder} "
-            f"({', '.join(dataset_names(folder)) or 'none yet'}), not a path"
+            f"dataset {str(name)[:80]!r}: give the name of a YAML in {root} "
+            f"({', '.join(dataset_names(root)) or 'none yet'}), not a path"
         )
-    path = folder / f"{name}.yaml"
+    path = root / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(
-            f"no dataset {name!r} in {folder}: known are "
-            f"{', '.join(dataset_names(folder)) or 'none'}; add {name}.yaml there"
+            f"no dataset {name!r} in {root}: known are "
+            f"{', '.join(dataset_names(root)) or 'none'}; add {name}.yaml there"
         )
     return load_config(path)
 
 
+# Parsed configs by (resolved file, sha256 of its text, the PERENNIAL_* environment that
+# overrides it): an edited file or a changed variable is parsed again. A handful of datasets per
+# process at most; the oldest goes first.
+_PARSED: dict[tuple[Path, str, tuple[tuple[str, str], ...]], PerennialConfig] = {}
+_PARSED_KEPT = 32
+
+
+def _overrides() -> tuple[tuple[str, str], ...]:
+    """The environment variables that can override a config (pydantic-settings reads
+    `PERENNIAL_*` whatever their case)."""
+    return tuple(
+        sorted((k, v) for k, v in os.environ.items() if k.upper().startswith("PERENNIAL_"))
+    )
+
+
 def load_config(path: Path | str | None = None) -> PerennialConfig:
-    """Load and check a dataset YAML. Raises ConfigError naming the file and each bad field."""
+    """Load and check a dataset YAML. Raises ConfigError naming the file and each bad field.
+
+    The file is parsed once per content and environment; each caller gets its own copy (a test
+    or a caller that changes its config changes no one else's)."""
     config_path = Path(path) if path else DEFAULT_CONFIG
     if not config_path.is_file():
         raise ConfigError(f"{config_path}: config file not found")
+    text = config_path.read_text()
+    key = (config_path.resolve(), hashlib.sha256(text.encode()).hexdigest(), _overrides())
+    if key not in _PARSED:
+        parsed = _parse(config_path, text)
+        if len(_PARSED) >= _PARSED_KEPT:
+            _PARSED.pop(next(iter(_PARSED)))
+        _PARSED[key] = parsed
+    return _PARSED[key].model_copy(deep=True)
+
+
+def _parse(config_path: Path, text: str) -> PerennialConfig:
     try:
-        raw = yaml.safe_load(config_path.read_text()) or {}
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{config_path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -23,7 +22,7 @@ from tasks.data.expectations import suite_path
 from tasks.data.ingest import land_from
 from tasks.data.raw_files import RAW_FORMATS, IngestError
 from tasks.data.validate import validate_batch_task
-from tasks.data.verdict import gate_summary
+from tasks.data.verdict import BatchSummary, GatedBatch, gate_summary
 
 # What refuses one batch but not the run: a missing or unreadable file, different bytes for a
 # batch already landed, a malformed id.
@@ -120,9 +119,31 @@ def batch_plan(
     return BatchPlan(sources=dict.fromkeys(expand_range(batches, config.time)))
 
 
-def ingest_one(
-    config: PerennialConfig, batch: str, source: str | None, gate: bool
-) -> dict[str, Any]:
+@dataclass
+class RefusedBatch(BatchSummary):
+    """A batch refused before the gate: why (a missing or unreadable file, different bytes for a
+    batch already landed, a malformed id)."""
+
+    error: str
+
+
+@dataclass
+class IngestSummary:
+    """What a run of many batches did: each batch's summary, the counts, and which batches
+    failed (refused or quarantined) and why; `ok` when none did."""
+
+    dataset: str
+    batches: list[BatchSummary]
+    landed: int
+    unchanged: int
+    passed: int
+    quarantined: dict[str, str]  # batch -> the first blocking failure, and where its reason is
+    refused: dict[str, str]  # batch -> why
+    skipped_files: list[str]  # files of the folder not named as a batch
+    ok: bool
+
+
+def ingest_one(config: PerennialConfig, batch: str, source: str | None, gate: bool) -> BatchSummary:
     """Land one batch and gate it; a refusal is reported in the result, not raised."""
     try:
         check_batch(batch, config.time)
@@ -133,49 +154,43 @@ def ingest_one(
     return gate_summary(config, batch, landing, result)
 
 
-def refused_summary(config: PerennialConfig, batch: str, why: str) -> dict[str, Any]:
-    return {
-        "dataset": config.dataset,
-        "batch": batch,
-        "landing": REFUSED,
-        "gate": "skipped",
-        "error": why,
-    }
+def refused_summary(config: PerennialConfig, batch: str, why: str) -> RefusedBatch:
+    return RefusedBatch(config.dataset, batch, REFUSED, "skipped", why)
 
 
-def progress_line(summary: dict[str, Any], position: int, total: int) -> str:
-    head = f"[{position}/{total}] batch {summary['batch']}: landing {summary['landing']}"
-    if summary["landing"] == REFUSED:
-        return f"{head}: {summary['error']}"
-    text = f"{head}, gate {summary['gate']}"
-    if "rows" in summary:
-        text += f" ({summary['rows']} rows)"
-    if summary.get("failures"):
-        text += f": {summary['failures'][0]}"
+def progress_line(summary: BatchSummary, position: int, total: int) -> str:
+    head = f"[{position}/{total}] batch {summary.batch}: landing {summary.landing}"
+    if isinstance(summary, RefusedBatch):
+        return f"{head}: {summary.error}"
+    text = f"{head}, gate {summary.gate}"
+    if isinstance(summary, GatedBatch):
+        text += f" ({summary.rows} rows)"
+        if summary.failures:
+            text += f": {summary.failures[0]}"
     return text
 
 
 def run_summary(
-    config: PerennialConfig, plan: BatchPlan, results: list[dict[str, Any]]
-) -> dict[str, Any]:
+    config: PerennialConfig, plan: BatchPlan, results: list[BatchSummary]
+) -> IngestSummary:
     """What the run did: each batch's result, and which ones failed (refused or quarantined)."""
-    refused = [r for r in results if r["landing"] == REFUSED]
+    refused = [r for r in results if isinstance(r, RefusedBatch)]
     quarantined = {
-        r["batch"]: "; ".join(r["failures"][:1]) + f" (reason in {r['reason_key']})"
+        r.batch: "; ".join(r.failures[:1]) + f" (reason in {r.reason_key})"
         for r in results
-        if r["gate"] == "failed"
+        if isinstance(r, GatedBatch) and r.gate == "failed"
     }
-    return {
-        "dataset": config.dataset,
-        "batches": results,
-        "landed": sum(r["landing"] in ("landed", "revised") for r in results),
-        "unchanged": sum(r["landing"] == "unchanged" for r in results),
-        "passed": sum(r["gate"] == "passed" for r in results),
-        "quarantined": quarantined,
-        "refused": {r["batch"]: r["error"] for r in refused},
-        "skipped_files": plan.skipped,
-        "ok": not refused and not quarantined,
-    }
+    return IngestSummary(
+        dataset=config.dataset,
+        batches=results,
+        landed=sum(r.landing in ("landed", "revised") for r in results),
+        unchanged=sum(r.landing == "unchanged" for r in results),
+        passed=sum(r.gate == "passed" for r in results),
+        quarantined=quarantined,
+        refused={r.batch: r.error for r in refused},
+        skipped_files=plan.skipped,
+        ok=not refused and not quarantined,
+    )
 
 
 @task(name="plan-batches", cache_policy=NO_CACHE)
@@ -193,7 +208,7 @@ def ingest_batch_task(
     gate: bool,
     position: int,
     total: int,
-) -> dict[str, Any]:
+) -> BatchSummary:
     from tasks.core.run_logging import PROGRESS, run_logger
 
     summary = ingest_one(config, batch, source, gate)
@@ -204,6 +219,6 @@ def ingest_batch_task(
 
 @task(name="summarize-ingestion", cache_policy=NO_CACHE)
 def run_summary_task(
-    config: PerennialConfig, plan: BatchPlan, results: list[dict[str, Any]]
-) -> dict[str, Any]:
+    config: PerennialConfig, plan: BatchPlan, results: list[BatchSummary]
+) -> IngestSummary:
     return run_summary(config, plan, results)

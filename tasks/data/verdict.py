@@ -102,27 +102,47 @@ def report_markdown(config: PerennialConfig, result: GateResult) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class BatchSummary:
+    """What the ingestion flows report of a batch: how it landed (`landed`, `revised`,
+    `unchanged`, or `refused`) and the gate's verdict (`passed`, `failed`, or `skipped`)."""
+
+    dataset: str
+    batch: str
+    landing: str
+    gate: str
+
+
+@dataclass
+class GatedBatch(BatchSummary):
+    """A batch the gate judged: the blocking failures and the warnings, one line each, and
+    where the reason of a quarantined batch is (None when it passed)."""
+
+    headline: str
+    rows: int
+    failures: list[str]
+    warnings: list[str]
+    reason_key: str | None
+
+
 def gate_summary(
     config: PerennialConfig, batch: str, landing: str, result: GateResult | None
-) -> dict[str, Any]:
+) -> BatchSummary:
     """What the ingestion flow reports: the landing status and the gate's verdict (`skipped`
     without a gate result)."""
-    summary: dict[str, Any] = {
-        "dataset": config.dataset,
-        "batch": batch,
-        "landing": landing,
-        "gate": "skipped",
-    }
-    if result is not None:
-        summary.update(
-            gate="passed" if result.passed else "failed",
-            headline=result.headline(),
-            rows=result.rows,
-            failures=[o.describe() for o in result.blocking_failures()],
-            warnings=[o.describe() for o in result.warnings()],
-            reason_key=result.reason_key,
-        )
-    return summary
+    if result is None:
+        return BatchSummary(config.dataset, batch, landing, "skipped")
+    return GatedBatch(
+        dataset=config.dataset,
+        batch=batch,
+        landing=landing,
+        gate="passed" if result.passed else "failed",
+        headline=result.headline(),
+        rows=result.rows,
+        failures=[o.describe() for o in result.blocking_failures()],
+        warnings=[o.describe() for o in result.warnings()],
+        reason_key=result.reason_key,
+    )
 
 
 def refusal(results: dict[str, GateResult], use: str) -> str | None:

@@ -6,6 +6,7 @@ those batches resumes the study: it runs only the trials still missing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import task
@@ -18,6 +19,22 @@ from tasks.learn.study import study_name_for_batches
 from tasks.learn.tune import TuneResult, prefect_runner, publish_trials_table, tune
 
 
+@dataclass
+class SearchSummary:
+    """What `perennial search` reports: the study, its trials, its best so far, and the sampler
+    seeds this process used (never the storage URL: it may hold a password)."""
+
+    dataset: str
+    study: str
+    trials_total: int  # finished trials the study holds
+    trials_run: int  # run by this process
+    trials_pruned: int
+    best_trial: int
+    best_value: float
+    best_params: dict[str, Any]
+    sampler_seeds: list[int]
+
+
 @task(name="name-study", cache_policy=NO_CACHE)
 def name_study_task(config: PerennialConfig, gate: dict[str, GateResult]) -> str:
     """The study `perennial train` uses for these gated batches (the same name, so searches on
@@ -28,7 +45,7 @@ def name_study_task(config: PerennialConfig, gate: dict[str, GateResult]) -> str
 @task(name="search-hyperparameters", cache_policy=NO_CACHE)
 def search_task(
     data: Datasets, config: PerennialConfig, name: str, trials: int | None = None
-) -> dict[str, Any]:
+) -> SearchSummary:
     """Search only: trials added to the study until it holds `trials` finished ones, no final
     model, nothing registered. No warm start from the champion (that needs the registry, which
     a machine that only searches may not reach)."""
@@ -37,18 +54,16 @@ def search_task(
     return search_summary(config, result)
 
 
-def search_summary(config: PerennialConfig, result: TuneResult) -> dict[str, Any]:
-    """What `perennial search` reports: the study, its trials and the seeds this process used
-    (never the storage URL: it may hold a password)."""
+def search_summary(config: PerennialConfig, result: TuneResult) -> SearchSummary:
     first = config.hpo.first_worker_index
-    return {
-        "dataset": config.dataset,
-        "study": result.study_name,
-        "trials_total": result.trials_total,
-        "trials_run": result.trials_run,
-        "trials_pruned": result.trials_pruned,
-        "best_trial": result.best_trial,
-        "best_value": result.best_value,
-        "best_params": result.best_params,
-        "sampler_seeds": [config.hpo.seed + first + i for i in range(result.workers)],
-    }
+    return SearchSummary(
+        dataset=config.dataset,
+        study=result.study_name,
+        trials_total=result.trials_total,
+        trials_run=result.trials_run,
+        trials_pruned=result.trials_pruned,
+        best_trial=result.best_trial,
+        best_value=result.best_value,
+        best_params=result.best_params,
+        sampler_seeds=[config.hpo.seed + first + i for i in range(result.workers)],
+    )

@@ -250,8 +250,9 @@ def alert_failed_training(flow: Any, flow_run: Any, state: Any) -> None:
     """Flow hook (on_failure, on_crashed) of the training flow: the run failed or crashed."""
     from tasks.core.config import dataset_config
 
-    try:
-        config = dataset_config(flow_run.parameters.get("dataset"))
+    try:  # the run's own dataset and folder: in the CLI's process, the config it parsed
+        parameters = flow_run.parameters
+        config = dataset_config(parameters.get("dataset"), parameters.get("configs_dir"))
     except Exception as exc:  # the config itself may be what failed: nowhere to send
         run_logger("perennial.alerts").warning("training failed; no alert: %s", exc)
         return

@@ -10,7 +10,7 @@ the paired-bootstrap interval of the gain lies above zero), and (3) worsens no g
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,6 +44,15 @@ class Metrics:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def recorded(cls, record: dict[str, Any] | None) -> Metrics | None:
+        """Metrics as a decision's tags recorded them (`perennial.decision_numbers`), or None
+        when they hold none (a decision not recorded yet, or no champion to compare with)."""
+        if not record:
+            return None
+        known = {f.name for f in fields(cls)}
+        return cls(**{name: value for name, value in record.items() if name in known})
 
 
 @dataclass

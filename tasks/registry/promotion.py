@@ -10,6 +10,7 @@ between leaves the old champion with all it needs.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,7 @@ from tasks.registry.client import (
     version_info,
 )
 from tasks.registry.cost import RunCost
-from tasks.registry.evaluate import Comparison, Decision, compare
+from tasks.registry.evaluate import Comparison, Decision, Metrics, compare
 from tasks.registry.lineage import batches_seen
 from tasks.registry.metrics import predict
 from tasks.registry.model_card import CardFacts, render
@@ -138,6 +139,62 @@ def fit_scores_task(model: Any, data: Datasets) -> np.ndarray:
     return predict(model, data.x_fit)
 
 
+@dataclass
+class RowCounts:
+    train: int
+    holdout: int
+    served: int  # rows of the model registered (with the holdout, when refit on it)
+
+
+@dataclass
+class TrialCounts:
+    total: int  # finished trials the study holds
+    run: int  # run by this training
+    pruned: int
+
+
+@dataclass
+class TrainingSummary:
+    """What a training run returns (the CLI prints it, the demo tabulates it): the version it
+    registered, the decision and its reasons (`blockers`: those that kept the champion), and
+    the numbers behind it."""
+
+    model: str
+    version: str
+    existing: bool  # False: `RerunSummary` is the run that found its training registered
+    promoted: bool
+    reasons: list[str]
+    blockers: list[str]
+    champion_version: str | None  # after the decision
+    holdout: str
+    trained_on: list[str]
+    rows: RowCounts
+    challenger: Metrics
+    champion: Metrics | None  # on the same holdout; None without a champion
+    interval: tuple[float, float] | None  # bootstrap interval of the primary metric's gain
+    best_params: dict[str, Any]
+    study: str
+    trials: TrialCounts
+
+
+@dataclass
+class RerunSummary:
+    """What a training run returns when an identical training was registered (and decided)
+    before: that version, and the decision its tags hold. Its numbers may be missing: a
+    concurrent run may have registered it and not recorded its decision yet."""
+
+    model: str
+    version: str
+    existing: bool  # True
+    promoted: bool
+    reasons: list[str]
+    champion_version: str | None
+    holdout: str
+    trained_on: list[str]
+    challenger: Metrics | None
+    champion: Metrics | None
+
+
 def training_summary(
     config: PerennialConfig,
     registered: VersionInfo,
@@ -146,61 +203,81 @@ def training_summary(
     data: Datasets,
     tuned: TuneResult,
     served: ServedModel,
-) -> dict[str, Any]:
+) -> TrainingSummary:
     """What a training run returns (the CLI prints it, the demo tabulates it)."""
     current = version_by_alias(config, CHAMPION)
-    return {
-        "model": config.model_name,
-        "version": registered.version,
-        "existing": False,
-        "promoted": decision.promote,
-        "reasons": decision.reasons,
-        "blockers": decision.blockers,
-        "champion_version": current.version if current else None,
-        "holdout": data.split.holdout,
-        "trained_on": served.trained_on,
-        "rows": {"train": len(data.x_fit), "holdout": len(data.x_holdout), "served": served.rows},
-        "challenger": comparison.challenger.as_dict(),
-        "champion": comparison.champion.as_dict() if comparison.champion else None,
-        "interval": decision.interval,
-        "best_params": tuned.best_params,
-        "study": tuned.study_name,
-        "trials": {
-            "total": tuned.trials_total,
-            "run": tuned.trials_run,
-            "pruned": tuned.trials_pruned,
-        },
-    }
+    return TrainingSummary(
+        model=config.model_name,
+        version=registered.version,
+        existing=False,
+        promoted=decision.promote,
+        reasons=decision.reasons,
+        blockers=decision.blockers,
+        champion_version=current.version if current else None,
+        holdout=data.split.holdout,
+        trained_on=served.trained_on,
+        rows=RowCounts(train=len(data.x_fit), holdout=len(data.x_holdout), served=served.rows),
+        challenger=comparison.challenger,
+        champion=comparison.champion,
+        interval=decision.interval,
+        best_params=tuned.best_params,
+        study=tuned.study_name,
+        trials=TrialCounts(
+            total=tuned.trials_total, run=tuned.trials_run, pruned=tuned.trials_pruned
+        ),
+    )
 
 
-def existing_summary(config: PerennialConfig, found: VersionInfo) -> dict[str, Any]:
+def existing_summary(config: PerennialConfig, found: VersionInfo) -> RerunSummary:
     """The summary of a run whose identical training was registered (and decided) before."""
     numbers = json.loads(found.tags.get("perennial.decision_numbers", "{}"))
     champion = version_by_alias(config, CHAMPION)
-    return {
-        "model": config.model_name,
-        "version": found.version,
-        "existing": True,
-        "promoted": found.tags.get(DECISION_TAG) == "promoted",
-        "reasons": [
+    return RerunSummary(
+        model=config.model_name,
+        version=found.version,
+        existing=True,
+        promoted=found.tags.get(DECISION_TAG) == "promoted",
+        reasons=[
             f"identical training already registered v{found.version}: nothing new registered",
             *json.loads(found.tags.get("perennial.decision_reasons", "[]")),
         ],
-        "champion_version": champion.version if champion else None,
-        "holdout": found.tags.get("perennial.batches", "").split(",")[-1],
-        "trained_on": batches_seen(found.tags),
-        "challenger": numbers.get("challenger"),
-        "champion": numbers.get("champion"),
-    }
+        champion_version=champion.version if champion else None,
+        holdout=found.tags.get("perennial.batches", "").split(",")[-1],
+        trained_on=batches_seen(found.tags),
+        challenger=Metrics.recorded(numbers.get("challenger")),
+        champion=Metrics.recorded(numbers.get("champion")),
+    )
 
 
 @task(name="report-existing-version", cache_policy=NO_CACHE)
-def existing_summary_task(config: PerennialConfig, found: VersionInfo) -> dict[str, Any]:
+def existing_summary_task(config: PerennialConfig, found: VersionInfo) -> RerunSummary:
     run_logger().info("identical training already registered v%s; nothing new", found.version)
     return existing_summary(config, found)
 
 
 # -- manual moves ------------------------------------------------------------------------------
+
+
+@dataclass
+class PromotionSummary:
+    """What `perennial promote` did: the new champion, the one it replaced, and the policy's
+    checks on the holdout (`forced`: the policy refused and `--force` overrode it)."""
+
+    model: str
+    champion: str
+    previous: str | None
+    forced: bool
+    holdout: str
+    checks: list[str]
+
+
+@dataclass
+class RollbackSummary:
+    """What `perennial rollback` did: the champion restored and the one demoted."""
+
+    model: str
+    champion: str
+    demoted: str
 
 
 @task(name="check-against-champion", cache_policy=NO_CACHE)
@@ -258,7 +335,7 @@ def promote_by_hand_task(
     compared_with: str | None,
     reason: str,
     force: bool,
-) -> dict[str, Any]:
+) -> PromotionSummary:
     """Make `version` champion if the policy agrees, or if `force` (with a reason) overrides
     it; else `PolicyRefusedError` naming the failed checks."""
     checks = comparison.decision.reasons
@@ -278,18 +355,11 @@ def promote_by_hand_task(
         compared_with=compared_with,
         forced=force,
     )
-    return {
-        "model": config.model_name,
-        "champion": version,
-        "previous": previous,
-        "forced": forced,
-        "holdout": holdout,
-        "checks": checks,
-    }
+    return PromotionSummary(config.model_name, version, previous, forced, holdout, checks)
 
 
 @task(name="roll-back", cache_policy=NO_CACHE)
-def rollback_task(config: PerennialConfig, reason: str) -> dict[str, Any]:
+def rollback_task(config: PerennialConfig, reason: str) -> RollbackSummary:
     """Point `champion` back to the version the current champion replaced."""
     demoted, restored = rollback(config, mover("perennial rollback", reason))
-    return {"model": config.model_name, "champion": restored, "demoted": demoted}
+    return RollbackSummary(model=config.model_name, champion=restored, demoted=demoted)

@@ -8,6 +8,7 @@ two on them (`compare_shadow`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,14 +19,65 @@ from prefect.cache_policies import NO_CACHE
 from tasks.core import catalog
 from tasks.core.artifacts import artifact_key
 from tasks.core.config import PerennialConfig
+from tasks.core.results import ABSENT_IF_NONE
 from tasks.core.run_logging import run_logger
 from tasks.core.storage import Storage
 from tasks.data.features import features_and_label, model_inputs
 from tasks.learn.explain import contributions, reason_columns, top_reasons
 from tasks.registry.client import CHALLENGER, CHAMPION, RegistryError, version_by_alias
-from tasks.registry.evaluate import metrics_from
+from tasks.registry.evaluate import Metrics, metrics_from
 from tasks.registry.metrics import predict
 from tasks.registry.model_store import load_model
+
+
+@dataclass
+class AliasScore:
+    """Which version of an alias scored a batch, and its mean predicted probability."""
+
+    version: str
+    mean_score: float
+
+
+@dataclass
+class ScoringSummary:
+    """What batch scoring reports: where the predictions are, and who scored them (the
+    challenger, in shadow, when there is one)."""
+
+    batch: str
+    rows: int
+    key: str
+    explained: bool
+    champion: AliasScore
+    challenger: AliasScore | None = field(default=None, metadata=ABSENT_IF_NONE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VersionMetrics(Metrics):
+    """A version's metrics on a batch's labelled rows."""
+
+    version: str
+
+
+@dataclass
+class ShadowGain:
+    """Challenger minus champion, per metric (a positive AUC gain and a negative log-loss gain
+    mean the challenger is better)."""
+
+    roc_auc: float
+    log_loss: float
+    worst_slice_auc: float
+
+
+@dataclass
+class ShadowReport:
+    """Champion and challenger on the labelled rows of a batch both scored; `gain` once the
+    comparison is made (`compare_shadow`)."""
+
+    batch: str
+    rows: int  # labelled rows
+    champion: VersionMetrics | None = field(default=None, metadata=ABSENT_IF_NONE)
+    challenger: VersionMetrics | None = field(default=None, metadata=ABSENT_IF_NONE)
+    gain: ShadowGain | None = field(default=None, metadata=ABSENT_IF_NONE)
 
 
 def score_frame(
@@ -65,7 +117,7 @@ def registry_models(config: PerennialConfig) -> dict[str, tuple[str, Any]]:
 
 def shadow_report(
     storage: Storage, config: PerennialConfig, batch: str, scored: pd.DataFrame | None = None
-) -> dict[str, Any]:
+) -> ShadowReport:
     """Champion and challenger metrics on a scored batch whose labels have arrived (`scored`:
     its predictions, when the caller has read them already)."""
     if scored is None:
@@ -73,19 +125,23 @@ def shadow_report(
     frame = storage.read_parquet(catalog.key("validated", config, batch=batch))
     labelled = frame[config.target.column].notna().to_numpy()
     x, y = features_and_label(frame, config)
-    report: dict[str, Any] = {"batch": batch, "rows": int(labelled.sum())}
+    scores: dict[str, VersionMetrics] = {}
     for alias in (CHAMPION, CHALLENGER):
         if f"{alias}_score" not in scored.columns:
             continue
-        scores = scored[f"{alias}_score"].to_numpy()[labelled]
         metrics = metrics_from(
-            x, y, scores, config.promotion.slices, config.promotion.min_slice_rows
+            x,
+            y,
+            scored[f"{alias}_score"].to_numpy()[labelled],
+            config.promotion.slices,
+            config.promotion.min_slice_rows,
         )
-        report[alias] = {"version": str(scored[f"{alias}_version"].iloc[0]), **metrics.as_dict()}
-    return report
+        version = str(scored[f"{alias}_version"].iloc[0])
+        scores[alias] = VersionMetrics(**metrics.as_dict(), version=version)
+    return ShadowReport(batch, int(labelled.sum()), scores.get(CHAMPION), scores.get(CHALLENGER))
 
 
-def compare_shadow(storage: Storage, config: PerennialConfig, batch: str) -> dict[str, Any] | None:
+def compare_shadow(storage: Storage, config: PerennialConfig, batch: str) -> ShadowReport | None:
     """The shadow comparison of a batch, or None when there is nothing to compare: no
     predictions for it, no challenger among them, or no labels yet. `gain` is challenger minus
     champion per metric (positive AUC gain, negative log-loss gain: the challenger is better)."""
@@ -96,39 +152,39 @@ def compare_shadow(storage: Storage, config: PerennialConfig, batch: str) -> dic
     if f"{CHALLENGER}_score" not in scored.columns:
         return None
     report = shadow_report(storage, config, batch, scored)
-    if report["rows"] == 0:
+    champion, challenger = report.champion, report.challenger
+    if report.rows == 0 or champion is None or challenger is None:
         return None
-    champion, challenger = report[CHAMPION], report[CHALLENGER]
-    report["gain"] = {
-        metric: challenger[metric] - champion[metric]
-        for metric in ("roc_auc", "log_loss", "worst_slice_auc")
-    }
+    report.gain = ShadowGain(
+        roc_auc=challenger.roc_auc - champion.roc_auc,
+        log_loss=challenger.log_loss - champion.log_loss,
+        worst_slice_auc=challenger.worst_slice_auc - champion.worst_slice_auc,
+    )
     return report
 
 
-def shadow_markdown(report: dict[str, Any]) -> str:
+def shadow_markdown(report: ShadowReport, gain: ShadowGain) -> str:
     rows = [
-        f"| {alias} | v{report[alias]['version']} | {report[alias]['roc_auc']:.4f} | "
-        f"{report[alias]['log_loss']:.4f} | {report[alias]['worst_slice_auc']:.4f} |"
-        for alias in (CHAMPION, CHALLENGER)
+        f"| {alias} | v{m.version} | {m.roc_auc:.4f} | {m.log_loss:.4f} | {m.worst_slice_auc:.4f} |"
+        for alias, m in ((CHAMPION, report.champion), (CHALLENGER, report.challenger))
+        if m is not None
     ]
-    gain = report["gain"]
     return "\n".join(
         [
-            f"### Shadow scoring of {report['batch']} ({report['rows']:,} labelled rows)",
+            f"### Shadow scoring of {report.batch} ({report.rows:,} labelled rows)",
             "",
             "| alias | version | ROC AUC | log loss | worst slice AUC |",
             "| --- | --- | --- | --- | --- |",
             *rows,
             "",
-            f"Challenger minus champion: ROC AUC {gain['roc_auc']:+.4f}, "
-            f"log loss {gain['log_loss']:+.4f}.",
+            f"Challenger minus champion: ROC AUC {gain.roc_auc:+.4f}, "
+            f"log loss {gain.log_loss:+.4f}.",
         ]
     )
 
 
 @task(name="compare-shadow", cache_policy=NO_CACHE)
-def compare_shadow_task(config: PerennialConfig, batch: str) -> dict[str, Any] | None:
+def compare_shadow_task(config: PerennialConfig, batch: str) -> ShadowReport | None:
     """Champion vs challenger on a batch both scored, once its labels are in: the evidence a
     later promotion can point to (a markdown artifact)."""
     from prefect.artifacts import create_markdown_artifact
@@ -136,41 +192,42 @@ def compare_shadow_task(config: PerennialConfig, batch: str) -> dict[str, Any] |
     from tasks.core.storage import open_storage
 
     report = compare_shadow(open_storage(config.home), config, batch)
-    if report is not None:
+    if report is not None and report.gain and report.champion and report.challenger:
         create_markdown_artifact(
             key=artifact_key(f"shadow-{config.dataset}-{batch}"),
-            markdown=shadow_markdown(report),
-            description=f"shadow scoring {batch}: challenger AUC gain "
-            f"{report['gain']['roc_auc']:+.4f}",
+            markdown=shadow_markdown(report, report.gain),
+            description=f"shadow scoring {batch}: challenger AUC gain {report.gain.roc_auc:+.4f}",
         )
         run_logger().info(
             "shadow %s: challenger v%s minus champion v%s, ROC AUC %+.4f",
             batch,
-            report["challenger"]["version"],
-            report["champion"]["version"],
-            report["gain"]["roc_auc"],
+            report.challenger.version,
+            report.champion.version,
+            report.gain.roc_auc,
         )
     return report
 
 
 @task(name="score-batch", cache_policy=NO_CACHE)
-def score_batch_task(config: PerennialConfig, batch: str, explain: bool = False) -> dict[str, Any]:
+def score_batch_task(config: PerennialConfig, batch: str, explain: bool = False) -> ScoringSummary:
     from tasks.core.storage import open_storage
 
     storage = open_storage(config.home)
     frame = storage.read_parquet(catalog.key("validated", config, batch=batch))
     scored = score_frame(frame, config, registry_models(config), explain)
     storage.write_parquet(catalog.key("predictions", config, batch=batch), scored)
-    summary: dict[str, Any] = {
-        "batch": batch,
-        "rows": len(scored),
-        "key": catalog.key("predictions", config, batch=batch),
-        "explained": explain,
+    by = {
+        alias: AliasScore(
+            str(scored[f"{alias}_version"].iloc[0]), float(scored[f"{alias}_score"].mean())
+        )
+        for alias in (CHAMPION, CHALLENGER)
+        if f"{alias}_version" in scored.columns
     }
-    for alias in (CHAMPION, CHALLENGER):
-        if f"{alias}_version" in scored.columns:
-            summary[alias] = {
-                "version": str(scored[f"{alias}_version"].iloc[0]),
-                "mean_score": float(scored[f"{alias}_score"].mean()),
-            }
-    return summary
+    return ScoringSummary(
+        batch=batch,
+        rows=len(scored),
+        key=catalog.key("predictions", config, batch=batch),
+        explained=explain,
+        champion=by[CHAMPION],
+        challenger=by.get(CHALLENGER),
+    )

@@ -6,7 +6,7 @@ the policy's decision (as for shadow scoring, `tasks.serve.predict.compare_shado
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
 
 import pandas as pd
 from prefect import task
@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.core import catalog
 from tasks.core.artifacts import artifact_key
 from tasks.core.config import PerennialConfig
+from tasks.core.results import ABSENT_IF_NONE
 from tasks.core.storage import Storage
 from tasks.data.features import label
 from tasks.registry.client import CHALLENGER, CHAMPION
@@ -22,6 +23,39 @@ from tasks.registry.evaluate import metrics_from
 from tasks.watch.live import ARM, SCORE, VERSION, live_batches_within, read_live
 
 LABEL = "_label"
+
+
+@dataclass
+class ArmMetrics:
+    """One arm on its labelled live rows, with the scores it served."""
+
+    versions: list[str]  # the alias may have moved within the period
+    rows: int
+    roc_auc: float
+    log_loss: float
+    label_rate: float
+    mean_score: float
+
+
+@dataclass
+class ArmsGain:
+    """Challenger minus champion (a positive AUC gain: the challenger is better)."""
+
+    roc_auc: float
+    log_loss: float
+
+
+@dataclass
+class ArmsReport:
+    """The A/B arms of a batch's period: how many live rows were sampled, how many have a
+    label, each arm's metrics (None: it served no labelled row), and the gain when both did."""
+
+    batch: str
+    live_rows: int
+    rows: int
+    champion: ArmMetrics | None
+    challenger: ArmMetrics | None
+    gain: ArmsGain | None = field(default=None, metadata=ABSENT_IF_NONE)
 
 
 def as_type_of(values: pd.Series, like: pd.Series) -> pd.Series:
@@ -54,22 +88,22 @@ def join_labels(live: pd.DataFrame, frame: pd.DataFrame, config: PerennialConfig
     return left.merge(right, on=keys, how="inner")
 
 
-def arm_metrics(joined: pd.DataFrame, alias: str) -> dict[str, Any] | None:
+def arm_metrics(joined: pd.DataFrame, alias: str) -> ArmMetrics | None:
     rows = joined[joined[ARM] == alias]
     if rows.empty:
         return None
     metrics = metrics_from(rows, rows[LABEL], rows[SCORE].to_numpy(dtype="float64"))
-    return {
-        "versions": sorted(rows[VERSION].astype(str).unique().tolist()),
-        "rows": len(rows),
-        "roc_auc": metrics.roc_auc,
-        "log_loss": metrics.log_loss,
-        "label_rate": metrics.label_rate,
-        "mean_score": metrics.mean_prediction,
-    }
+    return ArmMetrics(
+        versions=sorted(rows[VERSION].astype(str).unique().tolist()),
+        rows=len(rows),
+        roc_auc=metrics.roc_auc,
+        log_loss=metrics.log_loss,
+        label_rate=metrics.label_rate,
+        mean_score=metrics.mean_prediction,
+    )
 
 
-def compare_arms(storage: Storage, config: PerennialConfig, batch: str) -> dict[str, Any] | None:
+def compare_arms(storage: Storage, config: PerennialConfig, batch: str) -> ArmsReport | None:
     """Each arm's AUC and row count on the live rows of `batch` whose labels are in, or None
     when there is nothing to compare: no key columns in the config, no labelled batch, no live
     rows for its period, or none of them labelled yet."""
@@ -87,44 +121,38 @@ def compare_arms(storage: Storage, config: PerennialConfig, batch: str) -> dict[
     joined = join_labels(live, storage.read_parquet(validated), config)
     if joined.empty:
         return None
-    report: dict[str, Any] = {
-        "batch": batch,
-        "live_rows": len(live),
-        "rows": len(joined),
-        CHAMPION: arm_metrics(joined, CHAMPION),
-        CHALLENGER: arm_metrics(joined, CHALLENGER),
-    }
-    if report[CHAMPION] and report[CHALLENGER]:
-        report["gain"] = {
-            metric: report[CHALLENGER][metric] - report[CHAMPION][metric]
-            for metric in ("roc_auc", "log_loss")
-        }
-    return report
+    champion, challenger = arm_metrics(joined, CHAMPION), arm_metrics(joined, CHALLENGER)
+    gain = None
+    if champion and challenger:
+        gain = ArmsGain(
+            roc_auc=challenger.roc_auc - champion.roc_auc,
+            log_loss=challenger.log_loss - champion.log_loss,
+        )
+    return ArmsReport(batch, len(live), len(joined), champion, challenger, gain)
 
 
-def arms_markdown(report: dict[str, Any]) -> str:
+def arms_markdown(report: ArmsReport) -> str:
     lines = [
-        f"### A/B arms on live traffic of {report['batch']} "
-        f"({report['rows']:,} of {report['live_rows']:,} sampled rows labelled)",
+        f"### A/B arms on live traffic of {report.batch} "
+        f"({report.rows:,} of {report.live_rows:,} sampled rows labelled)",
         "",
         "| arm | versions | rows | ROC AUC | log loss |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for alias in (CHAMPION, CHALLENGER):
-        arm = report[alias]
+    for alias, arm in ((CHAMPION, report.champion), (CHALLENGER, report.challenger)):
         if arm:
             lines.append(
-                f"| {alias} | {', '.join('v' + v for v in arm['versions'])} | {arm['rows']:,} | "
-                f"{arm['roc_auc']:.4f} | {arm['log_loss']:.4f} |"
+                f"| {alias} | {', '.join('v' + v for v in arm.versions)} | {arm.rows:,} | "
+                f"{arm.roc_auc:.4f} | {arm.log_loss:.4f} |"
             )
-    if "gain" in report:
-        lines += ["", f"Challenger minus champion: ROC AUC {report['gain']['roc_auc']:+.4f}."]
+    if report.gain:
+        lines += ["", f"Challenger minus champion: ROC AUC {report.gain.roc_auc:+.4f}."]
     lines += ["", "Reported only: promotion stays the policy's decision (`perennial train`)."]
     return "\n".join(lines)
 
 
 @task(name="compare-arms", cache_policy=NO_CACHE)
-def compare_arms_task(config: PerennialConfig, batch: str) -> dict[str, Any] | None:
+def compare_arms_task(config: PerennialConfig, batch: str) -> ArmsReport | None:
     """The A/B arms of a labelled batch's period, as a markdown artifact too."""
     from prefect.artifacts import create_markdown_artifact
 
@@ -136,7 +164,7 @@ def compare_arms_task(config: PerennialConfig, batch: str) -> dict[str, Any] | N
         create_markdown_artifact(
             key=artifact_key(f"ab-{config.dataset}-{batch}"),
             markdown=arms_markdown(report),
-            description=f"A/B arms on live traffic {batch}: {report['rows']} labelled rows",
+            description=f"A/B arms on live traffic {batch}: {report.rows} labelled rows",
         )
         run_logger().info("A/B arms %s: %s", batch, arms_markdown(report).splitlines()[0])
     return report

@@ -152,10 +152,10 @@ def estimate_line(report: DriftReport) -> str:
     est = report.estimated
     from tasks.watch.estimate import trust_text
 
-    line = f"\n- champion AUC **estimated** (CBPE, before labels): {est['estimated_auc']:.4f}"
+    line = f"\n- champion AUC **estimated** (CBPE, before labels): {est.estimated_auc:.4f}"
     line += trust_text(est)
-    if est["realised_auc"] is not None:
-        line += f"; real AUC on the labelled rows {est['realised_auc']:.4f} ({est['error']:+.4f})"
+    if est.realised_auc is not None and est.error is not None:
+        line += f"; real AUC on the labelled rows {est.realised_auc:.4f} ({est.error:+.4f})"
     return line
 
 

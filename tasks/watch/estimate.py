@@ -22,6 +22,7 @@ span, which is how far to trust it.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -29,9 +30,35 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.core.results import ABSENT_IF_NONE
 from tasks.data.features import Datasets
 
 MIN_CALIBRATION_ROWS = 50  # below this an isotonic map is noise: no estimate
+
+
+@dataclass
+class PastErrors:
+    """The estimate's errors (estimate minus real AUC) on the earlier labelled batches."""
+
+    batches: int
+    mean: float
+    low: float
+    high: float
+
+
+@dataclass
+class Estimate:
+    """The champion's AUC on a batch, estimated before its labels (CBPE); the real AUC and the
+    error beside it once labels are in; and, given enough earlier labelled batches, the estimate
+    corrected by their mean error and the `range` the real AUC fell in relative to it there."""
+
+    method: str
+    estimated_auc: float
+    realised_auc: float | None
+    error: float | None
+    past_errors: PastErrors | None = field(default=None, metadata=ABSENT_IF_NONE)
+    corrected_auc: float | None = field(default=None, metadata=ABSENT_IF_NONE)
+    range: list[float] | None = field(default=None, metadata=ABSENT_IF_NONE)
 
 
 def fit_calibration(scores: np.ndarray, labels: np.ndarray | pd.Series) -> dict[str, Any] | None:
@@ -82,7 +109,7 @@ def expected_auc(scores: np.ndarray, probabilities: np.ndarray) -> float:
 
 def estimate_auc(
     calibration: dict[str, Any] | None, scores: np.ndarray, realised_auc: float | None = None
-) -> dict[str, Any] | None:
+) -> Estimate | None:
     """The estimate as monitoring reports it; `realised_auc` (the AUC on the batch's labelled
     rows, once they are in) is put beside it with the error. None without a calibration map
     (a champion trained before estimates existed)."""
@@ -90,49 +117,43 @@ def estimate_auc(
         return None
     estimated = expected_auc(scores, calibrate(calibration, scores))
     known = realised_auc is not None and math.isfinite(realised_auc)
-    return {
-        "method": "CBPE",
-        "estimated_auc": estimated,
-        "realised_auc": realised_auc if known else None,
-        "error": estimated - realised_auc if known and realised_auc is not None else None,
-    }
+    return Estimate(
+        method="CBPE",
+        estimated_auc=estimated,
+        realised_auc=realised_auc if known else None,
+        error=estimated - realised_auc if known and realised_auc is not None else None,
+    )
 
 
 MIN_PAST_ERRORS = 2  # fewer earlier labelled batches: the estimate is shown uncorrected
 
 
-def with_past_errors(estimate: dict[str, Any], past: list[float]) -> dict[str, Any]:
+def with_past_errors(estimate: Estimate, past: list[float]) -> Estimate:
     """The estimate with what the earlier labelled batches say of it: `past_errors` (how many,
     mean, lowest, highest), the `corrected_auc` (estimate minus their mean) and the `range`
     the real AUC fell in relative to the estimate on those batches. Unchanged with fewer than
     `MIN_PAST_ERRORS` of them."""
     errors = [e for e in past if e is not None and math.isfinite(e)]
-    if len(errors) < MIN_PAST_ERRORS or not math.isfinite(estimate["estimated_auc"]):
+    if len(errors) < MIN_PAST_ERRORS or not math.isfinite(estimate.estimated_auc):
         return estimate
-    value, mean = estimate["estimated_auc"], float(np.mean(errors))
-    return {
-        **estimate,
-        "past_errors": {
-            "batches": len(errors),
-            "mean": mean,
-            "low": min(errors),
-            "high": max(errors),
-        },
-        "corrected_auc": value - mean,
-        "range": [value - max(errors), value - min(errors)],
-    }
+    value, mean = estimate.estimated_auc, float(np.mean(errors))
+    return replace(
+        estimate,
+        past_errors=PastErrors(len(errors), mean, min(errors), max(errors)),
+        corrected_auc=value - mean,
+        range=[value - max(errors), value - min(errors)],
+    )
 
 
-def trust_text(estimate: dict[str, Any]) -> str:
+def trust_text(estimate: Estimate) -> str:
     """How far to trust an estimate, in words ("" without earlier labelled batches)."""
-    past = estimate.get("past_errors")
-    if not past:
+    past, corrected, likely = estimate.past_errors, estimate.corrected_auc, estimate.range
+    if past is None or corrected is None or likely is None:
         return ""
-    low, high = estimate["range"]
+    low, high = likely
     return (
-        f"; it erred by {past['low']:+.4f} to {past['high']:+.4f} on {past['batches']} earlier "
-        f"labelled batches: corrected {estimate['corrected_auc']:.4f}, likely {low:.4f} to "
-        f"{high:.4f}"
+        f"; it erred by {past.low:+.4f} to {past.high:+.4f} on {past.batches} earlier "
+        f"labelled batches: corrected {corrected:.4f}, likely {low:.4f} to {high:.4f}"
     )
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,11 @@ import pandas as pd
 from tasks.core import catalog
 from tasks.core.config import PerennialConfig
 from tasks.core.config_drift import DriftConfig
+from tasks.core.results import jsonable
 from tasks.core.storage import S3Storage, Storage
+
+if TYPE_CHECKING:
+    from tasks.watch.estimate import Estimate
 
 EPSILON = 1e-4  # floor of a bin's share, so an empty bin gives a large but finite PSI
 OK, WARN, ALERT, TOO_FEW_ROWS = "ok", "warn", "alert", "too_few_rows"
@@ -176,6 +180,16 @@ def load_reference(storage: Storage, config: PerennialConfig, version: str) -> d
 
 
 @dataclass
+class LabelShift:
+    """The positive rate of a batch's labels against the reference's, and the PSI of the two."""
+
+    reference_rate: float
+    batch_rate: float
+    shift: float  # batch minus reference
+    psi: float
+
+
+@dataclass
 class DriftReport:
     dataset: str
     batch: str
@@ -187,17 +201,14 @@ class DriftReport:
     drifted_features: list[str]  # PSI at or above psi_alert
     warned_features: list[str]  # PSI at or above psi_warn, below psi_alert
     reasons: list[str] = field(default_factory=list)
-    label: dict[str, float] | None = None  # reference and batch label rate, and their PSI
+    label: LabelShift | None = None
     performance: dict[str, float] | None = None  # champion AUC on the batch vs its holdout AUC
-    estimated: dict[str, Any] | None = None  # CBPE estimate of the AUC (tasks/watch/estimate.py)
+    estimated: Estimate | None = None  # CBPE estimate of the AUC (tasks/watch/estimate.py)
     labelled: dict[str, float] | None = None  # champion metrics on the labelled rows
     weighted_psi: float | None = None  # PSI weighted by the champion's use of each feature
     weighted_alert: float | None = None  # the calibrated threshold it is held against
     holdout_auc_interval: list[float] | None = None  # the champion's AUC interval on its holdout
     seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def event_payload(self) -> dict[str, Any]:
         return {
@@ -206,8 +217,8 @@ class DriftReport:
             "drifted_features": self.drifted_features,
             "reference_version": self.reference_version,
             "reasons": self.reasons,
-            "label": self.label,
-            "estimated_auc": self.estimated["estimated_auc"] if self.estimated else None,
+            "label": jsonable(self.label),
+            "estimated_auc": self.estimated.estimated_auc if self.estimated else None,
             "weighted_psi": None if self.weighted_psi is None else round(self.weighted_psi, 4),
         }
 
@@ -278,12 +289,12 @@ def compare(
     if labels is not None and len(labels):
         rate = float(np.mean(np.asarray(labels)))
         expected = profile["label_rate"]
-        report.label = {
-            "reference_rate": expected,
-            "batch_rate": rate,
-            "shift": rate - expected,
-            "psi": psi([1 - expected, expected], [1 - rate, rate]),
-        }
+        report.label = LabelShift(
+            reference_rate=expected,
+            batch_rate=rate,
+            shift=rate - expected,
+            psi=psi([1 - expected, expected], [1 - rate, rate]),
+        )
     if labelled_auc is not None and holdout_auc is not None and math.isfinite(labelled_auc):
         report.performance = {
             "batch_auc": labelled_auc,
@@ -313,11 +324,11 @@ def judge(report: DriftReport, drift: DriftConfig) -> tuple[str, list[str]]:
     if report.drifted_features:
         listed = ", ".join(f"{n} {report.psi[n]:.3f}" for n in report.drifted_features)
         reasons.append(f"PSI >= {drift.psi_alert}: {listed}")
-    if report.label and abs(report.label["shift"]) >= drift.label_shift_alert:
+    if report.label and abs(report.label.shift) >= drift.label_shift_alert:
         label = report.label
         reasons.append(
-            f"label drift: positive rate {label['batch_rate']:.3f} vs {label['reference_rate']:.3f}"
-            f" in the reference (shift {label['shift']:+.3f}, alert at "
+            f"label drift: positive rate {label.batch_rate:.3f} vs {label.reference_rate:.3f}"
+            f" in the reference (shift {label.shift:+.3f}, alert at "
             f"{drift.label_shift_alert})"
         )
     if report.performance and report.performance["drop"] >= drift.auc_drop_alert:
@@ -369,15 +380,15 @@ def _judge_weighted(report: DriftReport, drift: DriftConfig) -> tuple[str, list[
 def _estimate_below(report: DriftReport) -> str | None:
     """The estimate's reason to alert: even its most favourable reading, given the errors it had
     on earlier labelled batches, is below the champion's holdout interval. None otherwise."""
-    estimate, interval = report.estimated or {}, report.holdout_auc_interval
-    if not interval or "range" not in estimate:
+    estimate, interval = report.estimated, report.holdout_auc_interval
+    if not interval or estimate is None or estimate.range is None:
         return None
-    low, high = estimate["range"]
-    if high >= interval[0]:
+    low, high = estimate.range
+    if high >= interval[0] or estimate.corrected_auc is None or estimate.past_errors is None:
         return None
     return (
-        f"champion AUC estimated before labels {estimate['corrected_auc']:.4f} (range {low:.4f} "
-        f"to {high:.4f} from its errors on {estimate['past_errors']['batches']} earlier batches) "
+        f"champion AUC estimated before labels {estimate.corrected_auc:.4f} (range {low:.4f} "
+        f"to {high:.4f} from its errors on {estimate.past_errors.batches} earlier batches) "
         f"below its holdout interval [{interval[0]:.4f}, {interval[1]:.4f}]"
     )
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from prefect import task
@@ -81,9 +80,36 @@ def summarize(results: list[ReplayResult]) -> PolicySummary:
     )
 
 
+@dataclass
+class PolicyRecord:
+    """One policy over every seed, as `perennial replay` prints it and the report page draws
+    it: the mean realized AUC per batch, its mean and the 95% interval over seeds, and the mean
+    counts per seed."""
+
+    per_batch: list[float]
+    mean_realized_auc: float
+    interval: list[float]
+    retrains: float
+    promotions: float
+    alerts: float
+    train_seconds: float
+
+
+@dataclass
+class ReplaySummary:
+    """What `perennial replay` returns and stores (`reports/<dataset>/replay.json`)."""
+
+    dataset: str
+    batches: list[str]  # the batches scored
+    seeds: list[int]
+    policies: dict[str, PolicyRecord]
+    seconds: float
+    generated_at: str
+
+
 def summary_record(
     config: PerennialConfig, results: list[ReplayResult], seconds: float
-) -> dict[str, Any]:
+) -> ReplaySummary:
     """The stored summary (`reports/<dataset>/replay.json`, drawn by the report page) of the
     replays of every policy under every seed."""
     from datetime import UTC, datetime
@@ -94,27 +120,29 @@ def summary_record(
     policies = {}
     for name, found in by_policy.items():
         summary = summarize(found)
-        policies[name] = {
-            "per_batch": list(summary.per_batch_realized_auc.values()),
-            "mean_realized_auc": summary.mean_realized_auc,
-            "interval": list(summary.interval_t95),
-            "retrains": summary.retrains,
-            "promotions": summary.promotions,
-            "alerts": summary.alerts,
-            "train_seconds": summary.train_seconds,
-        }
-    return {
-        "dataset": config.dataset,
-        "batches": results[0].scored if results else [],
-        "seeds": sorted({r.seed for r in results}),
-        "policies": policies,
-        "seconds": round(seconds, 1),
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+        policies[name] = PolicyRecord(
+            per_batch=list(summary.per_batch_realized_auc.values()),
+            mean_realized_auc=summary.mean_realized_auc,
+            interval=list(summary.interval_t95),
+            retrains=summary.retrains,
+            promotions=summary.promotions,
+            alerts=summary.alerts,
+            train_seconds=summary.train_seconds,
+        )
+    return ReplaySummary(
+        dataset=config.dataset,
+        batches=results[0].scored if results else [],
+        seeds=sorted({r.seed for r in results}),
+        policies=policies,
+        seconds=round(seconds, 1),
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
 
 
 @task(name="save-replay", cache_policy=NO_CACHE)
-def save_replay_task(config: PerennialConfig, results: list[ReplayResult]) -> dict[str, Any]:
+def save_replay_task(config: PerennialConfig, results: list[ReplayResult]) -> ReplaySummary:
+    from tasks.core.results import jsonable
+
     record = summary_record(config, results, sum(r.train_seconds for r in results))
-    open_storage(config.home).write_json(catalog.key("replay", config), record)
+    open_storage(config.home).write_json(catalog.key("replay", config), jsonable(record))
     return record

@@ -11,6 +11,7 @@ self-contained HTML page per model, `reports/<model>.html` (built by tasks/watch
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.core import catalog
 from tasks.core.artifacts import artifact_key
 from tasks.core.config import PerennialConfig
+from tasks.core.results import jsonable
 from tasks.core.storage import Storage
 
 if TYPE_CHECKING:
@@ -40,7 +42,7 @@ def batch_record(report: DriftReport) -> dict[str, Any]:
         "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "rows": report.rows,
         "labelled": report.labelled,  # AUC, log loss, positive rate, rows; None before labels
-        "estimated": report.estimated,  # CBPE, with the real AUC beside it when labelled
+        "estimated": jsonable(report.estimated),  # CBPE, with the real AUC beside it when labelled
         "drift": {
             "status": report.status,
             "max_psi": report.max_psi,
@@ -164,7 +166,22 @@ def gather(storage: Storage, config: PerennialConfig) -> dict[str, Any]:
     }
 
 
-def write_report(storage: Storage, config: PerennialConfig) -> dict[str, Any]:
+@dataclass
+class ReportSummary:
+    """Where the model's report page is, and what it shows (counts of each)."""
+
+    model: str
+    key: str
+    location: str  # a file:// or s3:// URL
+    path: str  # what to open: a local path, or the s3:// URL of an S3 home
+    bytes: int
+    batches: int
+    decisions: int
+    quarantines: int
+    costs: int
+
+
+def write_report(storage: Storage, config: PerennialConfig) -> ReportSummary:
     """Build the page and store it under `reports/<model>.html`; a summary of what it shows."""
     from tasks.core.storage import S3Storage
     from tasks.watch.profile import plot_location
@@ -174,17 +191,18 @@ def write_report(storage: Storage, config: PerennialConfig) -> dict[str, Any]:
     page = render_page(data).encode()
     key = catalog.key("report_page", config)
     storage.write_bytes(key, page)
-    return {
-        "model": config.model_name,
-        "key": key,
-        "location": plot_location(storage, key),
-        # what to open: a local path, or the s3:// URL of an S3 home
-        "path": plot_location(storage, key)
-        if isinstance(storage, S3Storage)
-        else str(storage.path(key)),
-        "bytes": len(page),
-        **{name: len(data[name]) for name in ("batches", "decisions", "quarantines", "costs")},
-    }
+    location = plot_location(storage, key)
+    return ReportSummary(
+        model=config.model_name,
+        key=key,
+        location=location,
+        path=location if isinstance(storage, S3Storage) else str(storage.path(key)),
+        bytes=len(page),
+        batches=len(data["batches"]),
+        decisions=len(data["decisions"]),
+        quarantines=len(data["quarantines"]),
+        costs=len(data["costs"]),
+    )
 
 
 # -- Prefect tasks ----------------------------------------------------------------------------
@@ -198,7 +216,7 @@ def record_batch_task(config: PerennialConfig, report: DriftReport) -> bool:
 
 
 @task(name="write-report", cache_policy=NO_CACHE)
-def write_report_task(config: PerennialConfig) -> dict[str, Any]:
+def write_report_task(config: PerennialConfig) -> ReportSummary:
     """The page, and a Prefect link artifact pointing at it."""
     from prefect.artifacts import create_link_artifact
 
@@ -207,16 +225,16 @@ def write_report_task(config: PerennialConfig) -> dict[str, Any]:
     summary = write_report(open_storage(config.home), config)
     create_link_artifact(
         key=artifact_key(f"report-{config.model_name}"),
-        link=summary["location"],
+        link=summary.location,
         link_text=f"{config.model_name} report (self-contained HTML)",
         description=f"Performance over time, decisions, drift, quarantines and cost of "
-        f"{config.model_name}: {summary['batches']} batches, {summary['decisions']} decisions",
+        f"{config.model_name}: {summary.batches} batches, {summary.decisions} decisions",
     )
     return summary
 
 
 @task(name="refresh-report", cache_policy=NO_CACHE)
-def refresh_report_task(config: PerennialConfig) -> dict[str, Any] | None:
+def refresh_report_task(config: PerennialConfig) -> ReportSummary | None:
     """Monitoring's refresh of the page: a report that cannot be built is logged, never a
     failed monitoring run (the drift verdict and its event matter more than the page)."""
     from tasks.core.run_logging import run_logger

@@ -113,13 +113,13 @@ def test_each_alert_kind_reaches_each_channel_once_from_the_real_flows(
 
     # A promotion: the first champion.
     trained = training(batches=f"{weeks[0]}..{weeks[3]}", dataset="sensors")
-    assert trained["promoted"]
-    promoted = everywhere(httpserver, sink, "promotion", f"v{trained['version']}")
+    assert trained.promoted
+    promoted = everywhere(httpserver, sink, "promotion", f"v{trained.version}")
     assert promoted["facts"]["by"] and promoted["facts"]["why"]  # who, and the numbers behind
 
     # A quarantined batch: rule, column, example.
     gated = ingestion(batch=weeks[4], dataset="sensors")
-    assert gated["gate"] == "failed", gated
+    assert gated.gate == "failed", gated
     quarantined = everywhere(httpserver, sink, "quarantine", weeks[4])
     assert quarantined["facts"]["column 1"] == "load"
     assert quarantined["facts"]["rule 1"].startswith("expect_")
@@ -127,11 +127,11 @@ def test_each_alert_kind_reaches_each_channel_once_from_the_real_flows(
 
     # Drift: batch, max PSI, features; a second look at the same batch alerts nobody again.
     report = monitoring(batch=weeks[5], dataset="sensors")
-    assert report["status"] == "alert", report["reasons"]
+    assert report.status == "alert", report.reasons
     drifted = everywhere(httpserver, sink, "drift", weeks[5])
-    assert drifted["facts"]["max PSI"] == round(report["max_psi"], 4)
+    assert drifted["facts"]["max PSI"] == round(report.max_psi, 4)
     assert "site" in drifted["facts"]["drifted features"]
-    assert monitoring(batch=weeks[5], dataset="sensors")["status"] == "alert"
+    assert monitoring(batch=weeks[5], dataset="sensors").status == "alert"
     everywhere(httpserver, sink, "drift", weeks[5])  # still exactly one
 
     # A failed training run (a week that never arrived), from the flow's on_failure hook.

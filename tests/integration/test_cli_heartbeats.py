@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from prefect import flow
 
-from flows.cli import _run
+from flows.cli.runner import run as run_flow
 
 pytestmark = [pytest.mark.integration]
 
@@ -21,5 +21,5 @@ def heartbeat_probe() -> Any:
 
 
 def test_short_commands_send_no_heartbeats_and_long_ones_do(prefect_api_url: str) -> None:
-    assert _run(heartbeat_probe) is None
-    assert _run(heartbeat_probe, heartbeats=True) == 180  # Prefect's default
+    assert run_flow(heartbeat_probe) is None
+    assert run_flow(heartbeat_probe, heartbeats=True) == 180  # Prefect's default

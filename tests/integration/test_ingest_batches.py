@@ -35,8 +35,7 @@ def test_a_folder_lands_in_one_run_and_failures_do_not_stop_the_others(
     prefect_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("PERENNIAL_HOME", raising=False)
-    # The CLI points PERENNIAL_CONFIGS_DIR at the config's folder: undone after the test.
-    monkeypatch.setenv("PERENNIAL_CONFIGS_DIR", str(tmp_path))
+    # No PERENNIAL_CONFIGS_DIR: the CLI names the config's folder to the flow.
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     history = incoming / "seattle-weather.csv"

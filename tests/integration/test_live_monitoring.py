@@ -66,7 +66,8 @@ def test_live_traffic_feeds_drift_and_the_ab_arms(
     from fastapi.testclient import TestClient
     from typer.testing import CliRunner
 
-    from flows.cli import _arms_lines, app
+    from flows.cli import app
+    from flows.cli.watch import arms_lines
     from flows.serve import create_app
     from flows.training import training
     from tasks.data.ingest import land_batch
@@ -89,7 +90,7 @@ def test_live_traffic_feeds_drift_and_the_ab_arms(
     second = training(batches="2024-W01..2024-W05", dataset="sensors")
     champion = version_by_alias(config, CHAMPION)
     assert champion is not None
-    other = next(v for v in (first["version"], second["version"]) if v != champion.version)
+    other = next(v for v in (first.version, second.version) if v != champion.version)
     connect(config).set_registered_model_alias(config.model_name, CHALLENGER, other)
 
     # A week of requests, ten rows each, whose loads drifted well above the training range.
@@ -148,6 +149,6 @@ def test_live_traffic_feeds_drift_and_the_ab_arms(
         assert arms[alias]["versions"] == [version] and arms[alias]["rows"] == len(mine)
         expected = roc_auc_score([labels[r] for r, _ in mine], [s for _, s in mine])
         assert arms[alias]["roc_auc"] == pytest.approx(expected, abs=1e-12)
-    human = "\n".join(_arms_lines(arms))
+    human = "\n".join(arms_lines(arms))
     assert f"A/B arms on {len(week):,} labelled live rows" in human
     assert f"challenger v{other}: {arms[CHALLENGER]['rows']:,} rows" in human

@@ -43,7 +43,7 @@ from tasks.registry.model_store import (
     load_model,
     log_and_register,
 )
-from tasks.registry.promotion import PolicyRefusedError
+from tasks.registry.promotion import PolicyRefusedError, RerunSummary, TrainingSummary
 from tasks.serve.predict import shadow_report
 from tests.conftest import FLIGHTS
 
@@ -68,9 +68,15 @@ def tags(version: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def first(prefect_server: None, module_home: Path) -> dict:
-    result = training(batches="2013-01..2013-03", trials=2, reason="test: first")
-    assert result["promoted"] and result["version"] == "1"
+def first(prefect_server: None, module_home: Path) -> TrainingSummary:
+    result = trained(training(batches="2013-01..2013-03", trials=2, reason="test: first"))
+    assert result.promoted and result.version == "1"
+    return result
+
+
+def trained(result: TrainingSummary | RerunSummary) -> TrainingSummary:
+    """A run that trained a new version (not a rerun that found one registered)."""
+    assert isinstance(result, TrainingSummary), result
     return result
 
 
@@ -84,14 +90,14 @@ def model_card(version: str) -> str:
     return Path(client.download_artifacts(result_run_id(version), "model_card.md")).read_text()
 
 
-def test_identical_training_registers_nothing_new(first: dict) -> None:
+def test_identical_training_registers_nothing_new(first: TrainingSummary) -> None:
     again = training(batches="2013-01..2013-03", trials=2, reason="test: duplicate")
-    assert again["existing"] and again["version"] == "1"
-    assert "nothing new registered" in again["reasons"][0]
+    assert isinstance(again, RerunSummary) and again.existing and again.version == "1"
+    assert "nothing new registered" in again.reasons[0]
     assert versions() == ["1"]
 
 
-def test_model_card_is_logged_with_the_version(first: dict) -> None:
+def test_model_card_is_logged_with_the_version(first: TrainingSummary) -> None:
     config = load_config(FLIGHTS)
     client = connect(config)
     run_id = client.get_model_version(config.model_name, "1").run_id
@@ -123,29 +129,30 @@ def test_model_card_is_logged_with_the_version(first: dict) -> None:
 
 
 def test_better_challenger_is_promoted_with_its_evidence(
-    first: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    first: TrainingSummary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    result = training(batches="2013-01..2013-04", trials=2, reason="test: more data")
+    result = trained(training(batches="2013-01..2013-04", trials=2, reason="test: more data"))
     # The search's and SHAP's PNGs are logged to the run; their temporary folders are gone.
     assert not list(scratch.glob("perennial-study-*")) + list(scratch.glob("perennial-explain-*"))
-    assert result["promoted"], result["reasons"]
-    assert champion() == result["version"]
+    assert result.promoted, result.reasons
+    assert champion() == result.version
     # v1 was refit on March, its holdout: both models saw January-March, so the holdout
     # compares recipes, and the challenger's refit on April is what it adds.
-    assert "its refit adds the holdout" in result["reasons"][0], result["reasons"]
-    low, high = result["interval"]
+    assert "its refit adds the holdout" in result.reasons[0], result.reasons
+    assert result.interval is not None
+    low, high = result.interval
     assert low < high
-    assert result["trained_on"] == ["2013-01", "2013-02", "2013-03", "2013-04"]
-    recorded = tags(result["version"])
+    assert result.trained_on == ["2013-01", "2013-02", "2013-03", "2013-04"]
+    recorded = tags(result.version)
     assert recorded["perennial.trained_on"] == "2013-01,2013-02,2013-03,2013-04"
     assert recorded["perennial.judged_on"] == "2013-04"
     assert tags("1")["perennial.trained_on"] == "2013-01,2013-02,2013-03"
-    params = connect(load_config(FLIGHTS)).get_run(result_run_id(result["version"])).data.params
+    params = connect(load_config(FLIGHTS)).get_run(result_run_id(result.version)).data.params
     assert int(params["n_estimators"]) > int(params["judged_rounds"])  # scaled to April's rows
-    card = model_card(result["version"])
+    card = model_card(result.version)
     assert "**the registered model is trained on 2013-01 to 2013-04**" in card
     assert "judged on holdout 2013-04" in card
     status = CliRunner().invoke(app, ["status", "--json"])
@@ -154,11 +161,12 @@ def test_better_challenger_is_promoted_with_its_evidence(
     assert recorded["perennial.replaced_version"] == "1"
     assert recorded["perennial.decision"] == "promoted"
     numbers = json.loads(recorded["perennial.decision_numbers"])
-    assert numbers["champion"]["roc_auc"] == pytest.approx(result["champion"]["roc_auc"])
+    assert result.champion is not None
+    assert numbers["champion"]["roc_auc"] == pytest.approx(result.champion.roc_auc)
 
 
 def test_worse_challenger_is_not_promoted_and_says_why(
-    first: dict, monkeypatch: pytest.MonkeyPatch
+    first: TrainingSummary, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = champion()
     # A deliberately weak model: stumps, a tiny learning rate, few rounds. (The champion's
@@ -168,32 +176,33 @@ def test_worse_challenger_is_not_promoted_and_says_why(
         "PERENNIAL_HPO__SEARCH_SPACE",
         '{"max_depth": {"low": 1, "high": 1}, "learning_rate": {"low": 0.01, "high": 0.02}}',
     )
-    result = training(batches="2013-02..2013-05", trials=2, reason="test: weak model")
-    assert not result["promoted"]
+    result = trained(training(batches="2013-02..2013-05", trials=2, reason="test: weak model"))
+    assert not result.promoted
     assert champion() == before
-    assert version_by_alias(load_config(FLIGHTS), CHALLENGER).version == result["version"]  # type: ignore[union-attr]
-    assert result["challenger"]["roc_auc"] < result["champion"]["roc_auc"]
-    assert any("beyond the noise" in b for b in result["blockers"]), result["blockers"]
-    assert next(b for b in result["blockers"] if "beyond the noise" in b) in result["reasons"]
+    assert version_by_alias(load_config(FLIGHTS), CHALLENGER).version == result.version  # type: ignore[union-attr]
+    assert result.champion is not None
+    assert result.challenger.roc_auc < result.champion.roc_auc
+    assert any("beyond the noise" in b for b in result.blockers), result.blockers
+    assert next(b for b in result.blockers if "beyond the noise" in b) in result.reasons
 
 
-def test_guard_regression_blocks(first: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_guard_regression_blocks(first: TrainingSummary, monkeypatch: pytest.MonkeyPatch) -> None:
     before = champion()
     # Any gain passes the primary check, but no worsening of log loss at all is tolerated.
     monkeypatch.setenv("PERENNIAL_PROMOTION__MIN_IMPROVEMENT", "0")
     monkeypatch.setenv("PERENNIAL_PROMOTION__GUARD_TOLERANCE", '{"log_loss": -1.0}')
     monkeypatch.setenv("PERENNIAL_HPO__SEED", "11")
-    result = training(batches="2013-02..2013-05", trials=2, reason="test: guard")
-    assert not result["promoted"]
-    assert any(r.startswith("guard log_loss worse by") for r in result["reasons"])
-    assert [b for b in result["blockers"] if "log_loss" in b] == [
-        r for r in result["reasons"] if r.startswith("guard log_loss worse by")
+    result = trained(training(batches="2013-02..2013-05", trials=2, reason="test: guard"))
+    assert not result.promoted
+    assert any(r.startswith("guard log_loss worse by") for r in result.reasons)
+    assert [b for b in result.blockers if "log_loss" in b] == [
+        r for r in result.reasons if r.startswith("guard log_loss worse by")
     ]
     assert champion() == before
 
 
 def test_crash_after_registration_keeps_the_champion_and_a_rerun_finishes(
-    first: dict, monkeypatch: pytest.MonkeyPatch
+    first: TrainingSummary, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before, count = champion(), len(versions())
 
@@ -213,11 +222,11 @@ def test_crash_after_registration_keeps_the_champion_and_a_rerun_finishes(
     assert (home / catalog.key("reference", load_config(FLIGHTS), version=pending)).is_file()
 
     rerun = training(batches="2013-01..2013-05", trials=2, reason="test: rerun after crash")
-    assert rerun["version"] == pending and len(versions()) == count + 1
+    assert rerun.version == pending and len(versions()) == count + 1
     assert "perennial.decision" in tags(pending)
 
 
-def test_racing_promotions_leave_one_champion_and_both_decisions(first: dict) -> None:
+def test_racing_promotions_leave_one_champion_and_both_decisions(first: TrainingSummary) -> None:
     config = load_config(FLIGHTS)
     current = champion()
     racers = [v for v in versions() if v != current][:2]
@@ -247,7 +256,7 @@ def history() -> list[str]:
     return champion_history(connect(config), config.model_name)
 
 
-def test_rollback_restores_the_previous_champion_and_records_it(first: dict) -> None:
+def test_rollback_restores_the_previous_champion_and_records_it(first: TrainingSummary) -> None:
     current = champion()
     assert history()[-1] == current
     replaced = history()[-2]
@@ -258,7 +267,7 @@ def test_rollback_restores_the_previous_champion_and_records_it(first: dict) -> 
     assert tags(replaced)["perennial.restored_from"] == current
 
 
-def test_rollback_refuses_when_there_is_nothing_to_go_back_to(first: dict) -> None:
+def test_rollback_refuses_when_there_is_nothing_to_go_back_to(first: TrainingSummary) -> None:
     for _ in range(len(history()) - 1):  # unwind to the first champion
         rollback_champion(reason="test: unwind")
     assert champion() == "1" and history() == ["1"]
@@ -267,7 +276,7 @@ def test_rollback_refuses_when_there_is_nothing_to_go_back_to(first: dict) -> No
 
 
 def test_manual_promotion_checks_the_policy_and_force_needs_a_reason(
-    first: dict, monkeypatch: pytest.MonkeyPatch
+    first: TrainingSummary, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     current = champion()
     other = next(v for v in versions() if v != current)
@@ -280,44 +289,45 @@ def test_manual_promotion_checks_the_policy_and_force_needs_a_reason(
         promote(version=other, reason="test: manual")
     assert champion() == current
     result = promote(version=other, reason="test: forced", force=True)
-    assert result["forced"] and result["previous"] == current
+    assert result.forced and result.previous == current
     assert champion() == other
     assert tags(other)["perennial.replaced_version"] == current
     assert "perennial.manual_promotion" in tags(other)
 
 
 def test_predictions_carry_the_model_version_and_shadow_scores(
-    first: dict, module_home: Path
+    first: TrainingSummary, module_home: Path
 ) -> None:
     config, storage = load_config(FLIGHTS), Storage(module_home)
     other = next(v for v in versions() if v != champion())
     connect(config).set_registered_model_alias(config.model_name, CHALLENGER, other)
     result = inference(batch="2013-06")
     scored = pd.read_parquet(module_home / catalog.key("predictions", config, batch="2013-06"))
-    assert len(scored) == result["rows"] > 20_000
+    assert len(scored) == result.rows > 20_000
     assert (scored["champion_version"] == champion()).all()
     assert scored["champion_score"].between(0, 1).all()
     challenger = version_by_alias(config, CHALLENGER).version  # type: ignore[union-attr]
     assert (scored["challenger_version"] == challenger).all()
     report = shadow_report(storage, config, "2013-06")
-    assert report["champion"]["version"] == champion()
-    assert 0.5 < report["challenger"]["roc_auc"] < 0.9
+    assert report.champion is not None and report.champion.version == champion()
+    assert report.challenger is not None and 0.5 < report.challenger.roc_auc < 0.9
 
 
 def test_the_monitor_compares_shadow_scores_once_labels_are_in(
-    first: dict, module_home: Path
+    first: TrainingSummary, module_home: Path
 ) -> None:
     # Follows the scoring test above: 2013-06 was scored by champion and challenger.
     config, storage = load_config(FLIGHTS), Storage(module_home)
     report = shadow_report(storage, config, "2013-06")
+    assert report.champion is not None and report.challenger is not None
     runner = CliRunner()
     monitored = runner.invoke(app, ["monitor", "--batch", "2013-06", "--json"])
     assert monitored.exit_code == 0, monitored.output
     shadow = json.loads(monitored.stdout)["shadow"]
     assert shadow["champion"]["version"] == champion()
-    assert shadow["challenger"]["version"] == report["challenger"]["version"] != champion()
-    assert shadow["rows"] == report["rows"] > 20_000
-    expected_gain = report["challenger"]["roc_auc"] - report["champion"]["roc_auc"]
+    assert shadow["challenger"]["version"] == report.challenger.version != champion()
+    assert shadow["rows"] == report.rows > 20_000
+    expected_gain = report.challenger.roc_auc - report.champion.roc_auc
     assert shadow["gain"]["roc_auc"] == pytest.approx(expected_gain)
     human = runner.invoke(app, ["monitor", "--batch", "2013-06"])
     assert f"challenger v{shadow['challenger']['version']} AUC" in human.stdout
@@ -328,7 +338,7 @@ def test_the_monitor_compares_shadow_scores_once_labels_are_in(
 
 
 def test_a_manual_promotion_checked_against_a_stale_champion_is_refused_unless_forced(
-    first: dict,
+    first: TrainingSummary,
 ) -> None:
     config = load_config(FLIGHTS)
     current = champion()
@@ -344,7 +354,7 @@ def test_a_manual_promotion_checked_against_a_stale_champion_is_refused_unless_f
     assert "(forced)" in tags(other)["perennial.manual_promotion"]
 
 
-def test_every_move_of_the_champion_is_in_the_audit_log_in_order(first: dict) -> None:
+def test_every_move_of_the_champion_is_in_the_audit_log_in_order(first: TrainingSummary) -> None:
     config = load_config(FLIGHTS)
     moves = champion_moves(connect(config), config.model_name)
     assert moves[0]["from"] is None and moves[0]["action"] == "train"
@@ -356,7 +366,7 @@ def test_every_move_of_the_champion_is_in_the_audit_log_in_order(first: dict) ->
 
 
 def test_a_tampered_model_artifact_is_refused_naming_the_version(
-    first: dict, module_home: Path
+    first: TrainingSummary, module_home: Path
 ) -> None:
     config = load_config(FLIGHTS)
     version = champion()
@@ -376,7 +386,7 @@ def test_a_tampered_model_artifact_is_refused_naming_the_version(
         pickle.write_bytes(original)
 
 
-def test_registration_checks_the_training_key_again_under_the_lock(first: dict) -> None:
+def test_registration_checks_the_training_key_again_under_the_lock(first: TrainingSummary) -> None:
     # Two machines that trained the same thing: the second registers nothing.
     config = load_config(FLIGHTS)
     existing = versions()[0]

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from flows.cli import _registry_status, _registry_status_by_mlflow, _status_entry
+from flows.cli.registry import RegistryStatus, registry_status, registry_status_by_mlflow, status_of
 from tasks.core.config import load_config
+from tasks.core.results import jsonable
 from tasks.registry import champion, cost
 from tasks.registry import client as registry_client
 from tasks.registry import reader as registry_reader
@@ -59,18 +60,8 @@ def build_registry(config: Any, artifacts: Path) -> None:
     client.delete_model_version(config.model_name, "3")
 
 
-def comparable(found: dict[str, Any]) -> str:
-    return json.dumps(found, sort_keys=True, default=str)  # NaN == NaN as text
-
-
-def mlflow_answer(config: Any) -> dict[str, Any]:
-    """What MLflow's own client returns, in the reader's shape (an aliased version as the
-    reader reads it: version, run id, its run's metrics, its tags)."""
-    found = _registry_status_by_mlflow(config)
-    for alias in ("champion", "challenger"):
-        entry = found[alias]
-        found[alias] = {key: entry[key] for key in ("version", "run_id", "metrics", "tags")}
-    return found
+def comparable(found: RegistryStatus) -> str:
+    return json.dumps(jsonable(found), sort_keys=True, default=str)  # NaN == NaN as text
 
 
 def test_status_read_with_sqlite_is_what_mlflow_returns(
@@ -88,7 +79,8 @@ def test_status_read_with_sqlite_is_what_mlflow_returns(
     assert read["champion"]["tags"]["perennial.decision"] == "promoted"
     assert [d["version"] for d in read["decisions"]] == ["2", "1"]
     assert len(read["costs"]) == 2  # the deleted run and the run without a cost are left out
-    assert comparable(read) == comparable(mlflow_answer(config))
+    by_mlflow = status_of(config.model_name, registry_status_by_mlflow(config))
+    assert comparable(status_of(config.model_name, read)) == comparable(by_mlflow)
 
     # `perennial status` answers from that reader: its fallback through MLflow is not taken.
     def fallback(*_args: Any, **_kwargs: Any) -> None:
@@ -97,10 +89,9 @@ def test_status_read_with_sqlite_is_what_mlflow_returns(
     monkeypatch.setattr(registry_client, "version_by_alias", fallback)
     monkeypatch.setattr(champion, "recent_decisions", fallback)
     monkeypatch.setattr(cost, "recent_costs", fallback)
-    shown = _registry_status(config)
-    for alias in ("champion", "challenger"):
-        read[alias] = _status_entry(read[alias])
-    assert comparable(shown) == comparable(read)
+    shown = registry_status(config)
+    assert shown.champion is not None and shown.champion.version == "1"
+    assert comparable(shown) == comparable(by_mlflow)
 
 
 def test_the_reader_knows_the_cost_totals_of_the_cost_module() -> None:

@@ -49,8 +49,8 @@ def test_monitoring_records_performance_and_perennial_report_shows_the_history(
     monkeypatch.setenv("PERENNIAL_CONFIGS_DIR", str(tmp_path))
 
     first = training(batches="2024-W01..2024-W03", dataset="sensors")
-    monitored = monitoring(batch="2024-W04", dataset="sensors")
-    assert monitored["report"]["batches"] == 1  # the page was refreshed by monitoring
+    refreshed = monitoring(batch="2024-W04", dataset="sensors").report
+    assert refreshed is not None and refreshed.batches == 1  # the page was refreshed by monitoring
     second = training(batches="2024-W01..2024-W04", dataset="sensors")
     monitored = CliRunner().invoke(
         app, ["monitor", "--batch", "2024-W05", "--config", str(config_path)]
@@ -64,7 +64,7 @@ def test_monitoring_records_performance_and_perennial_report_shows_the_history(
     records = storage.list(catalog.key("batch_records", config))
     assert len(records) == 2
     record = storage.read_json(records[0])
-    assert record["model_version"] == first["version"]
+    assert record["model_version"] == first.version
     labelled = record["labelled"]
     assert 0.5 < labelled["roc_auc"] <= 1 and labelled["log_loss"] > 0
     assert 0 < labelled["label_rate"] < 1 and labelled["rows"] == 1500
@@ -83,7 +83,7 @@ def test_monitoring_records_performance_and_perennial_report_shows_the_history(
     page = out.read_text()
     assert page.encode() == storage.read_bytes(summary["key"])  # the one in the home too
     assert len(re.findall(r'<img src="data:image/png;base64,', page)) == 4
-    versions = {first["version"], second["version"]}
+    versions = {first.version, second.version}
     assert all(f"<td>v{v}</td>" in page for v in versions)
     assert f'<td>{batches[5]}</td><td class="n">1</td>' in page  # the quarantine
 

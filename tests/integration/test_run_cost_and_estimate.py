@@ -46,7 +46,7 @@ def test_training_records_its_cost_and_monitoring_estimates_auc_before_labels(
 
     result = training(batches="2024-W01..2024-W04", dataset="sensors")
     champion = version_by_alias(config, CHAMPION)
-    assert champion is not None and champion.version == result["version"]
+    assert champion is not None and champion.version == result.version
 
     # Cost: per stage and for the run, as metrics of the run that registered the version.
     metrics = connect(config).get_run(champion.run_id).data.metrics
@@ -71,8 +71,8 @@ def test_training_records_its_cost_and_monitoring_estimates_auc_before_labels(
     profile = storage.read_json(catalog.key("reference", config, version=champion.version))
     assert profile["calibration"]["method"] == "isotonic"
     report = monitoring(batch="2024-W05", dataset="sensors")
-    estimated = report["estimated"]
-    assert estimated["method"] == "CBPE"
-    assert estimated["realised_auc"] is not None
+    estimated = report.estimated
+    assert estimated is not None and estimated.method == "CBPE"
+    assert estimated.realised_auc is not None
     # Same relation in every week (no concept drift): the estimate holds.
-    assert abs(estimated["estimated_auc"] - estimated["realised_auc"]) < 0.03
+    assert abs(estimated.estimated_auc - estimated.realised_auc) < 0.03

@@ -376,7 +376,7 @@ def test_training_flow_end_to_end_on_s3(
 
     result = training(batches="2013-01..2013-03", trials=1, reason="test: s3 state root")
 
-    assert result["promoted"] and result["version"] == "1"
+    assert result.promoted and result.version == "1"
     s3 = s3_client(moto_url)
     keys = {
         item["Key"]

@@ -104,14 +104,16 @@ def test_two_searches_share_the_study_and_train_resumes_it(
     searched = {t.number: t.value for t in trials}
 
     from flows.training import training
+    from tasks.registry.promotion import TrainingSummary
 
     result = training(batches=BATCHES, trials=TRIALS, dataset="sensors")
 
-    assert result["study"] == name  # train resumed the study the searches filled
-    assert result["trials"]["run"] == 0 and result["trials"]["total"] == len(trials)
+    assert isinstance(result, TrainingSummary), result
+    assert result.study == name  # train resumed the study the searches filled
+    assert result.trials.run == 0 and result.trials.total == len(trials)
     after = {t.number: t.value for t in create_study(config, name).trials}
     assert after == searched  # it ran no trial again
     champion = version_by_alias(config, CHAMPION)
-    assert result["promoted"] and champion is not None
-    assert champion.version == result["version"]
+    assert result.promoted and champion is not None
+    assert champion.version == result.version
     assert champion.tags["perennial.optuna_study"] == name

@@ -87,10 +87,10 @@ def test_synthetic_dataset_trains_from_its_own_yaml(
     monkeypatch.setenv("PERENNIAL_CONFIGS_DIR", str(tmp_path))
     result = training(batches="2024-W01..2024-W04", dataset="sensors")
 
-    assert result["model"] == "sensors-overheat" and result["promoted"]
-    assert result["holdout"] == "2024-W04"
+    assert result.model == "sensors-overheat" and result.promoted
+    assert result.holdout == "2024-W04"
     champion = version_by_alias(config, CHAMPION)
-    assert champion is not None and champion.version == result["version"]
+    assert champion is not None and champion.version == result.version
     assert Path(config.home) == tmp_path / "state"
     assert (tmp_path / "state" / "validated" / "sensors" / "2024-W04.parquet").is_file()
-    assert result["challenger"]["roc_auc"] > 0.75
+    assert result.challenger is not None and result.challenger.roc_auc > 0.75

@@ -65,8 +65,8 @@ def trained(prefect_server: None, tmp_path_factory: pytest.TempPathFactory) -> I
         profile_landed(storage, config, batches[:2])
         first = training(batches="2024-W01..2024-W04", dataset="sensors")
         second = training(batches="2024-W01..2024-W05", dataset="sensors")
-        assert first["version"] != second["version"]
-        yield Trained(folder, config, [first["version"], second["version"]])
+        assert first.version != second.version
+        yield Trained(folder, config, [first.version, second.version])
 
 
 def free_port() -> int:

@@ -18,6 +18,7 @@ from tasks.data.raw_files import read_raw
 from tasks.data.source import extract_from_source
 from tasks.data.validate import GateRefusedError
 from tasks.registry.client import CHALLENGER, CHAMPION, connect, version_by_alias
+from tasks.registry.promotion import TrainingSummary
 from tests.conftest import FLIGHTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -41,13 +42,15 @@ LINEAGE = (
 
 
 @pytest.fixture(scope="module")
-def first_run(prefect_server: None, module_home: Path) -> dict:
-    return training(batches="2013-01..2013-03", trials=2, reason="test: first champion")
+def first_run(prefect_server: None, module_home: Path) -> TrainingSummary:
+    result = training(batches="2013-01..2013-03", trials=2, reason="test: first champion")
+    assert isinstance(result, TrainingSummary), result
+    return result
 
 
-def test_first_model_becomes_champion_with_lineage(first_run: dict) -> None:
+def test_first_model_becomes_champion_with_lineage(first_run: TrainingSummary) -> None:
     config = load_config(FLIGHTS)
-    assert first_run["promoted"] and first_run["version"] == "1"
+    assert first_run.promoted and first_run.version == "1"
     champion = version_by_alias(config, CHAMPION)
     assert champion is not None and champion.version == "1"
     tags = connect(config).get_model_version(config.model_name, "1").tags
@@ -57,27 +60,27 @@ def test_first_model_becomes_champion_with_lineage(first_run: dict) -> None:
     assert set(json.loads(tags["perennial.batch_hashes"])) == {"2013-01", "2013-02", "2013-03"}
     assert tags["perennial.prefect_flow_run_id"] not in ("", "none")
     assert tags["perennial.decision"] == "promoted"
-    assert 0.6 < first_run["challenger"]["roc_auc"] < 0.9  # no leak: a leaking model scores > 0.9
+    assert 0.6 < first_run.challenger.roc_auc < 0.9  # no leak: a leaking model scores > 0.9
 
 
 def test_challenger_that_does_not_beat_the_champion_leaves_the_alias(
-    first_run: dict, monkeypatch: pytest.MonkeyPatch
+    first_run: TrainingSummary, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PERENNIAL_PROMOTION__MIN_IMPROVEMENT", "0.5")
     monkeypatch.setenv("PERENNIAL_HPO__SEED", "7")  # a different study: a genuinely new model
     result = training(batches="2013-01..2013-03", trials=2, reason="test: weak challenger")
     config = load_config(FLIGHTS)
-    assert not result["promoted"]
-    assert any("< required +0.5" in reason for reason in result["reasons"])
+    assert not result.promoted
+    assert any("< required +0.5" in reason for reason in result.reasons)
     assert version_by_alias(config, CHAMPION).version == "1"  # type: ignore[union-attr]
-    assert version_by_alias(config, CHALLENGER).version == result["version"]  # type: ignore[union-attr]
-    tags = connect(config).get_model_version(config.model_name, result["version"]).tags
+    assert version_by_alias(config, CHALLENGER).version == result.version  # type: ignore[union-attr]
+    tags = connect(config).get_model_version(config.model_name, result.version).tags
     assert tags["perennial.decision"] == "rejected"
     assert tags["perennial.compared_with"] == "1"
 
 
 def test_quarantined_batch_is_refused_and_the_champion_stays(
-    first_run: dict, module_home: Path
+    first_run: TrainingSummary, module_home: Path
 ) -> None:
     config, storage = load_config(FLIGHTS), Storage(module_home)
     data, ext, _ = extract_from_source(config, "2013-04")
@@ -94,7 +97,9 @@ def test_quarantined_batch_is_refused_and_the_champion_stays(
     assert version_by_alias(config, CHAMPION).version == "1"  # type: ignore[union-attr]
 
 
-def test_reingesting_the_same_batch_is_a_no_op(first_run: dict, module_home: Path) -> None:
+def test_reingesting_the_same_batch_is_a_no_op(
+    first_run: TrainingSummary, module_home: Path
+) -> None:
     config, storage = load_config(FLIGHTS), Storage(module_home)
     before = storage.read_json("landing/flights/2013-02.landed.json")
     data, ext, source = extract_from_source(config, "2013-02")

@@ -69,16 +69,18 @@ def test_arms_join_labels_on_typed_keys_and_score_each_arm(config: PerennialConf
     assert report is not None
     has_label = ~np.isnan(labelled["peak"].to_numpy())
     has_label[5] = False
-    assert report["live_rows"] == rows and report["rows"] == int(has_label.sum())
-    for alias, version in ((CHAMPION, "6"), (CHALLENGER, "7")):
+    assert report.live_rows == rows and report.rows == int(has_label.sum())
+    for alias, found, version in (
+        (CHAMPION, report.champion, "6"),
+        (CHALLENGER, report.challenger, "7"),
+    ):
         mine = has_label & (arm == alias)
-        assert report[alias]["versions"] == [version]
-        assert report[alias]["rows"] == int(mine.sum())
+        assert found is not None and found.versions == [version]
+        assert found.rows == int(mine.sum())
         expected = roc_auc_score(peak[mine] > 80, score[mine])
-        assert report[alias]["roc_auc"] == pytest.approx(expected, abs=1e-12)
-    assert report["gain"]["roc_auc"] == pytest.approx(
-        report[CHALLENGER]["roc_auc"] - report[CHAMPION]["roc_auc"]
-    )
+        assert found.roc_auc == pytest.approx(expected, abs=1e-12)
+    assert report.gain is not None and report.champion and report.challenger
+    assert report.gain.roc_auc == pytest.approx(report.challenger.roc_auc - report.champion.roc_auc)
 
 
 def test_nothing_to_compare_gives_none(config: PerennialConfig) -> None:

@@ -7,8 +7,17 @@ from pathlib import Path
 import pytest
 
 from tasks.core.config import load_config
-from tasks.data.bulk_ingest import BatchPlan, batch_of_name, batch_plan, folder_plan, run_summary
+from tasks.core.results import jsonable
+from tasks.data.bulk_ingest import (
+    BatchPlan,
+    RefusedBatch,
+    batch_of_name,
+    batch_plan,
+    folder_plan,
+    run_summary,
+)
 from tasks.data.raw_files import IngestError
+from tasks.data.verdict import BatchSummary, GatedBatch
 
 YAML = """
 dataset: weather
@@ -61,13 +70,19 @@ def test_plans_refuse_what_cannot_run(tmp_path: Path, config) -> None:  # type: 
 
 
 def test_summary_fails_on_any_refused_or_quarantined_batch(config) -> None:  # type: ignore[no-untyped-def]
-    ok = {"batch": "2012-01", "landing": "landed", "gate": "passed"}
-    bad = {"batch": "2012-02", "landing": "refused", "gate": "skipped", "error": "no file"}
-
-    summary = run_summary(config, BatchPlan(sources={}), [ok, bad])
-    assert (summary["ok"], summary["landed"], summary["refused"]) == (
-        False,
-        1,
-        {"2012-02": "no file"},
+    ok = BatchSummary("seattle", "2012-01", "landed", "skipped")
+    bad = RefusedBatch("seattle", "2012-02", "refused", "skipped", "no file")
+    failed = GatedBatch(
+        "seattle", "2012-03", "landed", "failed", "1 failed", 10, ["wind missing"], [], "r.json"
     )
-    assert run_summary(config, BatchPlan(sources={}), [ok])["ok"] is True
+
+    summary = run_summary(config, BatchPlan(sources={}), [ok, bad, failed])
+    assert (summary.ok, summary.landed, summary.refused, summary.quarantined) == (
+        False,
+        2,
+        {"2012-02": "no file"},
+        {"2012-03": "wind missing (reason in r.json)"},
+    )
+    assert run_summary(config, BatchPlan(sources={}), [ok]).ok is True
+    assert "error" not in jsonable(ok) and jsonable(bad)["error"] == "no file"
+    assert jsonable(failed)["reason_key"] == "r.json"

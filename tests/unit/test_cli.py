@@ -1,13 +1,15 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tests.conftest import ROOT
+from tests.conftest import FLIGHTS, ROOT
 
 HEAVY = ("prefect", "mlflow", "great_expectations", "optuna", "xgboost", "sklearn", "pandas")
 
@@ -59,19 +61,79 @@ def test_train_summary_of_an_identical_rerun_without_numbers(
 ) -> None:
     """A rerun that finds a version registered by a concurrent run, whose decision numbers are
     not recorded yet, is reported (it crashed with a TypeError)."""
-    import flows.cli
+    from flows.cli import runner
+    from tasks.registry.promotion import RerunSummary
 
-    found = {
-        "model": "flights-late-arrival",
-        "version": "3",
-        "existing": True,
-        "promoted": False,
-        "reasons": ["identical training already registered v3: nothing new registered"],
-        "holdout": "2013-03",
-        "challenger": None,
-        "champion": None,
-    }
-    monkeypatch.setattr(flows.cli, "_run", lambda flow, **parameters: found)
+    found = RerunSummary(
+        model="flights-late-arrival",
+        version="3",
+        existing=True,
+        promoted=False,
+        reasons=["identical training already registered v3: nothing new registered"],
+        champion_version="2",
+        holdout="2013-03",
+        trained_on=[],
+        challenger=None,
+        champion=None,
+    )
+    monkeypatch.setattr(runner, "run", lambda flow, **parameters: found)
     result = CliRunner().invoke(app, ["train", "--batches", "2013-01..2013-03"])
     assert result.exit_code == 0, result.output
     assert "v3 not promoted (holdout 2013-03: AUC not recorded)" in result.output
+
+
+def test_a_config_elsewhere_reaches_the_flow_as_a_name_and_a_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`--config DIR/x.yaml`: the flow finds the same file from its parameters, reuses the
+    CLI's parse, and nothing is left in the process's environment."""
+    from flows.cli import runner
+    from tasks.core import config as config_module
+    from tasks.core.config import dataset_config
+    from tasks.registry.promotion import RollbackSummary
+
+    path = tmp_path / "elsewhere" / "flights.yaml"
+    path.parent.mkdir()
+    path.write_text(FLIGHTS.read_text().replace("trials: ", "trials: 1 #"))
+    monkeypatch.delenv("PERENNIAL_CONFIGS_DIR", raising=False)
+    parses: list[Path] = []
+    parse = config_module._parse
+    monkeypatch.setattr(
+        config_module, "_parse", lambda where, text: parses.append(where) or parse(where, text)
+    )
+    calls: list[dict[str, Any]] = []
+    found = RollbackSummary(model="flights-late-arrival", champion="1", demoted="2")
+    monkeypatch.setattr(runner, "run", lambda flow, **parameters: calls.append(parameters) or found)
+    result = CliRunner().invoke(app, ["rollback", "--config", str(path)])
+    assert result.exit_code == 0, result.output
+    assert calls[0] == {"dataset": "flights", "configs_dir": str(path.parent)}  # no reason given
+    assert "PERENNIAL_CONFIGS_DIR" not in os.environ
+    flow_config = dataset_config(calls[0]["dataset"], calls[0]["configs_dir"])
+    assert flow_config.config_path == path and flow_config.hpo.trials == 1
+    assert parses == [path]  # the CLI parsed it; the flow's lookup reused that
+
+
+@pytest.mark.parametrize(
+    ("command", "flow", "parameter"),
+    [
+        ("demo", "flows.demo:demo", "first"),
+        ("demo", "flows.demo:demo", "last"),
+        ("replay", "flows.replay:replay", "seeds"),
+        ("rollback", "flows.promotion:rollback_champion", "reason"),
+    ],
+)
+def test_an_option_left_out_takes_the_flows_default_which_the_help_states(
+    command: str, flow: str, parameter: str
+) -> None:
+    """The flow's signature is the one home of the default: the CLI passes only what was given."""
+    import importlib
+    import inspect
+
+    module, name = flow.split(":")
+    default = (
+        inspect.signature(getattr(importlib.import_module(module), name).fn)
+        .parameters[parameter]
+        .default
+    )
+    shown = " ".join(CliRunner().invoke(app, [command, "--help"]).output.split())
+    assert f"default: {default})" in shown

@@ -101,3 +101,50 @@ def test_a_dataset_name_resolves_in_the_configs_folder() -> None:
     assert "flights" in dataset_names()
     with pytest.raises(ConfigError, match=r"no dataset .nope..*known are flights"):
         dataset_config("nope")
+
+
+def test_a_file_is_parsed_once_per_content_and_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tasks.core import config as config_module
+
+    parses: list[Path] = []
+    parse = config_module._parse
+    monkeypatch.setattr(
+        config_module, "_parse", lambda path, text: parses.append(path) or parse(path, text)
+    )
+    path = tmp_path / "sensors.yaml"
+    path.write_text(FLIGHTS.read_text())
+    first = load_config(path)
+    again = load_config(tmp_path / "." / "sensors.yaml")  # the same file, named otherwise
+    assert len(parses) == 1
+    assert again == first and again is not first  # each caller its own copy
+    again.hpo.trials = 1
+    assert load_config(path).hpo.trials == first.hpo.trials  # ... so a change stays its own
+    path.write_text(FLIGHTS.read_text() + "\n")  # edited: parsed again, whatever its mtime
+    load_config(path)
+    assert len(parses) == 2
+    monkeypatch.setenv("PERENNIAL_HPO__TRIALS", "3")  # an override: parsed again
+    assert load_config(path).hpo.trials == 3
+    assert len(parses) == 3
+
+
+def test_a_run_may_name_the_folder_of_its_dataset(tmp_path: Path) -> None:
+    (tmp_path / "flights.yaml").write_text(FLIGHTS.read_text())
+    assert dataset_config("flights", str(tmp_path)).config_path == tmp_path / "flights.yaml"
+    assert dataset_config("flights", "").config_path == FLIGHTS.resolve()
+    with pytest.raises(ConfigError, match=r"configs_dir .*nope.* is not a folder"):
+        dataset_config("flights", str(tmp_path / "nope"))
+
+
+def test_a_served_run_reads_only_the_operators_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A deployment's parameters come from the UI: they may not point a worker at any YAML."""
+    (tmp_path / "flights.yaml").write_text(FLIGHTS.read_text())
+    monkeypatch.setenv("PREFECT__RUNTIME__DEPLOYMENT__ID", "a-deployment")
+    with pytest.raises(ConfigError, match="served run reads its dataset from the operator's"):
+        dataset_config("flights", str(tmp_path))
+    assert dataset_config("flights", str(FLIGHTS.parent)).dataset == "flights"
+    monkeypatch.setenv("PERENNIAL_CONFIGS_DIR", str(tmp_path))  # the operator's choice
+    assert dataset_config("flights", str(tmp_path)).config_path == tmp_path / "flights.yaml"

@@ -137,7 +137,7 @@ def test_labels_and_a_performance_drop_are_reported(config: PerennialConfig) -> 
     report = compare(
         profile, "b", reference, scores_of(reference), labels, config.drift, 0.72, 0.61
     )
-    assert report.label is not None and report.label["batch_rate"] == 1.0
+    assert report.label is not None and report.label.batch_rate == 1.0
     assert report.performance == pytest.approx(
         {"batch_auc": 0.61, "holdout_auc": 0.72, "drop": 0.11}
     )

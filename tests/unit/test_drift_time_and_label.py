@@ -74,16 +74,16 @@ def test_label_drift_alerts_and_is_in_the_event_payload(config: PerennialConfig)
 
     steady = compare(profile, "b", batch, scores, labels(0.21, 3), config.drift, exclude=exclude)
     assert steady.status == OK, steady.reasons
-    assert steady.label is not None and abs(steady.label["shift"]) < 0.05
+    assert steady.label is not None and abs(steady.label.shift) < 0.05
 
     late = compare(profile, "b", batch, scores, labels(0.45, 3), config.drift, exclude=exclude)
     assert late.status == ALERT
     assert late.label is not None
-    assert late.label["batch_rate"] == pytest.approx(0.45, abs=0.02)
-    assert late.label["reference_rate"] == pytest.approx(0.2, abs=0.02)
+    assert late.label.batch_rate == pytest.approx(0.45, abs=0.02)
+    assert late.label.reference_rate == pytest.approx(0.2, abs=0.02)
     assert any(reason.startswith("label drift") for reason in late.reasons), late.reasons
     payload = late.event_payload()
-    assert payload["label"]["shift"] == pytest.approx(late.label["shift"])
+    assert payload["label"]["shift"] == pytest.approx(late.label.shift)
 
     lenient = DriftConfig(label_shift_alert=0.5)
     assert (

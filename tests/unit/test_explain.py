@@ -192,19 +192,27 @@ def test_predict_explain_reaches_the_inference_flow(monkeypatch: pytest.MonkeyPa
     """The CLI's wiring only: the flow's scoring with reasons is tested above on a real model."""
     from typer.testing import CliRunner
 
-    import flows.cli
+    from flows.cli import app, runner
+    from tasks.serve.predict import AliasScore, ScoringSummary
 
     calls: list[dict[str, Any]] = []
 
-    def run(_flow: Any, **parameters: Any) -> dict[str, Any]:
+    def run(_flow: Any, **parameters: Any) -> ScoringSummary:
         calls.append(parameters)
-        return {"rows": 3, "key": "predictions/flights/x/2013-07.parquet"}
+        return ScoringSummary(
+            batch="2013-07",
+            rows=3,
+            key="predictions/flights/x/2013-07.parquet",
+            explained=parameters["explain"],
+            champion=AliasScore(version="2", mean_score=0.25),
+        )
 
-    monkeypatch.setattr(flows.cli, "_run", run)
-    result = CliRunner().invoke(flows.cli.app, ["predict", "--batch", "2013-07", "--explain"])
+    monkeypatch.setattr(runner, "run", run)
+    result = CliRunner().invoke(app, ["predict", "--batch", "2013-07", "--explain"])
     assert result.exit_code == 0, result.output
     assert calls[0]["explain"] is True and "top three reasons" in result.output
-    CliRunner().invoke(flows.cli.app, ["predict", "--batch", "2013-07"])
+    assert "champion v2: mean score 0.2500" in result.output
+    CliRunner().invoke(app, ["predict", "--batch", "2013-07"])
     assert calls[1]["explain"] is False
 
 

@@ -13,6 +13,7 @@ import pytest
 from tasks.core import catalog
 from tasks.core.config import PerennialConfig, load_config
 from tasks.core.storage import Storage
+from tasks.watch.estimate import Estimate
 from tasks.watch.profile import DriftReport
 from tasks.watch.report import batch_record, load_batch_records, load_quarantines, save_batch_record
 from tasks.watch.report_figures import champion_changes
@@ -38,7 +39,7 @@ def drift_report(batch: str, version: str, labelled: bool = True) -> DriftReport
         max_psi=0.02,
         drifted_features=[],
         warned_features=[],
-        estimated={"method": "CBPE", "estimated_auc": 0.7, "realised_auc": 0.68, "error": 0.02},
+        estimated=Estimate(method="CBPE", estimated_auc=0.7, realised_auc=0.68, error=0.02),
         labelled={
             "roc_auc": 0.68,
             "log_loss": 0.5,

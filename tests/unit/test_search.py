@@ -50,8 +50,8 @@ def test_trials_record_the_seed_of_the_process_that_sampled_them(tmp_path: Path)
     trials = create_study(config, "seeded").trials
     assert {t.user_attrs[SEED_ATTR] for t in trials} == {config.hpo.seed + 5}
     summary = search_summary(config, result)
-    assert summary["sampler_seeds"] == [config.hpo.seed + 5]
-    assert summary["study"] == "seeded" and summary["trials_total"] == 3
+    assert summary.sampler_seeds == [config.hpo.seed + 5]
+    assert summary.study == "seeded" and summary.trials_total == 3
     assert "storage" not in str(summary)  # the URL may hold a password: never reported
 
 
