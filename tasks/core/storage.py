@@ -48,6 +48,10 @@ class Storage:
     def __repr__(self) -> str:
         return f"Storage({str(self.root)!r})"
 
+    def location(self, key: str) -> str:
+        """Where a person can open the stored file: a file:// URL (an s3:// URL on S3)."""
+        return self.path(key).as_uri()
+
     def path(self, key: str) -> Path:
         """Local path of a key; refuses keys that would escape the root."""
         target = (self.root / key).resolve()
@@ -167,6 +171,9 @@ class S3Storage(Storage):
 
     def __repr__(self) -> str:
         return f"S3Storage({self.url!r})"
+
+    def location(self, key: str) -> str:
+        return f"{self.url}/{key}"
 
     def path(self, key: str) -> Path:
         raise ValueError(

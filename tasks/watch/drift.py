@@ -41,7 +41,6 @@ from tasks.watch.profile import (
     compare,
     judge,
     load_reference,
-    plot_location,
     save_reference,
     unmonitored,
 )
@@ -279,7 +278,7 @@ def report_drift_task(config: PerennialConfig, report: DriftReport, live: bool =
     )
     plot_key = catalog.key("live_drift_plot" if live else "drift_plot", config, batch=report.batch)
     storage.write_bytes(plot_key, plot_psi(report, config.drift))
-    location = plot_location(storage, plot_key)
+    location = storage.location(plot_key)
     sampled = f"{report.rows:,} sampled rows. " if live else ""
     create_markdown_artifact(
         key=f"{slug}-summary",

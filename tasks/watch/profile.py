@@ -26,7 +26,7 @@ from tasks.core import catalog
 from tasks.core.config import PerennialConfig
 from tasks.core.config_drift import DriftConfig
 from tasks.core.results import jsonable
-from tasks.core.storage import S3Storage, Storage
+from tasks.core.storage import Storage
 
 if TYPE_CHECKING:
     from tasks.watch.estimate import Estimate
@@ -399,10 +399,3 @@ def _moved(report: DriftReport) -> str:
         return ""
     listed = ", ".join(f"{n} {report.psi[n]:.3f}" for n in report.drifted_features[:5])
     return f"; moved, reported only: {listed}"
-
-
-def plot_location(storage: Storage, key: str) -> str:
-    """Where a person can open a stored file: a file:// URL, or the s3:// URL."""
-    if isinstance(storage, S3Storage):
-        return f"{storage.url}/{key}"
-    return storage.path(key).as_uri()

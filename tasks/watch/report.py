@@ -184,14 +184,13 @@ class ReportSummary:
 def write_report(storage: Storage, config: PerennialConfig) -> ReportSummary:
     """Build the page and store it under `reports/<model>.html`; a summary of what it shows."""
     from tasks.core.storage import S3Storage
-    from tasks.watch.profile import plot_location
     from tasks.watch.report_page import render_page
 
     data = gather(storage, config)
     page = render_page(data).encode()
     key = catalog.key("report_page", config)
     storage.write_bytes(key, page)
-    location = plot_location(storage, key)
+    location = storage.location(key)
     return ReportSummary(
         model=config.model_name,
         key=key,
