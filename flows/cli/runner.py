@@ -41,12 +41,16 @@ def read_config(path: Path | None) -> PerennialConfig:
         fail(one_line(str(exc)), 2)
 
 
-def trainable(config: PerennialConfig) -> PerennialConfig:
-    """The config, once its `training.device` is one this machine can train on: a GPU asked for
-    and missing is refused here, in one line, before any flow starts."""
+def trainable(path: Path | None, batches: str | None = None) -> PerennialConfig:
+    """The config of a command that trains, once its `training.device` is one this machine can
+    train on and `batches` (a list or range, when given) belong to its period: refused here, in
+    one line, before any flow starts."""
     from tasks.learn.device import training_device
 
+    config = read_config(path)
     training_device(config)
+    if batches:
+        checked_batch(config, batches, many=True)
     return config
 
 

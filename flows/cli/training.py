@@ -31,9 +31,7 @@ def train(
     """Train a challenger and promote it if it beats the champion."""
     from flows.training import training
 
-    cfg = runner.trainable(runner.read_config(config))
-    if batches:
-        runner.checked_batch(cfg, batches, many=True)
+    cfg = runner.trainable(config, batches)
     result = runner.run(
         training,
         heartbeats=True,
@@ -89,9 +87,7 @@ def search(
     a running search; the next `train` on the same batches runs only the trials still missing."""
     from flows.search import search as search_flow
 
-    cfg = runner.trainable(runner.read_config(config))
-    if batches:
-        runner.checked_batch(cfg, batches, many=True)
+    cfg = runner.trainable(config, batches)
     result = runner.run(
         search_flow,
         heartbeats=True,
@@ -127,9 +123,7 @@ def demo(
     score with the champion and retrain, printing one row a month."""
     from flows.demo import demo as demo_flow
 
-    cfg = runner.trainable(runner.read_config(config))
-    if first is not None:  # the defaults are the flow's, checked there
-        runner.checked_batch(cfg, first, many=True)
+    cfg = runner.trainable(config, first)  # without --first, the flow's default, checked there
     if last is not None:
         runner.checked_batch(cfg, last)
     runner.run(
