@@ -1,6 +1,7 @@
 """Delivery of an alert to one channel: Perennial's own JSON, Slack's incoming-webhook `text` and
 a Teams Workflows Adaptive Card, POSTed with urllib; email over smtplib. Secrets are read here,
-when a channel is used, and never logged.
+when a channel is used, and never logged; only the variables the config allows are read
+(tasks/core/config_alerts), whatever built the channel.
 
 Not Prefect's Slack/Teams notification blocks: they go through apprise, which accepts only the
 vendors' own URL shapes (hooks.slack.com, Microsoft's Workflows URLs), so neither a self-hosted
@@ -19,6 +20,8 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, Literal
+
+from tasks.core.config_alerts import ALERT_ENV_PREFIX
 
 if TYPE_CHECKING:
     from tasks.core.config_alerts import EmailChannel, WebhookChannel
@@ -62,6 +65,8 @@ def read_secret(env: str | None, block: str | None) -> str:
     if env is None and block is None:
         raise ChannelNotSet("no secret named")
     if env is not None:
+        if not env.startswith(ALERT_ENV_PREFIX):
+            raise ValueError(f"{env} is not a {ALERT_ENV_PREFIX}* variable: not read")
         value = os.environ.get(env)
         if not value:
             raise ChannelNotSet(f"{env} is not set")
