@@ -4,10 +4,12 @@ channels, each naming where its secret is read (never the secret itself).
 A dataset YAML is edited by more people than the worker's environment is, and a channel sends
 what it reads to a host the YAML names. So a channel reads only variables named
 `PERENNIAL_ALERT_*` (or Prefect Secret blocks), never another secret of the process (MLflow's
-password, the Prefect auth string)."""
+password, the Prefect auth string); and a password or webhook URL crosses the network only over
+TLS: without it, only to loopback (`is_loopback`)."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
@@ -18,6 +20,20 @@ from tasks.core.config_section import Section
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 BLOCK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
 ALERT_ENV_PREFIX = "PERENNIAL_ALERT_"
+LOOPBACK = "loopback (127.0.0.0/8, ::1, localhost)"
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether `host` is this machine by its address or its one reserved name: 127.0.0.0/8, ::1
+    or localhost. Any other name may resolve anywhere; a numeric form that is not a plain address
+    (`2130706433`) is not guessed at. What crosses a connection to it never leaves the machine."""
+    name = (host or "").removeprefix("[").removesuffix("]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def alert_env_name(value: str | None, what: str, example: str) -> str | None:
@@ -90,7 +106,8 @@ class EmailChannel(SecretNames):
     host: str
     port: int = Field(587, ge=1, le=65535)
     security: Literal["starttls", "ssl", "none"] = Field(
-        "starttls", description="starttls (port 587), ssl (port 465), or none (a local relay)."
+        "starttls",
+        description="starttls (587), ssl (465), or none (a loopback relay, or no password).",
     )
     sender: str = Field(description="The From address.")
     to: list[str] = Field(min_length=1)
@@ -117,6 +134,22 @@ class EmailChannel(SecretNames):
         elif self.password_env or self.password_secret:
             raise ValueError("a password needs a username")
         return self
+
+    @model_validator(mode="after")
+    def _password_only_over_tls(self) -> EmailChannel:
+        if self.password_in_clear():
+            raise ValueError(self.clear_password_refused())
+        return self
+
+    def password_in_clear(self) -> bool:
+        """Whether the password would cross the network unencrypted: plain SMTP, off loopback."""
+        return self.username is not None and self.security == "none" and not is_loopback(self.host)
+
+    def clear_password_refused(self) -> str:
+        return (
+            f"security: none with a password to {self.host[:100]} would send the password in "
+            f"clear: use security: starttls (port 587) or ssl (465), or a relay on {LOOPBACK}"
+        )
 
 
 class AlertsConfig(Section):
