@@ -67,6 +67,13 @@ def process_command_lines() -> str:
     return "\n".join(lines)
 
 
+def process_environment(pid: int) -> dict[str, str]:
+    """The environment a running process was started with, read from /proc."""
+    raw = (Path("/proc") / str(pid) / "environ").read_bytes()
+    pairs = (item.decode(errors="replace").split("=", 1) for item in raw.split(b"\0") if item)
+    return {pair[0]: pair[1] for pair in pairs if len(pair) == 2}
+
+
 def shared_servers_under(folder: Path) -> list[int]:
     """PIDs of shared local Prefect servers (their supervisors) whose PREFECT_HOME is under
     `folder`: read from /proc, as they run detached from the process that started them."""

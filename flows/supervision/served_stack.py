@@ -63,6 +63,10 @@ from flows.supervision.served_settings import (
 )
 
 READY_TIMEOUT_S = 180.0  # servers take 15-25 s alone, much longer on a loaded 2-core machine
+# Credentials no flow run uses: none calls `perennial serve` (its live traffic is read from
+# storage). The worker's environment is every flow run's, where any dataset YAML's alert channels
+# run: a secret kept out of it cannot be sent anywhere from there.
+NOT_FOR_FLOW_RUNS = ("PERENNIAL_SERVE_TOKEN",)
 
 
 def read_state(home: Path) -> dict[str, Any] | None:
@@ -204,6 +208,13 @@ def start_servers(
     )
 
 
+def worker_env(client: dict[str, str]) -> dict[str, str]:
+    """What the worker, and so each flow run it starts, sees: the client's environment (URLs, the
+    Prefect auth string, MLflow's user, all used by flows) without `NOT_FOR_FLOW_RUNS`. The
+    databases' password is not in it either: only the two servers get it (`start_servers`)."""
+    return {key: value for key, value in client.items() if key not in NOT_FOR_FLOW_RUNS}
+
+
 def deploy(state: dict[str, Any], client: dict[str, str]) -> None:
     """The work pool, the deployments of every dataset, and the worker that runs them."""
     logs, datasets = run_dir(Path(state["home"])), state["datasets"]
@@ -217,7 +228,7 @@ def deploy(state: dict[str, Any], client: dict[str, str]) -> None:
     state["processes"]["worker"] = spawn(
         "worker",
         [*prefect, "worker", "start", "--pool", WORK_POOL, "--type", "process"],
-        client,
+        worker_env(client),
         logs,
     )
     write_state(state)

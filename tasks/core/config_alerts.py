@@ -1,17 +1,55 @@
 """Who is told when something needs a person (`alerts:`): webhook, Slack, Teams and email
-channels, each naming where its secret is read (never the secret itself)."""
+channels, each naming where its secret is read (never the secret itself).
+
+A dataset YAML is edited by more people than the worker's environment is, and a channel sends
+what it reads to a host the YAML names. So a channel reads only variables named
+`PERENNIAL_ALERT_*` (or Prefect Secret blocks), never another secret of the process (MLflow's
+password, the Prefect auth string); and a password or webhook URL crosses the network only over
+TLS: without it, only to loopback (`is_loopback`)."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from tasks.core.config_section import Section
 
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 BLOCK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
+ALERT_ENV_PREFIX = "PERENNIAL_ALERT_"
+LOOPBACK = "loopback (127.0.0.0/8, ::1, localhost)"
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether `host` is this machine by its address or its one reserved name: 127.0.0.0/8, ::1
+    or localhost. Any other name may resolve anywhere; a numeric form that is not a plain address
+    (`2130706433`) is not guessed at. What crosses a connection to it never leaves the machine."""
+    name = (host or "").removeprefix("[").removesuffix("]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def alert_env_name(value: str | None, what: str, example: str) -> str | None:
+    """A channel's `<what>_env`: a variable name with the alert prefix. The value is never
+    repeated: a URL or password pasted here by mistake is a secret."""
+    if value is None:
+        return None
+    if not ENV_NAME.fullmatch(value):
+        raise ValueError(f"{what}_env is not an environment variable name (A-Z, 0-9, _)")
+    if not value.startswith(ALERT_ENV_PREFIX) or value == ALERT_ENV_PREFIX:
+        raise ValueError(
+            f"{what}_env must name a variable starting with {ALERT_ENV_PREFIX} (alert channels "
+            f"read no other secret of the process): rename the variable, e.g. {example}, or keep "
+            f"it in a Prefect Secret block named by {what}_secret"
+        )
+    return value
 
 
 def _refuse_literal_secrets(data: Any, literal: str, names: str) -> Any:
@@ -31,9 +69,6 @@ class SecretNames(Section):
     def _one_source(env: str | None, secret: str | None, what: str) -> None:
         if (env is None) == (secret is None):
             raise ValueError(f"name the {what} with exactly one of {what}_env or {what}_secret")
-        # The value is not repeated: a URL pasted here by mistake is a secret.
-        if env is not None and not ENV_NAME.fullmatch(env):
-            raise ValueError(f"{what}_env is not an environment variable name (A-Z, 0-9, _)")
         if secret is not None and not BLOCK_NAME.fullmatch(secret):
             raise ValueError(f"{what}_secret is not a Prefect block name (a-z, 0-9, -)")
 
@@ -43,13 +78,19 @@ class WebhookChannel(SecretNames):
     (Workflows webhook, Adaptive Card). The URL is a secret: named here, never written."""
 
     kind: Literal["webhook", "slack", "teams"]
-    url_env: str | None = Field(None, description="Environment variable holding the URL.")
+    url_env: str | None = Field(None, description="PERENNIAL_ALERT_* variable holding the URL.")
     url_secret: str | None = Field(None, description="Prefect Secret block holding the URL.")
 
     @model_validator(mode="before")
     @classmethod
     def _no_literal_url(cls, data: Any) -> Any:
         return _refuse_literal_secrets(data, "url", "url_env or url_secret")
+
+    @field_validator("url_env")
+    @classmethod
+    def _url_env_has_prefix(cls, value: str | None, info: ValidationInfo) -> str | None:
+        kind = str(info.data.get("kind", "webhook")).upper()
+        return alert_env_name(value, "url", f"{ALERT_ENV_PREFIX}{kind}_URL")
 
     @model_validator(mode="after")
     def _url_named_once(self) -> WebhookChannel:
@@ -65,18 +106,26 @@ class EmailChannel(SecretNames):
     host: str
     port: int = Field(587, ge=1, le=65535)
     security: Literal["starttls", "ssl", "none"] = Field(
-        "starttls", description="starttls (port 587), ssl (port 465), or none (a local relay)."
+        "starttls",
+        description="starttls (587), ssl (465), or none (a loopback relay, or no password).",
     )
     sender: str = Field(description="The From address.")
     to: list[str] = Field(min_length=1)
     username: str | None = None
-    password_env: str | None = Field(None, description="Environment variable of the password.")
+    password_env: str | None = Field(
+        None, description="PERENNIAL_ALERT_* variable of the password."
+    )
     password_secret: str | None = Field(None, description="Prefect Secret block of it.")
 
     @model_validator(mode="before")
     @classmethod
     def _no_literal_password(cls, data: Any) -> Any:
         return _refuse_literal_secrets(data, "password", "password_env or password_secret")
+
+    @field_validator("password_env")
+    @classmethod
+    def _password_env_has_prefix(cls, value: str | None) -> str | None:
+        return alert_env_name(value, "password", f"{ALERT_ENV_PREFIX}SMTP_PASSWORD")
 
     @model_validator(mode="after")
     def _password_with_username(self) -> EmailChannel:
@@ -85,6 +134,22 @@ class EmailChannel(SecretNames):
         elif self.password_env or self.password_secret:
             raise ValueError("a password needs a username")
         return self
+
+    @model_validator(mode="after")
+    def _password_only_over_tls(self) -> EmailChannel:
+        if self.password_in_clear():
+            raise ValueError(self.clear_password_refused())
+        return self
+
+    def password_in_clear(self) -> bool:
+        """Whether the password would cross the network unencrypted: plain SMTP, off loopback."""
+        return self.username is not None and self.security == "none" and not is_loopback(self.host)
+
+    def clear_password_refused(self) -> str:
+        return (
+            f"security: none with a password to {self.host[:100]} would send the password in "
+            f"clear: use security: starttls (port 587) or ssl (465), or a relay on {LOOPBACK}"
+        )
 
 
 class AlertsConfig(Section):

@@ -1,6 +1,8 @@
 """Delivery of an alert to one channel: Perennial's own JSON, Slack's incoming-webhook `text` and
 a Teams Workflows Adaptive Card, POSTed with urllib; email over smtplib. Secrets are read here,
-when a channel is used, and never logged.
+when a channel is used, and never logged. The config's rules on secrets (tasks/core/config_alerts)
+are checked again here, before a byte goes out: a webhook's URL is only known now, and a channel
+may have been built past the config.
 
 Not Prefect's Slack/Teams notification blocks: they go through apprise, which accepts only the
 vendors' own URL shapes (hooks.slack.com, Microsoft's Workflows URLs), so neither a self-hosted
@@ -19,6 +21,9 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+from tasks.core.config_alerts import ALERT_ENV_PREFIX, LOOPBACK, is_loopback
 
 if TYPE_CHECKING:
     from tasks.core.config_alerts import EmailChannel, WebhookChannel
@@ -49,6 +54,11 @@ class ChannelNotSet(LookupError):
     """The channel's secret is not in the environment: the channel is not set up here."""
 
 
+class ClearTextRefused(ValueError):
+    """The channel would send a secret (a password, a webhook's URL) over a connection without
+    TLS to a host other than loopback. Its message never holds the URL."""
+
+
 def plain(value: Any) -> str:
     if isinstance(value, list | tuple):
         return ", ".join(plain(v) for v in value)
@@ -62,6 +72,8 @@ def read_secret(env: str | None, block: str | None) -> str:
     if env is None and block is None:
         raise ChannelNotSet("no secret named")
     if env is not None:
+        if not env.startswith(ALERT_ENV_PREFIX):
+            raise ValueError(f"{env} is not a {ALERT_ENV_PREFIX}* variable: not read")
         value = os.environ.get(env)
         if not value:
             raise ChannelNotSet(f"{env} is not set")
@@ -121,8 +133,18 @@ def post_webhook(channel: WebhookChannel, alert: Alert) -> None:
     """POST the channel's JSON. urllib, not httpx: httpx logs every request's full URL at INFO
     (and Prefect shows httpx's INFO lines), and a webhook's URL is its secret."""
     url = read_secret(channel.url_env, channel.url_secret)
-    if not url.startswith(("https://", "http://")):
+    try:
+        parts = urlsplit(url)
+        scheme, host = parts.scheme.lower(), parts.hostname
+    except ValueError:  # its message may quote the URL
+        raise ValueError("the URL is not a valid http(s) URL") from None
+    if scheme not in ("https", "http"):
         raise ValueError("the URL is not http(s)")
+    if scheme == "http" and not is_loopback(host):
+        raise ClearTextRefused(
+            f"the URL is http:// to a host other than {LOOPBACK}: not sent (the URL is a "
+            "secret and would cross the network in clear); use its https:// URL"
+        )
     request = urllib.request.Request(
         url,
         data=json.dumps(webhook_body(channel.kind, alert), default=str).encode(),
@@ -142,6 +164,8 @@ def send_email(channel: EmailChannel, alert: Alert) -> None:
     message["From"] = channel.sender
     message["To"] = ", ".join(channel.to)
     message.set_content("\n".join([alert.title, "", *alert.lines(), "", alert.link]))
+    if channel.password_in_clear():  # before connecting, whatever built the channel
+        raise ClearTextRefused(channel.clear_password_refused())
     password = (
         read_secret(channel.password_env, channel.password_secret) if channel.username else None
     )

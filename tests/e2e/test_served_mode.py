@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 
-from tests.conftest import run_perennial, served_stack
+from tests.conftest import process_environment, run_perennial, served_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(2400)]
 
@@ -282,3 +282,22 @@ def test_schedules_create_runs(service: dict[str, Any]) -> None:
     assert all(r.expected_start_time.day == 2 for r in scheduled)  # cron: the 2nd of the month
     log = (Path(service["home"]) / "run" / "prefect-server.log").read_text()
     assert "bulk DML" not in log
+
+
+def test_flow_runs_get_the_credentials_they_use_and_no_other(service: dict[str, Any]) -> None:
+    """The worker's environment is each flow run's, where the alert channels of any dataset YAML
+    run: it holds what flows use (Prefect's auth string, MLflow's user: the stack has no MLflow
+    user but its admin), not the scoring services' token (the databases' password:
+    tests/e2e/test_served_postgres.py)."""
+    processes = service["processes"]
+    credentials = service["env"]
+    worker = process_environment(processes["worker"]["pid"])
+    serving = process_environment(processes["serve-flights"]["pid"])
+    # Compared by name, never printed: a failure shows which, not the values.
+    used = ("PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    assert [name for name in used if worker.get(name) == credentials[name]] == list(used)
+    unused = ("PERENNIAL_SERVE_TOKEN", "MLFLOW_FLASK_SERVER_SECRET_KEY")
+    assert sorted(set(unused) & set(worker)) == []
+    assert not any(credentials["PERENNIAL_SERVE_TOKEN"] in value for value in worker.values())
+    serving_has_token = serving.get("PERENNIAL_SERVE_TOKEN") == credentials["PERENNIAL_SERVE_TOKEN"]
+    assert serving_has_token  # `perennial serve` still checks its bearer token

@@ -14,7 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import process_command_lines, run_console_script, served_stack
+from tests.conftest import (
+    process_command_lines,
+    process_environment,
+    run_console_script,
+    served_stack,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -106,6 +111,14 @@ def test_the_database_password_is_nowhere_but_in_the_servers_environment(
     assert not leaks, leaks  # not even in 0600 files: it is handed over as PGPASSWORD
     command_lines = process_command_lines()
     assert PASSWORD not in command_lines
+    # In the environment of the two servers only: never the worker's, whose flow runs run any
+    # dataset YAML's alert channels, nor a scoring service's.
+    holding = sorted(
+        name
+        for name, entry in postgres_service["processes"].items()
+        if PASSWORD in process_environment(entry["pid"]).values()
+    )
+    assert holding == ["mlflow-server", "prefect-server"]
     status = run_console_script(
         "python",
         postgres_service["env"],

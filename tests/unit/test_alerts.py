@@ -140,7 +140,9 @@ def test_five_processes_raising_one_alert_send_it_once(
 def test_of_two_processes_claiming_together_the_second_is_told_it_lost(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = configured(tmp_path, [{"kind": "webhook", "url_env": "UNSET_IN_TESTS"}])
+    config = configured(
+        tmp_path, [{"kind": "webhook", "url_env": "PERENNIAL_ALERT_UNSET_IN_TESTS"}]
+    )
     storage = Storage(tmp_path)
     now = datetime(2026, 11, 30, 12, tzinfo=UTC)
     assert claim(storage, config, drift_alert(), now) is None
@@ -150,7 +152,9 @@ def test_of_two_processes_claiming_together_the_second_is_told_it_lost(
 
 
 def test_a_repeat_after_the_window_or_for_another_batch_is_sent(tmp_path: Path) -> None:
-    config = configured(tmp_path, [{"kind": "webhook", "url_env": "UNSET_IN_TESTS"}], window=30)
+    config = configured(
+        tmp_path, [{"kind": "webhook", "url_env": "PERENNIAL_ALERT_UNSET_IN_TESTS"}], window=30
+    )
     storage = Storage(tmp_path)
     start = datetime(2026, 11, 30, 12, tzinfo=UTC)
     assert claim(storage, config, drift_alert(), start) is None
@@ -169,24 +173,24 @@ def test_a_failing_channel_is_logged_without_its_secret_and_the_others_still_get
 ) -> None:
     httpserver.expect_request("/hooks/slack", method="POST").respond_with_data("no", status=500)
     httpserver.expect_request("/hooks/generic", method="POST").respond_with_data("ok")
-    monkeypatch.setenv("TEST_ALERT_SLACK_URL", httpserver.url_for("/hooks/slack?token=SECRET1"))
-    monkeypatch.setenv("TEST_ALERT_TEAMS_URL", "http://127.0.0.1:9/closed?token=SECRET2")
+    monkeypatch.setenv(URL_ENV["slack"], httpserver.url_for("/hooks/slack?token=SECRET1"))
+    monkeypatch.setenv(URL_ENV["teams"], "http://127.0.0.1:9/closed?token=SECRET2")
     monkeypatch.setenv(URL_ENV["webhook"], httpserver.url_for("/hooks/generic"))
     config = configured(
         tmp_path,
         [
-            {"kind": "slack", "url_env": "TEST_ALERT_SLACK_URL"},
-            {"kind": "teams", "url_env": "TEST_ALERT_TEAMS_URL"},
+            {"kind": "slack", "url_env": URL_ENV["slack"]},
+            {"kind": "teams", "url_env": URL_ENV["teams"]},
             {"kind": "email", "host": "127.0.0.1", "port": 9, "security": "none"}
             | {"sender": "a@example.com", "to": ["b@example.com"]},
             {"kind": "webhook", "url_env": URL_ENV["webhook"]},
-            {"kind": "webhook", "url_env": "PERENNIAL_TEST_NOT_SET"},
+            {"kind": "webhook", "url_env": "PERENNIAL_ALERT_NOT_SET"},
         ],
     )
     with caplog.at_level(logging.INFO):
         outcome = send_alert(config, drift_alert())
     assert outcome.sent == [f"webhook ({URL_ENV['webhook']})"]
-    assert len(outcome.failed) == 3 and outcome.skipped == ["webhook (PERENNIAL_TEST_NOT_SET)"]
+    assert len(outcome.failed) == 3 and outcome.skipped == ["webhook (PERENNIAL_ALERT_NOT_SET)"]
     assert len(posted(httpserver, "webhook")) == 1
     ours = "\n".join(r.getMessage() for r in caplog.records if r.name != "werkzeug")
     assert "HTTP 500" in ours and "Connection refused" in ours
