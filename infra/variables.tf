@@ -139,3 +139,9 @@ variable "serve_token_version" {
   type        = number
   default     = 1
 }
+
+variable "app_secret_versions" {
+  description = "Version of each application credential (keys of modules/settings app_secrets, e.g. mlflow_serve): increment one to generate it again, without it entering the state. Then follow infra/README.md (rotation)."
+  type        = map(number)
+  default     = {}
+}

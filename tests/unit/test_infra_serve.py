@@ -110,10 +110,11 @@ def test_the_token_comes_from_a_secret_never_plain_environment() -> None:
 def test_serve_roles_are_least_privilege() -> None:
     iam_locals = locals_of(IAM / "main.tf")
     assert iam_locals["ecs_task_roles"]["serve"] == "${var.names.role_serve}"
-    # Only the serve execution role reads the token, and it reads nothing else.
+    # Only the serve execution role reads the token, and no database secret (its application
+    # secrets, the read-only MLflow user and the signing key: tests/unit/test_infra_auth.py).
     readers = {
         family: arns
-        for family, arns in iam_locals["execution_secrets"].items()
+        for family, arns in iam_locals["database_secrets"].items()
         if "serve_token" in str(arns)
     }
     assert readers == {"serve": ["${var.serve_token_secret_arn}"]}
