@@ -144,6 +144,9 @@ module "compute" {
   }
   execution_role_arns = module.iam.execution_role_arns
   task_role_arns      = module.iam.task_role_arns
+  app_secret_arns     = local.app_secret_arns
+  secret_environment  = module.settings.secret_environment
+  mlflow_users        = module.settings.mlflow_users
   database = {
     host              = module.database.address
     port              = module.database.port

@@ -718,7 +718,7 @@ def test_services_log_in_as_their_own_user_never_the_master() -> None:
     assert "master" not in task["container_definitions"]
     # Flow runs (Optuna) get the flow_run user and secret.
     outputs = named(COMPUTE / "outputs.tf", "output")
-    assert outputs["flow_run_secrets"]["value"] == '${local.pg_secrets["flow_run"]}'
+    assert outputs["flow_run_secrets"]["value"].startswith('${concat(local.pg_secrets["flow_run"],')
     assert 'local.pg_environment["flow_run"]' in outputs["flow_run_environment"]["value"]
     # The master user and secret appear in one task definition only: the bootstrap.
     bootstrap = one("aws_ecs_task_definition", "db_bootstrap", COMPUTE)
