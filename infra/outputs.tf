@@ -104,6 +104,9 @@ output "ecs_work_pool_job_variables" {
       awslogs-region        = var.region
       awslogs-stream-prefix = "flow-runs"
     }
+    # A Prefect worker hands its own settings to the runs it starts as plain environment,
+    # its auth string included: null drops it, so a flow run's auth string comes only from
+    # its container secret (flow_run_container_secrets).
     env = merge(module.compute.flow_run_environment, {
       PERENNIAL_HOME           = "s3://${module.storage.data_bucket}"
       PERENNIAL_MLFLOW_URI     = module.compute.mlflow_url
@@ -111,6 +114,7 @@ output "ecs_work_pool_job_variables" {
       PREFECT_API_URL          = module.compute.prefect_api_url
       PERENNIAL_S3_KMS_KEY_ID  = module.storage.kms_key_arn
       MLFLOW_DISABLE_TELEMETRY = "true"
+      PREFECT_API_AUTH_STRING  = null
     })
   }
 }
