@@ -152,6 +152,16 @@ output "database_endpoint" {
 }
 
 output "flow_run_container_secrets" {
-  description = "ECS container secrets for flow runs (PGPASSWORD from the flow_run user's secret): add to the work pool's task_definition.containerDefinitions[0].secrets."
+  description = "ECS container secrets for flow runs (PGPASSWORD, PREFECT_API_AUTH_STRING, MLFLOW_TRACKING_USERNAME/PASSWORD of the flow_run MLflow user, PERENNIAL_MODEL_SIGNING_KEY): infra/workpool.py puts them in the work pool's task_definition.containerDefinitions[0].secrets."
   value       = module.compute.flow_run_secrets
+}
+
+output "app_secret_arns" {
+  description = "Secrets Manager ARN of each application credential: prefect_api_auth (PREFECT_API_AUTH_STRING for clients and the UI), mlflow_admin / mlflow_flow_run / mlflow_serve (JSON username, password), mlflow_session_key, model_signing_key."
+  value       = local.app_secret_arns
+}
+
+output "operators_security_group_id" {
+  description = "Security group whose members reach the Prefect UI/API (:4200), MLflow (:5000) and serve (:8000) on the load balancer: attach it to a bastion or a Client VPN endpoint."
+  value       = module.network.security_group_ids.operators
 }

@@ -43,7 +43,7 @@ variable "vpc_cidr" {
 }
 
 variable "client_cidrs" {
-  description = "Extra private CIDR blocks (VPN, peered VPCs) allowed to reach the internal load balancer. Never 0.0.0.0/0."
+  description = "Extra private CIDR blocks (VPN, peered VPCs) allowed to reach perennial serve (:8000) on the internal load balancer. Never 0.0.0.0/0. The Prefect UI and MLflow take only members of the operators security group (output operators_security_group_id)."
   type        = list(string)
   default     = []
 

@@ -66,9 +66,9 @@ def test_serve_is_reachable_only_from_inside_the_vpc() -> None:
     assert rule["from_port"] == rule["to_port"] == "${local.serve_port}"
     assert "cidr_ipv4" not in rule
     # The load balancer takes port 8000 from the VPC and client_cidrs only (never 0.0.0.0/0,
-    # which the root variable's validation refuses).
+    # which the root variable's validation refuses), and from the operators group.
     network_locals = locals_of(NETWORK / "main.tf")
-    assert network_locals["client_ports"] == "${merge(local.ports, {serve = local.serve_port})}"
+    assert network_locals["client_ports"] == {"serve": "${local.serve_port}"}
     clients = one("aws_vpc_security_group_ingress_rule", "alb_from_clients", NETWORK)
     assert "local.lb_client_cidrs" in clients["for_each"]
     assert network_locals["lb_client_cidrs"] == (
