@@ -118,8 +118,10 @@ variable "serve_dataset" {
   default     = "flights"
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", var.serve_dataset))
-    error_message = "serve_dataset must be a dataset name (a YAML of configs/), never a path."
+    # The config's rule (tasks/core/config.py DATASET_NAME): no '-', which ends the dataset
+    # in the model name <dataset>-<target>.
+    condition     = can(regex("^[a-z0-9][a-z0-9_]{0,63}$", var.serve_dataset))
+    error_message = "serve_dataset must be a dataset name (a YAML of configs/): lower-case letters, digits and '_', never a path."
   }
 }
 

@@ -166,8 +166,8 @@ variable "serve" {
   })
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", var.serve.dataset))
-    error_message = "serve.dataset must be a dataset name (a YAML of configs/), never a path."
+    condition     = can(regex("^[a-z0-9][a-z0-9_]{0,63}$", var.serve.dataset))
+    error_message = "serve.dataset must be a dataset name (a YAML of configs/, tasks/core/config.py DATASET_NAME), never a path."
   }
 
   validation {
