@@ -81,7 +81,7 @@ format: install
 	$(RUN) ruff check --fix .
 
 infra-check: install  ## terraform fmt + test, checkov, structural HCL tests (offline)
-	$(RUN) pytest tests/unit/test_infra.py -q
+	$(RUN) pytest tests/unit/test_infra*.py -q
 	bash infra/check.sh
 
 up: install  ## served mode: Prefect server + UI, worker, MLflow server, deployments
