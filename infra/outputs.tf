@@ -1,7 +1,7 @@
 # --- what Perennial needs: export these four variables ---------------------------
 
 output "perennial_env" {
-  description = "Environment variables pointing Perennial at this stack (also set PGPASSWORD from db_service_secret_arns.flow_run, key \"password\": Optuna logs in as the flow_run user)."
+  description = "Environment variables pointing Perennial at this stack (also set PGPASSWORD from db_service_secret_arns.flow_run, key \"password\": Optuna logs in as the flow_run user; PREFECT_API_AUTH_STRING and MLFLOW_TRACKING_USERNAME/PASSWORD from app_secret_arns)."
   value = {
     PERENNIAL_HOME           = "s3://${module.storage.data_bucket}"
     PERENNIAL_MLFLOW_URI     = module.compute.mlflow_url
