@@ -81,7 +81,7 @@ format: install
 	$(RUN) ruff check --fix .
 
 infra-check: install  ## terraform fmt + test, checkov, structural HCL tests (offline)
-	$(RUN) pytest tests/unit/test_infra.py -q
+	$(RUN) pytest tests/unit/test_infra*.py -q
 	bash infra/check.sh
 
 up: install  ## served mode: Prefect server + UI, worker, MLflow server, deployments
@@ -95,8 +95,9 @@ status:
 	$(RUN) python -m flows.supervision.served_stack status
 
 infra-workpool: install  ## create/update the prod ECS work pool from Terraform outputs, then deploy
-	cd infra && terraform output -json > /tmp/perennial-outputs.json
-	$(RUN) python infra/workpool.py /tmp/perennial-outputs.json
+	@outputs=$$(mktemp) && trap 'rm -f "$$outputs"' EXIT && \
+	  (cd infra && terraform output -json) > "$$outputs" && \
+	  $(RUN) python infra/workpool.py "$$outputs"
 	$(RUN) prefect --no-prompt deploy --all --prefect-file infra/prefect-prod.yaml
 
 bench: install

@@ -4,7 +4,7 @@
 #   2. terraform init + test on the provider-free settings module (infra/tests/*.tftest.hcl)
 #   3. checkov 3.3.30 static scan, zero failed checks allowed (skips carry reasons inline)
 # No provider is downloaded and nothing talks to AWS. Exits non-zero on the first failure.
-# The structural pytest (tests/unit/test_infra.py) runs with the rest of the unit tests.
+# The structural pytests (tests/unit/test_infra*.py) run with the rest of the unit tests.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -8,6 +8,8 @@
 #   compute   ECS cluster, Prefect server, Prefect ECS worker, MLflow server, perennial serve,
 #             internal ALB
 #   serve_token.tf  the bearer token of perennial serve, in Secrets Manager
+#   app_secrets.tf  the Prefect auth string, MLflow's users and the model-signing key, in
+#             Secrets Manager
 #   budget.tf monthly cost budget with email alerts
 
 data "aws_caller_identity" "current" {}
@@ -109,6 +111,8 @@ module "iam" {
   db_service_secret_arns = module.database.service_secret_arns
   db_kms_key_arn         = module.database.kms_key_arn
   serve_token_secret_arn = aws_secretsmanager_secret.serve_token.arn
+  app_secret_arns        = local.app_secret_arns
+  app_secret_access      = module.settings.secret_access
   tags                   = local.tags
 }
 
@@ -140,6 +144,9 @@ module "compute" {
   }
   execution_role_arns = module.iam.execution_role_arns
   task_role_arns      = module.iam.task_role_arns
+  app_secret_arns     = local.app_secret_arns
+  secret_environment  = module.settings.secret_environment
+  mlflow_users        = module.settings.mlflow_users
   database = {
     host              = module.database.address
     port              = module.database.port

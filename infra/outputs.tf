@@ -1,7 +1,7 @@
 # --- what Perennial needs: export these four variables ---------------------------
 
 output "perennial_env" {
-  description = "Environment variables pointing Perennial at this stack (also set PGPASSWORD from db_service_secret_arns.flow_run, key \"password\": Optuna logs in as the flow_run user)."
+  description = "Environment variables pointing Perennial at this stack (also set PGPASSWORD from db_service_secret_arns.flow_run, key \"password\": Optuna logs in as the flow_run user; PREFECT_API_AUTH_STRING and MLFLOW_TRACKING_USERNAME/PASSWORD from app_secret_arns)."
   value = {
     PERENNIAL_HOME           = "s3://${module.storage.data_bucket}"
     PERENNIAL_MLFLOW_URI     = module.compute.mlflow_url
@@ -104,6 +104,9 @@ output "ecs_work_pool_job_variables" {
       awslogs-region        = var.region
       awslogs-stream-prefix = "flow-runs"
     }
+    # A Prefect worker hands its own settings to the runs it starts as plain environment,
+    # its auth string included: null drops it, so a flow run's auth string comes only from
+    # its container secret (flow_run_container_secrets).
     env = merge(module.compute.flow_run_environment, {
       PERENNIAL_HOME           = "s3://${module.storage.data_bucket}"
       PERENNIAL_MLFLOW_URI     = module.compute.mlflow_url
@@ -111,6 +114,7 @@ output "ecs_work_pool_job_variables" {
       PREFECT_API_URL          = module.compute.prefect_api_url
       PERENNIAL_S3_KMS_KEY_ID  = module.storage.kms_key_arn
       MLFLOW_DISABLE_TELEMETRY = "true"
+      PREFECT_API_AUTH_STRING  = null
     })
   }
 }
@@ -148,6 +152,16 @@ output "database_endpoint" {
 }
 
 output "flow_run_container_secrets" {
-  description = "ECS container secrets for flow runs (PGPASSWORD from the flow_run user's secret): add to the work pool's task_definition.containerDefinitions[0].secrets."
+  description = "ECS container secrets for flow runs (PGPASSWORD, PREFECT_API_AUTH_STRING, MLFLOW_TRACKING_USERNAME/PASSWORD of the flow_run MLflow user, PERENNIAL_MODEL_SIGNING_KEY): infra/workpool.py puts them in the work pool's task_definition.containerDefinitions[0].secrets."
   value       = module.compute.flow_run_secrets
+}
+
+output "app_secret_arns" {
+  description = "Secrets Manager ARN of each application credential: prefect_api_auth (PREFECT_API_AUTH_STRING for clients and the UI), mlflow_admin / mlflow_flow_run / mlflow_serve (JSON username, password), mlflow_session_key, model_signing_key."
+  value       = local.app_secret_arns
+}
+
+output "operators_security_group_id" {
+  description = "Security group whose members reach the Prefect UI/API (:4200), MLflow (:5000) and serve (:8000) on the load balancer: attach it to a bastion or a Client VPN endpoint."
+  value       = module.network.security_group_ids.operators
 }

@@ -43,7 +43,7 @@ variable "vpc_cidr" {
 }
 
 variable "client_cidrs" {
-  description = "Extra private CIDR blocks (VPN, peered VPCs) allowed to reach the internal load balancer. Never 0.0.0.0/0."
+  description = "Extra private CIDR blocks (VPN, peered VPCs) allowed to reach perennial serve (:8000) on the internal load balancer. Never 0.0.0.0/0. The Prefect UI and MLflow take only members of the operators security group (output operators_security_group_id)."
   type        = list(string)
   default     = []
 
@@ -118,8 +118,10 @@ variable "serve_dataset" {
   default     = "flights"
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", var.serve_dataset))
-    error_message = "serve_dataset must be a dataset name (a YAML of configs/), never a path."
+    # The config's rule (tasks/core/config.py DATASET_NAME): no '-', which ends the dataset
+    # in the model name <dataset>-<target>.
+    condition     = can(regex("^[a-z0-9][a-z0-9_]{0,63}$", var.serve_dataset))
+    error_message = "serve_dataset must be a dataset name (a YAML of configs/): lower-case letters, digits and '_', never a path."
   }
 }
 
@@ -138,4 +140,10 @@ variable "serve_token_version" {
   description = "Increment to generate a new perennial serve bearer token (written to Secrets Manager without entering the state). Redeploy the serve service afterwards."
   type        = number
   default     = 1
+}
+
+variable "app_secret_versions" {
+  description = "Version of each application credential (keys of modules/settings app_secrets, e.g. mlflow_serve): increment one to generate it again, without it entering the state. Then follow infra/README.md (rotation)."
+  type        = map(number)
+  default     = {}
 }

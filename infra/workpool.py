@@ -1,15 +1,18 @@
 """Create or update the `prod` ECS work pool, its base job template filled from Terraform outputs.
 
-    terraform -chdir=infra output -json > /tmp/outputs.json
-    PREFECT_API_URL=http://<alb>:4200/api python infra/workpool.py /tmp/outputs.json
-    python infra/workpool.py /tmp/outputs.json --print      # the template only, no changes
+    outputs=$(mktemp) && terraform -chdir=infra output -json > "$outputs"
+    PREFECT_API_URL=http://<alb>:4200/api PREFECT_API_AUTH_STRING=... \
+        python infra/workpool.py "$outputs"
+    python infra/workpool.py "$outputs" --print      # the template only, no changes
 
 The default ECS template is prefect-aws's when it is installed, else the one in the Prefect
 server's worker metadata (bundled with Prefect: neither prefect-aws nor internet access needed).
 Every key of the `ecs_work_pool_job_variables` output (cluster, VPC, subnets and security group,
 task and execution role ARNs, image, family, CPU/memory, CloudWatch log options, env) becomes
-the default of the template variable of that name; `flow_run_container_secrets` (PGPASSWORD
-from Secrets Manager) goes into the task definition's container, which has no variable for it.
+the default of the template variable of that name (a null in `env` unsets that variable);
+`flow_run_container_secrets` (from Secrets Manager: PGPASSWORD, the Prefect auth string, the
+flow_run MLflow user, the model-signing key) goes into the task definition's container, which has
+no variable for it.
 Deployments that target the pool then run with these values unless they override them.
 """
 
@@ -26,6 +29,8 @@ from typing import Any
 DEFAULT_POOL = "prod"
 JOB_VARIABLES_OUTPUT = "ecs_work_pool_job_variables"
 SECRETS_OUTPUT = "flow_run_container_secrets"
+# prefect-aws's own `env` schema: a null unsets a variable the worker would pass on.
+NULLABLE_STRING = {"anyOf": [{"type": "string"}, {"type": "null"}]}
 
 
 class OutputsError(ValueError):
@@ -67,6 +72,11 @@ def fill_template(template: dict[str, Any], outputs: dict[str, Any]) -> dict[str
         )
     for name, value in job_variables.items():
         properties[name]["default"] = value
+    if None in (job_variables.get("env") or {}).values():
+        # A worker hands its own settings (its auth string too) to each run as plain
+        # environment; a null in `env` drops one. prefect-aws's schema admits null, the server's
+        # bundled metadata may not yet.
+        properties["env"]["additionalProperties"] = NULLABLE_STRING
     if "cloudwatch_logs_options" in job_variables and "configure_cloudwatch_logs" in properties:
         properties["configure_cloudwatch_logs"]["default"] = True
     secrets = outputs.get(SECRETS_OUTPUT)

@@ -152,6 +152,26 @@ def test_production_deployment_runs_an_ecs_job_made_of_the_outputs(
     assert ingestion["work_pool_name"] == "prod"
 
 
+def test_a_null_in_the_pool_env_is_allowed_by_the_template() -> None:
+    """The outputs null PREFECT_API_AUTH_STRING (the worker's own must not reach runs as plain
+    environment); the server's bundled ECS template types `env` values as strings only."""
+    import prefect.server.api as server_api
+
+    metadata = Path(server_api.__file__).parent / "collections_data" / "views"
+    workers = json.loads((metadata / "aggregate-worker-metadata.json").read_text())
+    template = next(
+        worker["default_base_job_configuration"]
+        for collection in workers.values()
+        for worker in collection.values()
+        if isinstance(worker, dict) and worker.get("type") == "ecs"
+    )
+    outputs = read_outputs(SAMPLE)
+    assert outputs["ecs_work_pool_job_variables"]["env"]["PREFECT_API_AUTH_STRING"] is None
+    env = fill_template(template, outputs)["variables"]["properties"]["env"]
+    assert {"type": "null"} in env["additionalProperties"]["anyOf"]
+    assert env["default"] == outputs["ecs_work_pool_job_variables"]["env"]
+
+
 def test_outputs_without_the_job_variables_are_refused(tmp_path: Path) -> None:
     partial = {k: v for k, v in json.loads(SAMPLE.read_text()).items() if k != "vpc_id"}
     del partial["ecs_work_pool_job_variables"]

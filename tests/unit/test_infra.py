@@ -718,7 +718,7 @@ def test_services_log_in_as_their_own_user_never_the_master() -> None:
     assert "master" not in task["container_definitions"]
     # Flow runs (Optuna) get the flow_run user and secret.
     outputs = named(COMPUTE / "outputs.tf", "output")
-    assert outputs["flow_run_secrets"]["value"] == '${local.pg_secrets["flow_run"]}'
+    assert outputs["flow_run_secrets"]["value"].startswith('${concat(local.pg_secrets["flow_run"],')
     assert 'local.pg_environment["flow_run"]' in outputs["flow_run_environment"]["value"]
     # The master user and secret appear in one task definition only: the bootstrap.
     bootstrap = one("aws_ecs_task_definition", "db_bootstrap", COMPUTE)
@@ -733,7 +733,8 @@ def test_services_log_in_as_their_own_user_never_the_master() -> None:
 
 
 def test_execution_roles_read_only_their_own_secret() -> None:
-    secrets = locals_of(IAM / "main.tf")["execution_secrets"]
+    # Database secrets here; each family's application secrets: tests/unit/test_infra_auth.py.
+    secrets = locals_of(IAM / "main.tf")["database_secrets"]
     for service in DB_SERVICES:
         assert secrets[service] == [f'${{var.db_service_secret_arns["{service}"]}}'], service
     assert secrets["worker"] == []
@@ -748,10 +749,8 @@ def test_execution_roles_read_only_their_own_secret() -> None:
     )
     assert document["for_each"] == "${local.execution_secrets}"
     dynamic = {d["statement"]["content"][0]["sid"]: d["statement"] for d in document["dynamic"]}
-    assert dynamic["ReadOwnDatabaseSecret"]["content"][0]["resources"] == "${statement.value}"
-    assert dynamic["ReadOwnDatabaseSecret"]["content"][0]["actions"] == [
-        "secretsmanager:GetSecretValue"
-    ]
+    assert dynamic["ReadOwnSecrets"]["content"][0]["resources"] == "${statement.value}"
+    assert dynamic["ReadOwnSecrets"]["content"][0]["actions"] == ["secretsmanager:GetSecretValue"]
     pass_role = next(
         s for name, s in policy_statements() if name == "worker" and s["sid"] == "PassFlowRunRoles"
     )

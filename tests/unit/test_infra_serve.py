@@ -66,9 +66,9 @@ def test_serve_is_reachable_only_from_inside_the_vpc() -> None:
     assert rule["from_port"] == rule["to_port"] == "${local.serve_port}"
     assert "cidr_ipv4" not in rule
     # The load balancer takes port 8000 from the VPC and client_cidrs only (never 0.0.0.0/0,
-    # which the root variable's validation refuses).
+    # which the root variable's validation refuses), and from the operators group.
     network_locals = locals_of(NETWORK / "main.tf")
-    assert network_locals["client_ports"] == "${merge(local.ports, {serve = local.serve_port})}"
+    assert network_locals["client_ports"] == {"serve": "${local.serve_port}"}
     clients = one("aws_vpc_security_group_ingress_rule", "alb_from_clients", NETWORK)
     assert "local.lb_client_cidrs" in clients["for_each"]
     assert network_locals["lb_client_cidrs"] == (
@@ -110,10 +110,11 @@ def test_the_token_comes_from_a_secret_never_plain_environment() -> None:
 def test_serve_roles_are_least_privilege() -> None:
     iam_locals = locals_of(IAM / "main.tf")
     assert iam_locals["ecs_task_roles"]["serve"] == "${var.names.role_serve}"
-    # Only the serve execution role reads the token, and it reads nothing else.
+    # Only the serve execution role reads the token, and no database secret (its application
+    # secrets, the read-only MLflow user and the signing key: tests/unit/test_infra_auth.py).
     readers = {
         family: arns
-        for family, arns in iam_locals["execution_secrets"].items()
+        for family, arns in iam_locals["database_secrets"].items()
         if "serve_token" in str(arns)
     }
     assert readers == {"serve": ["${var.serve_token_secret_arn}"]}

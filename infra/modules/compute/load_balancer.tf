@@ -1,6 +1,6 @@
 # Internal application load balancer: Prefect API/UI on 4200, MLflow on 5000, perennial serve
-# on 8000.
-# Reachable only from the VPC (and client_cidrs) through the alb security group.
+# on 8000. Its security group (modules/network) lets 4200 and 5000 in from the runner, serve and
+# operators groups only, and 8000 from the VPC and client_cidrs too.
 
 resource "aws_lb" "this" {
   name                       = var.names.alb
@@ -50,7 +50,7 @@ resource "aws_lb_target_group" "this" {
 
 # HTTPS with a TLS 1.2+ policy when certificate_arn is set. Without a certificate (one
 # needs a DNS name) the listeners of an environment that is not https_only serve plain HTTP,
-# reachable only inside the VPC and from client_cidrs. With https_only (prod) they are HTTPS
+# reachable only inside the VPC (see the alb security group). With https_only (prod) they are HTTPS
 # whatever happens, and refuse to exist without a certificate of this account and region: there
 # is no HTTP listener to fall back to, and no port-80 redirect either (nothing listens on 80).
 resource "aws_lb_listener" "this" {

@@ -17,8 +17,10 @@ locals {
     serve   = 8000
   }
   prefect_api_url = "${local.scheme}://${aws_lb.this.dns_name}:${local.ports.prefect}/api"
-  mlflow_url      = "${local.scheme}://${aws_lb.this.dns_name}:${local.ports.mlflow}"
-  serve_url       = "${local.scheme}://${aws_lb.this.dns_name}:${local.ports.serve}"
+  # The Prefect UI's origin: the only one allowed cross-origin calls to its API.
+  prefect_ui_origin = "${local.scheme}://${aws_lb.this.dns_name}:${local.ports.prefect}"
+  mlflow_url        = "${local.scheme}://${aws_lb.this.dns_name}:${local.ports.mlflow}"
+  serve_url         = "${local.scheme}://${aws_lb.this.dns_name}:${local.ports.serve}"
 
   # libpq (psycopg) and asyncpg read these, so no URL carries a password. Each service logs in
   # as its own user with its own secret (modules/database); the master user only bootstraps.
@@ -36,6 +38,35 @@ locals {
     service => [{ name = "PGPASSWORD", valueFrom = "${db.secret_arn}:password::" }]
   }
   pg_url = { for service, db in var.database.services : service => "${db.username}@${var.database.host}:${var.database.port}/${db.database}" }
+
+  # Each task family's application secrets (modules/settings secret_environment) as ECS container
+  # secrets, injected by the ECS agent with the family's execution role: never plain environment.
+  app_secrets = {
+    for family, variables in var.secret_environment : family => [
+      for name, source in variables : {
+        name      = name
+        valueFrom = source.key == null ? var.app_secret_arns[source.secret] : "${var.app_secret_arns[source.secret]}:${source.key}::"
+      }
+    ]
+  }
+
+  # MLflow's basic-auth users live in their own database of the mlflow_server user (db-bootstrap
+  # creates it). The config file holds no secret: libpq takes host, user, password (PGPASSWORD,
+  # from the mlflow secret) and TLS from the PG* variables, and the admin comes from
+  # MLFLOW_AUTH_ADMIN_USERNAME/PASSWORD. The container writes it to its scratch volume at start.
+  mlflow_auth_database = {
+    username     = var.database.services.mlflow.username
+    database     = var.names.mlflow_auth_db_name
+    password_env = "PERENNIAL_DB_PASSWORD_MLFLOW"
+  }
+  mlflow_auth_config_path = "/scratch/mlflow-auth.ini"
+  mlflow_auth_config      = <<-INI
+    [mlflow]
+    default_permission = NO_PERMISSIONS
+    database_uri = postgresql:///${var.names.mlflow_auth_db_name}
+    authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+    auth_cache_ttl_seconds = 60
+  INI
 
   # Read-only root filesystems: the only writable path is a per-task scratch volume.
   scratch_volume = "scratch"

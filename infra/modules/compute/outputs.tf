@@ -49,8 +49,8 @@ output "flow_run_environment" {
 }
 
 output "flow_run_secrets" {
-  description = "ECS container secrets for flow runs (PGPASSWORD from the flow_run user's own secret), for the work pool's task definition."
-  value       = local.pg_secrets["flow_run"]
+  description = "ECS container secrets for flow runs (PGPASSWORD from the flow_run user's own secret, the Prefect auth string, the flow_run MLflow user, the model-signing key), for the work pool's task definition."
+  value       = concat(local.pg_secrets["flow_run"], local.app_secrets["flow_run"])
 }
 
 output "db_bootstrap_task_definition" {

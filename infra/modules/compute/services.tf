@@ -1,7 +1,7 @@
 # Task definitions and services. Every container has a read-only root filesystem,
-# runs unprivileged, logs to the KMS-encrypted log group and gets its own service's secret
-# (database password, serve token) only as a secret injected by the ECS agent, with its own
-# execution role.
+# runs unprivileged, logs to the KMS-encrypted log group and gets its own service's secrets
+# (database password, serve token, the application secrets of its family: local.app_secrets)
+# only as secrets injected by the ECS agent, with its own execution role.
 
 locals {
   services = {
@@ -14,10 +14,16 @@ locals {
       min_health = 0 # one server at a time: no overlapping schema migrations
       max_health = 100
       command    = ["prefect", "server", "start", "--host", "0.0.0.0", "--port", tostring(local.ports.prefect)]
+      # Locked down like served mode (flows/supervision/prefect_server.py): the API asks for the
+      # auth string (PREFECT_SERVER_API_AUTH_STRING, a secret), checks CSRF tokens and allows
+      # cross-origin calls from its own UI only.
       environment = [
         { name = "PREFECT_API_DATABASE_CONNECTION_URL", value = "postgresql+asyncpg://${local.pg_url.prefect_server}" },
         { name = "PREFECT_UI_API_URL", value = local.prefect_api_url },
         { name = "PREFECT_SERVER_ANALYTICS_ENABLED", value = "false" },
+        { name = "PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED", value = "true" },
+        { name = "PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS", value = local.prefect_ui_origin },
+        { name = "PREFECT_SERVER_API_CORS_ALLOWED_METHODS", value = "GET,POST,PUT,PATCH,DELETE,OPTIONS" },
       ]
     }
     mlflow = {
@@ -28,12 +34,19 @@ locals {
       secrets    = []
       min_health = 100
       max_health = 200
+      # The basic-auth app: every request signs in (admin, flow_run or serve: modules/settings
+      # mlflow_users). The shell writes the auth config (local.mlflow_auth_config, no secret)
+      # to the scratch volume, then becomes the server ($0 "$@": the arguments that follow).
       command = [
-        "mlflow", "server", "--host", "0.0.0.0", "--port", tostring(local.ports.mlflow),
+        "sh", "-c", "umask 077 && printf '%s\\n' \"$PERENNIAL_MLFLOW_AUTH_CONFIG\" > \"$MLFLOW_AUTH_CONFIG_PATH\" && exec \"$0\" \"$@\"",
+        "mlflow", "server", "--app-name", "basic-auth", "--host", "0.0.0.0", "--port", tostring(local.ports.mlflow),
         "--backend-store-uri", "postgresql://${local.pg_url.mlflow}?sslmode=require",
         "--artifacts-destination", "s3://${var.artifacts_bucket}/mlflow",
       ]
       environment = [
+        { name = "MLFLOW_AUTH_CONFIG_PATH", value = local.mlflow_auth_config_path },
+        { name = "PERENNIAL_MLFLOW_AUTH_CONFIG", value = local.mlflow_auth_config },
+        { name = "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS", value = local.mlflow_url },
         { name = "MLFLOW_SERVER_ALLOWED_HOSTS", value = "${aws_lb.this.dns_name},${aws_lb.this.dns_name}:${local.ports.mlflow}" },
         { name = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", value = "false" },
         { name = "MLFLOW_DISABLE_TELEMETRY", value = "true" },
@@ -105,7 +118,7 @@ resource "aws_ecs_task_definition" "this" {
     name         = replace(each.key, "_", "-")
     command      = each.value.command
     environment  = concat(each.value.environment, local.writable_environment, each.value.db_service == null ? [] : local.pg_environment[each.value.db_service])
-    secrets      = concat(each.value.db_service == null ? [] : local.pg_secrets[each.value.db_service], each.value.secrets)
+    secrets      = concat(each.value.db_service == null ? [] : local.pg_secrets[each.value.db_service], each.value.secrets, local.app_secrets[each.key])
     portMappings = each.value.port == null ? [] : [{ containerPort = each.value.port, protocol = "tcp" }]
     logConfiguration = {
       logDriver = "awslogs"
@@ -164,7 +177,8 @@ resource "aws_ecs_service" "this" {
 # --- database bootstrap: one-off task, run by hand after apply (infra/README.md) --------------
 
 # The only task that logs in as the master user. It creates each service's user and database
-# and sets the passwords from the services' secrets (db_bootstrap.py), and is run with
+# and sets the passwords from the services' secrets, then MLflow's basic-auth users and their
+# permissions (db_bootstrap.py), and is run with
 # `aws ecs run-task` after the first apply and after every password rotation. Not a service,
 # and not a container of the server tasks: only its execution role can read the master secret.
 resource "aws_ecs_task_definition" "db_bootstrap" {
@@ -191,15 +205,25 @@ resource "aws_ecs_task_definition" "db_bootstrap" {
       { name = "PGUSER", value = var.database.master_username },
       {
         name = "PERENNIAL_DB_SERVICES"
-        value = jsonencode([
+        value = jsonencode(concat([
           for service, db in var.database.services :
           { username = db.username, database = db.database, password_env = "PERENNIAL_DB_PASSWORD_${upper(service)}" }
+        ], [local.mlflow_auth_database]))
+      },
+      # Then MLflow's basic-auth users, in MLflow's auth database as the mlflow_server user.
+      { name = "PERENNIAL_MLFLOW_AUTH_DB", value = jsonencode(local.mlflow_auth_database) },
+      {
+        name = "PERENNIAL_MLFLOW_USERS"
+        value = jsonencode([
+          for user in values(var.mlflow_users) :
+          { username = user.username, admin = user.admin, permission = user.permission, password_env = user.password_env }
         ])
       },
     ])
     secrets = concat(
       [{ name = "PGPASSWORD", valueFrom = "${var.database.master_secret_arn}:password::" }],
       [for service, db in var.database.services : { name = "PERENNIAL_DB_PASSWORD_${upper(service)}", valueFrom = "${db.secret_arn}:password::" }],
+      local.app_secrets["db_bootstrap"],
     )
     logConfiguration = {
       logDriver = "awslogs"

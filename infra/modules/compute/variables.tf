@@ -6,19 +6,20 @@ variable "name_prefix" {
 variable "names" {
   description = "Resource names from modules/settings."
   type = object({
-    cluster         = string
-    ecr_repository  = string
-    log_group       = string
-    alb             = string
-    tg_prefect      = string
-    tg_mlflow       = string
-    tg_serve        = string
-    work_pool       = string
-    flow_run_family = string
-    db_bootstrap    = string
-    prefect_db_name = string
-    mlflow_db_name  = string
-    optuna_db_name  = string
+    cluster             = string
+    ecr_repository      = string
+    log_group           = string
+    alb                 = string
+    tg_prefect          = string
+    tg_mlflow           = string
+    tg_serve            = string
+    work_pool           = string
+    flow_run_family     = string
+    db_bootstrap        = string
+    prefect_db_name     = string
+    mlflow_db_name      = string
+    mlflow_auth_db_name = string
+    optuna_db_name      = string
   })
 }
 
@@ -165,12 +166,38 @@ variable "serve" {
   })
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", var.serve.dataset))
-    error_message = "serve.dataset must be a dataset name (a YAML of configs/), never a path."
+    condition     = can(regex("^[a-z0-9][a-z0-9_]{0,63}$", var.serve.dataset))
+    error_message = "serve.dataset must be a dataset name (a YAML of configs/, tasks/core/config.py DATASET_NAME), never a path."
   }
 
   validation {
     condition     = var.serve.live_sample_rate >= 0 && var.serve.live_sample_rate <= 1
     error_message = "serve.live_sample_rate must be between 0 and 1."
   }
+}
+
+variable "app_secret_arns" {
+  description = "ARN of each application secret (modules/settings app_secrets), by key."
+  type        = map(string)
+}
+
+variable "secret_environment" {
+  description = "Application secrets of each task family, by environment variable: {secret, key} (modules/settings secret_environment; key is a JSON key, or null for the whole secret)."
+  type        = map(map(object({ secret = string, key = string })))
+
+  validation {
+    condition     = alltrue([for family in ["prefect_server", "mlflow", "worker", "flow_run", "serve", "db_bootstrap"] : contains(keys(var.secret_environment), family)])
+    error_message = "secret_environment needs every task family: prefect_server, mlflow, worker, flow_run, serve, db_bootstrap."
+  }
+}
+
+variable "mlflow_users" {
+  description = "MLflow basic-auth users by role (modules/settings mlflow_users), which the db-bootstrap task creates: username, admin flag, permission on every experiment and registered model, and the variable holding the password."
+  type = map(object({
+    username     = string
+    secret       = string
+    admin        = bool
+    permission   = string
+    password_env = string
+  }))
 }

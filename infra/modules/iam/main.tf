@@ -1,4 +1,5 @@
-# One role per service, each with an inline policy scoped to named resources.
+# One role per service, each with an inline policy scoped to named resources. No task role reads
+# a secret: the ECS agent injects them, with the execution role of the task's family.
 # No wildcard actions. Resource "*" appears only for the read-only or
 # registration calls AWS cannot scope (ecr:GetAuthorizationToken, ec2:Describe*,
 # ecs:RegisterTaskDefinition family), each noted where used.
@@ -26,14 +27,19 @@ locals {
   # One execution role per task family: the ECS agent injects a task's secrets with it, so each
   # may read only the secrets of its own service. Only db_bootstrap reads the master secret. The
   # worker registers flow-run task definitions and can pass only the flow_run role, which
-  # reads only the flow_run secret.
-  execution_secrets = {
+  # reads only the flow-run secrets.
+  database_secrets = {
     prefect_server = [var.db_service_secret_arns["prefect_server"]]
     mlflow         = [var.db_service_secret_arns["mlflow"]]
     worker         = []
     flow_run       = [var.db_service_secret_arns["flow_run"]]
     serve          = [var.serve_token_secret_arn] # its bearer token; no database
     db_bootstrap   = concat([var.db_master_secret_arn], values(var.db_service_secret_arns))
+  }
+  # ...plus the application secrets of its family (modules/settings secret_access).
+  execution_secrets = {
+    for family, arns in local.database_secrets :
+    family => concat(arns, [for secret in lookup(var.app_secret_access, family, []) : var.app_secret_arns[secret]])
   }
 }
 
@@ -87,7 +93,7 @@ resource "aws_iam_role" "execution" {
   for_each = local.execution_secrets
 
   name                 = "${var.names.role_execution}-${replace(each.key, "_", "-")}"
-  description          = "ECS agent for ${replace(each.key, "_", " ")} tasks: pull the image, write logs, inject only this service's database secret"
+  description          = "ECS agent for ${replace(each.key, "_", " ")} tasks: pull the image, write logs, inject only this service's secrets"
   assume_role_policy   = data.aws_iam_policy_document.ecs_tasks_trust.json
   max_session_duration = 3600
 
@@ -146,7 +152,7 @@ data "aws_iam_policy_document" "execution" {
     for_each = length(each.value) > 0 ? [each.value] : []
 
     content {
-      sid       = "ReadOwnDatabaseSecret"
+      sid       = "ReadOwnSecrets"
       actions   = ["secretsmanager:GetSecretValue"]
       resources = statement.value
     }
@@ -155,8 +161,9 @@ data "aws_iam_policy_document" "execution" {
   dynamic "statement" {
     for_each = length(each.value) > 0 ? [var.db_kms_key_arn] : []
 
+    # Every secret of the stack is encrypted with the database module's key.
     content {
-      sid       = "DecryptDatabaseSecret"
+      sid       = "DecryptOwnSecrets"
       actions   = ["kms:Decrypt"]
       resources = [statement.value]
 

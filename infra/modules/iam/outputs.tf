@@ -1,5 +1,5 @@
 output "execution_role_arns" {
-  description = "ECS task execution role by task family (prefect_server, mlflow, worker, flow_run, serve, db_bootstrap): image pull, logs, its own secret."
+  description = "ECS task execution role by task family (prefect_server, mlflow, worker, flow_run, serve, db_bootstrap): image pull, logs, its own secrets."
   value       = { for family, role in aws_iam_role.execution : family => role.arn }
 }
 

@@ -92,3 +92,18 @@ variable "live_prefix" {
   type        = string
   default     = "live/"
 }
+
+variable "app_secret_arns" {
+  description = "ARN of each application secret (modules/settings app_secrets), by key."
+  type        = map(string)
+}
+
+variable "app_secret_access" {
+  description = "Application secrets each task family's execution role may read (modules/settings secret_access): family => secret keys."
+  type        = map(list(string))
+
+  validation {
+    condition     = alltrue([for family in keys(var.app_secret_access) : contains(keys(local.database_secrets), family)])
+    error_message = "app_secret_access names a task family without an execution role (see local.database_secrets)."
+  }
+}

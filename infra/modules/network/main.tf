@@ -20,8 +20,11 @@ locals {
     mlflow  = 5000
   }
   # perennial serve: clients reach it through the load balancer; it reaches MLflow through it.
-  serve_port      = 8000
-  client_ports    = merge(local.ports, { serve = local.serve_port })
+  serve_port = 8000
+  # Only scoring takes clients by address (the VPC and client_cidrs; it asks for its bearer
+  # token). Prefect and MLflow take security groups only: runner, serve, operators.
+  client_ports    = { serve = local.serve_port }
+  operator_ports  = merge(local.ports, { serve = local.serve_port })
   lb_client_cidrs = distinct(concat([var.vpc_cidr], var.client_cidrs))
 }
 

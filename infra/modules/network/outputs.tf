@@ -14,9 +14,10 @@ output "private_subnet_ids" {
 }
 
 output "security_group_ids" {
-  description = "Security group IDs by role: alb, app, runner, serve, database, endpoints."
+  description = "Security group IDs by role: alb, app, runner, serve, operators, database, endpoints."
   value = {
     alb       = aws_security_group.alb.id
+    operators = aws_security_group.operators.id
     app       = aws_security_group.app.id
     runner    = aws_security_group.runner.id
     serve     = aws_security_group.serve.id

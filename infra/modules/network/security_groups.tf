@@ -1,9 +1,10 @@
 # Security groups. Nothing accepts traffic from 0.0.0.0/0; every rule has a
 # description and names its peer (a security group, the VPC CIDR or the S3 prefix list).
+# The Prefect and MLflow ports take security groups only, never an address range.
 #
-#   clients in the VPC --4200/5000--> alb --4200/5000--> app (Prefect server, MLflow)
-#   clients in the VPC --8000--> alb --8000--> serve (perennial serve) --5000--> alb (MLflow)
+#   operators (bastion, Client VPN) --4200/5000/8000--> alb --4200/5000--> app (Prefect, MLflow)
 #   runner (Prefect worker, flow runs) --4200/5000--> alb
+#   clients in the VPC and client_cidrs --8000--> alb --8000--> serve --5000--> alb (MLflow)
 #   app, runner --5432--> database;  app, runner, serve --443--> endpoints, S3
 
 resource "aws_security_group" "alb" {
@@ -42,6 +43,17 @@ resource "aws_security_group" "serve" {
   tags = merge(var.tags, { Name = "${var.name_prefix}-serve" })
 }
 
+# People: the Prefect UI and MLflow UI. Nothing in the stack uses it; attach it to what people
+# come in through (an SSM bastion, a Client VPN endpoint) to reach the load balancer.
+resource "aws_security_group" "operators" {
+  #checkov:skip=CKV2_AWS_5:Attached by operators to their bastion or Client VPN endpoint, outside this stack; nothing here may use it.
+  name        = "${var.name_prefix}-operators"
+  description = "Operators reaching the Prefect UI, MLflow and serve on the load balancer; no ingress"
+  vpc_id      = aws_vpc.this.id
+
+  tags = merge(var.tags, { Name = "${var.name_prefix}-operators" })
+}
+
 resource "aws_security_group" "database" {
   #checkov:skip=CKV2_AWS_5:Attached to the RDS instance (modules/database) through this module's security_group_ids output; checkov does not follow cross-module references.
   name        = "${var.name_prefix}-database"
@@ -68,11 +80,37 @@ resource "aws_vpc_security_group_ingress_rule" "alb_from_clients" {
   }
 
   security_group_id = aws_security_group.alb.id
-  description       = "${each.value.service} API and UI from ${each.value.cidr}"
+  description       = "${each.value.service} from ${each.value.cidr}"
   cidr_ipv4         = each.value.cidr
   ip_protocol       = "tcp"
   from_port         = each.value.port
   to_port           = each.value.port
+
+  tags = var.tags
+}
+
+resource "aws_vpc_security_group_ingress_rule" "alb_from_operators" {
+  for_each = local.operator_ports
+
+  security_group_id            = aws_security_group.alb.id
+  description                  = "${each.key} API and UI from the operators group"
+  referenced_security_group_id = aws_security_group.operators.id
+  ip_protocol                  = "tcp"
+  from_port                    = each.value
+  to_port                      = each.value
+
+  tags = var.tags
+}
+
+resource "aws_vpc_security_group_egress_rule" "operators_to_alb" {
+  for_each = local.operator_ports
+
+  security_group_id            = aws_security_group.operators.id
+  description                  = "${each.key} API and UI through the internal load balancer"
+  referenced_security_group_id = aws_security_group.alb.id
+  ip_protocol                  = "tcp"
+  from_port                    = each.value
+  to_port                      = each.value
 
   tags = var.tags
 }

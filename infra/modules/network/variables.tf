@@ -41,7 +41,7 @@ variable "interface_endpoints" {
 }
 
 variable "client_cidrs" {
-  description = "Extra private CIDR blocks allowed to reach the internal load balancer (the VPC itself is always allowed)."
+  description = "Extra private CIDR blocks allowed to reach perennial serve (:8000) on the internal load balancer (the VPC itself always is). Prefect and MLflow take the operators security group instead."
   type        = list(string)
   default     = []
 }

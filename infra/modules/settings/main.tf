@@ -75,35 +75,36 @@ locals {
   # target groups 32, RDS identifiers 63, IAM roles 64 characters.
   bucket_suffix = "${var.account_id}-${var.region}"
   names = {
-    prefix             = local.name_prefix
-    data_bucket        = "${local.name_prefix}-data-${local.bucket_suffix}"
-    artifacts_bucket   = "${local.name_prefix}-artifacts-${local.bucket_suffix}"
-    logs_bucket        = "${local.name_prefix}-logs-${local.bucket_suffix}"
-    db_identifier      = "${local.name_prefix}-postgres"
-    db_secret          = "${var.project}/${var.environment}/postgres-master"
-    cluster            = local.name_prefix
-    ecr_repository     = "${var.project}/${var.environment}"
-    log_group          = "/${var.project}/${var.environment}/ecs"
-    alb                = "${local.name_prefix}-internal"
-    tg_prefect         = "${local.name_prefix}-prefect"
-    tg_mlflow          = "${local.name_prefix}-mlflow"
-    tg_serve           = "${local.name_prefix}-serve"
-    work_pool          = var.environment # the deployments in infra/prefect-prod.yaml target "prod"
-    budget             = "${local.name_prefix}-monthly"
-    role_execution     = "${local.name_prefix}-ecs-execution"
-    role_prefect       = "${local.name_prefix}-prefect-server"
-    role_mlflow        = "${local.name_prefix}-mlflow-server"
-    role_worker        = "${local.name_prefix}-prefect-worker"
-    role_flow_run      = "${local.name_prefix}-flow-run"
-    role_serve         = "${local.name_prefix}-serve"
-    serve_token_secret = "${var.project}/${var.environment}/serve-token"
-    role_rds_monitor   = "${local.name_prefix}-rds-monitoring"
-    flow_run_family    = "${local.name_prefix}-flow-run"
-    db_bootstrap       = "${local.name_prefix}-db-bootstrap"
-    prefect_db_name    = "prefect"
-    mlflow_db_name     = "mlflow"
-    optuna_db_name     = "optuna"
-    db_master_username = "perennial"
+    prefix              = local.name_prefix
+    data_bucket         = "${local.name_prefix}-data-${local.bucket_suffix}"
+    artifacts_bucket    = "${local.name_prefix}-artifacts-${local.bucket_suffix}"
+    logs_bucket         = "${local.name_prefix}-logs-${local.bucket_suffix}"
+    db_identifier       = "${local.name_prefix}-postgres"
+    db_secret           = "${var.project}/${var.environment}/postgres-master"
+    cluster             = local.name_prefix
+    ecr_repository      = "${var.project}/${var.environment}"
+    log_group           = "/${var.project}/${var.environment}/ecs"
+    alb                 = "${local.name_prefix}-internal"
+    tg_prefect          = "${local.name_prefix}-prefect"
+    tg_mlflow           = "${local.name_prefix}-mlflow"
+    tg_serve            = "${local.name_prefix}-serve"
+    work_pool           = var.environment # the deployments in infra/prefect-prod.yaml target "prod"
+    budget              = "${local.name_prefix}-monthly"
+    role_execution      = "${local.name_prefix}-ecs-execution"
+    role_prefect        = "${local.name_prefix}-prefect-server"
+    role_mlflow         = "${local.name_prefix}-mlflow-server"
+    role_worker         = "${local.name_prefix}-prefect-worker"
+    role_flow_run       = "${local.name_prefix}-flow-run"
+    role_serve          = "${local.name_prefix}-serve"
+    serve_token_secret  = "${var.project}/${var.environment}/serve-token"
+    role_rds_monitor    = "${local.name_prefix}-rds-monitoring"
+    flow_run_family     = "${local.name_prefix}-flow-run"
+    db_bootstrap        = "${local.name_prefix}-db-bootstrap"
+    prefect_db_name     = "prefect"
+    mlflow_db_name      = "mlflow"
+    mlflow_auth_db_name = "mlflow_auth" # MLflow's basic-auth users, owned by the mlflow_server user
+    optuna_db_name      = "optuna"
+    db_master_username  = "perennial"
   }
 
   # One PostgreSQL user per service that talks to the database, each owning its own database
@@ -117,6 +118,74 @@ locals {
   db_service_secrets = {
     for service, db in local.db_services :
     service => merge(db, { secret_name = "${var.project}/${var.environment}/postgres-${replace(service, "_", "-")}" })
+  }
+
+  # MLflow's basic-auth users (db-bootstrap creates them and sets their passwords, the MLflow
+  # server checks them). Nobody has a permission by default: flow runs may edit every
+  # experiment and registered model, serve may only read them, the admin manages users.
+  mlflow_users = {
+    admin    = { username = "perennial_admin", secret = "mlflow_admin", admin = true, permission = null, password_env = "PERENNIAL_MLFLOW_PASSWORD_ADMIN" }
+    flow_run = { username = "flow_run", secret = "mlflow_flow_run", admin = false, permission = "EDIT", password_env = "PERENNIAL_MLFLOW_PASSWORD_FLOW_RUN" }
+    serve    = { username = "serve", secret = "mlflow_serve", admin = false, permission = "READ", password_env = "PERENNIAL_MLFLOW_PASSWORD_SERVE" }
+  }
+
+  # The application's credentials, each an ephemeral random value written write-only to its own
+  # Secrets Manager secret (infra/app_secrets.tf): a plain string, or JSON {username, password}
+  # for an MLflow user.
+  app_secrets = {
+    prefect_api_auth   = { secret_name = "${var.project}/${var.environment}/prefect-api-auth", username = null, description = "Prefect API auth string: the server requires it, the worker and flow runs send it" }
+    mlflow_admin       = { secret_name = "${var.project}/${var.environment}/mlflow-admin", username = local.mlflow_users.admin.username, description = "MLflow admin user (basic-auth): manages users and permissions" }
+    mlflow_session_key = { secret_name = "${var.project}/${var.environment}/mlflow-session-key", username = null, description = "MLflow server's Flask secret key (sessions and CSRF tokens of its UI)" }
+    mlflow_flow_run    = { secret_name = "${var.project}/${var.environment}/mlflow-flow-run", username = local.mlflow_users.flow_run.username, description = "MLflow user of flow runs: edits experiments and registered models" }
+    mlflow_serve       = { secret_name = "${var.project}/${var.environment}/mlflow-serve", username = local.mlflow_users.serve.username, description = "MLflow user of perennial serve: reads models, changes nothing" }
+    model_signing_key  = { secret_name = "${var.project}/${var.environment}/model-signing-key", username = null, description = "HMAC key of model digests: flow runs sign, perennial serve checks" }
+  }
+
+  # Who gets which secret, as which environment variable, by task family (one ECS execution role
+  # each): modules/iam lets each role read exactly these secrets, modules/compute injects them as
+  # ECS container secrets. `key` picks a JSON key; null takes the whole secret. The database
+  # passwords (modules/database) and the serve token (infra/serve_token.tf) are apart.
+  secret_environment = {
+    prefect_server = {
+      PREFECT_SERVER_API_AUTH_STRING = { secret = "prefect_api_auth", key = null }
+    }
+    mlflow = {
+      MLFLOW_AUTH_ADMIN_USERNAME     = { secret = "mlflow_admin", key = "username" }
+      MLFLOW_AUTH_ADMIN_PASSWORD     = { secret = "mlflow_admin", key = "password" }
+      MLFLOW_FLASK_SERVER_SECRET_KEY = { secret = "mlflow_session_key", key = null }
+    }
+    # The ECS worker only starts flow-run tasks: it never loads a model nor talks to MLflow.
+    worker = {
+      PREFECT_API_AUTH_STRING = { secret = "prefect_api_auth", key = null }
+    }
+    flow_run = {
+      PREFECT_API_AUTH_STRING     = { secret = "prefect_api_auth", key = null }
+      MLFLOW_TRACKING_USERNAME    = { secret = "mlflow_flow_run", key = "username" }
+      MLFLOW_TRACKING_PASSWORD    = { secret = "mlflow_flow_run", key = "password" }
+      PERENNIAL_MODEL_SIGNING_KEY = { secret = "model_signing_key", key = null }
+    }
+    serve = {
+      MLFLOW_TRACKING_USERNAME    = { secret = "mlflow_serve", key = "username" }
+      MLFLOW_TRACKING_PASSWORD    = { secret = "mlflow_serve", key = "password" }
+      PERENNIAL_MODEL_SIGNING_KEY = { secret = "model_signing_key", key = null }
+    }
+    # Creates the MLflow users, or sets their passwords again after a rotation.
+    db_bootstrap = {
+      PERENNIAL_MLFLOW_PASSWORD_ADMIN    = { secret = "mlflow_admin", key = "password" }
+      PERENNIAL_MLFLOW_PASSWORD_FLOW_RUN = { secret = "mlflow_flow_run", key = "password" }
+      PERENNIAL_MLFLOW_PASSWORD_SERVE    = { secret = "mlflow_serve", key = "password" }
+    }
+  }
+  # The same table turned around: which families read each secret, and each family's secrets.
+  secret_readers = {
+    for secret in keys(local.app_secrets) : secret => sort([
+      for family, variables in local.secret_environment : family
+      if contains([for source in values(variables) : source.secret], secret)
+    ])
+  }
+  secret_access = {
+    for family, variables in local.secret_environment :
+    family => sort(distinct([for source in values(variables) : source.secret]))
   }
 
   standard_tags = {

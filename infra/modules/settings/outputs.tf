@@ -93,3 +93,67 @@ output "sizing" {
     error_message = "prod serves HTTPS only: https_only cannot be overridden to false."
   }
 }
+
+output "app_secrets" {
+  description = "The application's credentials, by key: Secrets Manager name, description, and the MLflow username of a JSON {username, password} secret (null: a plain string)."
+  value       = local.app_secrets
+
+  precondition {
+    condition     = length(distinct([for secret in values(local.app_secrets) : secret.secret_name])) == length(local.app_secrets)
+    error_message = "Two application secrets would share a Secrets Manager name."
+  }
+}
+
+output "mlflow_users" {
+  description = "MLflow basic-auth users by role (admin, flow_run, serve): username, secret, admin flag, permission on every experiment and registered model, and the variable db-bootstrap reads its password from."
+  value       = local.mlflow_users
+
+  precondition {
+    condition     = [for role, user in local.mlflow_users : role if user.admin] == ["admin"] && length(distinct([for user in values(local.mlflow_users) : user.username])) == length(local.mlflow_users)
+    error_message = "Exactly one MLflow admin, and one username per MLflow user."
+  }
+
+  precondition {
+    condition     = alltrue([for user in values(local.mlflow_users) : user.admin || contains(["READ", "EDIT"], user.permission)])
+    error_message = "An MLflow user that is not the admin reads (READ) or edits (EDIT), never manages."
+  }
+}
+
+output "secret_environment" {
+  description = "Application secrets of each task family, by environment variable: {secret, key} (key: a JSON key, or null for the whole secret). Injected as ECS container secrets."
+  value       = local.secret_environment
+
+  precondition {
+    condition = alltrue(flatten([
+      for variables in values(local.secret_environment) : [
+        for source in values(variables) :
+        contains(keys(local.app_secrets), source.secret) && (
+          local.app_secrets[source.secret].username == null ? source.key == null : contains(["username", "password"], source.key)
+        )
+      ]
+    ]))
+    error_message = "Every secret_environment entry names an app secret, with a JSON key (username, password) exactly when the secret is JSON."
+  }
+
+  precondition {
+    condition = local.secret_environment.db_bootstrap == {
+      for user in values(local.mlflow_users) : user.password_env => { secret = user.secret, key = "password" }
+    }
+    error_message = "db-bootstrap gets each MLflow user's password, under that user's password_env, and nothing else."
+  }
+
+  precondition {
+    condition     = alltrue([for readers in values(local.secret_readers) : length(readers) > 0])
+    error_message = "An application secret nobody reads should not exist."
+  }
+}
+
+output "secret_readers" {
+  description = "Task families reading each application secret (secret_environment turned around)."
+  value       = local.secret_readers
+}
+
+output "secret_access" {
+  description = "Application secrets each task family's execution role may read, from local.secret_environment."
+  value       = local.secret_access
+}
