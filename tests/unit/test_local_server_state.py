@@ -56,6 +56,11 @@ def test_a_supervisor_is_known_by_its_module_now_and_before_it_moved(module: str
     # A process whose arguments hold the module as `-m MODULE supervise PORT` would.
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", module])
     try:
+        # Until the child has exec'd, /proc shows the forked parent's arguments (slow under load).
+        cmdline = Path(f"/proc/{sleeper.pid}/cmdline")
+        deadline = time.monotonic() + 30
+        while module.encode() not in cmdline.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.01)
         entry = {"pid": sleeper.pid, "ticks": start_ticks(sleeper.pid)}
         assert local_server.is_ours(entry) is True
         assert local_server.is_ours({**entry, "ticks": "1"}) is False  # a recycled pid
