@@ -185,7 +185,8 @@ def _describe(error: ValidationError) -> str:
 
 def configs_dir() -> Path:
     """The folder of dataset YAMLs that flows and deployments name datasets from: `configs/` of
-    the project, or PERENNIAL_CONFIGS_DIR (set by the operator, never by a flow parameter)."""
+    the project, or PERENNIAL_CONFIGS_DIR (set by the operator, never by a flow parameter; a
+    CLI run names its YAML's own folder instead, `dataset_folder`)."""
     return Path(os.environ.get("PERENNIAL_CONFIGS_DIR") or DEFAULT_CONFIGS_DIR).resolve()
 
 

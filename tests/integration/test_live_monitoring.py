@@ -73,6 +73,7 @@ def test_live_traffic_feeds_drift_and_the_ab_arms(
     from tasks.data.ingest import land_batch
     from tasks.data.source import extract_from_source
     from tasks.data.suite import profile_landed
+    from tasks.watch.arms import ArmMetrics, ArmsReport
 
     monkeypatch.delenv("PERENNIAL_HOME", raising=False)
     monkeypatch.setenv("PERENNIAL_CONFIGS_DIR", str(tmp_path))
@@ -149,6 +150,14 @@ def test_live_traffic_feeds_drift_and_the_ab_arms(
         assert arms[alias]["versions"] == [version] and arms[alias]["rows"] == len(mine)
         expected = roc_auc_score([labels[r] for r, _ in mine], [s for _, s in mine])
         assert arms[alias]["roc_auc"] == pytest.approx(expected, abs=1e-12)
-    human = "\n".join(arms_lines(arms))
+    # The JSON reads back as the result it printed; its human lines name each arm.
+    found = ArmsReport(
+        arms["batch"],
+        arms["live_rows"],
+        arms["rows"],
+        champion=ArmMetrics(**arms[CHAMPION]),
+        challenger=ArmMetrics(**arms[CHALLENGER]),
+    )
+    human = "\n".join(arms_lines(found))
     assert f"A/B arms on {len(week):,} labelled live rows" in human
     assert f"challenger v{other}: {arms[CHALLENGER]['rows']:,} rows" in human
