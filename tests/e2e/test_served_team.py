@@ -339,7 +339,8 @@ def test_a_tampered_model_artifact_is_refused_by_predict(
         champion = connect(config).get_model_version_by_alias(config.model_name, CHAMPION)
     home = Path(service["home"])
     model_id = champion.model_id or champion.source.removeprefix("models:/")  # REST leaves it out
-    [booster] = list((home / "mlartifacts").glob(f"*/models/{model_id}/artifacts/booster.ubj"))
+    stored = f"*/models/{model_id}/artifacts/artifacts/booster.ubj"  # the pyfunc's artifacts/
+    [booster] = list((home / "mlartifacts").glob(stored))
     good = booster.read_bytes()
     try:
         booster.write_bytes(good + b"\n# appended by an attacker")

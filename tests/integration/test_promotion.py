@@ -374,7 +374,7 @@ def test_a_tampered_model_artifact_is_refused_naming_the_version(
     assert len(found.tags[MODEL_SHA256_TAG]) == 64
     assert load_model(config, version) is not None  # the artifact as registered loads
     model_id = found.model_id or found.source.removeprefix("models:/")
-    [booster] = list(module_home.glob(f"mlartifacts/**/{model_id}/artifacts/booster.ubj"))
+    [booster] = list(module_home.glob(f"mlartifacts/**/{model_id}/artifacts/artifacts/booster.ubj"))
     original = booster.read_bytes()
     try:
         booster.write_bytes(original + b"\n")
