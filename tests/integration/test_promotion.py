@@ -43,7 +43,12 @@ from tasks.registry.model_store import (
     load_model,
     log_and_register,
 )
-from tasks.registry.promotion import PolicyRefusedError, RerunSummary, TrainingSummary
+from tasks.registry.promotion import (
+    PolicyRefusedError,
+    RerunSummary,
+    RollbackSummary,
+    TrainingSummary,
+)
 from tasks.serve.predict import shadow_report
 from tests.conftest import FLIGHTS
 
@@ -261,7 +266,7 @@ def test_rollback_restores_the_previous_champion_and_records_it(first: TrainingS
     assert history()[-1] == current
     replaced = history()[-2]
     result = rollback_champion(reason="test: rollback")
-    assert result == {"model": "flights-late-arrival", "champion": replaced, "demoted": current}
+    assert result == RollbackSummary("flights-late-arrival", champion=replaced, demoted=current)
     assert champion() == replaced
     assert "champion returned to" in tags(current)["perennial.rolled_back"]
     assert tags(replaced)["perennial.restored_from"] == current
