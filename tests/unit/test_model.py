@@ -1,10 +1,13 @@
 """Training's fast path (encode once to float32, QuantileDMatrix, xgboost.train) against the
-scikit-learn pipeline's own fit, which Perennial used before: same codes, trees and scores; and
-the encoder's state as JSON, which is what the registry keeps of it."""
+scikit-learn pipeline's own fit, which Perennial used before: same codes, trees and scores; the
+encoder's state as JSON and the booster as UBJSON, which is what the registry keeps; and the
+model's code, which MLflow runs, importing nothing of Perennial."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ from tasks.core.config import PerennialConfig, load_config
 from tasks.learn.model import fit_encoder, make_encoder, xgb_classifier
 from tasks.learn.scorer import EncoderState, ModelFileError, Scorer
 from tasks.learn.train import fit_model
-from tests.conftest import FLIGHTS
+from tests.conftest import FLIGHTS, ROOT
 from tests.unit.test_tune import synthetic_datasets
 
 PARAMS = {"max_depth": 4, "learning_rate": 0.2, "subsample": 0.8, "colsample_bytree": 0.9}
@@ -132,3 +135,31 @@ def test_an_encoder_state_that_is_not_what_perennial_writes_is_refused(
     EncoderState.from_json(text)  # as written: read back
     with pytest.raises(ModelFileError, match=complaint):
         EncoderState.from_json(change(text))
+
+
+HEAVY = ("prefect", "sklearn", "optuna", "great_expectations", "tasks.core", "tasks.registry")
+
+
+def modules_after(code: str) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.split()
+
+
+def test_the_model_code_imports_nothing_of_perennial_nor_anything_heavy() -> None:
+    # As MLflow runs it from a version's folder (`mlflow.pyfunc.load_model`): a pyfunc model.
+    loaded = modules_after(
+        "from mlflow.models.utils import _load_model_code_path\n"
+        "model = _load_model_code_path('tasks/learn/scorer.py', None)\n"
+        "assert type(model).__name__ == 'PositiveClassProbability', model"
+    )
+    assert not [m for m in loaded if m.startswith(HEAVY)]
+    # As Perennial imports it: plain classes, no MLflow, no XGBoost until a booster is read.
+    imported = modules_after("import tasks.learn.scorer")
+    assert not [m for m in imported if m.startswith((*HEAVY, "mlflow", "xgboost"))]
