@@ -67,8 +67,8 @@ class ServedModel:
     feature_index: tuple[int, ...] = ()  # booster column -> its index in `features`
 
     def matrix(self, rows: Sequence[BaseModel]) -> np.ndarray:
-        """The booster's input for validated rows (float64; NaN = missing
-        (a null, or a category the training data never saw)."""
+        """The booster's input for validated rows: float64, NaN = missing (a null, or a category
+        the training data never saw)."""
         out = np.empty((len(rows), len(self.columns)), dtype=np.float64)
         nan = float("nan")
         for i, row in enumerate(rows):
