@@ -150,10 +150,10 @@ def baseline_fit(x: Any, y: Any, config: Any) -> Any:
     XGBClassifier on its float64 frame)."""
     from sklearn.pipeline import Pipeline
 
-    from tasks.learn.model import encoded_types, fit_encoder, make_encoder, xgb_classifier
+    from tasks.learn.model import fit_encoder, make_encoder, xgb_classifier
     from tasks.learn.tune import cores
 
-    types = encoded_types(fit_encoder(config, x))  # category codes split as categories
+    types = list(fit_encoder(config, x).feature_types)  # category codes split as categories
     classifier = xgb_classifier(PARAMS, ROUNDS, cores(), SEED, types)
     return Pipeline([("encode", make_encoder(config)), ("model", classifier)]).fit(x, y)
 
@@ -161,21 +161,22 @@ def baseline_fit(x: Any, y: Any, config: Any) -> Any:
 def dask_fit(x: Any, y: Any, config: Any) -> tuple[Any, dict[str, Any]]:
     from tasks.core.config_training import TrainingConfig
     from tasks.learn.distributed import dask_client, train_on_dask
-    from tasks.learn.model import as_classifier, assemble, encode, fit_encoder, matrix_spec
+    from tasks.learn.model import fit_encoder, matrix_spec
+    from tasks.learn.scorer import Scorer
 
     training = TrainingConfig(engine="dask", dask_workers=2, dask_threads_per_worker=1)
     encoder = fit_encoder(config, x)
     with dask_client(training) as client:
         ready = time.perf_counter()
         booster = train_on_dask(
-            client, encode(encoder, x), y, matrix_spec(encoder), PARAMS, ROUNDS, config
+            client, encoder.encode(x), y, matrix_spec(encoder), PARAMS, ROUNDS, config
         )
         peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
         extra = {
             "train_only_s": round(time.perf_counter() - ready, 1),
             "worker_peak_rss_mb": [round(kb / 1024, 1) for kb in peaks.values()],
         }
-    return assemble(encoder, as_classifier(booster, PARAMS, ROUNDS, 1, SEED)), extra
+    return Scorer(encoder, booster), extra
 
 
 def measure(folder: Path, rows: int, mode: str) -> dict[str, Any]:

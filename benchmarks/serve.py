@@ -4,9 +4,10 @@ registered model version, single-row requests over loopback at concurrency 1, 8 
     .venv/bin/python benchmarks/serve.py [--seconds 8]
 
 A model shaped like the flights demo's (16 numeric, 3 categorical and 2 time features; 300
-trees of depth 6) is trained on synthetic rows and registered in a temporary home with the
-registry's sha256 tag. Both servers run one process on 127.0.0.1; MLflow's scores the version's
-local model folder with `--env-manager local`. The client is one asyncio process with one
+trees of depth 6) is trained on synthetic rows and registered in a temporary home, signed as
+every registration is (booster UBJSON + encoder JSON, no pickle). Both servers run one process on
+127.0.0.1; MLflow's scores the version's local model folder (its `scorer.py`, the positive-class
+probability) with `--env-manager local`. The client is one asyncio process with one
 keep-alive HTTP/1.1 connection per concurrent caller, measuring each request from write to
 last byte read. Client and servers share the machine's cores (2 here) with whatever else runs:
 the load average is recorded before and after. Writes benchmarks/results/serve.json.

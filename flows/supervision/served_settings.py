@@ -1,9 +1,11 @@
 """What served mode starts its processes with: where its state lives, the databases of Prefect
 and MLflow, the environment every process sees, and the credentials.
 
-State lives under `PERENNIAL_HOME/run` (0700). Both credentials are generated at the first
+State lives under `PERENNIAL_HOME/run` (0700). The credentials are generated at the first
 `up` into `run/credentials.env` (0600, kept across `down`). Secrets reach processes through
-their environment, never argv.
+their environment, never argv; the model signing key (`PERENNIAL_MODEL_SIGNING_KEY`) only those
+that train and score (worker, `perennial serve`, the CLI through `run/env`), never the MLflow
+server whose registry it guards, nor the Prefect server.
 
 With PERENNIAL_DB_URL=postgresql://user:pw@host/db Prefect and MLflow keep their state in
 PostgreSQL databases `<db>_prefect` and `<db>_mlflow` (created if missing) instead of SQLite
@@ -20,9 +22,11 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from flows.supervision.processes import ROOT, write_private
+from tasks.registry.model_signing import SIGNING_KEY_VARIABLE
 
 CREDENTIALS = "credentials.env"
 MLFLOW_USER = "perennial"
+SIGNING_KEY = SIGNING_KEY_VARIABLE  # the key that signs registered models
 
 
 class ServiceError(RuntimeError):
@@ -130,8 +134,9 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 def credentials(home: Path) -> dict[str, str]:
     """The served stack's credentials, generated once into `run/credentials.env` (0600): the
-    Prefect API auth string, MLflow's admin user and password, MLflow's session key, and the
-    bearer token of `perennial serve`. Kept across `down`; a missing one is added."""
+    Prefect API auth string, MLflow's admin user and password, MLflow's session key, the
+    bearer token of `perennial serve`, and the key that signs registered models. Kept across
+    `down`; a missing one is added."""
     path = run_dir(home) / CREDENTIALS
     known = read_env_file(path) if path.is_file() else {}
     wanted = {
@@ -140,6 +145,7 @@ def credentials(home: Path) -> dict[str, str]:
         "MLFLOW_TRACKING_PASSWORD": lambda: secrets.token_urlsafe(32),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": lambda: secrets.token_urlsafe(32),
         "PERENNIAL_SERVE_TOKEN": lambda: secrets.token_urlsafe(32),
+        SIGNING_KEY: lambda: secrets.token_urlsafe(32),
     }
     missing = {key: make() for key, make in wanted.items() if key not in known}
     if missing:

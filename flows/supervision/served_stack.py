@@ -49,6 +49,7 @@ from flows.supervision.processes import (
 )
 from flows.supervision.served_settings import (
     CREDENTIALS,
+    SIGNING_KEY,
     ServiceError,
     create_databases,
     credentials,
@@ -89,6 +90,7 @@ def client_env(home: Path) -> dict[str, str]:
         "MLFLOW_TRACKING_USERNAME",
         "MLFLOW_TRACKING_PASSWORD",
         "PERENNIAL_SERVE_TOKEN",
+        SIGNING_KEY,  # the CLI loads models too: `perennial predict` checks their signature
     )
     secret = credentials(home)
     return {**state["env"], **{key: secret[key] for key in wanted}}
@@ -160,6 +162,8 @@ def start_servers(
     home, processes = Path(state["home"]), state["processes"]
     logs, (urls, password), (prefect_port, mlflow_port) = run_dir(home), databases, ports
     database = {"PGPASSWORD": password} if password else {}
+    # Neither server holds the model signing key: it guards what the MLflow server stores.
+    client = {key: value for key, value in client.items() if key != SIGNING_KEY}
     prefect_server_env = {
         **client,
         **server_settings(prefect_port),

@@ -26,6 +26,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.core.config import PerennialConfig
 from tasks.learn.device import xgboost_module
 from tasks.learn.model import categorical_types
+from tasks.learn.scorer import Scorer
 
 SAMPLE_ROWS = 2000  # rows of the holdout behind a version's global importance, at most
 SAMPLE_ROWS_LEAST = 200  # ... and at least, however deep the trees
@@ -38,15 +39,6 @@ APPROX_ABOVE = 2000  # a batch (`predict --explain`)
 APPROX_ABOVE_SERVED = 100  # a request: exact costs at most about 0.5 s of the event loop
 REASONS = 3  # reasons per explained row
 TOP_FEATURES = 10  # features shown in the model card
-
-
-def iteration_range(pipeline: Any) -> tuple[int, int]:
-    """The boosting rounds the pipeline predicts with: up to the best iteration under early
-    stopping, every round otherwise ((0, 0))."""
-    try:
-        return (0, int(pipeline.named_steps["model"].best_iteration) + 1)
-    except AttributeError:  # trained without early stopping
-        return (0, 0)
 
 
 def original_feature(column: str, features: Sequence[str]) -> str:
@@ -113,18 +105,16 @@ class Contributions:
 
 
 def contributions(
-    pipeline: Any, config: PerennialConfig, x: pd.DataFrame, approx: bool | None = None
+    model: Scorer, config: PerennialConfig, x: pd.DataFrame, approx: bool | None = None
 ) -> Contributions:
-    """SHAP values of a fitted pipeline on model inputs `x` (as `model_inputs` gives them),
+    """SHAP values of a fitted model on model inputs `x` (as `model_inputs` gives them),
     per original feature. `approx`: None picks approximate above APPROX_ABOVE rows."""
-    encoded = pipeline.named_steps["encode"].transform(x)
-    booster = pipeline.named_steps["model"].get_booster()
-    columns = list(encoded.columns)
+    columns = list(model.encoder.columns)
     values, bias = booster_contributions(
-        booster,
-        encoded.to_numpy(dtype=np.float64, na_value=np.nan),
+        model.booster,
+        model.encoder.encode(x),
         columns,
-        iteration_range(pipeline),
+        model.iteration_range,
         len(x) > APPROX_ABOVE if approx is None else approx,
     )
     names, index = feature_groups(columns, config.features.columns)
@@ -165,11 +155,10 @@ def shap_cost_per_row(booster: Any, rounds: tuple[int, int]) -> int:
     return max(cost, 1)
 
 
-def sample_size(pipeline: Any) -> int:
+def sample_size(model: Scorer) -> int:
     """Holdout rows to explain exactly: as many as the budget buys, between the bounds, so a
     deep model costs the registration seconds, not minutes. Depends only on the model."""
-    booster = pipeline.named_steps["model"].get_booster()
-    affordable = SHAP_BUDGET // shap_cost_per_row(booster, iteration_range(pipeline))
+    affordable = SHAP_BUDGET // shap_cost_per_row(model.booster, model.iteration_range)
     return int(min(SAMPLE_ROWS, max(SAMPLE_ROWS_LEAST, affordable)))
 
 
@@ -220,9 +209,9 @@ class Explanation:
         return self.importance.rename_axis("feature").to_csv()
 
 
-def explain_version(pipeline: Any, config: PerennialConfig, x_holdout: pd.DataFrame) -> Explanation:
-    sample = explanation_sample(x_holdout, config.hpo.seed, sample_size(pipeline))
-    importance = global_importance(contributions(pipeline, config, sample, approx=False))
+def explain_version(model: Scorer, config: PerennialConfig, x_holdout: pd.DataFrame) -> Explanation:
+    sample = explanation_sample(x_holdout, config.hpo.seed, sample_size(model))
+    importance = global_importance(contributions(model, config, sample, approx=False))
     folder = Path(tempfile.mkdtemp(prefix="perennial-explain-"))
     plot = importance_png(
         importance,

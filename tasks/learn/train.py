@@ -1,12 +1,12 @@
 """Train: the final XGBoost model on every batch before the holdout, with the search's best
-parameters, as one scikit-learn pipeline (category encoding + classifier) so that the registry
-holds everything needed to score raw rows. Once judged on the holdout, the same recipe is refit
+parameters, as one `Scorer` (the encoder's state + the booster) so that the registry holds
+everything needed to score raw rows. Once judged on the holdout, the same recipe is refit
 on the holdout too (`split.refit_on_holdout`): that refit is what a run registers and serves.
 
 The rows go to XGBoost once, as a float32 matrix binned into a `QuantileDMatrix` (no float64
 frame, no second copy for the DMatrix): 10M rows train within 6 GB (`benchmarks/scale.py`).
 `training.engine: dask` in the dataset YAML trains on a Dask cluster instead
-(`tasks/learn/distributed.py`); both give the same kind of pipeline."""
+(`tasks/learn/distributed.py`); both give the same kind of model."""
 
 from __future__ import annotations
 
@@ -20,14 +20,8 @@ from prefect.cache_policies import NO_CACHE
 from tasks.core.config import PerennialConfig
 from tasks.data.features import Datasets
 from tasks.learn.device import training_device, xgboost_module
-from tasks.learn.model import (
-    as_classifier,
-    assemble,
-    encode,
-    fit_encoder,
-    matrix_spec,
-    native_params,
-)
+from tasks.learn.model import fit_encoder, matrix_spec, native_params
+from tasks.learn.scorer import Scorer
 from tasks.learn.tune import TuneResult, cores
 
 
@@ -38,8 +32,8 @@ def fit_model(
     rounds: int,
     config: PerennialConfig,
     threads: int | None = None,
-) -> Any:
-    """The pipeline trained on `x`, `y` with `params` for `rounds` rounds, on the engine and
+) -> Scorer:
+    """The model trained on `x`, `y` with `params` for `rounds` rounds, on the engine and
     device the config names; `threads`: XGBoost's threads in this process (default: every core;
     a replay, which fits dozens of models in turn, gives one)."""
     encoder = fit_encoder(config, x)
@@ -49,10 +43,12 @@ def fit_model(
         from tasks.learn.distributed import dask_client, train_on_dask
 
         with dask_client(config.training) as client:
-            booster = train_on_dask(client, encode(encoder, x), y, columns, params, rounds, config)
+            booster = train_on_dask(client, encoder.encode(x), y, columns, params, rounds, config)
     else:
-        booster = train_local(encode(encoder, x), y, columns, params, rounds, config, threads)
-    return assemble(encoder, as_classifier(booster, params, rounds, threads, config.hpo.seed))
+        booster = train_local(encoder.encode(x), y, columns, params, rounds, config, threads)
+    # The registered booster predicts on the CPU, wherever it was trained.
+    booster.set_param({"device": "cpu"})
+    return Scorer(encoder, booster)
 
 
 def train_local(
@@ -90,7 +86,7 @@ class ServedModel:
     """The model a run registers (and serves once promoted), and what it saw: with
     `split.refit_on_holdout` the judged model refit on the holdout too, else the judged model."""
 
-    model: Any
+    model: Scorer
     trained_on: list[str]  # batches whose rows it was trained on
     judged_on: str  # the holdout that judged its recipe, trained without it
     rounds: int
@@ -99,7 +95,7 @@ class ServedModel:
 
 
 def serve_model(
-    model: Any, data: Datasets, config: PerennialConfig, tuned: TuneResult
+    model: Scorer, data: Datasets, config: PerennialConfig, tuned: TuneResult
 ) -> ServedModel:
     """What a run registers. The judged `model` saw every batch before the holdout; on drifting
     data the month it never saw is the costliest gap of all (about 0.019 realized AUC a month on
@@ -117,20 +113,20 @@ def serve_model(
     return ServedModel(refit, trained_on, split.holdout, rounds, len(y), True)
 
 
-def top_features(model: Any, count: int = 10) -> list[tuple[str, float]]:
-    """Gain importance of the fitted pipeline's classifier, highest first."""
-    gains = model.named_steps["model"].get_booster().get_score(importance_type="gain")
+def top_features(model: Scorer, count: int = 10) -> list[tuple[str, float]]:
+    """Gain importance of the fitted model's booster, highest first."""
+    gains = model.booster.get_score(importance_type="gain")
     return sorted(gains.items(), key=lambda item: item[1], reverse=True)[:count]
 
 
 @task(name="train-model", cache_policy=NO_CACHE)
-def train_task(data: Datasets, config: PerennialConfig, tuned: TuneResult) -> Any:
+def train_task(data: Datasets, config: PerennialConfig, tuned: TuneResult) -> Scorer:
     return fit_model(data.x_fit, data.y_fit, tuned.best_params, tuned.best_rounds, config)
 
 
 @task(name="refit-on-holdout", cache_policy=NO_CACHE)
 def serve_model_task(
-    model: Any, data: Datasets, config: PerennialConfig, tuned: TuneResult
+    model: Scorer, data: Datasets, config: PerennialConfig, tuned: TuneResult
 ) -> ServedModel:
     served = serve_model(model, data, config, tuned)
     if served.refit:

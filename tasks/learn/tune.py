@@ -33,7 +33,7 @@ from tasks.core.config_training import FloatRange, HpoConfig
 from tasks.core.run_logging import PROGRESS, run_logger
 from tasks.data.features import Datasets
 from tasks.learn.device import training_device, xgboost_module
-from tasks.learn.model import encode, fit_encoder, matrix_spec
+from tasks.learn.model import fit_encoder, matrix_spec
 from tasks.learn.study import (
     FINISHED_STATES,
     SEED_ATTR,
@@ -111,7 +111,7 @@ def make_objective(data: Datasets, config: PerennialConfig, threads: int) -> Any
     The matrices are built once per worker, not once per trial: the native API trains on a
     prepared QuantileDMatrix, which saves the quantile sketch that `XGBClassifier.fit` redoes
     on every call. Parameter names are the scikit-learn ones (XGBoost accepts them as aliases),
-    so the best parameters feed `xgb_classifier` unchanged."""
+    so the best parameters feed `native_params` and `xgb_classifier` unchanged."""
     xgb = xgboost_module()
     device = training_device(config)  # refused here, in one line, before any trial starts
 
@@ -122,13 +122,13 @@ def make_objective(data: Datasets, config: PerennialConfig, threads: int) -> Any
     encoder = fit_encoder(config, data.x_train)
     columns = matrix_spec(encoder)
     train = xgb.QuantileDMatrix(
-        encode(encoder, data.x_train),
+        encoder.encode(data.x_train),
         data.y_train.to_numpy(),
         **columns,
         nthread=threads,
     )
     valid = xgb.QuantileDMatrix(
-        encode(encoder, data.x_valid),
+        encoder.encode(data.x_valid),
         data.y_valid.to_numpy(),
         **columns,
         ref=train,

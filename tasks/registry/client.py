@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.config import PerennialConfig
+from tasks.registry.model_signing import is_signed
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -35,6 +36,8 @@ def connect(config: PerennialConfig) -> Any:
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     # Model downloads (checked by hash at every load) would draw a progress bar each time.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # A model's requirements are explicit: no copy of the project's uv.lock in its folder.
+    os.environ.setdefault("MLFLOW_UV_AUTO_DETECT", "false")
     import mlflow
 
     if config.mlflow_uri is None:
@@ -130,7 +133,9 @@ TRAINING_KEY_TAG = "perennial.training_key"
 
 
 def find_by_training_key(config: PerennialConfig, key: str) -> VersionInfo | None:
-    """The version an identical training run (same data, config, seed, trials) registered."""
+    """The version an identical training run (same data, config, seed, trials) registered. A
+    version whose registration stopped before its last tags (`is_signed`) does not count: a
+    rerun trains and registers anew rather than find a version no one can load."""
     from mlflow.exceptions import MlflowException
 
     client = connect(config)
@@ -140,6 +145,7 @@ def find_by_training_key(config: PerennialConfig, key: str) -> VersionInfo | Non
         )
     except MlflowException:
         return None
+    found = [each for each in found if is_signed(dict(each.tags))]
     if not found:
         return None
     first = min(found, key=lambda v: int(v.version))

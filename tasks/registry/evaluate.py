@@ -259,7 +259,7 @@ def compare_task(
     from tasks.registry.lineage import batches_seen
 
     saw = champion is not None and data.split.holdout in batches_seen(champion.tags)
-    return compare(
+    comparison = compare(
         model,
         champion_model,
         data.x_holdout,
@@ -271,3 +271,10 @@ def compare_task(
         refit=config.split.refit_on_holdout,
         champion_saw_holdout=saw,
     )
+    if champion is not None and champion_model is None:  # see `load_champion_task`
+        comparison.decision.reasons.insert(
+            0,
+            f"champion v{champion.version} is a pickled model of an earlier Perennial, which "
+            "no longer loads: judged as a first model, to replace it",
+        )
+    return comparison

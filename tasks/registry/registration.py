@@ -25,6 +25,7 @@ from tasks.core.storage import content_hash
 from tasks.data.features import Datasets
 from tasks.data.verdict import GateResult
 from tasks.learn.explain import Explanation
+from tasks.learn.scorer import Scorer
 from tasks.learn.study import study_name_for_batches
 from tasks.learn.train import ServedModel
 from tasks.learn.tune import TuneResult
@@ -38,7 +39,8 @@ from tasks.registry.client import (
 )
 from tasks.registry.evaluate import Comparison
 from tasks.registry.lineage import JUDGED_ON_TAG, TRAINED_ON_TAG, lineage_tags
-from tasks.registry.model_store import load_model, log_and_register
+from tasks.registry.model_signing import signing_key
+from tasks.registry.model_store import PickledModelError, load_model, log_and_register
 from tasks.registry.slices import slices_csv
 
 DECISION_TAG = "perennial.decision"
@@ -77,16 +79,26 @@ def identify_run(
 def identify_run_task(
     config: PerennialConfig, gate: dict[str, GateResult], trials: int | None
 ) -> TrainingRun:
+    signing_key(config)  # no key to sign the model with: refused now, not after the training
     run = identify_run(config, gate, trials)
     run.registered = find_by_training_key(config, run.key)
     return run
 
 
 @task(name="load-champion", cache_policy=NO_CACHE)
-def load_champion_task(config: PerennialConfig) -> tuple[VersionInfo | None, Any | None]:
-    """The champion version and its model (both None before the first promotion)."""
+def load_champion_task(config: PerennialConfig) -> tuple[VersionInfo | None, Scorer | None]:
+    """The champion version and its model (both None before the first promotion). A champion
+    pickled by an earlier Perennial loads no more: the run goes on without its model, so that
+    its challenger, judged as a first model (`tasks.registry.evaluate.compare_task` says so in
+    the decision), can replace it."""
     champion = version_by_alias(config, CHAMPION)
-    return champion, load_model(config, champion.version) if champion else None
+    if champion is None:
+        return None, None
+    try:
+        return champion, load_model(config, champion.version)
+    except PickledModelError as exc:
+        run_logger().warning("%s", exc)
+        return champion, None
 
 
 def registration_inputs(

@@ -1,10 +1,10 @@
-"""Native scoring: a registered pipeline taken apart into its booster and the encoder's category
+"""Native scoring: a registered model taken apart into its booster and the encoder's category
 codes (`ServedModel`), so that validated rows are scored with the booster's `inplace_predict`,
-with no pandas and no pipeline per request. Warm-up proves that this fast path gives the
-pipeline's scores on the same rows, so a served score is the batch score; a version that does
-not is never served.
+with no pandas frame per request. Warm-up proves that this fast path gives the batch path's
+scores (`Scorer.score`) on the same rows, so a served score is the batch score; a version that
+does not is never served.
 
-Models come from `tasks.registry.model_store.load_model` only (the sha256 check)."""
+Models come from `tasks.registry.model_store.load_model` only (the signed digest check)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import numpy as np
 from pydantic import BaseModel
 
 from tasks.core.config import PerennialConfig
-from tasks.learn.explain import booster_contributions, feature_groups, iteration_range, top_reasons
-from tasks.learn.model import fitted_categories
+from tasks.learn.explain import booster_contributions, feature_groups, top_reasons
+from tasks.learn.scorer import Scorer
 from tasks.registry.model_store import load_model
 from tasks.serve.request import RequestSchema
 
@@ -28,13 +28,13 @@ WARM_UP_TOLERANCE = 1e-6
 
 
 class WarmUpError(RuntimeError):
-    """A loaded version whose fast path does not give its pipeline's scores: never served."""
+    """A loaded version whose fast path does not give its batch scores: never served."""
 
 
-def encoder_categories(pipeline: Any) -> dict[str, list[Any]]:
-    """Categories of each categorical feature, in code order, as the pipeline's fitted encoder
-    holds them."""
-    return fitted_categories(pipeline.named_steps["encode"])
+def encoder_categories(model: Scorer) -> dict[str, list[Any]]:
+    """Categories of each categorical feature, in code order, as the model's encoder holds
+    them."""
+    return {column: list(values) for column, values in model.encoder.categories.items()}
 
 
 def _time_feature(name: str, local: datetime) -> float:
@@ -67,8 +67,8 @@ class ServedModel:
     feature_index: tuple[int, ...] = ()  # booster column -> its index in `features`
 
     def matrix(self, rows: Sequence[BaseModel]) -> np.ndarray:
-        """The booster's input for validated rows: float64 like the pipeline's, NaN = missing
-        (a null, or a category the training data never saw)."""
+        """The booster's input for validated rows: float64, NaN = missing (a null, or a category
+        the training data never saw)."""
         out = np.empty((len(rows), len(self.columns)), dtype=np.float64)
         nan = float("nan")
         for i, row in enumerate(rows):
@@ -114,18 +114,18 @@ class ServedModel:
         return top_reasons(grouped, self.features)
 
 
-def served_model(config: PerennialConfig, pipeline: Any, alias: str, version: str) -> ServedModel:
-    """The native pieces of a registered pipeline (encoder categories, booster)."""
-    booster = pipeline.named_steps["model"].get_booster()
+def served_model(config: PerennialConfig, model: Scorer, alias: str, version: str) -> ServedModel:
+    """The native pieces of a registered model (encoder categories, booster)."""
+    booster = model.booster
     # One thread per prediction: a request is a few rows, and the cores serve other requests.
     booster.set_param({"nthread": 1})
-    categories = encoder_categories(pipeline)
+    categories = encoder_categories(model)
     features, index = feature_groups(booster.feature_names, config.features.columns)
     return ServedModel(
         alias=alias,
         version=version,
         booster=booster,
-        iteration_range=iteration_range(pipeline),
+        iteration_range=model.iteration_range,
         columns=tuple(booster.feature_names),
         codes={
             column: {value: float(code) for code, value in enumerate(values)}
@@ -158,16 +158,16 @@ def warm_up_rows(config: PerennialConfig, categories: dict[str, list[Any]]) -> l
 
 
 def warm_up(
-    config: PerennialConfig, pipeline: Any, model: ServedModel, schema: RequestSchema
+    config: PerennialConfig, scorer: Scorer, model: ServedModel, schema: RequestSchema
 ) -> None:
     """Score warm-up rows on the fast path until it is warm, and check its scores against the
-    pipeline's (the batch path) on the same rows: any difference refuses the version."""
+    batch path's on the same rows: any difference refuses the version."""
     import pandas as pd
 
     from tasks.data.features import model_inputs
     from tasks.registry.metrics import predict
 
-    raw = warm_up_rows(config, encoder_categories(pipeline))
+    raw = warm_up_rows(config, encoder_categories(scorer))
     rows = [schema.row.model_validate(row, strict=False) for row in raw]
     for _ in range(WARM_UP_ROUNDS):
         model.score(rows[:1])
@@ -175,13 +175,13 @@ def warm_up(
     frame = pd.DataFrame(raw)
     if config.features.time:
         frame[config.time.column] = pd.to_datetime(frame[config.time.column], utc=True)
-    batch = predict(pipeline, model_inputs(frame, config))
+    batch = predict(scorer, model_inputs(frame, config))
     if not np.all(np.isfinite(fast)) or not np.allclose(
         fast, batch, rtol=0, atol=WARM_UP_TOLERANCE
     ):
         worst = float(np.nanmax(np.abs(fast - batch)))
         raise WarmUpError(
-            f"v{model.version} of {config.model_name}: native scores differ from the pipeline's "
+            f"v{model.version} of {config.model_name}: native scores differ from the batch scores "
             f"by up to {worst:.3g} on warm-up rows; not served"
         )
 
@@ -189,9 +189,10 @@ def warm_up(
 def load_served(
     config: PerennialConfig, alias: str, version: str
 ) -> tuple[ServedModel, RequestSchema]:
-    """Load a version (sha256-checked), build its fast path and schema, warm it up."""
-    pipeline = load_model(config, version)
-    model = served_model(config, pipeline, alias, version)
-    schema = RequestSchema.build(config, encoder_categories(pipeline))
-    warm_up(config, pipeline, model, schema)
+    """Load a version (its signed digest checked), build its fast path and schema, warm it
+    up."""
+    scorer = load_model(config, version)
+    model = served_model(config, scorer, alias, version)
+    schema = RequestSchema.build(config, encoder_categories(scorer))
+    warm_up(config, scorer, model, schema)
     return model, schema

@@ -97,6 +97,7 @@ def test_prefect_and_mlflow_keep_their_state_in_postgresql(
         )
     )
     assert len(tags["perennial.model_sha256"]) == 64 and tags["perennial.decision"] == "promoted"
+    assert len(tags["perennial.model_hmac"]) == 64  # signed with the stack's key
 
 
 def test_the_database_password_is_nowhere_but_in_the_servers_environment(

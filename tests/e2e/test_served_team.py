@@ -339,17 +339,18 @@ def test_a_tampered_model_artifact_is_refused_by_predict(
         champion = connect(config).get_model_version_by_alias(config.model_name, CHAMPION)
     home = Path(service["home"])
     model_id = champion.model_id or champion.source.removeprefix("models:/")  # REST leaves it out
-    [pickle] = list((home / "mlartifacts").glob(f"*/models/{model_id}/artifacts/model.pkl"))
-    good = pickle.read_bytes()
+    stored = f"*/models/{model_id}/artifacts/artifacts/booster.ubj"  # the pyfunc's artifacts/
+    [booster] = list((home / "mlartifacts").glob(stored))
+    good = booster.read_bytes()
     try:
-        pickle.write_bytes(good + b"\n# appended by an attacker")
+        booster.write_bytes(good + b"\n# appended by an attacker")
         refused = sensors(service, configs, "predict", "--batch", WEEKS[6])
         assert refused.returncode == 1
         assert f"v{champion.version} of sensors-overheat" in refused.stderr
         last = refused.stderr.strip().splitlines()[-1]
         assert last.startswith("rejected: ") and "tampered" in last
     finally:
-        pickle.write_bytes(good)
+        booster.write_bytes(good)
     scored = sensors(service, configs, "predict", "--batch", WEEKS[6], "--json")
     assert scored.returncode == 0, scored.stderr[-2000:]
     assert json_of(scored.stdout)["champion"]["version"] == str(champion.version)

@@ -12,7 +12,8 @@ from sklearn.metrics import roc_auc_score
 from tasks.core.config import PerennialConfig, load_config
 from tasks.core.config_training import TrainingConfig
 from tasks.learn.distributed import dask_client, train_on_dask
-from tasks.learn.model import as_classifier, assemble, encode, fit_encoder, matrix_spec
+from tasks.learn.model import fit_encoder, matrix_spec
+from tasks.learn.scorer import Scorer
 from tasks.learn.train import fit_model
 from tests.conftest import FLIGHTS
 from tests.unit.test_tune import synthetic_datasets
@@ -42,7 +43,7 @@ def test_both_workers_train_one_model_that_scores_the_holdout(config: PerennialC
         with get_task_stream(client) as stream:
             booster = train_on_dask(
                 client,
-                encode(encoder, data.x_train),
+                encoder.encode(data.x_train),
                 data.y_train,
                 matrix_spec(encoder),
                 PARAMS,
@@ -55,8 +56,7 @@ def test_both_workers_train_one_model_that_scores_the_holdout(config: PerennialC
     trained_on = {worker for key, worker in keys if key.startswith("fn-")}
     assert trained_on == workers, keys  # each worker grew the trees on its share of the rows
 
-    model = assemble(encoder, as_classifier(booster, PARAMS, 40, 1, config.hpo.seed))
-    scores = model.predict_proba(data.x_holdout)[:, 1]
+    scores = Scorer(encoder, booster).score(data.x_holdout)
     assert roc_auc_score(data.y_holdout, scores) > AUC_FLOOR
     assert booster.num_boosted_rounds() == 40
 
@@ -73,9 +73,9 @@ def test_the_engine_in_the_config_trains_on_its_own_cluster_and_stops_it(
     started = [r.getMessage() for r in caplog.records if "Scheduler at:" in r.getMessage()]
     assert len(started) == 1 and "tcp://127.0.0.1:" in started[0]  # its own, on loopback
 
-    scores = model.predict_proba(data.x_holdout)[:, 1]
+    scores = model.score(data.x_holdout)
     assert roc_auc_score(data.y_holdout, scores) > AUC_FLOOR
-    assert list(model.named_steps) == ["encode", "model"]  # what the registry stores
+    assert isinstance(model, Scorer)  # what the registry stores
     # multiprocessing's resource tracker, started with the first spawned worker, lives as long
     # as this process by design; the scheduler's and the workers' processes must be gone.
     left = [

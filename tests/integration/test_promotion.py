@@ -379,16 +379,16 @@ def test_a_tampered_model_artifact_is_refused_naming_the_version(
     assert len(found.tags[MODEL_SHA256_TAG]) == 64
     assert load_model(config, version) is not None  # the artifact as registered loads
     model_id = found.model_id or found.source.removeprefix("models:/")
-    [pickle] = list(module_home.glob(f"mlartifacts/**/{model_id}/artifacts/model.pkl"))
-    original = pickle.read_bytes()
+    [booster] = list(module_home.glob(f"mlartifacts/**/{model_id}/artifacts/artifacts/booster.ubj"))
+    original = booster.read_bytes()
     try:
-        pickle.write_bytes(original + b"\n")
+        booster.write_bytes(original + b"\n")
         with pytest.raises(ModelIntegrityError, match=f"v{version} of flights-late-arrival"):
             load_model(config, version)
         refused = CliRunner().invoke(app, ["predict", "--batch", "2013-06"])
         assert refused.exit_code == 1 and "tampered" in refused.output
     finally:
-        pickle.write_bytes(original)
+        booster.write_bytes(original)
 
 
 def test_registration_checks_the_training_key_again_under_the_lock(first: TrainingSummary) -> None:

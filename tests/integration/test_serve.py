@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import httpx
 import pandas as pd
@@ -27,7 +28,9 @@ from tasks.core.config import PerennialConfig, load_config
 from tasks.core.storage import Storage
 from tasks.registry.champion import promote_version
 from tasks.registry.client import CHALLENGER, CHAMPION, connect, version_by_alias
-from tests.conftest import stop_process
+from tasks.registry.model_signing import MODEL_SHA256_TAG
+from tasks.registry.model_store import artifact_digest, load_model
+from tests.conftest import run_perennial, stop_process
 from tests.integration.test_second_dataset import CONFIG, write_week
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -76,9 +79,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(trained: Trained, share: float = 0.0, **settings: str) -> Iterator[str]:
-    """`perennial serve` in a subprocess; yields its URL once /health answers, stops it by PID.
-    `settings` are extra environment variables (e.g. PERENNIAL_SERVE__LIVE_SAMPLE_RATE)."""
+def server(
+    trained: Trained, share: float = 0.0, health: int = 200, **settings: str
+) -> Iterator[str]:
+    """`perennial serve` in a subprocess; yields its URL once /health answers `health` (503: up
+    with no champion loaded), stops it by PID. `settings` are extra environment variables (e.g.
+    PERENNIAL_SERVE__LIVE_SAMPLE_RATE)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PERENNIAL_HOME"}
     env.update(PERENNIAL_SERVE__POLL_SECONDS="0.5", PERENNIAL_SERVE__CHALLENGER_SHARE=str(share))
@@ -99,7 +105,7 @@ def server(trained: Trained, share: float = 0.0, **settings: str) -> Iterator[st
         while True:
             assert process.poll() is None, (trained.folder / f"serve-{port}.log").read_text()
             try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                if httpx.get(f"{url}/health", timeout=2).status_code == health:
                     break
             except httpx.TransportError:
                 pass
@@ -256,3 +262,41 @@ def test_sampled_live_rows_are_written_on_sigterm(trained: Trained) -> None:
     frame = pd.concat([read_live(storage, config, batch) for batch in sorted(batches)])
     assert sorted(frame[SCORE].tolist()) == sorted(scores)
     assert set(frame[ARM]) == {CHAMPION}
+
+
+def test_a_tampered_champion_is_refused_by_predict_and_serve_naming_the_version(
+    trained: Trained,
+) -> None:
+    config = trained.config
+    champion = version_by_alias(config, CHAMPION)
+    assert champion is not None
+    version, client = champion.version, connect(config)
+    folder = Path(urlparse(client.get_model_version_download_uri(config.model_name, version)).path)
+    booster = folder / "artifacts" / "booster.ubj"
+    good, recorded = booster.read_bytes(), champion.tags[MODEL_SHA256_TAG]
+    env = {k: v for k, v in os.environ.items() if k != "PERENNIAL_HOME"}
+    command = ["predict", "--config", str(trained.folder / "sensors.yaml"), "--batch", "2024-W05"]
+    named = f"v{version} of {config.model_name}"
+    try:
+        booster.write_bytes(good + b"\n# appended by an attacker")
+        refused = run_perennial(env, *command)
+        last = refused.stderr.strip().splitlines()[-1]
+        assert refused.returncode == 1 and last.startswith("rejected: "), refused.stderr[-2000:]
+        assert named in last and "tampered" in last
+        with server(trained, health=503) as url:  # up, with nothing to serve
+            port = url.rsplit(":", 1)[1]
+        log = (trained.folder / f"serve-{port}.log").read_text()
+        assert f"{named} (champion) failed to load or warm up, not swapped in" in log
+        assert "tampered" in log
+
+        # A registry user without the key rewrites the digest to match the swapped file.
+        client.set_model_version_tag(
+            config.model_name, version, MODEL_SHA256_TAG, artifact_digest(folder)
+        )
+        refused = run_perennial(env, *command)
+        last = refused.stderr.strip().splitlines()[-1]
+        assert refused.returncode == 1 and named in last and "does not sign" in last, last
+    finally:
+        booster.write_bytes(good)
+        client.set_model_version_tag(config.model_name, version, MODEL_SHA256_TAG, recorded)
+    assert load_model(config, version) is not None  # as registered: loads again

@@ -20,6 +20,7 @@ from tasks.learn.explain import (
     group_contributions,
     top_reasons,
 )
+from tasks.learn.scorer import Scorer
 from tasks.learn.train import fit_model
 from tasks.registry.client import CHAMPION, VersionInfo
 from tasks.serve.native_scoring import encoder_categories, served_model
@@ -68,31 +69,32 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> PerennialConfig:
 
 
 @pytest.fixture(scope="module")
-def pipeline(config: PerennialConfig) -> Any:
+def scorer(config: PerennialConfig) -> Scorer:
     frame = raw_rows(2000, 0)
     y = (frame["peak"] > 80).astype(int)
     params = {"max_depth": 4, "learning_rate": 0.2}
     return fit_model(model_inputs(frame, config), y, params, 30, config)
 
 
-def margin(pipeline: Any, x: pd.DataFrame) -> np.ndarray:
-    encoded = pipeline.named_steps["encode"].transform(x)
-    return np.asarray(pipeline.named_steps["model"].predict(encoded, output_margin=True))
+def margin(scorer: Scorer, x: pd.DataFrame) -> np.ndarray:
+    return np.asarray(
+        scorer.booster.inplace_predict(scorer.encoder.encode(x), predict_type="margin")
+    )
 
 
 @pytest.mark.parametrize("approx", [False, True])
 def test_shap_values_plus_bias_sum_to_the_margin(
-    config: PerennialConfig, pipeline: Any, approx: bool
+    config: PerennialConfig, scorer: Any, approx: bool
 ) -> None:
     x = model_inputs(raw_rows(300, 7), config)
     x.loc[x.index[:20], "site"] = None  # missing and unseen categories are explained too
     x.loc[x.index[20:40], "site"] = "west"
-    shap = contributions(pipeline, config, x, approx=approx)
+    shap = contributions(scorer, config, x, approx=approx)
     assert sorted(shap.features) == sorted(config.features.columns)  # not encoded columns
     assert shap.values.shape == (300, 5)
-    np.testing.assert_allclose(shap.margin(), margin(pipeline, x), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(shap.margin(), margin(scorer, x), rtol=0, atol=1e-4)
     # ... and the margin is the score the model gives
-    scores = pipeline.predict_proba(x)[:, 1]
+    scores = scorer.predict_proba(x)[:, 1]
     np.testing.assert_allclose(1 / (1 + np.exp(-shap.margin())), scores, rtol=0, atol=1e-5)
 
 
@@ -118,11 +120,11 @@ def test_top_reasons_are_the_largest_contributions_with_their_sign() -> None:
 
 
 def test_global_importance_is_mean_absolute_shap_and_drawn(
-    config: PerennialConfig, pipeline: Any, request: pytest.FixtureRequest
+    config: PerennialConfig, scorer: Any, request: pytest.FixtureRequest
 ) -> None:
     x = model_inputs(raw_rows(3000, 3), config)
-    explained = explain_version(pipeline, config, x)
-    again = explain_version(pipeline, config, x)  # the same sample: the same numbers
+    explained = explain_version(scorer, config, x)
+    again = explain_version(scorer, config, x)  # the same sample: the same numbers
     for each in (explained, again):  # the PNGs' temporary folders go when the test ends
         request.addfinalizer(lambda folder=each.plot.parent: shutil.rmtree(folder, True))
     assert explained.rows == 2000  # a sample of a big holdout
@@ -134,14 +136,14 @@ def test_global_importance_is_mean_absolute_shap_and_drawn(
 
 
 def test_batch_predictions_carry_the_top_three_reasons(
-    config: PerennialConfig, pipeline: Any
+    config: PerennialConfig, scorer: Any
 ) -> None:
     frame = raw_rows(200, 11)
-    models = {CHAMPION: ("1", pipeline)}
+    models = {CHAMPION: ("1", scorer)}
     plain = score_frame(frame, config, models)
     assert not any(column.startswith("reason_") for column in plain.columns)
     scored = score_frame(frame, config, models, explain=True)
-    shap = contributions(pipeline, config, model_inputs(frame, config))
+    shap = contributions(scorer, config, model_inputs(frame, config))
     for k in (1, 2, 3):
         assert scored[f"reason_{k}_feature"].isin(config.features.columns).all()
     first = scored["reason_1_contribution"].abs().to_numpy()
@@ -151,15 +153,15 @@ def test_batch_predictions_carry_the_top_three_reasons(
 
 
 def test_served_reasons_match_the_batch_explanation(
-    config: PerennialConfig, pipeline: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    config: PerennialConfig, scorer: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from fastapi.testclient import TestClient
 
     from flows.serve import create_app
 
     monkeypatch.chdir(tmp_path)  # the live sampler's home
-    model = served_model(config, pipeline, CHAMPION, "1")
-    schema = RequestSchema.build(config, encoder_categories(pipeline))
+    model = served_model(config, scorer, CHAMPION, "1")
+    schema = RequestSchema.build(config, encoder_categories(scorer))
 
     def lookup(_config: PerennialConfig, alias: str) -> VersionInfo | None:
         return VersionInfo("m", "1", "run", {}, {}, {}) if alias == CHAMPION else None
@@ -176,7 +178,7 @@ def test_served_reasons_match_the_batch_explanation(
     frame = pd.DataFrame(rows)
     frame["measured_at"] = pd.to_datetime(frame["measured_at"], utc=True)
     frame["ambient"] = frame["ambient"].astype("float64")
-    shap = contributions(pipeline, config, model_inputs(frame, config))
+    shap = contributions(scorer, config, model_inputs(frame, config))
     expected = top_reasons(shap.values, shap.features)
     for served, batch, row in zip(explained, expected, plain, strict=True):
         assert served["score"] == pytest.approx(row["score"])

@@ -1,5 +1,6 @@
 """The registry's safety rules that need no trained model: a server error is not "no champion",
-alias moves are serialised across processes, artifacts are hashed the same way every time."""
+alias moves are serialised across processes, artifacts are hashed the same way every time (and
+only the model's own files are)."""
 
 from __future__ import annotations
 
@@ -86,12 +87,23 @@ def test_the_file_lock_serialises_processes(tmp_path: Path) -> None:
 
 
 def test_an_artifact_digest_covers_names_and_bytes(tmp_path: Path) -> None:
-    (tmp_path / "model.pkl").write_bytes(b"weights")
+    (tmp_path / "artifacts").mkdir()
+    (tmp_path / "artifacts" / "booster.ubj").write_bytes(b"trees")
     (tmp_path / "MLmodel").write_text("flavors: {}")
     first = artifact_digest(tmp_path)
     assert artifact_digest(tmp_path) == first
-    (tmp_path / "model.pkl").write_bytes(b"weights!")
+    (tmp_path / "artifacts" / "booster.ubj").write_bytes(b"trees!")
     assert artifact_digest(tmp_path) != first
-    (tmp_path / "model.pkl").write_bytes(b"weights")
-    (tmp_path / "model.pkl").rename(tmp_path / "other.pkl")
+    (tmp_path / "artifacts" / "booster.ubj").write_bytes(b"trees")
+    (tmp_path / "artifacts" / "booster.ubj").rename(tmp_path / "artifacts" / "other.ubj")
     assert artifact_digest(tmp_path) != first
+    (tmp_path / "artifacts" / "other.ubj").rename(tmp_path / "artifacts" / "booster.ubj")
+    (tmp_path / "scorer.py").write_text("x = 1\n")  # a file added: another digest
+    assert artifact_digest(tmp_path) != first
+    (tmp_path / "scorer.py").unlink()
+    # What `mlflow.pyfunc.load_model("models:/...")` writes into a local store's folder as it
+    # loads it in place is no part of the model.
+    (tmp_path / "registered_model_meta").write_text("model_name: m\nmodel_version: 1\n")
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "scorer.cpython-311.pyc").write_bytes(b"\x00")
+    assert artifact_digest(tmp_path) == first

@@ -1,5 +1,5 @@
 """`perennial serve` request limits and live-traffic sampling, on the real app (FastAPI's
-TestClient) with a real fitted pipeline and real local storage: oversized bodies and too many
+TestClient) with a real fitted model and real local storage: oversized bodies and too many
 rows are refused with 413 before parsing; sampled rows land in storage as live batches, in the
 background and at shutdown, with their scores, version, arm, request key and received time."""
 

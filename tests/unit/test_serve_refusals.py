@@ -36,11 +36,11 @@ def make_config(tmp_path: Path, text: str = KEYED_CONFIG) -> PerennialConfig:
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def scorer(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return fitted(make_config(tmp_path_factory.mktemp("refusals")), 0)
 
 
-def client_for(config: PerennialConfig, pipeline: Any, model: ServedModel | None = None) -> Any:
+def client_for(config: PerennialConfig, scorer: Any, model: ServedModel | None = None) -> Any:
     """The real app over one champion (v1), without a registry."""
     from fastapi.testclient import TestClient
 
@@ -48,8 +48,8 @@ def client_for(config: PerennialConfig, pipeline: Any, model: ServedModel | None
 
     registry = Registry()
     registry.aliases = {CHAMPION: "1"}
-    schema = RequestSchema.build(config, encoder_categories(pipeline))
-    champion = model or served_model(config, pipeline, CHAMPION, "1")
+    schema = RequestSchema.build(config, encoder_categories(scorer))
+    champion = model or served_model(config, scorer, CHAMPION, "1")
 
     def load(_config: PerennialConfig, _alias: str, _version: str) -> Any:
         return champion, schema
@@ -78,13 +78,13 @@ OUT_OF_RANGE_TIMES = [
 
 @pytest.mark.parametrize("explain", ["", "?explain=true"])
 def test_non_finite_numbers_and_out_of_range_times_get_422_naming_the_field(
-    tmp_path: Path, pipeline: Any, explain: str
+    tmp_path: Path, scorer: Any, explain: str
 ) -> None:
     config = make_config(tmp_path)
     cases = [("load", literal) for literal in NON_FINITE]
     cases += [("reading_id", literal) for literal in NON_FINITE[:4]]
     cases += [("measured_at", literal) for literal in OUT_OF_RANGE_TIMES]
-    with client_for(config, pipeline) as client:
+    with client_for(config, scorer) as client:
         for field, literal in cases:
             answer = client.post(f"/predict{explain}", content=body_with(field, literal))
             assert answer.status_code == 422, (field, literal, answer.text)
@@ -107,12 +107,12 @@ class ExplodingBooster:
 
 
 def test_every_error_status_is_counted_500s_included(
-    tmp_path: Path, pipeline: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, scorer: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = make_config(tmp_path)
-    good = served_model(config, pipeline, CHAMPION, "1")
+    good = served_model(config, scorer, CHAMPION, "1")
     broken = ServedModel(**{**good.__dict__, "booster": ExplodingBooster()})
-    with client_for(config, pipeline, broken) as client:
+    with client_for(config, scorer, broken) as client:
         failed = client.post("/predict", json=ROW)
         assert failed.status_code == 500 and "v1 failed to score" in failed.json()["detail"]
         assert client.get("/no-such-route").status_code == 404
@@ -124,7 +124,7 @@ def test_every_error_status_is_counted_500s_included(
     assert 'perennial_serve_error_responses_total{route="other",status="404"} 1.0' in text
 
     monkeypatch.setenv("PERENNIAL_SERVE_TOKEN", TOKEN)
-    with client_for(config, pipeline) as client:
+    with client_for(config, scorer) as client:
         assert client.get("/metrics").status_code == 401
         text = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
     assert 'perennial_serve_error_responses_total{route="/metrics",status="401"} 1.0' in text
@@ -149,19 +149,19 @@ def test_an_unhandled_exception_is_counted_as_a_500() -> None:
 
 
 def test_api_docs_are_off_unless_asked_for_and_then_need_the_token(
-    tmp_path: Path, pipeline: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, scorer: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = make_config(tmp_path)
-    with client_for(config, pipeline) as client:
+    with client_for(config, scorer) as client:
         for path in ("/docs", "/redoc", "/openapi.json"):
             assert client.get(path).status_code == 404, path
 
     with_docs = make_config(tmp_path, KEYED_CONFIG.replace("serve: {", "serve: {docs: true, "))
-    with client_for(with_docs, pipeline) as client:
+    with client_for(with_docs, scorer) as client:
         assert client.get("/openapi.json").json()["paths"]["/predict"]
         assert client.get("/docs").status_code == 200
     monkeypatch.setenv("PERENNIAL_SERVE_TOKEN", TOKEN)
-    with client_for(with_docs, pipeline) as client:
+    with client_for(with_docs, scorer) as client:
         for path in ("/docs", "/openapi.json"):
             assert client.get(path).status_code == 401, path
             authorised = client.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
@@ -191,13 +191,13 @@ def test_a_bind_beyond_loopback_without_a_token_is_refused(
 
 
 def test_rows_with_non_finite_numbers_or_scores_are_not_sampled(
-    tmp_path: Path, pipeline: Any
+    tmp_path: Path, scorer: Any
 ) -> None:
     config = make_config(
         tmp_path, KEYED_CONFIG.replace("serve: {", "serve: {live_sample_rate: 1, ")
     )
-    schema = RequestSchema.build(config, encoder_categories(pipeline))
-    model = served_model(config, pipeline, CHAMPION, "1")
+    schema = RequestSchema.build(config, encoder_categories(scorer))
+    model = served_model(config, scorer, CHAMPION, "1")
     finite = schema.row.model_validate(ROW, strict=False)
     # Rows the schema would refuse, built past it: the sampler must not trust its callers.
     not_a_number = finite.model_copy(update={"load": float("nan")})

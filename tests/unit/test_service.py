@@ -14,6 +14,7 @@ import yaml
 from flows.supervision.deployments import render_deployments, served_datasets
 from flows.supervision.processes import write_private
 from flows.supervision.served_settings import (
+    SIGNING_KEY,
     ServiceError,
     create_databases,
     credentials,
@@ -116,3 +117,32 @@ def test_database_names_are_quoted_by_psycopg(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(psycopg, "connect", lambda *_args, **_kwargs: Connection())
     create_databases({"mlflow": 'postgresql://u@127.0.0.1/x"; DROP DATABASE prod; --'}, None)
     assert statements == ['CREATE DATABASE "x""; DROP DATABASE prod; --"']
+
+
+def test_the_model_signing_key_reaches_the_worker_serve_and_cli_never_the_servers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.supervision.served_stack as stack
+
+    started: dict[str, dict[str, Any]] = {}
+
+    def spawn(name: str, command: list[str], env: dict[str, str], logs: Path) -> dict[str, Any]:
+        started[name] = {"command": command, "env": env}
+        return {"pid": 0, "name": name}
+
+    monkeypatch.setattr(stack, "spawn", spawn)
+    monkeypatch.setattr(stack, "wait_ready", lambda *args, **kwargs: None)
+    monkeypatch.setattr(stack, "run_cli", lambda *args, **kwargs: None)
+    monkeypatch.delenv("PERENNIAL_DB_URL", raising=False)
+    monkeypatch.delenv(SIGNING_KEY, raising=False)
+    stack.up(tmp_path)
+
+    key = credentials(tmp_path)[SIGNING_KEY]  # generated once with the other credentials
+    assert len(key) >= 32
+    for name in ("worker", "serve-flights"):
+        assert started[name]["env"][SIGNING_KEY] == key, name
+    for name in ("mlflow-server", "prefect-server"):
+        assert SIGNING_KEY not in started[name]["env"], name
+    for entry in started.values():
+        assert key not in " ".join(entry["command"])  # never in argv
+    assert f"{SIGNING_KEY}={key}" in (tmp_path / "run" / "env").read_text()  # for the CLI

@@ -1,5 +1,6 @@
-"""Serving without a registry: a real fitted pipeline (encoder + XGBoost), its native fast path,
-the request schema, A/B routing, the alias poller's swaps, and the HTTP app on a TestClient."""
+"""Serving without a registry: a real fitted model (encoder state + XGBoost booster), its native
+fast path, the request schema, A/B routing, the alias poller's swaps, and the HTTP app on a
+TestClient."""
 
 from __future__ import annotations
 
@@ -75,13 +76,13 @@ def fitted(config: PerennialConfig, seed: int) -> Any:
 
 
 @pytest.fixture(scope="module")
-def pipeline(config: PerennialConfig) -> Any:
+def scorer(config: PerennialConfig) -> Any:
     return fitted(config, 0)
 
 
 @pytest.fixture(scope="module")
-def schema(config: PerennialConfig, pipeline: Any) -> RequestSchema:
-    return RequestSchema.build(config, encoder_categories(pipeline))
+def schema(config: PerennialConfig, scorer: Any) -> RequestSchema:
+    return RequestSchema.build(config, encoder_categories(scorer))
 
 
 def as_json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -93,31 +94,31 @@ def as_json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def test_native_scores_equal_pipeline_scores(
-    config: PerennialConfig, pipeline: Any, schema: RequestSchema
+    config: PerennialConfig, scorer: Any, schema: RequestSchema
 ) -> None:
     frame = raw_rows(500, 7)
     frame.loc[::7, "site"] = "west"  # a site the model never saw
     frame.loc[::11, "site"] = None
     frame.loc[::13, "load"] = np.nan
-    model = served_model(config, pipeline, CHAMPION, "1")
+    model = served_model(config, scorer, CHAMPION, "1")
     import orjson
 
     rows = schema.parse(orjson.dumps(as_json_rows(frame)))
     native = model.score(rows)
-    batch = predict(pipeline, model_inputs(frame, config))
+    batch = predict(scorer, model_inputs(frame, config))
     assert np.array_equal(native, batch)
 
 
 def test_warm_up_refuses_a_fast_path_that_disagrees(
-    config: PerennialConfig, pipeline: Any, schema: RequestSchema
+    config: PerennialConfig, scorer: Any, schema: RequestSchema
 ) -> None:
-    model = served_model(config, pipeline, CHAMPION, "1")
-    warm_up(config, pipeline, model, schema)  # agrees: no error
+    model = served_model(config, scorer, CHAMPION, "1")
+    warm_up(config, scorer, model, schema)  # agrees: no error
     shifted = dict(model.codes)
     shifted["site"] = {value: code + 1 for value, code in model.codes["site"].items()}
     broken = ServedModel(**{**model.__dict__, "codes": shifted})
-    with pytest.raises(WarmUpError, match="differ from the pipeline"):
-        warm_up(config, pipeline, broken, schema)
+    with pytest.raises(WarmUpError, match="differ from the batch scores"):
+        warm_up(config, scorer, broken, schema)
 
 
 def field_errors(schema: RequestSchema, body: bytes) -> list[tuple[Any, ...]]:
@@ -209,13 +210,13 @@ def test_poller_swaps_moved_aliases_and_keeps_serving_on_failure(
 
 
 def test_app_scores_refuses_and_reports(
-    config: PerennialConfig, pipeline: Any, schema: RequestSchema, tmp_path: Path
+    config: PerennialConfig, scorer: Any, schema: RequestSchema, tmp_path: Path
 ) -> None:
     from fastapi.testclient import TestClient
 
     from flows.serve import create_app
 
-    champion = served_model(config, pipeline, CHAMPION, "1")
+    champion = served_model(config, scorer, CHAMPION, "1")
     challenger = served_model(config, fitted(config, 1), CHALLENGER, "2")
     registry = Registry()
     registry.aliases = {CHAMPION: "1", CHALLENGER: "2"}

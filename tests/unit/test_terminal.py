@@ -1,12 +1,12 @@
 """The CLI's quiet defaults: telemetry off and a generous ephemeral-server timeout unless the user
-chose, no pydantic warning at import of the ingestion flow, no pickle warning at registration."""
+chose, no pydantic warning at import of the ingestion flow. (A registration says nothing of
+pickle, nor warns: tests/integration/test_model_store.py.)"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -55,28 +55,6 @@ def test_importing_the_ingestion_flow_warns_nothing() -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-
-
-def test_saving_a_model_says_nothing_of_pickle(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
-) -> None:
-    import mlflow.sklearn
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-
-    import tasks.registry.model_store  # noqa: F401 - installs the filter, as every registration imports it
-
-    model = LogisticRegression().fit(np.array([[0.0], [1.0], [2.0], [3.0]]), [0, 0, 1, 1])
-    # what register_version does: cloudpickle, explicit requirements
-    mlflow.sklearn.save_model(
-        model,
-        str(tmp_path / "model"),
-        serialization_format="cloudpickle",
-        pip_requirements=["scikit-learn"],
-    )
-    assert (tmp_path / "model" / "MLmodel").is_file()
-    captured = capfd.readouterr()
-    assert "pickle" not in captured.err + captured.out
 
 
 def test_progress_reaches_the_terminal_and_other_run_records_do_not() -> None:
