@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import os
 import socket
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -42,7 +40,6 @@ from tasks.learn.study import (
     fail_stale_trials,
     open_optuna_storage,
     pruner_for,
-    render_study_figures,
     sampler_for,
     trials_table,
 )
@@ -62,7 +59,6 @@ class TuneResult:
     workers: int = 1
     threads_per_worker: int = 1
     stale_failed: int = 0  # RUNNING trials of a killed run, failed before resuming
-    figures: dict[str, Path] = field(default_factory=dict)  # PNGs to log to the MLflow run
 
 
 def cores() -> int:
@@ -351,8 +347,4 @@ def tune_task(
 ) -> TuneResult:
     result = tune(data, config, name, warm_start, trials, runner=prefect_runner)
     publish_trials_table(config, result)
-    # A local folder even when the home is s3://: the registry uploads the files to the run.
-    # (Removed once registration has logged them.)
-    folder = Path(tempfile.mkdtemp(prefix="perennial-study-"))
-    result.figures = render_study_figures(config.optuna_storage_url, name, folder)
     return result

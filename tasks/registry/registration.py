@@ -12,7 +12,9 @@ registering (`tasks.registry.log_and_register`), where two machines racing meet.
 from __future__ import annotations
 
 import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -26,7 +28,7 @@ from tasks.data.features import Datasets
 from tasks.data.verdict import GateResult
 from tasks.learn.explain import Explanation
 from tasks.learn.scorer import Scorer
-from tasks.learn.study import study_name_for_batches
+from tasks.learn.study import render_study_figures, study_name_for_batches
 from tasks.learn.train import ServedModel
 from tasks.learn.tune import TuneResult
 from tasks.registry.client import (
@@ -174,15 +176,18 @@ def register_challenger_task(
         texts = {"slices/slice_metrics.csv": slices_csv(comparison.slice_metrics)}
         if explanation is not None:
             texts["explain/shap_importance.csv"] = explanation.table_csv()
-        registered = log_and_register(
-            config, served.model, data.x_holdout, params, metrics, tags, texts, tuned.figures
-        )
+        # The study's figures go to the run from a folder of this call's own: nothing is left
+        # in the temp dir, whether the registration succeeds or not.
+        with tempfile.TemporaryDirectory(prefix="perennial-study-") as folder:
+            figures = render_study_figures(
+                config.optuna_storage_url, tuned.study_name, Path(folder)
+            )
+            registered = log_and_register(
+                config, served.model, data.x_holdout, params, metrics, tags, texts, figures
+            )
         if explanation is not None and registered.created:
             log_file(config, registered.run_id, explanation.plot, "explain")
         return registered
     finally:  # logged, or not needed: 190 such folders had piled up in /tmp
-        scratch = {path.parent for path in tuned.figures.values()}
         if explanation is not None:
-            scratch.add(explanation.plot.parent)
-        for folder in scratch:
-            shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(explanation.plot.parent, ignore_errors=True)

@@ -167,6 +167,7 @@ def test_the_prefect_task_runs_workers_as_tasks_and_makes_a_table_and_figures(
         ArtifactFilterKey,
     )
 
+    from tasks.learn.study import render_study_figures
     from tasks.learn.tune import TuneResult, tune_task
 
     config = small_config(tmp_path, trials=4, workers=2)
@@ -180,7 +181,8 @@ def test_the_prefect_task_runs_workers_as_tasks_and_makes_a_table_and_figures(
     result = state.result()
 
     assert result.trials_total >= 4 and result.workers == 2
-    assert result.figures["optuna_history.png"].read_bytes().startswith(b"\x89PNG")
+    figures = render_study_figures(config.optuna_storage_url, result.study_name, tmp_path / "png")
+    assert figures["optuna_history.png"].read_bytes().startswith(b"\x89PNG")
     with get_client(sync_client=True) as client:  # this run's table, not another test's
         this_run = ArtifactFilter(
             key=ArtifactFilterKey(any_=["flights-hpo-trials"]),
