@@ -179,6 +179,7 @@ def test_state_files_are_private_and_hold_no_secret(service: dict[str, Any]) -> 
     secret_values = [
         env["PREFECT_API_AUTH_STRING"],
         env["MLFLOW_TRACKING_PASSWORD"],
+        env["PERENNIAL_MODEL_SIGNING_KEY"],
     ]
     public = (run / "service.json").read_text()
     status = run_console_script(
@@ -192,6 +193,10 @@ def test_state_files_are_private_and_hold_no_secret(service: dict[str, Any]) -> 
         assert value not in status.stdout
         assert value not in command_lines
         assert value not in logs
+    # The servers do not hold the key that signs the models the registry stores; the worker does.
+    for name, holds in (("mlflow-server", False), ("prefect-server", False), ("worker", True)):
+        environ = Path(f"/proc/{service['processes'][name]['pid']}/environ").read_bytes()
+        assert (b"PERENNIAL_MODEL_SIGNING_KEY=" in environ) is holds, name
 
 
 def test_a_drift_event_on_the_second_dataset_retrains_only_it(

@@ -280,8 +280,9 @@ def test_a_tampered_champion_is_refused_by_predict_and_serve_naming_the_version(
     try:
         booster.write_bytes(good + b"\n# appended by an attacker")
         refused = run_perennial(env, *command)
+        assert refused.returncode == 1, refused.stdout[-1000:]  # not scored
         last = refused.stderr.strip().splitlines()[-1]
-        assert refused.returncode == 1 and last.startswith("rejected: "), refused.stderr[-2000:]
+        assert last.startswith("rejected: "), refused.stderr[-2000:]
         assert named in last and "tampered" in last
         with server(trained, health=503) as url:  # up, with nothing to serve
             port = url.rsplit(":", 1)[1]
@@ -294,8 +295,9 @@ def test_a_tampered_champion_is_refused_by_predict_and_serve_naming_the_version(
             config.model_name, version, MODEL_SHA256_TAG, artifact_digest(folder)
         )
         refused = run_perennial(env, *command)
+        assert refused.returncode == 1, refused.stdout[-1000:]  # not scored
         last = refused.stderr.strip().splitlines()[-1]
-        assert refused.returncode == 1 and named in last and "does not sign" in last, last
+        assert named in last and "does not sign" in last, last
     finally:
         booster.write_bytes(good)
         client.set_model_version_tag(config.model_name, version, MODEL_SHA256_TAG, recorded)
