@@ -50,7 +50,6 @@ from tasks.serve.mlflow_scoring import MLFLOW
 from tasks.serve.native_scoring import ServedModel
 from tasks.serve.open_inference import OPEN_INFERENCE, model_metadata
 from tasks.serve.outputs import prediction_outputs
-from tasks.serve.pipeline_state import PipelineWatcher
 from tasks.serve.protocols import (
     PREDICT,
     Refused,
@@ -61,6 +60,7 @@ from tasks.serve.protocols import (
 )
 from tasks.serve.serving import AliasPoller, Arms, ModelSlot, route
 from tasks.watch.live import LiveSampler
+from tasks.watch.pipeline_state import PipelineWatcher
 
 log = logging.getLogger("perennial.serve")
 
@@ -108,6 +108,8 @@ class ServeMetrics:
             ["alias"],
             registry=self.registry,
         )
+        for alias in (CHAMPION, CHALLENGER):  # at 0 from the start: rules read their increase
+            self.swap_failures.labels(alias)
 
     def served(self, arms: Arms) -> None:
         for alias, model in ((CHAMPION, arms.champion), (CHALLENGER, arms.challenger)):

@@ -259,12 +259,13 @@ def _base_types(annotation: Any) -> set[Any]:
 
 
 def input_tensors(schema: RequestSchema) -> list[dict[str, Any]]:
-    """One input tensor per request field: numbers FP64, text and times (ISO 8601) BYTES. The
-    key columns (`validation.key_columns`) are optional; they pair a live row with its label."""
+    """One input tensor per request field: numbers FP64; text, times (ISO 8601) and fields that
+    take text or numbers BYTES. The key columns (`validation.key_columns`) are optional; they
+    pair a live row with its label."""
     tensors = []
     for name, field in schema.row.model_fields.items():
         kinds = _base_types(field.annotation)
-        datatype = "FP64" if float in kinds else "BYTES"
+        datatype = "FP64" if float in kinds and str not in kinds else "BYTES"
         tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": [-1]}
         if datetime in kinds:
             tensor["parameters"] = {"content": "ISO 8601 time"}
