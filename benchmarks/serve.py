@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results" / "serve.json"
 CONCURRENCY = (1, 8, 32)
 BATCH_ROWS, BATCH_CONCURRENCY = 1000, (1, 8)
+READY_SECONDS = 600  # a loaded machine starts `mlflow models serve` slowly
+ROUNDS, WARM_UP_SECONDS = 4, 1.0  # request kinds take turns at each level (run_server)
 PROTOCOL_GOAL = 0.10  # each protocol loses at most 10 % of /predict's requests/s at concurrency 8
 NUMERIC = [f"n{i}" for i in range(16)]
 CATEGORICAL = {"carrier": 16, "origin": 3, "dest": 100}
@@ -105,17 +108,18 @@ def free_port() -> int:
 def wait_ready(process: subprocess.Popen[bytes], port: int, path: str) -> None:
     import httpx
 
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + READY_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server on port {port} exited with {process.returncode}")
+            error = process.stderr.read().decode()[-2000:] if process.stderr else ""
+            raise RuntimeError(f"server on port {port} exited with {process.returncode}: {error}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.3)
-    raise RuntimeError(f"server on port {port} not ready in 180 s")
+    raise RuntimeError(f"server on port {port} not ready in {READY_SECONDS} s")
 
 
 def request_bytes(port: int, path: str, body: bytes, headers: str = "") -> bytes:
@@ -178,29 +182,43 @@ async def caller(
         writer.close()
 
 
-async def measure(port: int, request: bytes, concurrency: int, seconds: float) -> dict[str, Any]:
-    warm: list[float] = []
-    await asyncio.gather(
-        *(caller(port, request, time.perf_counter() + 1.0, warm, []) for _ in range(concurrency))
-    )
-    latencies: list[float] = []
-    errors: list[str] = []
+@dataclass
+class Measured:
+    """What the callers of one request kind saw at one concurrency, over all rounds."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    def summary(self, concurrency: int) -> dict[str, Any]:
+        ms = np.array(self.latencies) * 1000
+        return {
+            "concurrency": concurrency,
+            "requests": len(self.latencies),
+            "errors": len(self.errors),
+            "requests_per_s": round(len(self.latencies) / self.elapsed, 1),
+            "p50_ms": round(float(np.percentile(ms, 50)), 3),
+            "p99_ms": round(float(np.percentile(ms, 99)), 3),
+            "max_ms": round(float(ms.max()), 3),
+        }
+
+
+async def measure(
+    port: int, request: bytes, concurrency: int, seconds: float, warm_up: float, into: Measured
+) -> None:
+    if warm_up > 0:
+        await asyncio.gather(
+            *(
+                caller(port, request, time.perf_counter() + warm_up, [], [])
+                for _ in range(concurrency)
+            )
+        )
     started = time.perf_counter()
     until = started + seconds
     await asyncio.gather(
-        *(caller(port, request, until, latencies, errors) for _ in range(concurrency))
+        *(caller(port, request, until, into.latencies, into.errors) for _ in range(concurrency))
     )
-    elapsed = time.perf_counter() - started
-    ms = np.array(latencies) * 1000
-    return {
-        "concurrency": concurrency,
-        "requests": len(latencies),
-        "errors": len(errors),
-        "requests_per_s": round(len(latencies) / elapsed, 1),
-        "p50_ms": round(float(np.percentile(ms, 50)), 3),
-        "p99_ms": round(float(np.percentile(ms, 99)), 3),
-        "max_ms": round(float(ms.max()), 3),
-    }
+    into.elapsed += time.perf_counter() - started
 
 
 def run_server(
@@ -211,13 +229,25 @@ def run_server(
     plan: dict[str, tuple[bytes, tuple[int, ...]]],
     seconds: float,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Start a server, measure each named request at each of its concurrency levels, stop it."""
+    """Start a server, measure each named request at each of its concurrency levels, stop it.
+    At each level the request kinds take turns, `ROUNDS` times, `seconds / ROUNDS` each: on a
+    shared machine, whatever else runs meanwhile weighs on every kind alike."""
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    measured = {name: {c: Measured() for c in levels} for name, (_, levels) in plan.items()}
     try:
         wait_ready(process, port, ready)
+        for concurrency in sorted({c for _, levels in plan.values() for c in levels}):
+            for turn in range(ROUNDS):
+                for name, (request, levels) in plan.items():
+                    if concurrency in levels:
+                        warm = WARM_UP_SECONDS if turn == 0 else 0.0
+                        into = measured[name][concurrency]
+                        asyncio.run(
+                            measure(port, request, concurrency, seconds / ROUNDS, warm, into)
+                        )
         return {
-            name: [asyncio.run(measure(port, request, c, seconds)) for c in levels]
-            for name, (request, levels) in plan.items()
+            name: [measured[name][c].summary(c) for c in levels]
+            for name, (_, levels) in plan.items()
         }
     finally:
         process.terminate()
@@ -281,6 +311,7 @@ def main() -> None:
             },
             args.seconds,
         )
+        print(json.dumps(ours), flush=True)  # kept in the log should MLflow's server fail
         # MLflow's server takes the model's own inputs (time features derived by the caller).
         inputs = model_inputs(row, config).iloc[0].to_dict()
         batch_inputs = model_inputs(batch, config)
@@ -291,7 +322,12 @@ def main() -> None:
                 *("models", "serve", "-m", str(model_dir), "--env-manager", "local"),
                 *("-h", "127.0.0.1", "-p", str(port), "-w", "1"),
             ],
-            {**env, "MLFLOW_DISABLE_TELEMETRY": "true"},
+            # It execs a bare `uvicorn`: this environment's bin must come first on PATH.
+            {
+                **env,
+                "MLFLOW_DISABLE_TELEMETRY": "true",
+                "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+            },
             port,
             "/ping",
             {

@@ -231,9 +231,8 @@ def create_app(
     passes one (the watcher reads the real registry). Sampled rows (`serve.live_sample_rate`)
     are written to storage in the background and at shutdown."""
     metrics = ServeMetrics()
-    storage = open_storage(config.home)
     if sampler is None:
-        sampler = LiveSampler(config, storage)
+        sampler = LiveSampler(config, open_storage(config.home))
     slot = poller.slot if poller else ModelSlot()
     if poller is None:
         poller = AliasPoller(
@@ -242,7 +241,7 @@ def create_app(
             on_swap=metrics.served,
             on_failure=lambda alias, _version: metrics.swap_failures.labels(alias).inc(),
         )
-        pipeline = pipeline or PipelineWatcher(config, storage)
+        pipeline = pipeline or PipelineWatcher(config, sampler.storage)
     metrics.registry.register(LiveSampleCollector(sampler))
     if pipeline is not None:
         metrics.registry.register(pipeline)
