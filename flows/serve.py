@@ -373,13 +373,13 @@ def create_app(
     async def invocations(request: Request) -> Response:
         return await serve(request, MLFLOW)
 
+    # The path's name and version are read from the request, not declared as parameters:
+    # FastAPI would validate them on every request, a cost /predict does not pay.
     @app.post("/v2/models/{name}/infer")
-    async def infer(request: Request, name: str) -> Response:
-        return await serve(request, OPEN_INFERENCE, name)
-
     @app.post("/v2/models/{name}/versions/{version}/infer")
-    async def infer_version(request: Request, name: str, version: str) -> Response:
-        return await serve(request, OPEN_INFERENCE, name, version)
+    async def infer(request: Request) -> Response:
+        path = request.path_params
+        return await serve(request, OPEN_INFERENCE, path["name"], path.get("version"))
 
     def v2_reply(status: int, payload: Any) -> Response:
         if status >= 400:

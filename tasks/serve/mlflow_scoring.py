@@ -31,7 +31,6 @@ from tasks.serve.protocols import (
     Refused,
     Reply,
     Scored,
-    columns_to_rows,
     load_json,
     served_by,
     validate_rows,
@@ -50,6 +49,16 @@ ERROR_CODES = {
     500: "INTERNAL_ERROR",
     503: "TEMPORARILY_UNAVAILABLE",
 }
+
+
+def columns_to_rows(columns: Mapping[str, list[Any]], what: str) -> list[dict[str, Any]]:
+    """Rows from equally long columns (`what` names them in a refusal)."""
+    names, values = list(columns), list(columns.values())
+    rows = len(values[0]) if values else 0
+    if any(len(column) != rows for column in values):
+        shown = ", ".join(f"{name} {len(column)}" for name, column in columns.items())
+        raise Refused(400, f"{what} of different lengths ({shown}): send one value per row")
+    return [dict(zip(names, row)) for row in zip(*values)]  # noqa: B905 (lengths checked)
 
 
 def _split(payload: Any) -> list[dict[str, Any]]:

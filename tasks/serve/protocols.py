@@ -142,16 +142,6 @@ def validate_rows(schema: RequestSchema, rows: list[dict[str, Any]], non_finite:
     return list(schema.many.validate_json(rows_json(rows, non_finite)))
 
 
-def columns_to_rows(columns: Mapping[str, list[Any]], what: str) -> list[dict[str, Any]]:
-    """Rows from equally long columns (`what` names them in a refusal)."""
-    lengths = {name: len(values) for name, values in columns.items()}
-    if len(set(lengths.values())) > 1:
-        shown = ", ".join(f"{name} {length}" for name, length in lengths.items())
-        raise Refused(400, f"{what} of different lengths ({shown}): send one value per row")
-    names = list(columns)
-    return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
-
-
 def validation_message(error: ValidationError, row_word: str = "row") -> str:
     """The schema's refusals in one line: each problem with its column and the rows it is in
     (`row_word` names a row in the protocol's terms)."""

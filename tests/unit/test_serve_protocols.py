@@ -181,6 +181,10 @@ def test_v2_infer_scores_as_predict_binary_and_json(config: PerennialConfig, sco
             assert response["model_name"] == MODEL and response["model_version"] == "1"
             assert response["id"] == "req-1"
             assert response["parameters"] == {"perennial_alias": CHAMPION}
+        # A binary header seen before is read once; the values after it are read every time.
+        body, headers = triton_request(rows[::-1], True)
+        answer = client.post(INFER, content=body, headers=headers)
+        assert triton_result(answer).as_numpy("score").tolist() == expected[::-1]
         body, headers = triton_request(rows, True, outputs=[("label", False)])
         answer = client.post(INFER, content=body, headers=headers)
         response = triton_result(answer).get_response()
@@ -190,7 +194,7 @@ def test_v2_infer_scores_as_predict_binary_and_json(config: PerennialConfig, sco
         pinned = client.post(f"/v2/models/{MODEL}/versions/1/infer", content=body, headers=headers)
         assert pinned.status_code == 200
         text = client.get("/metrics").text
-    assert 'perennial_serve_requests_total{alias="champion",protocol="v2",status="200"} 4.0' in text
+    assert 'perennial_serve_requests_total{alias="champion",protocol="v2",status="200"} 5.0' in text
 
 
 def test_v2_errors_are_error_objects(config: PerennialConfig, scorer: Any) -> None:
