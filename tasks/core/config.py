@@ -23,6 +23,7 @@ from tasks.core.config_alerts import AlertsConfig
 from tasks.core.config_cost import CostConfig
 from tasks.core.config_dataset import FeaturesConfig, SourceConfig, TargetConfig, TimeConfig
 from tasks.core.config_drift import DriftConfig
+from tasks.core.config_fairness import FairnessConfig
 from tasks.core.config_promotion import GuardMetric, PromotionConfig, default_guards
 from tasks.core.config_section import ConfigError
 from tasks.core.config_serving import ServeConfig
@@ -82,6 +83,8 @@ class PerennialConfig(BaseSettings):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig, exclude=True)  # type: ignore[arg-type]
     # Prices shape no model either.
     cost: CostConfig = Field(default_factory=CostConfig, exclude=True)  # type: ignore[arg-type]
+    # Nor do the groups a model is judged on: sensitive columns are never features.
+    fairness: FairnessConfig = Field(default_factory=FairnessConfig, exclude=True)  # type: ignore[arg-type]
     config_path: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -99,6 +102,30 @@ class PerennialConfig(BaseSettings):
             raise ValueError(
                 f"target column {self.target.column!r} is also listed as a feature (the model "
                 "would see its label): remove it from features"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sensitive_only_for_evaluation(self) -> PerennialConfig:
+        # A sensitive column splits the holdout into groups; a model that saw it could treat
+        # each group by its value, which the fairness check is there to catch, not to allow.
+        sensitive = self.fairness.sensitive
+        used = {*self.features.numeric, *self.features.categorical}
+        for column in sensitive:
+            if column in used:
+                raise ValueError(
+                    f"fairness.sensitive column {column!r} is also a feature: a sensitive column "
+                    "serves only to judge the model by group; remove it from features"
+                )
+            if column in (self.target.column, self.time.column):
+                raise ValueError(
+                    f"fairness.sensitive column {column!r} is the target or time column: name "
+                    "a column that says which group a row belongs to"
+                )
+        if sensitive and self.target.task != "binary":
+            raise ValueError(
+                f"fairness needs a binary target for now (target.task is {self.target.task!r}): "
+                "remove the fairness section or predict a yes/no outcome"
             )
         return self
 

@@ -102,6 +102,29 @@ def features_and_label(
     return model_inputs(labelled, config), label(labelled, config)
 
 
+def sensitive_groups(frame: pd.DataFrame, config: PerennialConfig) -> pd.DataFrame | None:
+    """The `fairness.sensitive` columns of `frame` as group labels (text; a missing value is its
+    own group, "missing"), or None when the config names none. Evaluation reads them beside the
+    model inputs; the model never sees them."""
+    columns = config.fairness.sensitive
+    if not columns:
+        return None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise KeyError(
+            f"fairness.sensitive columns {missing} are not in the validated data of "
+            f"{config.dataset}: keep them in the batches (they are read for evaluation only)"
+        )
+    return pd.DataFrame({column: _group_labels(frame[column]) for column in columns})
+
+
+def _group_labels(values: pd.Series) -> pd.Series:
+    # A column of whole numbers with gaps arrives as floats: its groups are 0 and 1, not 0.0.
+    if pd.api.types.is_float_dtype(values) and (values.dropna() % 1 == 0).all():
+        values = values.astype("Int64")
+    return values.astype("string").fillna("missing").astype(str)
+
+
 def newest_rows(frame: pd.DataFrame, config: PerennialConfig) -> pd.DataFrame:
     """Cap training data at `split.max_train_rows`, keeping the newest rows."""
     cap = config.split.max_train_rows
@@ -120,6 +143,9 @@ class Datasets:
     y_valid: pd.DataFrame | pd.Series
     x_holdout: pd.DataFrame
     y_holdout: pd.Series
+    # The holdout rows' sensitive columns (`fairness.sensitive`), aligned with x_holdout: for
+    # the group metrics of evaluation only. None without a fairness section.
+    groups_holdout: pd.DataFrame | None = None
 
     # Cached: training, scoring and the drift reference all read the fit rows, and each concat
     # would copy every one of them again (gigabytes at 10M rows).
@@ -136,6 +162,7 @@ def build_datasets(storage: Storage, config: PerennialConfig, batches: list[str]
     split = time_split(batches, config.split.min_train_batches)
     frame = load_validated(storage, config, batches)
     parts = {}
+    holdout_groups = None
     for name, members in (
         ("train", split.train),
         ("valid", [split.validation]),
@@ -151,7 +178,12 @@ def build_datasets(storage: Storage, config: PerennialConfig, batches: list[str]
                 "choose other --batches, or check the target expression in the dataset YAML"
             )
         parts[name] = (x.reset_index(drop=True), y.reset_index(drop=True))
-    return Datasets(split, *parts["train"], *parts["valid"], *parts["holdout"])
+        groups = sensitive_groups(rows.loc[x.index], config)
+        if name == "holdout" and groups is not None:
+            holdout_groups = groups.reset_index(drop=True)
+    return Datasets(
+        split, *parts["train"], *parts["valid"], *parts["holdout"], groups_holdout=holdout_groups
+    )
 
 
 @task(name="build-features", cache_policy=NO_CACHE)

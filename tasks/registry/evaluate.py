@@ -21,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.core.config import PerennialConfig
 from tasks.core.config_promotion import PromotionConfig
 from tasks.data.features import Datasets
+from tasks.registry.fairness import FairnessComparison, judge_fairness
 from tasks.registry.metrics import auc, paired_bootstrap, predict
 from tasks.registry.slices import aucs_of, slice_auc_gap, slice_aucs, slice_metrics
 
@@ -203,6 +204,8 @@ class Comparison:
     # worst slice AUC: shown on the version and its card, not used by the decision.
     slice_metrics: list[dict[str, Any]] = field(default_factory=list)
     slice_auc_gap: float = float("nan")
+    # Both models by group of the `fairness.sensitive` columns (tasks/registry/fairness.py).
+    fairness: FairnessComparison | None = None
 
 
 def compare(
@@ -270,6 +273,15 @@ def compare_task(
         config.hpo.seed,
         refit=config.split.refit_on_holdout,
         champion_saw_holdout=saw,
+    )
+    comparison.fairness = judge_fairness(
+        comparison.decision,
+        model,
+        champion_model,
+        data.x_holdout,
+        data.y_holdout,
+        data.groups_holdout,
+        config.fairness,
     )
     if champion is not None and champion_model is None:  # see `load_champion_task`
         comparison.decision.reasons.insert(

@@ -11,6 +11,7 @@ from typing import Any
 from tasks.core.config import PerennialConfig
 from tasks.registry.cost import RunCost
 from tasks.registry.evaluate import Comparison
+from tasks.registry.fairness import card_lines
 
 METRIC_ROWS = ("roc_auc", "log_loss", "worst_slice_auc", "mean_prediction", "label_rate", "rows")
 
@@ -107,6 +108,7 @@ def render(config: PerennialConfig, facts: CardFacts, comparison: Comparison) ->
         low, high = decision.interval
         lines += ["", f"Paired bootstrap interval of the AUC gain: [{low:+.4f}, {high:+.4f}]"]
     lines += _slice_lines(comparison, against)
+    lines += card_lines(comparison.fairness, against)
     if facts.shap_importance:
         lines += [
             "",

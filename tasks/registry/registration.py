@@ -40,6 +40,7 @@ from tasks.registry.client import (
     version_by_alias,
 )
 from tasks.registry.evaluate import Comparison
+from tasks.registry.fairness import FAIRNESS_TAG, fairness_tag, groups_csv, version_metrics
 from tasks.registry.lineage import JUDGED_ON_TAG, TRAINED_ON_TAG, lineage_tags
 from tasks.registry.model_signing import signing_key
 from tasks.registry.model_store import PickledModelError, load_model, log_and_register
@@ -140,6 +141,9 @@ def registration_inputs(
     }
     metrics["validation_auc"] = tuned.best_value
     metrics["holdout_slice_auc_gap"] = comparison.slice_auc_gap
+    metrics |= version_metrics(comparison.fairness)
+    if comparison.fairness is not None:
+        tags[FAIRNESS_TAG] = fairness_tag(comparison.fairness)
     params = {
         **tuned.best_params,
         "n_estimators": served.rounds,
@@ -174,6 +178,8 @@ def register_challenger_task(
             config, run, gate, tuned, comparison, reason, served
         )
         texts = {"slices/slice_metrics.csv": slices_csv(comparison.slice_metrics)}
+        if comparison.fairness is not None:
+            texts["fairness/groups.csv"] = groups_csv(comparison.fairness.challenger)
         if explanation is not None:
             texts["explain/shap_importance.csv"] = explanation.table_csv()
         # The study's figures go to the run from a folder of this call's own: nothing is left
