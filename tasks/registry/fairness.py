@@ -20,7 +20,9 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from tasks.core.config import PerennialConfig
 from tasks.core.config_fairness import FairnessConfig
+from tasks.data.features import sensitive_groups
 from tasks.registry.metrics import predict
 
 # A metric is undefined in a group without the rows it counts: TPR and FNR need positives there,
@@ -182,11 +184,28 @@ class FairnessComparison:
 
     def summary(self) -> str:
         """The challenger's largest gap per metric, in a few words."""
-        parts = []
-        for metric in self.challenger.gaps:
-            column, gap = self.challenger.largest(metric)
-            parts.append(f"{metric} gap {gap:.4f} ({column})")
-        return "; ".join(parts)
+        return gaps_text(self.challenger.gaps)
+
+
+def gaps_text(gaps: dict[str, dict[str, float]]) -> str:
+    """Each metric's largest gap and the column it is between groups of, in a few words."""
+    report = GroupReport([], gaps, 0.5, 1)
+    parts = []
+    for metric in gaps:
+        column, gap = report.largest(metric)
+        parts.append(f"{metric} gap {_number(gap)} ({column})")
+    return "; ".join(parts)
+
+
+def labelled_fairness(
+    frame: pd.DataFrame, y: pd.Series, scores: np.ndarray, config: PerennialConfig
+) -> dict[str, Any] | None:
+    """A model's group report on a batch's labelled rows (`frame`, aligned with `y` and
+    `scores`), as plain data for the monitor's record; None without sensitive columns."""
+    groups = sensitive_groups(frame, config)
+    if groups is None:
+        return None
+    return group_report(y, scores, groups, config.fairness).as_dict()
 
 
 def judge_fairness(

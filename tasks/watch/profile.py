@@ -205,6 +205,9 @@ class DriftReport:
     performance: dict[str, float] | None = None  # champion AUC on the batch vs its holdout AUC
     estimated: Estimate | None = None  # CBPE estimate of the AUC (tasks/watch/estimate.py)
     labelled: dict[str, float] | None = None  # champion metrics on the labelled rows
+    # The champion's group metrics and gaps on the labelled rows (`fairness:`), as
+    # tasks/registry/fairness.py `GroupReport.as_dict` gives them; None without either.
+    fairness: dict[str, Any] | None = None
     weighted_psi: float | None = None  # PSI weighted by the champion's use of each feature
     weighted_alert: float | None = None  # the calibrated threshold it is held against
     holdout_auc_interval: list[float] | None = None  # the champion's AUC interval on its holdout
