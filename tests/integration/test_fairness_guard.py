@@ -5,7 +5,8 @@ A challenger trained on labels that favour men (half of the men's "no" turned in
 good on AUC as the champion but widens the gaps between women and men: the fairness guard keeps
 it out, in one line. A challenger trained on the true labels passes. The model card shows the
 group table. Then the real training flow, twice: the second version carries every fairness number
-on its MLflow version (metrics, tag, artifact) and the guard's line in its decision."""
+on its MLflow version (metrics, tag, artifact) and the guard's line in its decision; the monitor
+on a labelled batch records the champion's gaps, which the report plots by group."""
 
 from __future__ import annotations
 
@@ -131,6 +132,7 @@ def test_a_challenger_favouring_one_group_is_kept_out_and_a_fair_one_passes(
 def test_the_training_flow_puts_the_numbers_on_the_version(
     prefect_server: None, gss: tuple[PerennialConfig, Storage, Datasets]
 ) -> None:
+    from flows.monitoring import monitoring
     from flows.training import training
     from tasks.registry.client import connect
     from tasks.registry.fairness import FAIRNESS_TAG, metric_name
@@ -158,3 +160,16 @@ def test_the_training_flow_puts_the_numbers_on_the_version(
     assert set(table["column"]) == {"female", "black"}
     card = Path(client.download_artifacts(version.run_id, "model_card.md")).read_text()
     assert "## Fairness by group" in card and "| tpr by female |" in card
+
+    # The monitor on a labelled batch records the champion's gaps, and the report plots them.
+    monitored = monitoring(batch=SURVEYS[-1], dataset="gss", configs_dir=folder)
+    assert monitored.fairness is not None
+    assert set(monitored.fairness["gaps"]["selection_rate"]) == {"female", "black"}
+    assert {(g["column"], g["group"]) for g in monitored.fairness["groups"]} >= {
+        ("female", "0"),
+        ("female", "1"),
+        ("black", "1"),
+    }
+    assert monitored.report is not None
+    page = Path(monitored.report.path).read_text()
+    assert "<h2>Fairness by group</h2>" in page and 'alt="rate per group per batch"' in page
