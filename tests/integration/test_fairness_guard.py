@@ -6,7 +6,8 @@ good on AUC as the champion but widens the gaps between women and men: the fairn
 it out, in one line. A challenger trained on the true labels passes. The model card shows the
 group table. Then the real training flow, twice: the second version carries every fairness number
 on its MLflow version (metrics, tag, artifact) and the guard's line in its decision; the monitor
-on a labelled batch records the champion's gaps, which the report plots by group."""
+on a labelled batch records the champion's gaps, which the report plots by group, and a manual
+promotion is checked by the guard too."""
 
 from __future__ import annotations
 
@@ -133,6 +134,7 @@ def test_the_training_flow_puts_the_numbers_on_the_version(
     prefect_server: None, gss: tuple[PerennialConfig, Storage, Datasets]
 ) -> None:
     from flows.monitoring import monitoring
+    from flows.promotion import promote
     from flows.training import training
     from tasks.registry.client import connect
     from tasks.registry.fairness import FAIRNESS_TAG, metric_name
@@ -173,3 +175,13 @@ def test_the_training_flow_puts_the_numbers_on_the_version(
     assert monitored.report is not None
     page = Path(monitored.report.path).read_text()
     assert "<h2>Fairness by group</h2>" in page and 'alt="rate per group per batch"' in page
+
+    # `perennial promote` checks the guard too (forced here: both saw every batch).
+    moved = promote(
+        version=first.version,
+        reason="test: the guard in a manual check",
+        force=True,
+        dataset="gss",
+        configs_dir=folder,
+    )
+    assert any(check.startswith("guard fairness") for check in moved.checks), moved.checks
