@@ -8,11 +8,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tasks.core.metrics import METRICS, bootstrap_interval, paired_bootstrap_gain
+from tasks.core.metrics import METRICS, TaskKind, bootstrap_interval, paired_bootstrap_gain
+
+
+def scores(model: Any, x: pd.DataFrame, task: TaskKind) -> np.ndarray:
+    """What a model of this task gives, in the shapes tasks/core/metrics.py names: the positive
+    class's probability (binary, (n,)), each class's probability (multiclass, (n, k)), the
+    value (regression, (n,)). A classifier answers `predict_proba`, a regressor `predict`."""
+    if task == "regression":
+        return np.asarray(model.predict(x), dtype=np.float64)
+    probabilities = np.asarray(model.predict_proba(x), dtype=np.float64)
+    return probabilities[:, 1] if task == "binary" else probabilities
 
 
 def predict(model: Any, x: pd.DataFrame) -> np.ndarray:
-    """Probability of the positive class."""
+    """Probability of the positive class (a binary model's `scores`)."""
     return np.asarray(model.predict_proba(x), dtype=np.float64)[:, 1]
 
 
