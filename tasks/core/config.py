@@ -67,7 +67,12 @@ class PerennialConfig(BaseSettings):
     target: TargetConfig
     features: FeaturesConfig
     split: SplitConfig = Field(default_factory=SplitConfig)  # type: ignore[arg-type]
-    primary_metric: Literal["roc_auc"] = "roc_auc"
+    primary_metric: str = Field(
+        "",
+        description="The metric promotion judges by, one of the target task's (tasks/core/"
+        "metrics.py): roc_auc (binary), macro_auc (multiclass), rmse or mae (regression). "
+        "Default: the task's first.",
+    )
     guard_metrics: list[GuardMetric] = Field(default_factory=default_guards)
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)  # type: ignore[arg-type]
     hpo: HpoConfig = Field(default_factory=HpoConfig)  # type: ignore[arg-type]
@@ -86,6 +91,20 @@ class PerennialConfig(BaseSettings):
     # Nor do the groups a model is judged on: sensitive columns are never features.
     fairness: FairnessConfig = Field(default_factory=FairnessConfig, exclude=True)  # type: ignore[arg-type]
     config_path: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _primary_metric_fits_the_task(self) -> PerennialConfig:
+        from tasks.core.metrics import TASK_METRICS, default_primary
+
+        allowed = TASK_METRICS[self.target.task]
+        if not self.primary_metric:
+            self.primary_metric = default_primary(self.target.task)
+        elif self.primary_metric not in allowed:
+            raise ValueError(
+                f"primary_metric {self.primary_metric!r} does not judge a {self.target.task} "
+                f"target: use one of {list(allowed)}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _slices_are_features(self) -> PerennialConfig:

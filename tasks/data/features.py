@@ -63,11 +63,36 @@ def load_validated(storage: Storage, config: PerennialConfig, batches: list[str]
 
 
 def label(frame: pd.DataFrame, config: PerennialConfig) -> pd.Series:
-    """The target as 0/1 integers; rows whose target column is null must be dropped first.
-    The expression is checked at config load and evaluated by our own evaluator, never by
-    `DataFrame.eval` (which runs attribute access and calls)."""
-    values = parse(config.target.expression).evaluate(frame)
-    return pd.Series(np.asarray(values, dtype=bool).astype(np.int8), index=frame.index, name="y")
+    """The target by `target.task`: 0/1 integers (binary), class indexes 0..k-1 in
+    `target.classes` order (multiclass), float values (regression). Rows whose target column is
+    null must be dropped first. The expression is checked at config load and evaluated by our
+    own evaluator, never by `DataFrame.eval` (which runs attribute access and calls)."""
+    target = config.target
+    values = (
+        parse(target.expression, target.expression_gives).evaluate(frame)
+        if target.expression is not None
+        else frame[target.column]
+    )
+    if target.task == "binary":
+        labels = np.asarray(values, dtype=bool).astype(np.int8)
+    elif target.task == "regression":
+        labels = np.asarray(values, dtype=np.float64)
+    else:
+        labels = class_indexes(pd.Series(np.asarray(values), index=frame.index), config)
+    return pd.Series(labels, index=frame.index, name="y")
+
+
+def class_indexes(values: pd.Series, config: PerennialConfig) -> np.ndarray:
+    """Each multiclass label's index in `target.classes`: the value cut at `target.bins`, or the
+    value itself looked up by name. A value outside the classes is -1 (the gate reports it)."""
+    classes = config.target.classes or []
+    if config.target.bins is not None:
+        # right=True: a value equal to an edge falls in the piece below it (<= 15 is on time).
+        return np.digitize(values.astype("float64"), config.target.bins, right=True).astype(
+            np.int16
+        )
+    index = {name: i for i, name in enumerate(classes)}
+    return np.array([index.get(str(v), -1) for v in values], dtype=np.int16)
 
 
 def time_features(frame: pd.DataFrame, config: PerennialConfig) -> pd.DataFrame:
