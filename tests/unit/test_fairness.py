@@ -176,3 +176,20 @@ def test_the_people_dataset_declares_its_groups() -> None:
     assert gss.fairness.sensitive == ["female", "black"]
     assert not set(gss.fairness.sensitive) & set(gss.features.columns)
     assert load_config(FLIGHTS).fairness.sensitive == []  # off unless declared
+
+
+def test_fairness_needs_a_binary_target_for_now(tmp_path: Path) -> None:
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "configs" / "gss.yaml").read_text())
+    raw["target"] = {"name": "schooling", "column": "educ", "task": "regression"}
+    raw["features"]["numeric"].remove("educ")
+    for key in ("primary_metric", "guard_metrics"):  # the task's own
+        raw.pop(key)
+    path = tmp_path / "gss.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="fairness needs a binary target for now"):
+        load_config(path)
+    del raw["fairness"]
+    path.write_text(yaml.safe_dump(raw))
+    assert load_config(path).target.task == "regression"
