@@ -52,26 +52,30 @@ class GroupReport:
 
 
 def _metric_functions() -> dict[str, Any]:
+    """Fairlearn's metrics by our names, plus the group's rows, positives and negatives; each
+    takes the `sample_weight` that `group_report` passes (a cell's row count)."""
     from fairlearn.metrics import (
-        count,
         false_negative_rate,
         false_positive_rate,
         selection_rate,
         true_positive_rate,
     )
 
-    def positives(y_true: Any, y_pred: Any) -> float:
-        return float(np.sum(y_true))
+    def rows(y_true: Any, y_pred: Any, sample_weight: Any) -> float:
+        return float(np.sum(sample_weight))
 
-    def negatives(y_true: Any, y_pred: Any) -> float:
-        return float(len(y_true) - np.sum(y_true))
+    def positives(y_true: Any, y_pred: Any, sample_weight: Any) -> float:
+        return float(np.sum(np.asarray(sample_weight)[np.asarray(y_true) == 1]))
+
+    def negatives(y_true: Any, y_pred: Any, sample_weight: Any) -> float:
+        return float(np.sum(np.asarray(sample_weight)[np.asarray(y_true) == 0]))
 
     return {
         "selection_rate": selection_rate,
         "tpr": true_positive_rate,
         "fpr": false_positive_rate,
         "fnr": false_negative_rate,
-        "rows": count,
+        "rows": rows,
         "positives": positives,
         "negatives": negatives,
     }
@@ -83,7 +87,11 @@ def group_report(
     groups: pd.DataFrame,
     config: FairnessConfig,
 ) -> GroupReport:
-    """Each group's metrics (one `MetricFrame` per sensitive column) and each metric's gap."""
+    """Each group's metrics (one `MetricFrame` per sensitive column) and each metric's gap.
+
+    MetricFrame is given the count of rows of each (group, label, decision) cell as its sample
+    weight, not the rows themselves: the rates are the same, and Fairlearn handles rows one by
+    one in Python (12 s per metric for 1M rows; in cells, well under a second)."""
     from fairlearn.metrics import MetricFrame
 
     functions = _metric_functions()
@@ -93,11 +101,18 @@ def group_report(
     rows: list[dict[str, Any]] = []
     gaps: dict[str, dict[str, float]] = {metric: {} for metric in config.metrics}
     for column in groups.columns:
+        cells = (
+            pd.DataFrame({"group": groups[column].to_numpy(), "y": labels, "d": decisions})
+            .value_counts(dropna=False)
+            .reset_index(name="n")
+        )
+        weights = cells["n"].to_numpy(dtype=np.float64)
         frame = MetricFrame(
             metrics=chosen,
-            y_true=labels,
-            y_pred=decisions.astype(np.int64),
-            sensitive_features=groups[column].to_numpy(),
+            y_true=cells["y"].to_numpy(),
+            y_pred=cells["d"].to_numpy(dtype=np.int64),
+            sensitive_features=cells["group"].to_numpy(),
+            sample_params={name: {"sample_weight": weights} for name in chosen},
         ).by_group
         for metric in config.metrics:
             if (needed := NEEDS[metric]) is not None:

@@ -74,6 +74,28 @@ def test_group_metrics_and_gaps_by_hand() -> None:
     assert judged_all.gaps["fpr"]["sex"] == pytest.approx(1.0)
 
 
+def test_counted_cells_give_the_rates_of_the_rows() -> None:
+    # group_report hands MetricFrame one weighted row per (group, label, decision) cell: the
+    # same rates as MetricFrame over every row.
+    from fairlearn.metrics import MetricFrame, false_negative_rate, selection_rate
+
+    rng = np.random.default_rng(3)
+    labels, scores = rng.integers(0, 2, 3000), rng.random(3000)
+    groups = pd.DataFrame({"g": rng.choice(["a", "b", "c"], 3000, p=[0.6, 0.3, 0.1])})
+    settings = config(sensitive=["g"], metrics=["selection_rate", "fnr"], min_group_size=1)
+    report = group_report(labels, scores, groups, settings)
+    direct = MetricFrame(
+        metrics={"selection_rate": selection_rate, "fnr": false_negative_rate},
+        y_true=labels,
+        y_pred=(scores >= 0.5).astype(int),
+        sensitive_features=groups["g"],
+    ).by_group
+    for row in report.groups:
+        assert row["rows"] == (groups["g"] == row["group"]).sum()
+        for metric in ("selection_rate", "fnr"):
+            assert row[metric] == pytest.approx(direct.loc[row["group"], metric])
+
+
 def test_a_rate_without_its_rows_is_undefined_not_zero() -> None:
     # Group n holds negatives only: its TPR is undefined (no positive to find), not 0, and
     # leaves the TPR gap to the groups that have one; one judged group makes no gap.
