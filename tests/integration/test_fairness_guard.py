@@ -133,6 +133,9 @@ def test_a_challenger_favouring_one_group_is_kept_out_and_a_fair_one_passes(
 def test_the_training_flow_puts_the_numbers_on_the_version(
     prefect_server: None, gss: tuple[PerennialConfig, Storage, Datasets]
 ) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
     from flows.monitoring import monitoring
     from flows.promotion import promote
     from flows.training import training
@@ -163,7 +166,11 @@ def test_the_training_flow_puts_the_numbers_on_the_version(
     card = Path(client.download_artifacts(version.run_id, "model_card.md")).read_text()
     assert "## Fairness by group" in card and "| tpr by female |" in card
 
-    # The monitor on a labelled batch records the champion's gaps, and the report plots them.
+    # The monitor on a labelled batch prints and records the champion's gaps; the report plots
+    # them.
+    human = CliRunner().invoke(app, ["monitor", "--batch", SURVEYS[-2], "--config", str(GSS)])
+    assert human.exit_code == 0, human.output
+    assert "fairness on the labelled rows: selection_rate gap " in human.output
     monitored = monitoring(batch=SURVEYS[-1], dataset="gss", configs_dir=folder)
     assert monitored.fairness is not None
     assert set(monitored.fairness["gaps"]["selection_rate"]) == {"female", "black"}
