@@ -75,6 +75,13 @@ class Metrics:
             record["unit"] = self.unit
         return record
 
+    def json_form(self) -> dict[str, Any]:
+        """The JSON of this record (tasks/core/results.py): `as_dict`, with the fields a
+        subclass adds (e.g. a version)."""
+        own = {f.name for f in fields(Metrics)}
+        extra = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in own}
+        return {**self.as_dict(), **extra}
+
     @classmethod
     def binary(
         cls,

@@ -315,7 +315,9 @@ def check_manual_promotion_task(
         config.guard_metrics,
         config.promotion,
         config.hpo.seed,
-    )
+        task=config.target.task,
+        unit=config.target.unit,
+    )  # no naive baseline here: the version's training rows are not at hand
     if holdout in seen:
         blocker = (
             f"every validated batch was trained on by one of the two ({holdout}: "
