@@ -228,7 +228,7 @@ def holdout_auc_interval(
     from tasks.registry.metrics import auc_interval, predict
 
     labels = np.asarray(y_holdout)
-    if len(labels) < 2 or len(np.unique(labels)) < 2:
+    if config.target.task != "binary" or len(labels) < 2 or len(np.unique(labels)) < 2:
         return None
     policy = config.promotion
     scores = predict(model, x_holdout)
