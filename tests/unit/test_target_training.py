@@ -153,3 +153,25 @@ def test_a_multiclass_model_answers_each_class_and_keeps_its_names(tmp_path: Pat
     ]
     chosen = np.array(model.classes)[probabilities.argmax(axis=1)]
     assert (answer[CHOSEN_CLASS].to_numpy() == chosen).all()
+
+
+def test_a_class_outside_the_named_ones_is_no_label() -> None:
+    from tasks.data.features import features_and_label
+
+    config = load_config(BAND)
+    named = config.target.model_copy(
+        update={"bins": None, "classes": ["AA", "UA", "DL"], "column": "carrier"}
+    )
+    features = config.features.model_copy(update={"categorical": ["origin", "dest"]})
+    config = config.model_copy(update={"target": named, "features": features})
+    frame = pd.DataFrame(
+        {
+            **{column: [1.0, 2.0, 3.0, 4.0] for column in config.features.numeric},
+            "origin": ["JFK"] * 4,
+            "dest": ["BOS"] * 4,
+            "carrier": ["UA", "B6", "DL", None],
+            config.time.column: pd.Timestamp("2013-03-01", tz="UTC"),
+        }
+    )
+    x, y = features_and_label(frame, config)
+    assert y.tolist() == [1, 2] and len(x) == 2  # B6 is no class; a null is no label
