@@ -98,7 +98,9 @@ def test_a_study_of_the_other_direction_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", [MINUTES, BAND])
-def test_the_search_runs_pruned_and_resumes_for_each_task(path: Path, tmp_path: Path) -> None:
+def test_the_search_with_its_pruning_callback_runs_and_resumes_for_each_task(
+    path: Path, tmp_path: Path
+) -> None:
     config = task_config(path, tmp_path)
     data = task_datasets(config)
     first = tune(data, config, "search", trials=3, runner=run_in_threads)
