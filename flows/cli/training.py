@@ -99,11 +99,14 @@ def search(
         **runner.dataset_parameters(cfg),
         first_worker_index=first_worker,
     )
+    from tasks.learn.model import SEARCH_TITLES, search_metric
+
     human = (
         f"study {result.study}: {result.trials_total} finished trial(s), "
         f"{result.trials_run} run here ({result.trials_pruned} pruned in all), "
         f"sampler seed(s) {', '.join(map(str, result.sampler_seeds))}; "
-        f"best #{result.best_trial} validation {result.best_value:.4f}\n"
+        f"best #{result.best_trial} validation {SEARCH_TITLES[search_metric(cfg)]} "
+        f"{result.best_value:.4f}\n"
         f"  next: perennial train --batches {batches or '<the same batches>'}"
         + (f" --trials {trials}" if trials else "")
         + " runs only the trials still missing"

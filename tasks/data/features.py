@@ -122,9 +122,15 @@ def model_inputs(frame: pd.DataFrame, config: PerennialConfig) -> pd.DataFrame:
 def features_and_label(
     frame: pd.DataFrame, config: PerennialConfig
 ) -> tuple[pd.DataFrame, pd.Series]:
-    """Model inputs and labels of the rows that have a label."""
+    """Model inputs and labels of the rows that have a label. A multiclass label outside
+    `target.classes` (index -1, which the gate reports) is no label: the row is left out, as XGBoost
+    learns only the classes it was given."""
     labelled = frame[frame[config.target.column].notna()]
-    return model_inputs(labelled, config), label(labelled, config)
+    labels = label(labelled, config)
+    if config.target.task == "multiclass":
+        known = (labels >= 0).to_numpy()
+        labelled, labels = labelled[known], labels[known]
+    return model_inputs(labelled, config), labels
 
 
 def sensitive_groups(frame: pd.DataFrame, config: PerennialConfig) -> pd.DataFrame | None:

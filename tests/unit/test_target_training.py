@@ -98,7 +98,9 @@ def test_a_study_of_the_other_direction_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", [MINUTES, BAND])
-def test_the_search_runs_pruned_and_resumes_for_each_task(path: Path, tmp_path: Path) -> None:
+def test_the_search_with_its_pruning_callback_runs_and_resumes_for_each_task(
+    path: Path, tmp_path: Path
+) -> None:
     config = task_config(path, tmp_path)
     data = task_datasets(config)
     first = tune(data, config, "search", trials=3, runner=run_in_threads)
@@ -153,3 +155,25 @@ def test_a_multiclass_model_answers_each_class_and_keeps_its_names(tmp_path: Pat
     ]
     chosen = np.array(model.classes)[probabilities.argmax(axis=1)]
     assert (answer[CHOSEN_CLASS].to_numpy() == chosen).all()
+
+
+def test_a_class_outside_the_named_ones_is_no_label() -> None:
+    from tasks.data.features import features_and_label
+
+    config = load_config(BAND)
+    named = config.target.model_copy(
+        update={"bins": None, "classes": ["AA", "UA", "DL"], "column": "carrier"}
+    )
+    features = config.features.model_copy(update={"categorical": ["origin", "dest"]})
+    config = config.model_copy(update={"target": named, "features": features})
+    frame = pd.DataFrame(
+        {
+            **{column: [1.0, 2.0, 3.0, 4.0] for column in config.features.numeric},
+            "origin": ["JFK"] * 4,
+            "dest": ["BOS"] * 4,
+            "carrier": ["UA", "B6", "DL", None],
+            config.time.column: pd.Timestamp("2013-03-01", tz="UTC"),
+        }
+    )
+    x, y = features_and_label(frame, config)
+    assert y.tolist() == [1, 2] and len(x) == 2  # B6 is no class; a null is no label
