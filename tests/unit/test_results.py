@@ -68,6 +68,7 @@ DRIFT = [
     "weighted_alert",
     "holdout_auc_interval",
     "seconds",
+    "fairness",  # only with `fairness:` in the YAML
 ]
 KEYS: dict[type, list[str]] = {
     BatchSummary: BATCH,
