@@ -374,6 +374,7 @@ def main() -> None:
         "model": f"{config.model_name} v{version}: {len(NUMERIC)} numeric, {len(CATEGORICAL)} "
         "categorical, 2 time features; 300 trees of depth 6",
         "seconds_per_level": args.seconds,
+        "rounds_per_level": ROUNDS,
         "perennial_serve": ours["predict"],
         "mlflow_models_serve": theirs["single"],
         "protocols": protocols,

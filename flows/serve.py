@@ -46,10 +46,10 @@ from pydantic import ValidationError
 from tasks.core.config import PerennialConfig
 from tasks.core.storage import open_storage
 from tasks.registry.client import CHALLENGER, CHAMPION
+from tasks.registry.metrics import one_per_row
 from tasks.serve.mlflow_scoring import MLFLOW
 from tasks.serve.native_scoring import ServedModel
 from tasks.serve.open_inference import OPEN_INFERENCE, model_metadata
-from tasks.serve.outputs import prediction_outputs
 from tasks.serve.protocols import (
     PREDICT,
     Refused,
@@ -353,11 +353,10 @@ def create_app(
         model = pinned or route(arms, share, request_key) or arms.champion
         try:
             scores = model.score(rows)
-            sampler.offer(rows, scores, model, request_key)
-            outputs = prediction_outputs(model, scores, threshold)
-            reply = protocol.answer(
-                Scored(config.model_name, model, rows, outputs, threshold), context
-            )
+            sampler.offer(rows, one_per_row(scores), model, request_key)
+            answers = model.answers(scores, threshold)  # the one place an answer is built
+            scored = Scored(config.model_name, model, rows, scores, answers, threshold)
+            reply = protocol.answer(scored, context)
         except Exception:  # counted by its arm, like every answer it gives; logged with its cause
             log.exception("scoring %d rows with v%s failed", len(rows), model.version)
             failed = protocol.refusal(500, f"v{model.version} failed to score this request")

@@ -12,8 +12,9 @@ A JSON body holds exactly one of:
 and optionally `params` (accepted, unused: the model takes none). The columns are the request
 fields of `/predict` (the raw columns the features are built from, times as ISO 8601 text);
 `NaN`, which pandas writes for a missing number, reads as missing. The answer is
-`{"predictions": [...]}` with the column the registered MLflow model's `predict` returns (the
-probability of the positive class), and the headers `X-Perennial-Version` and
+`{"predictions": [...]}` with what the registered MLflow model's `predict` returns (the
+probability of the positive class, the value, or a multiclass model's probability of each class
+and the chosen class, an object a row), and the headers `X-Perennial-Version` and
 `X-Perennial-Alias` name the version and arm that answered. Errors are MLflow's
 `{"error_code": ..., "message": ...}`.
 """
@@ -24,8 +25,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+import pandas as pd
 from pydantic import BaseModel, ValidationError
 
+from tasks.learn.scorer import pyfunc_answer
 from tasks.serve.native_scoring import ServedModel
 from tasks.serve.protocols import (
     Refused,
@@ -144,8 +147,14 @@ class MlflowProtocol:
         return read_rows(body, schema), None
 
     def answer(self, scored: Scored, context: Any) -> Reply:
-        outputs = scored.outputs
-        predictions = outputs.columns[outputs.primary].tolist()
+        model = scored.model
+        answer = pyfunc_answer(scored.scores, model.task, model.classes)
+        # As MLflow writes a frame (one object a row) or an array (a value a row).
+        predictions = (
+            answer.to_dict(orient="records")
+            if isinstance(answer, pd.DataFrame)
+            else answer.tolist()
+        )
         return Reply(
             200, orjson.dumps({"predictions": predictions}), headers=served_by(scored.model)
         )

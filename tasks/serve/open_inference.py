@@ -1,7 +1,7 @@
 """The Open Inference Protocol (KServe v2; also spoken by Seldon MLServer and NVIDIA Triton) for
 a tabular model: one input tensor per column, `[rows]` or `[rows, 1]`, and one output tensor per
-answer column (`tasks.serve.outputs`). What its reference client, `tritonclient[http]`, sends and
-expects, beyond the specification's JSON:
+field of the model's answer (`ServedModel.answers`, by column: `tasks.serve.outputs`). What its
+reference client, `tritonclient[http]`, sends and expects, beyond the specification's JSON:
 
 - the binary tensor extension, its default: each tensor's raw bytes follow the JSON header,
   whose length is in `Inference-Header-Content-Length`; a tensor's `parameters.binary_data_size`
@@ -29,7 +29,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from tasks.serve.outputs import output_columns
+from tasks.serve.outputs import answer_columns, answer_fields
 from tasks.serve.protocols import (
     Refused,
     Reply,
@@ -357,8 +357,9 @@ def encode_bytes_tensor(values: np.ndarray) -> bytes:
 def infer_response(scored: Scored, context: dict[str, Any]) -> Reply:
     """The answer: one output tensor per column asked for, the binary ones after the JSON."""
     tensors, raw = [], []
+    columns = answer_columns(scored.answers)
     for name, binary in context["outputs"]:
-        values = scored.outputs.columns[name]
+        values = columns[name]
         datatype = datatype_of(values)
         tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(values.shape)}
         if binary:
@@ -422,7 +423,7 @@ def model_metadata(
     model_name: str, schema: RequestSchema, arms: list[ServedModel]
 ) -> dict[str, Any]:
     """`GET /v2/models/{name}`: the versions served, and the input and output tensors."""
-    outputs = output_columns(arms[0])
+    fields = answer_fields(arms[0])
     return {
         "name": model_name,
         "versions": [model.version for model in arms],
@@ -430,7 +431,7 @@ def model_metadata(
         "inputs": input_tensors(schema),
         "outputs": [
             {"name": name, "datatype": datatype_of(values), "shape": [-1, *values.shape[1:]]}
-            for name, values in outputs.columns.items()
+            for name, values in fields.items()
         ],
     }
 
@@ -448,7 +449,7 @@ class OpenInferenceProtocol:
         """The names of the champion's outputs (read again only when the champion changes)."""
         model, names = self._answers
         if model is not champion:
-            names = tuple(output_columns(champion).columns)
+            names = tuple(answer_fields(champion))
             self._answers = (champion, names)
         return names
 

@@ -1,51 +1,40 @@
-"""What a served model answers for scored rows, whatever protocol asked: named output columns,
-one entry per row. `/predict` puts them in each prediction's object, MLflow's `/invocations`
-answers the column the registered MLflow model's `predict` returns, and the Open Inference
-Protocol (KServe v2) sends each column as an output tensor (its metadata too is read from here).
+"""A served model's answers by column, for the protocols that answer by column (the Open
+Inference Protocol's output tensors) or describe the answer (its model metadata).
 
-`prediction_outputs` is the one place the answer's shape is decided: a new kind of target
-(a value, class probabilities and the chosen class) changes it here, and every protocol follows.
+Answers are built in one place, `ServedModel.answers` (a dict a row, by task: `score` and
+`label`, `value`, or `probabilities` by class and the chosen `class`); `/predict` sends them as
+they are, and this module only turns them into columns: a new kind of answer needs nothing here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     from tasks.serve.native_scoring import ServedModel
 
-SCORE, LABEL = "score", "label"
+EXAMPLE_THRESHOLD = 0.5  # the fields of an answer, their types and shapes, do not depend on it
 
 
-@dataclass(frozen=True)
-class Outputs:
-    """Named output columns, in the order they are answered. Each array's first axis is the
-    rows (a column of class probabilities would be rows x classes)."""
-
-    columns: dict[str, np.ndarray]
-    # The column the registered MLflow model's `predict` returns: what `mlflow models serve`
-    # answers for this model, and so what `/invocations` answers.
-    primary: str
-
-    @property
-    def rows(self) -> int:
-        return len(self.columns[self.primary])
-
-
-def prediction_outputs(model: ServedModel, scores: np.ndarray, threshold: float) -> Outputs:
-    """The answer for rows that `model` scored: the probability of the positive class, and the
-    label it gives at `threshold` (the served config's `serve.threshold`)."""
-    del model  # one kind of model today; its target decides the answer's shape
-    return Outputs(
-        columns={SCORE: scores, LABEL: (scores >= threshold).astype(np.int64)},
-        primary=SCORE,
-    )
+def answer_columns(answers: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Answers (one dict a row) as one column per field: a number or text a row, or rows x keys
+    for a field that maps keys to numbers (a multiclass model's probabilities by class)."""
+    if not answers:
+        return {}
+    columns: dict[str, np.ndarray] = {}
+    for field, first in answers[0].items():
+        values = [answer[field] for answer in answers]
+        if isinstance(first, dict):
+            columns[field] = np.array([list(value.values()) for value in values], dtype=np.float64)
+        else:
+            columns[field] = np.asarray(values)
+    return columns
 
 
-def output_columns(model: ServedModel) -> Outputs:
-    """The outputs' names, types and shapes, with no row: what a protocol's metadata says and
-    what a request may ask for (they do not depend on the threshold)."""
-    return prediction_outputs(model, np.empty(0, dtype=np.float64), 0.5)
+def answer_fields(model: ServedModel) -> dict[str, np.ndarray]:
+    """The fields of the model's answer, with their types and shapes: its answer to one row of
+    scores of its shape (one a row, or one a class)."""
+    example = np.zeros((1, len(model.classes))) if model.classes else np.zeros(1)
+    return answer_columns(model.answers(example, EXAMPLE_THRESHOLD))

@@ -9,7 +9,8 @@ the metrics are the same for all; only the shapes on the wire differ.
 
 A protocol turns its payload into the rows of `/predict` (a JSON list of objects) and lets the
 champion's schema validate them, so a row means the same, and scores the same, whatever the
-protocol; the answer's columns come from `tasks.serve.outputs.prediction_outputs`.
+protocol; every answer is built by `ServedModel.answers` (MLflow's, as the registered MLflow
+model's `predict` answers, by `tasks.learn.scorer.pyfunc_answer`).
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 import orjson
 from pydantic import BaseModel, ValidationError
 
 from tasks.serve.native_scoring import ServedModel
-from tasks.serve.outputs import Outputs
 from tasks.serve.request import RequestSchema
 
 JSON = "application/json"
@@ -51,12 +52,14 @@ class Refused(Exception):
 
 @dataclass(frozen=True)
 class Scored:
-    """Rows scored by one arm, and what it answers for them."""
+    """Rows scored by one arm: its scores, and its answers (`ServedModel.answers`, a dict a
+    row)."""
 
     model_name: str
     model: ServedModel
     rows: list[BaseModel]
-    outputs: Outputs
+    scores: np.ndarray
+    answers: list[dict[str, Any]]
     threshold: float
 
 
@@ -190,15 +193,9 @@ class PredictProtocol:
         return schema.parse(body), explain
 
     def answer(self, scored: Scored, context: Any) -> Reply:
-        model, columns = scored.model, scored.outputs.columns
-        names = list(columns)
+        model = scored.model
         predictions = [
-            {
-                **dict(zip(names, values, strict=True)),
-                "version": model.version,
-                "alias": model.alias,
-            }
-            for values in zip(*(columns[name].tolist() for name in names), strict=True)
+            {**answer, "version": model.version, "alias": model.alias} for answer in scored.answers
         ]
         if context:
             for prediction, reasons in zip(predictions, model.reasons(scored.rows), strict=True):

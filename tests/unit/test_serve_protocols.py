@@ -275,3 +275,61 @@ def test_v2_readiness_follows_the_champion_and_the_token(
         authorized = {"Authorization": f"Bearer {TOKEN}"}
         answer = client.post(INFER, content=b"{}", headers=authorized)
         assert answer.status_code == 503 and list(answer.json()) == ["error"]
+
+
+TARGETS = {
+    "regression": "target: {name: peak, column: peak, task: regression}",
+    "multiclass": (
+        "target: {name: band, column: peak, task: multiclass, bins: [60, 90], "
+        "classes: [low, mid, high]}"
+    ),
+}
+
+
+@pytest.mark.parametrize("task", list(TARGETS))
+def test_every_protocol_answers_what_the_model_answers_for_its_task(
+    tmp_path: Path, task: str
+) -> None:
+    """A value (regression), or each class's probability and the chosen class (multiclass): as
+    `/predict` answers, in v2's output tensors, and in `/invocations` as the registered MLflow
+    model's `predict` answers."""
+    from tasks.data.features import label, model_inputs
+    from tasks.learn.scorer import pyfunc_answer
+    from tasks.learn.train import fit_model
+    from tests.unit.test_serve_refusals import KEYED_CONFIG
+
+    text = KEYED_CONFIG.replace(
+        'target: {name: overheat, column: peak, expression: "peak > 80"}', TARGETS[task]
+    )
+    config = make_config(tmp_path, text)
+    frame = raw_rows(2000, 0)
+    scorer = fit_model(
+        model_inputs(frame, config), label(frame, config), {"max_depth": 3}, 20, config
+    )
+    rows = sample_rows(12)
+    with client_for(config, scorer) as client:
+        predictions = client.post("/predict", json=rows).json()["predictions"]
+        invocations = client.post("/invocations", json={"dataframe_records": rows}).json()
+        body, headers = triton_request([{**r, "site": r["site"] or ""} for r in rows], False)
+        answer = client.post(f"/v2/models/{config.model_name}/infer", content=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+        result = triton_result(answer)
+        metadata = client.get(f"/v2/models/{config.model_name}").json()
+    if task == "regression":
+        values = [p["value"] for p in predictions]
+        assert invocations == {"predictions": values}
+        assert result.as_numpy("value").tolist() == values
+        assert metadata["outputs"] == [{"name": "value", "datatype": "FP64", "shape": [-1]}]
+        return
+    classes = ["low", "mid", "high"]
+    probabilities = [[p["probabilities"][c] for c in classes] for p in predictions]
+    chosen = [p["class"] for p in predictions]
+    assert result.as_numpy("probabilities").tolist() == probabilities
+    assert [c.decode() for c in result.as_numpy("class").tolist()] == chosen
+    expected = pyfunc_answer(np.array(probabilities), "multiclass", tuple(classes))
+    assert invocations == {"predictions": expected.to_dict(orient="records")}
+    assert [r["predicted_class"] for r in invocations["predictions"]] == chosen
+    assert metadata["outputs"] == [
+        {"name": "probabilities", "datatype": "FP64", "shape": [-1, 3]},
+        {"name": "class", "datatype": "BYTES", "shape": [-1]},
+    ]
