@@ -82,10 +82,11 @@ def read_pipeline_state(
         (
             record["labelled"][metric]
             for record in reversed(records)
-            if record.get("labelled") and str(record.get("model_version")) == champion
+            if (record.get("labelled") or {}).get(metric) is not None
+            and str(record.get("model_version")) == champion
         ),
         None,
-    )
+    )  # None too where the monitor records no value of this metric
     estimate_field = ESTIMATE_FIELDS.get(metric, f"estimated_{metric}")
     estimated = next(
         (
