@@ -23,6 +23,7 @@ from tasks.core.config_alerts import AlertsConfig
 from tasks.core.config_cost import CostConfig
 from tasks.core.config_dataset import FeaturesConfig, SourceConfig, TargetConfig, TimeConfig
 from tasks.core.config_drift import DriftConfig
+from tasks.core.config_privacy import PrivacyConfig
 from tasks.core.config_promotion import GuardMetric, PromotionConfig, default_guards
 from tasks.core.config_section import ConfigError
 from tasks.core.config_serving import ServeConfig
@@ -82,6 +83,9 @@ class PerennialConfig(BaseSettings):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig, exclude=True)  # type: ignore[arg-type]
     # Prices shape no model either.
     cost: CostConfig = Field(default_factory=CostConfig, exclude=True)  # type: ignore[arg-type]
+    # Declared columns are never features, so the declaration shapes no model; the gate's
+    # fingerprint holds it (tasks/data/validate.py).
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, exclude=True)  # type: ignore[arg-type]
     config_path: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -100,6 +104,24 @@ class PerennialConfig(BaseSettings):
                 f"target column {self.target.column!r} is also listed as a feature (the model "
                 "would see its label): remove it from features"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _personal_columns_are_never_used(self) -> PerennialConfig:
+        roles = {
+            "a feature": self.features.numeric + self.features.categorical,
+            "the target column": [self.target.column],
+            "the time column": [self.time.column],
+            "a key column (it is dropped)": [
+                c for c in self.validation.key_columns if self.privacy.columns.get(c) == "drop"
+            ],
+        }
+        for role, columns in roles.items():
+            if clash := sorted(set(self.privacy.columns) & set(columns)):
+                raise ValueError(
+                    f"privacy.columns {clash} is also {role}: personal data never reaches a "
+                    "model; remove it there, or from privacy.columns"
+                )
         return self
 
     @model_validator(mode="after")

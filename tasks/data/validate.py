@@ -49,6 +49,7 @@ from tasks.data.ingest import (
     landed_record,
 )
 from tasks.data.parse import parse_raw, typed_frame
+from tasks.data.personal_data import personal_data
 from tasks.data.quarantine import archive_reason, quarantine
 from tasks.data.reference_checks import check_reference
 from tasks.data.verdict import GateResult, refusal, report_markdown, stored_verdict
@@ -60,8 +61,8 @@ logger = logging.getLogger("perennial.validate")
 # checks) changes which batches pass, so that batches validated before it are validated again.
 # 3: truncated_file, bounded decompression; 4: times without an offset read in time.timezone;
 # 5: the reference checks (tasks/data/reference_checks.py); 6: their medians only warn on a
-# reference of fewer than 3 batches.
-GATE_VERSION = 6
+# reference of fewer than 3 batches; 7: personal data in text columns (tasks/data/personal_data.py).
+GATE_VERSION = 7
 NATIVE, GREAT_EXPECTATIONS = "native", "great_expectations"  # what decided a batch
 
 
@@ -81,6 +82,7 @@ def gate_fingerprint(config: PerennialConfig) -> str:
         "gate_version": GATE_VERSION,
         "suite_sha256": content_hash(suite_bytes(config)),
         "settings": settings,
+        "privacy": config.privacy.model_dump(mode="json"),  # what a batch may carry
     }
     return content_hash(json.dumps(facts, sort_keys=True).encode())
 
@@ -193,7 +195,9 @@ def check_expectations(
     # The batch against how the reference batches varied (the suite's meta), whoever decided
     # the expectations: GE has no check of a batch's statistics against a range of batches.
     outcomes += check_reference(frame, load_suite(config).get("meta") or {}, config, batch)
-    return apply_severity(outcomes, config.validation.severity), engine
+    # Personal data is never a matter of severity: it blocks, whatever the YAML says.
+    outcomes = apply_severity(outcomes, config.validation.severity)
+    return [*outcomes, *personal_data(frame, config)], engine
 
 
 # -- the tasks -----------------------------------------------------------------------------------
