@@ -91,6 +91,7 @@ class RegistryStatus:
     challenger: AliasStatus | None
     decisions: list[dict[str, Any]]
     costs: list[dict[str, Any]]
+    erased: list[dict[str, Any]]  # versions trained on rows `perennial forget` erased
 
 
 def registry_status(cfg: PerennialConfig) -> RegistryStatus:
@@ -118,6 +119,7 @@ def status_of(model: str, found: dict[str, Any]) -> RegistryStatus:
         challenger=entry(found["challenger"]),
         decisions=found["decisions"],
         costs=found["costs"],
+        erased=found.get("erased", []),
     )
 
 
@@ -146,6 +148,9 @@ def registry_status_by_mlflow(cfg: PerennialConfig) -> dict[str, Any]:
         found[alias] = None if info is None else vars(info)
     found["decisions"] = recent_decisions(cfg)
     found["costs"] = recent_costs(cfg)
+    from tasks.registry.erasure_marks import erased_versions
+
+    found["erased"] = erased_versions(cfg)
     return found
 
 
@@ -183,4 +188,7 @@ def status(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> No
             f"{run.get('cpu_seconds', 0):.1f} CPU s, peak {run.get('peak_rss_mb', 0):,.0f} MB, "
             f"estimated ${run.get('usd', 0):.6f}"
         )
+    for item in found.erased:
+        when = ", ".join(f"{e['at']} ({','.join(e['batches'])})" for e in item["erasures"])
+        lines.append(f"  v{item['version']} was trained on erased rows: {when}; retrain")
     runner.emit(found, as_json, "\n".join(lines))

@@ -85,7 +85,7 @@ class PerennialConfig(BaseSettings):
     cost: CostConfig = Field(default_factory=CostConfig, exclude=True)  # type: ignore[arg-type]
     # Declared columns are never features, so the declaration shapes no model; the gate's
     # fingerprint holds it (tasks/data/validate.py).
-    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, exclude=True)  # type: ignore[arg-type]
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, exclude=True)
     config_path: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -214,3 +214,22 @@ def personal_data(frame: pd.DataFrame, config: PerennialConfig) -> list[Outcome]
         )
         for column, findings in by_column.items()
     ]
+
+
+def withheld(outcomes: list[Outcome], personal: list[Outcome]) -> list[Outcome]:
+    """The other checks' outcomes with no value of a column found to hold personal data: no
+    examples or observed value on such a column, and no example rows at all (a row holds every
+    column). These outcomes reach the reason file, the Prefect artifact, logs and alerts."""
+    flagged = {o.column for o in personal if not o.success}
+    if not flagged:
+        return outcomes
+    kept = []
+    for outcome in outcomes:
+        if outcome.column in flagged:
+            outcome = replace(outcome, examples=[], observed=None, message=None)
+        kept.append(replace(outcome, rows=[]))
+    return kept
+
+
+def holds_personal_data(outcomes: list[Outcome]) -> bool:
+    return any(o.expectation == PERSONAL_DATA_CHECK and not o.success for o in outcomes)

@@ -69,8 +69,15 @@ def without_personal_columns(
     declared = config.privacy.columns
     if not declared:
         return KeptBytes(data, ext)
-    frame = _read_as_text(config, data, name, ext)
-    actions = {c: a for c, a in sorted(declared.items()) if c in frame.columns}
+    try:
+        frame = read_as_text(config, data, name, ext)
+    except (ValueError, OSError) as exc:  # FileCheckError and the readers' errors
+        raise IngestError(
+            f"{name}: cannot remove the declared personal columns "
+            f"({', '.join(config.privacy.declared())}) before landing, as the file cannot be "
+            f"read ({str(exc)[:200]}); fix the file and land it again"
+        ) from None
+    actions: dict[str, str] = {c: a for c, a in sorted(declared.items()) if c in frame.columns}
     if not actions:
         return KeptBytes(data, ext)
     frame = frame.drop(columns=[c for c, a in actions.items() if a == "drop"])
@@ -78,24 +85,25 @@ def without_personal_columns(
         key = privacy_key(config)
         for column in hashed:
             frame[column] = hash_values(key, frame[column])
+    return KeptBytes(*frame_bytes(frame, ext), actions)
+
+
+def read_as_text(config: PerennialConfig, data: bytes, name: str, ext: str) -> pd.DataFrame:
+    """A raw file's rows with every CSV value as the text written (Parquet as stored), so that
+    writing them back changes nothing but what was removed. Raises what the readers raise
+    (ValueError, OSError; FileCheckError for a file over the size limits)."""
+    from tasks.data.filecheck import plain_bytes
+
+    plain = plain_bytes(data, name, ext, config.validation)
+    if ext == ".parquet":
+        return pd.read_parquet(io.BytesIO(plain))
+    return pd.read_csv(io.BytesIO(plain), dtype=str, keep_default_na=False)
+
+
+def frame_bytes(frame: pd.DataFrame, ext: str) -> tuple[bytes, str]:
+    """A frame read by `read_as_text` written back: Parquet as Parquet, anything else as CSV."""
     if ext == ".parquet":
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
-        return KeptBytes(buffer.getvalue(), ".parquet", actions)
-    return KeptBytes(frame.to_csv(index=False).encode(), ".csv", actions)
-
-
-def _read_as_text(config: PerennialConfig, data: bytes, name: str, ext: str) -> pd.DataFrame:
-    from tasks.data.filecheck import FileCheckError, plain_bytes
-
-    try:
-        plain = plain_bytes(data, name, ext, config.validation)
-        if ext == ".parquet":
-            return pd.read_parquet(io.BytesIO(plain))
-        return pd.read_csv(io.BytesIO(plain), dtype=str, keep_default_na=False)
-    except (FileCheckError, ValueError, OSError) as exc:
-        raise IngestError(
-            f"{name}: cannot remove the declared personal columns "
-            f"({', '.join(config.privacy.declared())}) before landing, as the file cannot be "
-            f"read ({str(exc)[:200]}); fix the file and land it again"
-        ) from None
+        return buffer.getvalue(), ".parquet"
+    return frame.to_csv(index=False).encode(), ".csv"

@@ -49,7 +49,7 @@ from tasks.data.ingest import (
     landed_record,
 )
 from tasks.data.parse import parse_raw, typed_frame
-from tasks.data.personal_data import personal_data
+from tasks.data.personal_data import holds_personal_data, personal_data, withheld
 from tasks.data.quarantine import archive_reason, quarantine
 from tasks.data.reference_checks import check_reference
 from tasks.data.verdict import GateResult, refusal, report_markdown, stored_verdict
@@ -143,7 +143,9 @@ def gate_batch(storage: Storage, config: PerennialConfig, batch: str) -> GateRes
     else:
         quarantine(storage, config, result, record.key, data)
     timings["write"] = time.perf_counter() - clock
-    if frame is not None and (docs := docs_dir(config)) is not None:
+    # Data Docs show unexpected values: none of a batch found to hold personal data.
+    personal = holds_personal_data(result.outcomes)
+    if frame is not None and not personal and (docs := docs_dir(config)) is not None:
         from tasks.data.data_docs import request_docs
 
         request_docs(docs, config, result)  # GE's result and Data Docs, in the background
@@ -196,8 +198,9 @@ def check_expectations(
     # the expectations: GE has no check of a batch's statistics against a range of batches.
     outcomes += check_reference(frame, load_suite(config).get("meta") or {}, config, batch)
     # Personal data is never a matter of severity: it blocks, whatever the YAML says.
-    outcomes = apply_severity(outcomes, config.validation.severity)
-    return [*outcomes, *personal_data(frame, config)], engine
+    personal = personal_data(frame, config)
+    outcomes = withheld(apply_severity(outcomes, config.validation.severity), personal)
+    return [*outcomes, *personal], engine
 
 
 # -- the tasks -----------------------------------------------------------------------------------

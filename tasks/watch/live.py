@@ -228,6 +228,19 @@ def live_frame(records: list[dict[str, Any]], config: PerennialConfig) -> pd.Dat
     for column in config.validation.key_columns:
         if column in frame.columns and column != config.time.column:
             frame[column] = frame[column].map(lambda value: None if value is None else str(value))
+    return kept_out(frame, config)
+
+
+def kept_out(frame: pd.DataFrame, config: PerennialConfig) -> pd.DataFrame:
+    """A declared personal key column as the landed data holds it (hashed with the same key, so
+    that live rows still join their labels; dropped if declared `drop`): a client sends the
+    value itself, which is never stored."""
+    from tasks.data.privacy import hash_values, privacy_key
+
+    declared = {c: a for c, a in config.privacy.columns.items() if c in frame.columns}
+    frame = frame.drop(columns=[c for c, a in declared.items() if a == "drop"])
+    for column in (c for c, a in declared.items() if a == "hash"):
+        frame[column] = hash_values(privacy_key(config), frame[column])
     return frame
 
 
