@@ -48,7 +48,7 @@ class ErasedFile:
     copy: str  # LANDING, QUARANTINE, VALIDATED, PREDICTIONS or LIVE
     key: str
     rows: int
-    action: str  # "destroyed", "rewritten", or "kept as <key>" (a new landed revision)
+    action: str  # "destroyed", "rewritten", or "its other rows landed as <key>"
 
 
 @dataclass
@@ -191,7 +191,8 @@ def _new_revision(
         storage.write_json(
             landing_key(config, batch, LANDED_SUFFIX, revision), record, immutable=True
         )
-    return [ErasedFile(LANDING, newest.key, held[newest.key][0], f"kept as {key}")]
+    # Its rows of the subject are counted where its bytes are destroyed (`_destroy`).
+    return [ErasedFile(LANDING, newest.key, 0, f"its other rows landed as {key}")]
 
 
 def _last_revision(storage: Storage, config: PerennialConfig, batch: str) -> int:
