@@ -8,7 +8,9 @@ validity rules). A cheap regular expression run over the whole sample by pyarrow
 values worth a closer look; only those reach the checksums and `phonenumbers`. Presidio's
 pattern recognisers find the same on a planted sample at a hundredth of the speed (NOTES.md).
 
-Only text columns are scanned: a phone number stored as an integer looks like any other number.
+Text columns are scanned for every kind; integer columns for card numbers only, and only when
+most of their long numbers are valid ones: a phone number stored as an integer looks like any
+other number.
 A finding names the column, the kind and the share of sampled rows, never a value: the reasons,
 logs and alerts it reaches must not become a copy of what they warn about.
 """
@@ -29,6 +31,7 @@ from tasks.data.expectations import Outcome
 SAMPLE_ROWS = 20_000  # rows scanned per column: the gate's speed holds at any batch size
 SAMPLE_SEED = 20260  # the same batch is always judged on the same rows
 PHONE_REGION = "US"  # numbers written without a country code are read as this country's
+CARD_COLUMN_SHARE = 0.5  # of an integer column's long numbers, valid cards for a finding
 
 # Values worth a closer look: an '@', a run of at least seven digits and separators, or an IPv6
 # `::`. Anything else (codes, words, short numbers, timestamps' short runs) is passed over.
@@ -174,14 +177,33 @@ def scan_column(name: str, values: pd.Series) -> list[Finding]:
     return [Finding(name, kind, counts[kind], len(values)) for kind in KINDS if kind in counts]
 
 
+def scan_numbers(name: str, values: pd.Series) -> list[Finding]:
+    """Card numbers in an integer column (a CSV column of bare 16-digit numbers is read as
+    integers): found only when most of its 13-to-19-digit values are valid card numbers, for a
+    random id passes the Luhn check one time in ten."""
+    numbers = values.dropna()
+    long = numbers[(numbers >= 10**12) & (numbers < 10**19)]
+    if long.empty:
+        return []
+    valid = sum(int(rows) for value, rows in long.value_counts().items() if _cards(str(value)))
+    if valid < CARD_COLUMN_SHARE * len(long):
+        return []
+    return [Finding(name, "card", valid, len(values))]
+
+
 def scan_frame(frame: pd.DataFrame, skip: Iterable[str] = ()) -> list[Finding]:
-    """Personal data in the text columns of a frame (but `skip`), on a bounded row sample."""
-    skipped = set(skip)
+    """Personal data in the text columns of a frame (and card numbers in its integer columns),
+    but `skip`, on a bounded row sample."""
+    skipped, text = set(skip), set(text_columns(frame))
     positions = sample_positions(len(frame))
     findings: list[Finding] = []
-    for name in text_columns(frame):
-        if name not in skipped:
-            findings += scan_column(name, frame[name].iloc[positions])
+    for name, values in frame.items():
+        if str(name) in skipped:
+            continue
+        if str(name) in text:
+            findings += scan_column(str(name), values.iloc[positions])
+        elif pd.api.types.is_integer_dtype(values.dtype) and values.max() >= 10**12:
+            findings += scan_numbers(str(name), values.iloc[positions])
     return findings
 
 

@@ -160,3 +160,17 @@ def test_no_finding_anywhere_in_the_flights_year() -> None:
 def test_object_columns_are_scanned_as_text() -> None:
     frame = pd.read_csv(io.StringIO("id,contact\n1,a@example.org\n2,\n"), dtype=object)
     assert [(f.column, f.kind, f.rows) for f in scan_frame(frame)] == [("contact", "email", 1)]
+
+
+def test_an_integer_column_of_card_numbers_is_found_random_ids_are_not() -> None:
+    """A CSV column of bare 16-digit card numbers is read as integers."""
+    rng = np.random.default_rng(5)
+    cards = [int(fake.credit_card_number(card_type="visa16")) for _ in range(200)]
+    ids = rng.integers(4 * 10**15, 5 * 10**15, 200)  # one in ten passes Luhn by chance
+    frame = pd.read_csv(
+        io.StringIO(
+            "card,order_id\n" + "\n".join(f"{c},{i}" for c, i in zip(cards, ids, strict=True))
+        )
+    )
+    assert frame["card"].dtype == np.int64
+    assert [(f.column, f.kind, f.share) for f in scan_frame(frame)] == [("card", "card", 1.0)]
