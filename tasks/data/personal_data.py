@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.core.config import PerennialConfig
+from tasks.core.config_section import ConfigError
 from tasks.data.expectations import Outcome
 
 SAMPLE_ROWS = 20_000  # rows scanned per column: the gate's speed holds at any batch size
@@ -236,6 +237,24 @@ def personal_data(frame: pd.DataFrame, config: PerennialConfig) -> list[Outcome]
         )
         for column, findings in by_column.items()
     ]
+
+
+class PersonalDataError(ConfigError):
+    """Undeclared personal data where it must not go (a suite drafted from it); the message
+    names each column, its kinds and their shares, never a value."""
+
+
+def refuse_personal_data(frames: list[pd.DataFrame], config: PerennialConfig) -> None:
+    """PersonalDataError, one line per column, if undeclared personal data is in `frames`."""
+    failed = [
+        o for frame in frames for o in personal_data(frame, config) if not o.success and o.column
+    ]
+    columns = {o.column: o for o in failed}  # the first batch's line per column
+    if columns:
+        lines = "".join(f"\n  {o.column}: {o.message}" for o in columns.values())
+        raise PersonalDataError(
+            f"{len(columns)} column(s) hold undeclared personal data; no suite drafted:{lines}"
+        )
 
 
 def withheld(outcomes: list[Outcome], personal: list[Outcome]) -> list[Outcome]:

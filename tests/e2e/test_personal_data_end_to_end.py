@@ -86,9 +86,9 @@ def with_customers(flights: pd.DataFrame, people: pd.DataFrame, seed: int) -> pd
     return pd.concat([flights, booked], axis=1).assign(notes=notes)
 
 
-def dataset_folder(tmp_path: Path, name: str, declared: bool) -> Path:
+def dataset_folder(tmp_path: Path, name: str, declared: bool, suite: str = "people") -> Path:
     """A configs folder with `people.yaml` (the flights recipe on the planted files) and its own
-    Great Expectations project."""
+    Great Expectations project, drafting the suite `suite` (or using the flights one)."""
     folder = tmp_path / name
     shutil.copytree(
         ROOT / "great_expectations", folder / "gx", ignore=shutil.ignore_patterns("unc*")
@@ -98,7 +98,7 @@ def dataset_folder(tmp_path: Path, name: str, declared: bool) -> Path:
         .replace("dataset: flights", "dataset: people")
         .replace("home: ../.perennial ", "")
         .replace("gx_root: ../great_expectations", f"gx_root: {folder / 'gx'}")
-        .replace("suite: flights", "suite: people")
+        .replace("suite: flights", f"suite: {suite}")
         .replace("trials: 10 ", "trials: 2 ")
         .replace(
             "key_columns: [carrier, flight, time_hour]",
@@ -139,10 +139,16 @@ def test_undeclared_personal_data_is_refused_one_line_per_column(
     planted: tuple[Path, Planted], prefect_api_url: str
 ) -> None:
     tmp, values = planted
-    config, home = dataset_folder(tmp, "undeclared", declared=False), tmp / "home-undeclared"
+    config = dataset_folder(tmp, "undeclared", declared=False, suite="flights")
+    home = tmp / "home-undeclared"
     run = lambda *a: perennial(home, prefect_api_url, *a, "--config", str(config))  # noqa: E731
     assert run("ingest", "--batches", "2013-01..2013-02", "--no-validate").returncode == 0
-    assert run("validate", "--profile", "2013-01..2013-02").returncode == 0
+    # No suite is drafted from them: its value sets would copy them into the suite's JSON.
+    drafted = run("validate", "--profile", "2013-01..2013-02")
+    assert drafted.returncode == 1, drafted.stdout + drafted.stderr
+    assert "4 column(s) hold undeclared personal data; no suite drafted" in drafted.stderr
+    assert values.found_in(drafted.stdout + drafted.stderr) == set()
+    # The gate, with a suite (the flights one: the planted columns fail its column set too).
     refused = run("validate", "--batch", "2013-02")
     assert refused.returncode == 1, refused.stdout + refused.stderr
     lines = [line for line in refused.stdout.splitlines() if "perennial_personal_data" in line]

@@ -174,3 +174,17 @@ def test_an_integer_column_of_card_numbers_is_found_random_ids_are_not() -> None
     )
     assert frame["card"].dtype == np.int64
     assert [(f.column, f.kind, f.share) for f in scan_frame(frame)] == [("card", "card", 1.0)]
+
+
+def test_no_suite_is_drafted_from_undeclared_personal_data() -> None:
+    """A drafted in-set rule would copy the values into the suite's JSON, reviewed like code."""
+    from tasks.data.personal_data import PersonalDataError, refuse_personal_data
+
+    emails = [fake.email() for _ in range(20)]
+    frames = [pd.DataFrame({"contact": emails, "carrier": ["UA"] * 20})] * 2
+    with pytest.raises(PersonalDataError) as refused:
+        refuse_personal_data(frames, load_config(FLIGHTS))
+    lines = str(refused.value).splitlines()
+    assert lines[0] == "1 column(s) hold undeclared personal data; no suite drafted:"
+    assert lines[1].startswith("  contact: personal data: email in 100.0% of 20 sampled rows")
+    assert len(lines) == 2 and not any(email in str(refused.value) for email in emails)
