@@ -189,16 +189,18 @@ def check_expectations(
 ) -> tuple[list[Outcome], str]:
     """The suite's outcomes on the typed frame (YAML severities applied) and what decided them:
     the native checks, or real GE when the suite holds anything they do not reproduce."""
+    # Personal data is never a matter of severity: it blocks, whatever the YAML says; and GE
+    # keeps no result (with its unexpected values) of a batch that holds it.
+    personal = personal_data(frame, config)
     try:
         outcomes, engine = evaluate_suite(frame, config, batch), NATIVE
     except NotNative as why:
         logger.info("gate %s: %s; Great Expectations decides this batch", batch, why)
-        outcomes, engine = run_suite(frame, config, batch, docs_dir(config)), GREAT_EXPECTATIONS
+        docs = None if holds_personal_data(personal) else docs_dir(config)
+        outcomes, engine = run_suite(frame, config, batch, docs), GREAT_EXPECTATIONS
     # The batch against how the reference batches varied (the suite's meta), whoever decided
     # the expectations: GE has no check of a batch's statistics against a range of batches.
     outcomes += check_reference(frame, load_suite(config).get("meta") or {}, config, batch)
-    # Personal data is never a matter of severity: it blocks, whatever the YAML says.
-    personal = personal_data(frame, config)
     outcomes = withheld(apply_severity(outcomes, config.validation.severity), personal)
     return [*outcomes, *personal], engine
 
