@@ -21,6 +21,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,8 +39,8 @@ CARD_COLUMN_SHARE = 0.5  # of an integer column's long numbers, valid cards for 
 # `::`. Anything else (codes, words, short numbers, timestamps' short runs) is passed over.
 CANDIDATE = r"@|[0-9][0-9 .()+/-]{5,}[0-9]|[0-9a-fA-F]::|::[0-9a-fA-F]"
 # ... but a whole value that is a date or a time (`2013-01-01`, `2013-01-01T10:00:00Z`) is not.
-TIME = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+TIME_VALUE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
     r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}:?[0-9]{2})?)?$"
 )
 
@@ -158,24 +159,32 @@ def sample_positions(rows: int, limit: int = SAMPLE_ROWS) -> np.ndarray:
 
 
 def scan_column(name: str, values: pd.Series) -> list[Finding]:
-    """Findings in one column's (sampled) values: pyarrow picks the candidates over the whole
-    sample, and each distinct candidate is checked once, in Python."""
-    import pyarrow as pa
+    """Findings in one column's (sampled) values."""
+    return scan_text(name, _as_arrow(values), len(values))
+
+
+def scan_text(name: str, text: Any, sampled: int) -> list[Finding]:
+    """Findings in a pyarrow array of text: pyarrow picks the candidates over the whole sample,
+    and each distinct candidate is checked once, in Python."""
     import pyarrow.compute as compute
 
-    if pd.api.types.is_string_dtype(values.dtype) and values.dtype != object:
-        arrow = pa.Array.from_pandas(values)
-    else:  # objects: strings and whatever else a reader left there, as text
-        arrow = pa.array([None if v is None or v != v else str(v) for v in values], pa.string())
-    worth = compute.and_not(
-        compute.match_substring_regex(arrow, CANDIDATE), compute.match_substring_regex(arrow, TIME)
-    )
-    distinct = compute.value_counts(compute.filter(arrow, worth)).to_pylist()
+    candidates = compute.filter(text, compute.match_substring_regex(text, CANDIDATE))
     counts: dict[str, int] = {}
-    for entry in distinct:
+    for entry in compute.value_counts(candidates).to_pylist():
+        if TIME_VALUE.match(entry["values"]):
+            continue
         for kind in kinds_in(entry["values"]):
             counts[kind] = counts.get(kind, 0) + int(entry["counts"])
-    return [Finding(name, kind, counts[kind], len(values)) for kind in KINDS if kind in counts]
+    return [Finding(name, kind, counts[kind], sampled) for kind in KINDS if kind in counts]
+
+
+def _as_arrow(values: pd.Series) -> Any:
+    import pyarrow as pa
+
+    if getattr(values.dtype, "storage", None) == "pyarrow":
+        return values.array.__arrow_array__()  # the column's own buffers
+    # Python strings, or objects of any kind a reader left there: as text
+    return pa.array([None if v is None or v != v else str(v) for v in values], pa.string())
 
 
 def scan_numbers(name: str, values: pd.Series) -> list[Finding]:
@@ -195,16 +204,26 @@ def scan_numbers(name: str, values: pd.Series) -> list[Finding]:
 def scan_frame(frame: pd.DataFrame, skip: Iterable[str] = ()) -> list[Finding]:
     """Personal data in the text columns of a frame (and card numbers in its integer columns),
     but `skip`, on a bounded row sample."""
+    import pyarrow as pa
+
     skipped, text = set(skip), set(text_columns(frame))
     positions = sample_positions(len(frame))
+    whole, indices = len(positions) == len(frame), pa.array(positions)
     findings: list[Finding] = []
     for name, values in frame.items():
         if str(name) in skipped:
             continue
         if str(name) in text:
-            findings += scan_column(str(name), values.iloc[positions])
-        elif pd.api.types.is_integer_dtype(values.dtype) and values.max() >= 10**12:
-            findings += scan_numbers(str(name), values.iloc[positions])
+            if getattr(values.dtype, "storage", None) == "pyarrow":  # a take, in pyarrow
+                arrow = _as_arrow(values)
+                sample = arrow if whole else arrow.take(indices)
+            else:
+                sample = _as_arrow(values.iloc[positions])
+            findings += scan_text(str(name), sample, len(positions))
+        elif pd.api.types.is_integer_dtype(values.dtype):
+            numbers = values.iloc[positions]
+            if len(numbers) and numbers.max() >= 10**12:
+                findings += scan_numbers(str(name), numbers)
     return findings
 
 

@@ -5,6 +5,7 @@ over (the flights data, every row of the year), and how much of a batch they rea
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,10 +17,12 @@ from tasks.data.expectations import Outcome
 from tasks.data.personal_data import (
     PERSONAL_DATA_CHECK,
     SAMPLE_ROWS,
+    Finding,
     kinds_in,
     personal_data,
     scan_column,
     scan_frame,
+    scan_text,
     text_columns,
     withheld,
 )
@@ -126,14 +129,15 @@ def test_other_checks_lose_their_examples_of_a_flagged_column() -> None:
 
 def test_the_scan_reads_a_bounded_sample_of_a_big_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     sizes: list[int] = []
-    original = scan_column
+    original = scan_text
 
-    def counting(name: str, values: pd.Series) -> list:  # type: ignore[type-arg]
-        sizes.append(len(values))
-        return original(name, values)
+    def counting(name: str, text: Any, sampled: int) -> list[Finding]:
+        sizes.append(len(text))
+        return original(name, text, sampled)
 
-    monkeypatch.setattr("tasks.data.personal_data.scan_column", counting)
+    monkeypatch.setattr("tasks.data.personal_data.scan_text", counting)
     frame = pd.DataFrame({"code": ["AB"] * 1_000_000, "email": ["x@example.org"] * 1_000_000})
+    frame = frame.astype("string[pyarrow]")  # the reader's text, as the gate gets it
     findings = scan_frame(frame)
     assert sizes == [SAMPLE_ROWS, SAMPLE_ROWS]
     assert [(f.column, f.kind, f.share) for f in findings] == [("email", "email", 1.0)]
