@@ -239,7 +239,8 @@ def serve_some_rows(home: Path, config: Path, api: str, settings: dict[str, str]
     cfg = load_config(config)
     frame = pd.read_csv(home.parent / "incoming" / "2013-03.csv").head(40)
     frame.loc[:4, "customer_id"] = SUBJECT
-    columns = [*cfg.features.numeric, *cfg.features.categorical, *cfg.validation.key_columns]
+    features = [*cfg.features.numeric, *cfg.features.categorical, *cfg.validation.key_columns]
+    columns = list(dict.fromkeys(features))  # carrier is both a feature and a key
     rows = frame[columns].astype(object).where(frame[columns].notna(), None).to_dict("records")
     import socket
 
