@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 FLIGHTS = ROOT / "configs" / "flights.yaml"
@@ -171,6 +172,15 @@ def stop_process(process: subprocess.Popen[Any], grace_s: float = 20) -> None:
         process.wait()
 
 
+def flights_only_configs(folder: Path) -> Path:
+    """A configs folder holding the flights YAML alone (its GE root made absolute)."""
+    flights = yaml.safe_load(FLIGHTS.read_text())
+    flights["validation"]["gx_root"] = str(ROOT / "great_expectations")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "flights.yaml").write_text(yaml.safe_dump(flights))
+    return folder
+
+
 @contextlib.contextmanager
 def served_stack(home: Path, **env: str) -> Iterator[dict[str, Any]]:
     """`make up` (`flows.supervision.served_stack.up`: Prefect server, MLflow server, worker,
@@ -179,6 +189,11 @@ def served_stack(home: Path, **env: str) -> Iterator[dict[str, Any]]:
     included."""
     from flows.supervision.served_stack import client_env, down, up
 
+    if "PERENNIAL_CONFIGS_DIR" not in env:
+        # The flights dataset alone: `configs/` also holds the other demo datasets, and each
+        # served dataset is one more `perennial serve` process and set of deployments, which
+        # these tests do not look at (test_served_team serves two datasets of its own).
+        env = {**env, "PERENNIAL_CONFIGS_DIR": str(flights_only_configs(home.parent / "configs"))}
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PERENNIAL_HOME", str(home))
         patch.setenv("PERENNIAL_PREFECT_PORT", "0")

@@ -30,6 +30,7 @@ def train(
 ) -> None:
     """Train a challenger and promote it if it beats the champion."""
     from flows.training import training
+    from tasks.core.metrics import metric
 
     cfg = runner.trainable(config, batches)
     result = runner.run(
@@ -44,9 +45,11 @@ def train(
     # An identical rerun reports the version found; its numbers may be missing (e.g. it was
     # registered by a concurrent run that had not recorded its decision yet).
     challenger, champion = result.challenger, result.champion
-    numbers = f"AUC {challenger.roc_auc:.4f}" if challenger else "AUC not recorded"
+    primary = cfg.primary_metric
+    title = metric(primary).title
+    numbers = f"{title} {challenger.shown(primary)}" if challenger else f"{title} not recorded"
     if champion:
-        numbers += f" vs champion {champion.roc_auc:.4f}"
+        numbers += f" vs champion {champion.shown(primary)}"
     seen = result.trained_on
     trained = f"; trained on {seen[0]}..{seen[-1]}" if seen else ""
     human = (
@@ -96,11 +99,14 @@ def search(
         **runner.dataset_parameters(cfg),
         first_worker_index=first_worker,
     )
+    from tasks.learn.model import SEARCH_TITLES, search_metric
+
     human = (
         f"study {result.study}: {result.trials_total} finished trial(s), "
         f"{result.trials_run} run here ({result.trials_pruned} pruned in all), "
         f"sampler seed(s) {', '.join(map(str, result.sampler_seeds))}; "
-        f"best #{result.best_trial} validation {result.best_value:.4f}\n"
+        f"best #{result.best_trial} validation {SEARCH_TITLES[search_metric(cfg)]} "
+        f"{result.best_value:.4f}\n"
         f"  next: perennial train --batches {batches or '<the same batches>'}"
         + (f" --trials {trials}" if trials else "")
         + " runs only the trials still missing"

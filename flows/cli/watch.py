@@ -66,6 +66,10 @@ def monitor(
         )
     if result.estimated:
         lines.append(_estimate_line(result.estimated))
+    if result.fairness:
+        from tasks.registry.fairness import gaps_text
+
+        lines.append(f"  fairness on the labelled rows: {gaps_text(result.fairness['gaps'])}")
     if result.event_emitted:
         lines.append("  event perennial.drift.detected emitted (a served deployment retrains)")
     if isinstance(result, MonitoringSummary):

@@ -119,6 +119,10 @@ def parse_times(values: pd.Series, zone: str) -> pd.Series:
     if pd.api.types.is_datetime64_dtype(values.dtype):
         return _localize_naive(values, zone)
     plain = values.reset_index(drop=True)  # positions, whatever the caller's index
+    if pd.api.types.is_numeric_dtype(plain.dtype) and (plain.dropna() % 1 == 0).all():
+        # A survey year (1994) read as a number: as text it is 1994-01-01; pandas 4 would read
+        # the number itself as nanoseconds since 1970 (deprecated in pandas 3).
+        plain = plain.astype("Int64").astype("string")
     has_offset = plain.astype("string").str.contains(OFFSET, na=False).to_numpy()
     naive = pd.to_datetime(plain[~has_offset], errors="coerce", format="ISO8601")
     local = _localize_naive(naive, zone)

@@ -23,8 +23,15 @@ from tasks.core.config_alerts import AlertsConfig
 from tasks.core.config_cost import CostConfig
 from tasks.core.config_dataset import FeaturesConfig, SourceConfig, TargetConfig, TimeConfig
 from tasks.core.config_drift import DriftConfig
+from tasks.core.config_fairness import FairnessConfig
 from tasks.core.config_privacy import PrivacyConfig
-from tasks.core.config_promotion import GuardMetric, PromotionConfig, default_guards
+from tasks.core.config_promotion import (
+    TASK_DEFAULT_GUARDS,
+    TASK_GUARDS,
+    GuardMetric,
+    PromotionConfig,
+    default_guards,
+)
 from tasks.core.config_section import ConfigError
 from tasks.core.config_serving import ServeConfig
 from tasks.core.config_training import HpoConfig, SplitConfig, TrainingConfig
@@ -67,7 +74,12 @@ class PerennialConfig(BaseSettings):
     target: TargetConfig
     features: FeaturesConfig
     split: SplitConfig = Field(default_factory=SplitConfig)  # type: ignore[arg-type]
-    primary_metric: Literal["roc_auc"] = "roc_auc"
+    primary_metric: str = Field(
+        "",
+        description="The metric promotion judges by, one of the target task's (tasks/core/"
+        "metrics.py): roc_auc (binary), macro_auc (multiclass), rmse or mae (regression). "
+        "Default: the task's first.",
+    )
     guard_metrics: list[GuardMetric] = Field(default_factory=default_guards)
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)  # type: ignore[arg-type]
     hpo: HpoConfig = Field(default_factory=HpoConfig)  # type: ignore[arg-type]
@@ -83,10 +95,39 @@ class PerennialConfig(BaseSettings):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig, exclude=True)  # type: ignore[arg-type]
     # Prices shape no model either.
     cost: CostConfig = Field(default_factory=CostConfig, exclude=True)  # type: ignore[arg-type]
+    # Nor do the groups a model is judged on: sensitive columns are never features.
+    fairness: FairnessConfig = Field(default_factory=FairnessConfig, exclude=True)  # type: ignore[arg-type]
     # Declared columns are never features, so the declaration shapes no model; the gate's
     # fingerprint holds it (tasks/data/validate.py).
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, exclude=True)
     config_path: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _primary_metric_fits_the_task(self) -> PerennialConfig:
+        from tasks.core.metrics import TASK_METRICS, default_primary
+
+        allowed = TASK_METRICS[self.target.task]
+        if not self.primary_metric:
+            self.primary_metric = default_primary(self.target.task)
+        elif self.primary_metric not in allowed:
+            raise ValueError(
+                f"primary_metric {self.primary_metric!r} does not judge a {self.target.task} "
+                f"target: use one of {list(allowed)}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _guards_fit_the_task(self) -> PerennialConfig:
+        task = self.target.task
+        if "guard_metrics" not in self.model_fields_set:
+            self.guard_metrics = list(TASK_DEFAULT_GUARDS[task])
+        wrong = [g for g in self.guard_metrics if g not in TASK_GUARDS[task]]
+        if wrong:
+            raise ValueError(
+                f"guard_metrics {wrong} do not guard a {task} target: use some of "
+                f"{list(TASK_GUARDS[task])}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _slices_are_features(self) -> PerennialConfig:
@@ -107,6 +148,30 @@ class PerennialConfig(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _sensitive_only_for_evaluation(self) -> PerennialConfig:
+        # A sensitive column splits the holdout into groups; a model that saw it could treat
+        # each group by its value, which the fairness check is there to catch, not to allow.
+        sensitive = self.fairness.sensitive
+        used = {*self.features.numeric, *self.features.categorical}
+        for column in sensitive:
+            if column in used:
+                raise ValueError(
+                    f"fairness.sensitive column {column!r} is also a feature: a sensitive column "
+                    "serves only to judge the model by group; remove it from features"
+                )
+            if column in (self.target.column, self.time.column):
+                raise ValueError(
+                    f"fairness.sensitive column {column!r} is the target or time column: name "
+                    "a column that says which group a row belongs to"
+                )
+        if sensitive and self.target.task != "binary":
+            raise ValueError(
+                f"fairness needs a binary target for now (target.task is {self.target.task!r}): "
+                "remove the fairness section or predict a yes/no outcome"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _personal_columns_are_never_used(self) -> PerennialConfig:
         roles = {
             "a feature": self.features.numeric + self.features.categorical,
@@ -114,6 +179,9 @@ class PerennialConfig(BaseSettings):
             "the time column": [self.time.column],
             "a key column (it is dropped)": [
                 c for c in self.validation.key_columns if self.privacy.columns.get(c) == "drop"
+            ],
+            "a fairness.sensitive column (it is dropped)": [
+                c for c in self.fairness.sensitive if self.privacy.columns.get(c) == "drop"
             ],
         }
         for role, columns in roles.items():
@@ -180,8 +248,29 @@ class PerennialConfig(BaseSettings):
             mode="json", exclude={"home", "mlflow_uri", "optuna_storage", "config_path"}
         )
         shaping["validation"].pop("gx_root", None)
+        _drop_other_tasks_fields(shaping, self.target.task)
         blob = json.dumps(shaping, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# Fields only some tasks read: left out of the fingerprint of the others, so that a binary
+# config keeps the fingerprint (and its studies and training keys) it had before they existed.
+TASK_ONLY_FIELDS = {
+    "target": {
+        "classes": "multiclass",
+        "bins": "multiclass",
+        "regression_objective": "regression",
+        "unit": "regression",
+    },
+    "promotion": {"min_skill": "regression", "max_bias_share": "regression"},
+}
+
+
+def _drop_other_tasks_fields(shaping: dict[str, Any], task: str) -> None:
+    for section, owners in TASK_ONLY_FIELDS.items():
+        for name, owner in owners.items():
+            if owner != task:
+                shaping[section].pop(name, None)
 
 
 def _resolve_relative(raw: dict[str, Any], base: Path) -> None:

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from tasks.core.config_section import Section
+from tasks.core.metrics import TaskKind
 
 # Lower case, '-' allowed: the target names the model `<dataset>-<target>`.
 TARGET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -52,23 +53,87 @@ class TimeConfig(Section):
 
 
 class TargetConfig(Section):
+    """What is predicted. `task` says what kind of value (tasks/core/metrics.py lists each
+    task's metrics):
+    - `binary`: `expression` is a boolean over columns, e.g. `arr_delay > 15`;
+    - `regression`: the label is `column`'s value, or `expression`, a numeric expression;
+    - `multiclass`: the label is `column`'s value (or `expression`'s), one of `classes`; or,
+      with `bins`, the numeric value cut at those edges, the pieces named by `classes`."""
+
     name: str = Field(description="Name of what is predicted; part of the registered model name.")
     column: str = Field(
         description="Raw column the label comes from; rows where it is null have no label."
     )
-    expression: str = Field(
-        description="Boolean label over columns, e.g. 'arr_delay > 15': comparisons, `in` "
-        "lists, & | ~ and + - * / (tasks/core/expression.py); never evaluated as code."
+    expression: str | None = Field(
+        None,
+        description="The label over columns, e.g. 'arr_delay > 15' (binary) or 'arr_delay / 60' "
+        "(regression): comparisons, `in` lists, & | ~ and + - * / (tasks/core/expression.py); "
+        "never evaluated as code. Needed for binary; otherwise the column's value by default.",
     )
-    task: Literal["binary"] = "binary"
+    task: TaskKind = Field("binary", description="binary, multiclass or regression.")
+    classes: list[str] | None = Field(
+        None,
+        description="multiclass: the class names, in the order the model outputs them. Without "
+        "`bins`, the values the label column holds; with `bins`, one name per piece.",
+    )
+    bins: list[float] | None = Field(
+        None,
+        description="multiclass from a number: increasing edges; a value v falls in the first "
+        "piece whose upper edge is >= v (e.g. [15, 60]: <= 15, (15, 60], > 60).",
+    )
+    regression_objective: Literal["squarederror", "pseudohubererror"] = Field(
+        "squarederror",
+        description="regression: XGBoost's loss, reg:squarederror or reg:pseudohubererror "
+        "(less pulled by outliers).",
+    )
+    unit: str = Field(
+        "", max_length=16, description="regression: the label's unit, printed after its values."
+    )
 
     @field_validator("expression")
     @classmethod
-    def _expression_in_grammar(cls, value: str) -> str:
+    def _expression_in_grammar(cls, value: str | None) -> str | None:
         from tasks.core.expression import parse
 
-        parse(value)  # ExpressionError (a ValueError) names the refused piece
+        if value is not None:
+            parse(value, "value")  # ExpressionError (a ValueError) names the refused piece
         return value
+
+    @property
+    def expression_gives(self) -> str:
+        """The kind of value the expression must give for this task."""
+        return {"binary": "boolean", "regression": "number"}.get(self.task, "value")
+
+    @model_validator(mode="after")
+    def _task_has_its_fields(self) -> TargetConfig:
+        from tasks.core.expression import parse
+
+        if self.task == "binary" and self.expression is None:
+            raise ValueError("a binary target needs `expression`, e.g. 'arr_delay > 15'")
+        if self.expression is not None:
+            try:
+                parse(self.expression, self.expression_gives)
+            except ValueError as exc:
+                raise ValueError(f"expression for a {self.task} target: {exc}") from None
+        if self.task != "multiclass" and (self.classes is not None or self.bins is not None):
+            raise ValueError("`classes` and `bins` are for task: multiclass")
+        if self.task == "multiclass":
+            classes = self.classes or []
+            if len(classes) < 3:
+                raise ValueError(
+                    "a multiclass target needs `classes`, at least 3 names (2 is binary)"
+                )
+            if len(set(classes)) != len(classes):
+                raise ValueError(f"classes {classes} repeat a name")
+            if self.bins is not None:
+                if list(self.bins) != sorted(set(self.bins)):
+                    raise ValueError(f"bins {self.bins} must be strictly increasing")
+                if len(self.bins) + 1 != len(classes):
+                    raise ValueError(
+                        f"{len(self.bins)} bins make {len(self.bins) + 1} pieces: "
+                        f"give as many classes, not {len(classes)}"
+                    )
+        return self
 
     @field_validator("name")
     @classmethod

@@ -74,12 +74,15 @@ class ExpressionError(ValueError):
 class TargetExpression:
     """A checked expression: its column names, and its value on a frame."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, gives: str = "boolean") -> None:
+        """`gives`: the kind of value the expression must give: `boolean` (a binary label or a
+        row filter), `number` (a regression label) or `value` (a multiclass label: any)."""
         if not isinstance(text, str) or not text.strip():
             raise ExpressionError("give a boolean expression over columns, e.g. 'delay > 15'")
         if len(text) > MAX_LENGTH:
             raise ExpressionError(f"{len(text)} characters; at most {MAX_LENGTH}")
         self.text = text.strip()
+        self.gives = gives
         self.columns: list[str] = []
         try:
             self.body = ast.parse(self.text, mode="eval").body
@@ -90,7 +93,9 @@ class TargetExpression:
             ) from None
         except (RecursionError, MemoryError):
             raise ExpressionError(f"nested too deeply: `{self.text[:60]}...`") from None
-        if kind != "boolean":
+        if gives == "number" and kind not in ("number", "column"):
+            raise ExpressionError(f"must give a number (e.g. `arr_delay / 60`): `{self.text}`")
+        if gives == "boolean" and kind != "boolean":
             raise ExpressionError(
                 f"must give a boolean (a comparison, or & | ~ of them; a boolean column `c` is "
                 f"`c == True`): `{self.text}`"
@@ -192,7 +197,8 @@ class TargetExpression:
             )
 
     def evaluate(self, frame: pd.DataFrame) -> pd.Series:
-        """The expression's value on each row, as a boolean Series (null -> False)."""
+        """The expression's value on each row: for a boolean expression a boolean Series (null
+        -> False); otherwise the values as computed (nulls stay null)."""
         import pandas as pd
 
         self.check_columns(frame.columns)
@@ -210,6 +216,8 @@ class TargetExpression:
             ) from None
         if not isinstance(value, pd.Series):  # a constant expression: the same for every row
             value = pd.Series(value, index=frame.index)
+        if self.gives != "boolean":
+            return value
         return value.fillna(False).astype(bool)
 
     def _value(self, node: ast.expr, frame: pd.DataFrame) -> Any:
@@ -275,6 +283,6 @@ def _as_boolean(value: Any) -> Any:
     return bool(value)
 
 
-def parse(text: str) -> TargetExpression:
+def parse(text: str, gives: str = "boolean") -> TargetExpression:
     """The checked expression, or ExpressionError naming the refused piece."""
-    return TargetExpression(text)
+    return TargetExpression(text, gives)

@@ -63,11 +63,36 @@ def load_validated(storage: Storage, config: PerennialConfig, batches: list[str]
 
 
 def label(frame: pd.DataFrame, config: PerennialConfig) -> pd.Series:
-    """The target as 0/1 integers; rows whose target column is null must be dropped first.
-    The expression is checked at config load and evaluated by our own evaluator, never by
-    `DataFrame.eval` (which runs attribute access and calls)."""
-    values = parse(config.target.expression).evaluate(frame)
-    return pd.Series(np.asarray(values, dtype=bool).astype(np.int8), index=frame.index, name="y")
+    """The target by `target.task`: 0/1 integers (binary), class indexes 0..k-1 in
+    `target.classes` order (multiclass), float values (regression). Rows whose target column is
+    null must be dropped first. The expression is checked at config load and evaluated by our
+    own evaluator, never by `DataFrame.eval` (which runs attribute access and calls)."""
+    target = config.target
+    values = (
+        parse(target.expression, target.expression_gives).evaluate(frame)
+        if target.expression is not None
+        else frame[target.column]
+    )
+    if target.task == "binary":
+        labels = np.asarray(values, dtype=bool).astype(np.int8)
+    elif target.task == "regression":
+        labels = np.asarray(values, dtype=np.float64)
+    else:
+        labels = class_indexes(pd.Series(np.asarray(values), index=frame.index), config)
+    return pd.Series(labels, index=frame.index, name="y")
+
+
+def class_indexes(values: pd.Series, config: PerennialConfig) -> np.ndarray:
+    """Each multiclass label's index in `target.classes`: the value cut at `target.bins`, or the
+    value itself looked up by name. A value outside the classes is -1 (the gate reports it)."""
+    classes = config.target.classes or []
+    if config.target.bins is not None:
+        # right=True: a value equal to an edge falls in the piece below it (<= 15 is on time).
+        return np.digitize(values.astype("float64"), config.target.bins, right=True).astype(
+            np.int16
+        )
+    index = {name: i for i, name in enumerate(classes)}
+    return np.array([index.get(str(v), -1) for v in values], dtype=np.int16)
 
 
 def time_features(frame: pd.DataFrame, config: PerennialConfig) -> pd.DataFrame:
@@ -97,9 +122,38 @@ def model_inputs(frame: pd.DataFrame, config: PerennialConfig) -> pd.DataFrame:
 def features_and_label(
     frame: pd.DataFrame, config: PerennialConfig
 ) -> tuple[pd.DataFrame, pd.Series]:
-    """Model inputs and labels of the rows that have a label."""
+    """Model inputs and labels of the rows that have a label. A multiclass label outside
+    `target.classes` (index -1, which the gate reports) is no label: the row is left out, as XGBoost
+    learns only the classes it was given."""
     labelled = frame[frame[config.target.column].notna()]
-    return model_inputs(labelled, config), label(labelled, config)
+    labels = label(labelled, config)
+    if config.target.task == "multiclass":
+        known = (labels >= 0).to_numpy()
+        labelled, labels = labelled[known], labels[known]
+    return model_inputs(labelled, config), labels
+
+
+def sensitive_groups(frame: pd.DataFrame, config: PerennialConfig) -> pd.DataFrame | None:
+    """The `fairness.sensitive` columns of `frame` as group labels (text; a missing value is its
+    own group, "missing"), or None when the config names none. Evaluation reads them beside the
+    model inputs; the model never sees them."""
+    columns = config.fairness.sensitive
+    if not columns:
+        return None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise KeyError(
+            f"fairness.sensitive columns {missing} are not in the validated data of "
+            f"{config.dataset}: keep them in the batches (they are read for evaluation only)"
+        )
+    return pd.DataFrame({column: _group_labels(frame[column]) for column in columns})
+
+
+def _group_labels(values: pd.Series) -> pd.Series:
+    # A column of whole numbers with gaps arrives as floats: its groups are 0 and 1, not 0.0.
+    if pd.api.types.is_float_dtype(values) and (values.dropna() % 1 == 0).all():
+        values = values.astype("Int64")
+    return values.astype("string").fillna("missing").astype(str)
 
 
 def newest_rows(frame: pd.DataFrame, config: PerennialConfig) -> pd.DataFrame:
@@ -120,6 +174,9 @@ class Datasets:
     y_valid: pd.DataFrame | pd.Series
     x_holdout: pd.DataFrame
     y_holdout: pd.Series
+    # The holdout rows' sensitive columns (`fairness.sensitive`), aligned with x_holdout: for
+    # the group metrics of evaluation only. None without a fairness section.
+    groups_holdout: pd.DataFrame | None = None
 
     # Cached: training, scoring and the drift reference all read the fit rows, and each concat
     # would copy every one of them again (gigabytes at 10M rows).
@@ -136,6 +193,7 @@ def build_datasets(storage: Storage, config: PerennialConfig, batches: list[str]
     split = time_split(batches, config.split.min_train_batches)
     frame = load_validated(storage, config, batches)
     parts = {}
+    holdout_groups = None
     for name, members in (
         ("train", split.train),
         ("valid", [split.validation]),
@@ -151,7 +209,12 @@ def build_datasets(storage: Storage, config: PerennialConfig, batches: list[str]
                 "choose other --batches, or check the target expression in the dataset YAML"
             )
         parts[name] = (x.reset_index(drop=True), y.reset_index(drop=True))
-    return Datasets(split, *parts["train"], *parts["valid"], *parts["holdout"])
+        groups = sensitive_groups(rows.loc[x.index], config)
+        if name == "holdout" and groups is not None:
+            holdout_groups = groups.reset_index(drop=True)
+    return Datasets(
+        split, *parts["train"], *parts["valid"], *parts["holdout"], groups_holdout=holdout_groups
+    )
 
 
 @task(name="build-features", cache_policy=NO_CACHE)

@@ -294,11 +294,12 @@ def _outside(values: pd.Series, low: float, high: float) -> float:
 
 
 def _positive_rate(frame: pd.DataFrame, config: PerennialConfig) -> float | None:
-    """Share of positive labels among the labelled rows, None with too few of them."""
+    """Share of positive labels among the labelled rows, None with too few of them, or for a
+    target that is not binary (its label checks are its own)."""
     from tasks.data.features import label
 
     target = config.target.column
-    if target not in frame.columns:
+    if target not in frame.columns or config.target.task != "binary":
         return None
     labelled = frame[frame[target].notna()]
     if len(labelled) < MIN_LABELLED_ROWS:

@@ -138,7 +138,7 @@ def target_columns(config: PerennialConfig, columns: list[str]) -> list[str]:
     target expression names (read from its syntax tree, never evaluated)."""
     names = [config.target.column]
     with contextlib.suppress(SyntaxError):
-        tree = ast.parse(config.target.expression, mode="eval")
+        tree = ast.parse(config.target.expression or config.target.column, mode="eval")
         names += [node.id for node in ast.walk(tree) if isinstance(node, ast.Name)]
     return [name for name in dict.fromkeys(names) if name in columns]
 

@@ -1,6 +1,5 @@
-"""Scores and the metrics read off them: a model's probability of the positive class, its
-ROC AUC, and bootstrap intervals of one model's AUC and of the gain between two models scored on
-the same rows."""
+"""A model's scores and the binary metrics read off them (the registry of every task's metrics is
+tasks/core/metrics.py)."""
 
 from __future__ import annotations
 
@@ -9,16 +8,33 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tasks.core.metrics import METRICS, TaskKind, bootstrap_interval, paired_bootstrap_gain
+
+
+def scores(model: Any, x: pd.DataFrame, task: TaskKind) -> np.ndarray:
+    """What a model of this task gives, in the shapes tasks/core/metrics.py names: the positive
+    class's probability (binary, (n,)), each class's probability (multiclass, (n, k)), the
+    value (regression, (n,)). A classifier answers `predict_proba`, a regressor `predict`."""
+    if task == "regression":
+        return np.asarray(model.predict(x), dtype=np.float64)
+    probabilities = np.asarray(model.predict_proba(x), dtype=np.float64)
+    return probabilities[:, 1] if task == "binary" else probabilities
+
+
+def one_per_row(found: np.ndarray) -> np.ndarray:
+    """One number a row of a model's scores, for the profiles that follow a score's spread
+    (drift reference, live sample): the scores themselves, or a multiclass model's probability
+    of the class it chose."""
+    return found.max(axis=1) if found.ndim == 2 else found
+
 
 def predict(model: Any, x: pd.DataFrame) -> np.ndarray:
-    """Probability of the positive class."""
+    """Probability of the positive class (a binary model's `scores`)."""
     return np.asarray(model.predict_proba(x), dtype=np.float64)[:, 1]
 
 
 def auc(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
+    return METRICS["roc_auc"].compute(np.asarray(y), p)
 
 
 def paired_bootstrap(
@@ -29,18 +45,10 @@ def paired_bootstrap(
     confidence: float,
     seed: int,
 ) -> tuple[float, float]:
-    """Interval of AUC(challenger) - AUC(champion), resampling holdout rows (both models on
-    the same resample, so the noise they share cancels)."""
-    labels = np.asarray(y)
-    rng = np.random.default_rng(seed)
-    gains = []
-    for _ in range(samples):
-        rows = rng.integers(0, len(labels), len(labels))
-        if len(np.unique(labels[rows])) == 2:
-            gains.append(auc(labels[rows], challenger[rows]) - auc(labels[rows], champion[rows]))
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(gains, [tail, 1 - tail])
-    return float(low), float(high)
+    """Interval of AUC(challenger) - AUC(champion), resampling holdout rows."""
+    return paired_bootstrap_gain(
+        METRICS["roc_auc"], np.asarray(y), challenger, champion, samples, confidence, seed
+    )
 
 
 def auc_interval(
@@ -48,6 +56,4 @@ def auc_interval(
 ) -> tuple[float, float]:
     """Bootstrap interval of one model's AUC, resampling rows (the holdout's noise: a batch
     scored inside it is no worse than the holdout was)."""
-    # Against constant scores, whose AUC is 0.5 on every resample: the gain is AUC - 0.5.
-    low, high = paired_bootstrap(y, scores, np.zeros(len(scores)), samples, confidence, seed)
-    return low + 0.5, high + 0.5
+    return bootstrap_interval(METRICS["roc_auc"], np.asarray(y), scores, samples, confidence, seed)

@@ -23,7 +23,7 @@ from tasks.core.artifacts import artifact_key
 from tasks.core.config import PerennialConfig
 from tasks.core.run_logging import run_logger
 from tasks.core.storage import open_storage
-from tasks.data.features import Datasets, features_and_label, load_validated
+from tasks.data.features import Datasets, features_and_label, load_validated, sensitive_groups
 from tasks.data.ingest import landed_batches
 from tasks.data.verdict import GateResult
 from tasks.learn.explain import Explanation
@@ -40,8 +40,9 @@ from tasks.registry.client import (
 )
 from tasks.registry.cost import RunCost
 from tasks.registry.evaluate import Comparison, Decision, Metrics, compare
+from tasks.registry.fairness import judge_fairness
 from tasks.registry.lineage import batches_seen
-from tasks.registry.metrics import predict
+from tasks.registry.metrics import one_per_row, scores
 from tasks.registry.model_card import CardFacts, render
 from tasks.registry.model_store import load_model
 from tasks.registry.registration import DECISION_TAG, TrainingRun
@@ -135,8 +136,10 @@ def decide_task(
 
 @task(name="fit-scores", cache_policy=NO_CACHE)
 def fit_scores_task(model: Any, data: Datasets) -> np.ndarray:
-    """The model's scores on its own training rows: the drift reference's score profile."""
-    return predict(model, data.x_fit)
+    """The model's scores on its own training rows (`scores`, by the model's task): the drift
+    reference's score profile, one number a row (a multiclass model's: the probability of the
+    class it chose)."""
+    return one_per_row(scores(model, data.x_fit, model.task))
 
 
 @dataclass
@@ -303,17 +306,26 @@ def check_manual_promotion_task(
         seen |= {b: f"champion v{champion.version}" for b in batches_seen(champion.tags)}
     unseen = [b for b in validated if b not in seen]
     holdout = unseen[-1] if unseen else validated[-1]
-    x, y = features_and_label(load_validated(storage, config, [holdout]), config)
-    comparison = compare(
+    frame = load_validated(storage, config, [holdout])
+    x, y = features_and_label(frame, config)
+    models = (
         load_model(config, version=version),
         load_model(config, champion.version) if champion else None,
+    )
+    comparison = compare(
+        *models,
         x,
         y,
         config.primary_metric,
         config.guard_metrics,
         config.promotion,
         config.hpo.seed,
-    )
+        task=config.target.task,
+        unit=config.target.unit,
+    )  # no naive baseline here: the version's training rows are not at hand
+    groups = sensitive_groups(frame.loc[x.index], config)
+    fairness = judge_fairness(comparison.decision, *models, x, y, groups, config.fairness)
+    comparison.fairness = fairness
     if holdout in seen:
         blocker = (
             f"every validated batch was trained on by one of the two ({holdout}: "

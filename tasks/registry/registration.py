@@ -27,6 +27,7 @@ from tasks.core.storage import content_hash
 from tasks.data.features import Datasets
 from tasks.data.verdict import GateResult
 from tasks.learn.explain import Explanation
+from tasks.learn.model import search_metric
 from tasks.learn.scorer import Scorer
 from tasks.learn.study import render_study_figures, study_name_for_batches
 from tasks.learn.train import ServedModel
@@ -40,10 +41,11 @@ from tasks.registry.client import (
     version_by_alias,
 )
 from tasks.registry.evaluate import Comparison
+from tasks.registry.fairness import FAIRNESS_TAG, fairness_tag, groups_csv, version_metrics
 from tasks.registry.lineage import JUDGED_ON_TAG, TRAINED_ON_TAG, lineage_tags
 from tasks.registry.model_signing import signing_key
 from tasks.registry.model_store import PickledModelError, load_model, log_and_register
-from tasks.registry.slices import slices_csv
+from tasks.registry.slices import slice_key, slices_csv
 
 DECISION_TAG = "perennial.decision"
 
@@ -138,8 +140,12 @@ def registration_inputs(
         for k, v in comparison.challenger.as_dict().items()
         if isinstance(v, (int, float))
     }
-    metrics["validation_auc"] = tuned.best_value
-    metrics["holdout_slice_auc_gap"] = comparison.slice_auc_gap
+    metrics[f"validation_{search_metric(config)}"] = tuned.best_value
+    key = slice_key(config.target.task, config.primary_metric)
+    metrics[f"holdout_slice_{key}_gap"] = comparison.slice_gap
+    metrics |= version_metrics(comparison.fairness)
+    if comparison.fairness is not None:
+        tags[FAIRNESS_TAG] = fairness_tag(comparison.fairness)
     params = {
         **tuned.best_params,
         "n_estimators": served.rounds,
@@ -174,6 +180,8 @@ def register_challenger_task(
             config, run, gate, tuned, comparison, reason, served
         )
         texts = {"slices/slice_metrics.csv": slices_csv(comparison.slice_metrics)}
+        if comparison.fairness is not None:
+            texts["fairness/groups.csv"] = groups_csv(comparison.fairness.challenger)
         if explanation is not None:
             texts["explain/shap_importance.csv"] = explanation.table_csv()
         # The study's figures go to the run from a folder of this call's own: nothing is left

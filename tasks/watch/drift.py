@@ -60,6 +60,7 @@ def measure_batch(
     """Score a validated batch with the profiled model and compare it with the profile."""
     from tasks.data.features import label, model_inputs
     from tasks.registry.evaluate import metrics_from
+    from tasks.registry.fairness import labelled_fairness
     from tasks.registry.metrics import predict
     from tasks.watch.estimate import estimate_auc, with_past_errors
 
@@ -90,6 +91,8 @@ def measure_batch(
         estimated = with_past_errors(estimated, past_estimate_errors(storage, config, batch))
     report.estimated = estimated
     report.labelled = labelled_metrics
+    if labels is not None:
+        report.fairness = labelled_fairness(frame[labelled], labels, scores[labelled], config)
     if labels is None and report.rows >= config.drift.min_rows:
         report.status, report.reasons = judge(report, config.drift)  # the estimate counts too
     return report
@@ -225,7 +228,7 @@ def holdout_auc_interval(
     from tasks.registry.metrics import auc_interval, predict
 
     labels = np.asarray(y_holdout)
-    if len(labels) < 2 or len(np.unique(labels)) < 2:
+    if config.target.task != "binary" or len(labels) < 2 or len(np.unique(labels)) < 2:
         return None
     policy = config.promotion
     scores = predict(model, x_holdout)

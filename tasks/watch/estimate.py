@@ -159,7 +159,10 @@ def trust_text(estimate: Estimate) -> str:
 
 @task(name="fit-score-calibration", cache_policy=NO_CACHE)
 def fit_calibration_task(model: Any, data: Datasets) -> dict[str, Any] | None:
-    """The calibration map of a model on its holdout (kept with its reference profile)."""
+    """The calibration map of a model on its holdout (kept with its reference profile); None
+    for a model that is not a binary classifier (no such map yet)."""
     from tasks.registry.metrics import predict
 
+    if getattr(model, "task", "binary") != "binary":
+        return None
     return fit_calibration(predict(model, data.x_holdout), data.y_holdout)

@@ -25,7 +25,7 @@ import pandas as pd
 from tasks.core import catalog
 from tasks.core.config import PerennialConfig
 from tasks.core.config_drift import DriftConfig
-from tasks.core.results import jsonable
+from tasks.core.results import ABSENT_IF_NONE, jsonable
 from tasks.core.storage import Storage
 
 if TYPE_CHECKING:
@@ -209,6 +209,10 @@ class DriftReport:
     weighted_alert: float | None = None  # the calibrated threshold it is held against
     holdout_auc_interval: list[float] | None = None  # the champion's AUC interval on its holdout
     seconds: float = 0.0
+    # The champion's group metrics and gaps on the labelled rows (`fairness:`), as
+    # tasks/registry/fairness.py `GroupReport.as_dict` gives them; absent from the JSON without
+    # either (a dataset with no `fairness:` keeps its keys).
+    fairness: dict[str, Any] | None = field(default=None, metadata=ABSENT_IF_NONE)
 
     def event_payload(self) -> dict[str, Any]:
         return {

@@ -42,6 +42,7 @@ def batch_record(report: DriftReport) -> dict[str, Any]:
         "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "rows": report.rows,
         "labelled": report.labelled,  # AUC, log loss, positive rate, rows; None before labels
+        "fairness": report.fairness,  # the champion's group metrics and gaps, with labels
         "estimated": jsonable(report.estimated),  # CBPE, with the real AUC beside it when labelled
         "drift": {
             "status": report.status,

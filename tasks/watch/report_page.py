@@ -9,6 +9,7 @@ from html import escape
 from string import Template
 from typing import Any
 
+from tasks.watch.report_fairness import fairness_figure, fairness_rows
 from tasks.watch.report_figures import (
     champion_changes,
     cost_figure,
@@ -56,6 +57,7 @@ PAGE = Template("""<!DOCTYPE html>
 Self-contained: it opens offline.</p></header>
 <section class="tiles">$tiles</section>
 <section><h2>Performance per batch</h2>$metrics</section>
+$fairness
 <section><h2>Promotion decisions</h2>$decisions</section>
 <section><h2>Drift per feature</h2>$drift</section>
 <section><h2>Retrain policies replayed</h2>$replay</section>
@@ -124,6 +126,23 @@ def batches_section(batches: list[dict[str, Any]]) -> str:
         "(CBPE); the real AUC is measured once the batch's labels are in.</p>"
     )
     return image(metrics_figure(batches), "AUC per batch") + note + table(head, rows)
+
+
+def fairness_section(batches: list[dict[str, Any]]) -> str:
+    """Rates per group over time, and each batch's largest gaps: a section only for a dataset
+    that declares sensitive columns (`fairness:`)."""
+    rows = fairness_rows(batches)
+    if not rows:
+        return ""
+    metrics = sorted(next(b["fairness"]["gaps"] for b in batches if b.get("fairness")))
+    head = ["batch", "champion", *(f"largest {m} gap (between groups of)" for m in metrics)]
+    body = table(head, [([td(cell) for cell in cells], "") for cells in rows])
+    return (
+        "<section><h2>Fairness by group</h2>"
+        + image(fairness_figure(batches), "rate per group per batch")
+        + "<p>The champion's decisions on each labelled batch, by group of each sensitive "
+        "column; groups too small to judge are left out.</p>" + body + "</section>"
+    )
 
 
 def decisions_section(decisions: list[dict[str, Any]]) -> str:
@@ -241,6 +260,7 @@ def render_page(data: dict[str, Any]) -> str:
         generated=escape(data["generated_at"]),
         tiles=tiles(data),
         metrics=batches_section(data["batches"]),
+        fairness=fairness_section(data["batches"]),
         decisions=decisions_section(data["decisions"]),
         drift=image(drift, "PSI heat map") if drift else empty("No monitored batch yet."),
         replay=replay_section(data.get("replay")),

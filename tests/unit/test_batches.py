@@ -60,3 +60,13 @@ def test_missing_times_have_no_batch_even_when_all_are_missing() -> None:
     assert ids.iloc[0] == "2013-01" and pd.isna(ids.iloc[1])
     assert list(ids.index) == [7, 3]
     assert batch_ids(pd.Series(pd.to_datetime([None, None], utc=True)), MONTH).isna().all()
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_year_read_as_a_number_is_its_first_of_january() -> None:
+    # configs/gss.yaml: the survey year is the time column (1994 -> batch 1994-01). Read as text,
+    # not as a number, which pandas deprecates (pandas 4 reads it as nanoseconds since 1970).
+    for years in (pd.Series([1994, 2006]), pd.Series([1994.0, None])):
+        ids = batch_ids(years, TimeConfig(column="year", batch_period="month", timezone="UTC"))
+        assert ids.iloc[0] == "1994-01"
+    assert batch_ids(pd.Series([2006]), MONTH).tolist() == ["2006-01"]

@@ -49,6 +49,11 @@ def test_the_section_loads(tmp_path: Path) -> None:
         ("{time_hour: drop}", None, r"\['time_hour'\] is also the time column"),
         ("{flight: drop}", None, r"\['flight'\] is also a key column"),
         ("{email: encrypt}", None, "privacy.columns.email"),
+        (
+            "{dest: drop}\nfairness: {sensitive: [dest]}",
+            "categorical: [carrier, origin]",
+            r"\['dest'\] is also a fairness.sensitive column",
+        ),
     ],
 )
 def test_a_declared_column_is_never_used(

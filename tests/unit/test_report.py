@@ -248,3 +248,26 @@ def test_a_replay_adds_its_figure_and_table() -> None:
     assert len(images(page)) == 5 and "No replay yet" not in page
     assert "<td>configured</td><td>0.6970</td><td>[0.6900, 0.7100]</td><td>2</td>" in page
     assert "<script" not in page.lower()
+
+
+def test_fairness_on_labelled_batches_adds_rates_per_group_over_time() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from tasks.core.config_fairness import FairnessConfig
+    from tasks.registry.fairness import group_report
+
+    assert "Fairness by group" not in render_page(history())  # flights declares no groups
+    data = history()
+    settings = FairnessConfig(sensitive=[HOSTILE], min_group_size=2)
+    for i, batch in enumerate(data["batches"]):
+        labels = np.array([1, 0, 1, 0, 1, 0])
+        scores = np.array([0.9, 0.2, 0.6 - 0.1 * i, 0.7, 0.4, 0.1])
+        groups = pd.DataFrame({HOSTILE: ["a", "a", "b", "b", "c", "c"]})
+        batch["fairness"] = group_report(labels, scores, groups, settings).as_dict()
+    page = render_page(data)
+    assert "<h2>Fairness by group</h2>" in page
+    assert len(images(page)) == 5  # the four of the page, and the rates per group
+    assert "<script" not in page.lower()
+    # Each batch's row names, for each of the three metrics, the column of its largest gap.
+    assert page.count("(&lt;script&gt;alert(1)&lt;/script&gt;)") == 3 * len(data["batches"])
