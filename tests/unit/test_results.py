@@ -176,7 +176,8 @@ KEYS: dict[type, list[str]] = {
         "alerts",
         "train_seconds",
     ],
-    RegistryStatus: ["model", "champion", "challenger", "decisions", "costs"],
+    # "erased" is new, and only there when `perennial forget` marked a version.
+    RegistryStatus: ["model", "champion", "challenger", "decisions", "costs", "erased"],
     AliasStatus: ["version", "run_id", "metrics", "batches", "trained_on", "judged_on"],
 }
 
