@@ -46,8 +46,6 @@ class LandingRecord:
     # privacy.py): `sha256` is then that of the bytes kept, `arrived_sha256` of those that came.
     arrived_sha256: str = ""
     privacy: dict[str, str] = field(default_factory=dict)
-    # Set by `perennial forget` when it destroyed this revision's bytes (tasks/data/erasure.py).
-    erased: str = ""
 
 
 def landed_history(storage: Storage, config: PerennialConfig, batch: str) -> list[LandingRecord]:
@@ -106,7 +104,7 @@ def land_batch(
         privacy=kept.actions,
     )
     # A record as before unless something was rewritten (only then the privacy fields).
-    optional = ("arrived_sha256", "privacy", "erased")
+    optional = ("arrived_sha256", "privacy")
     fields = {k: v for k, v in asdict(record).items() if k != "status" and (v or k not in optional)}
     record_key = landing_key(config, batch, LANDED_SUFFIX, revision)
     try:
