@@ -18,7 +18,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: uv runtime install browser demo test test-fast lint format docs infra-check infra-workpool up down status bench clean
+.PHONY: uv runtime install browser promtool demo test test-fast lint format docs infra-check infra-workpool up down status bench clean
 
 uv:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv$(UV_RANGE)"
@@ -53,7 +53,15 @@ browser:  ## Debian's Chromium for the UI test (as root with apt; elsewhere that
 		&& apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "no /usr/bin/chromium: the browser test will be skipped"
 
-test: install lint docs browser  ## everything: lint, docs, unit, integration, e2e (browser too), infrastructure checks
+# promtool checks and unit-tests the alert rules in infra/monitoring (tests/unit/test_monitoring.py);
+# only Debian's `prometheus` package ships it (about 96 MB, 20 s; its service is not started here).
+promtool:  ## Debian's promtool for the alert-rule tests (as root with apt; elsewhere they are skipped)
+	@command -v promtool >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends prometheus >/dev/null; } \
+		|| echo "no promtool: the alert-rule tests will be skipped"
+
+test: install lint docs browser promtool  ## everything: lint, docs, unit, integration, e2e (browser too), infrastructure checks
 	@# Two workers, each test file on one worker (module-scoped scenarios run in order): the
 	@# served and CLI tests spend much of their time waiting on servers and polls: with two
 	@# workers the suite took 9:36 on 2 cores, against 26:44 on one for the suite before it.

@@ -196,6 +196,15 @@ def outputs(scores: np.ndarray, task: str, classes: tuple[str, ...] = ()) -> pd.
     return pd.DataFrame({**columns, CHOSEN_CLASS: chosen})
 
 
+def pyfunc_answer(
+    scores: np.ndarray, task: str, classes: tuple[str, ...] = ()
+) -> np.ndarray | pd.DataFrame:
+    """What the registered model's pyfunc `predict` answers (its MLflow signature's output, and
+    so what `mlflow models serve` and Perennial's `/invocations` answer): the scores (binary,
+    regression), or the `outputs` frame (multiclass)."""
+    return outputs(scores, task, classes) if task == "multiclass" else scores
+
+
 class Scorer:
     """A fitted model: the encoder's state and the XGBoost booster it feeds; `task` (binary,
     multiclass, regression) and `classes` come from the booster."""
@@ -246,9 +255,8 @@ class Scorer:
         return outputs(self.score(x), self.task, self.classes)
 
     def pyfunc_output(self, x: pd.DataFrame) -> np.ndarray | pd.DataFrame:
-        """What the registered model's pyfunc `predict` answers (its MLflow signature's output):
-        the scores (binary, regression), or the `outputs` frame (multiclass)."""
-        return self.outputs(x) if self.task == "multiclass" else self.score(x)
+        """What the registered model's pyfunc `predict` answers for `x` (`pyfunc_answer`)."""
+        return pyfunc_answer(self.score(x), self.task, self.classes)
 
     def write(self, folder: Path) -> dict[str, Path]:
         """The two files in `folder`, by role: MLflow's `artifacts=` of the pyfunc model."""

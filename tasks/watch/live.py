@@ -146,6 +146,11 @@ class LiveSampler:
             self._wake.set()  # once: Event.set takes a lock and notifies, on every request
         return len(kept)
 
+    @property
+    def backlog(self) -> int:
+        """Sampled rows waiting to be written (read without the lock: a length, for /metrics)."""
+        return len(self._buffer)
+
     def flush(self) -> list[str]:
         """Write every buffered row, one new part per live batch; returns the keys written.
         Rows whose write fails stay buffered for the next flush (up to a bound)."""

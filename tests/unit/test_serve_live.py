@@ -99,7 +99,8 @@ def test_bodies_over_the_byte_limit_are_refused_before_parsing(
         assert streamed.status_code == 413 and "4 KiB" in streamed.json()["detail"]
         assert client.post("/predict", json=ROW).status_code == 200  # small bodies still pass
         metrics = client.get("/metrics").text
-        assert 'perennial_serve_requests_total{alias="none",status="413"} 2.0' in metrics
+        counted = 'perennial_serve_requests_total{alias="none",protocol="predict",status="413"}'
+        assert f"{counted} 2.0" in metrics
 
 
 def test_more_rows_than_the_limit_are_refused_with_413(

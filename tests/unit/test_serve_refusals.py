@@ -97,7 +97,8 @@ def test_non_finite_numbers_and_out_of_range_times_get_422_naming_the_field(
         assert client.post(f"/predict{explain}", content=body_with("load", largest)).is_success
         text = client.get("/metrics").text
     refused = len(cases)
-    assert f'perennial_serve_requests_total{{alias="none",status="422"}} {refused}.0' in text
+    counted = 'perennial_serve_requests_total{alias="none",protocol="predict",status="422"}'
+    assert f"{counted} {refused}.0" in text
     assert 'status="500"' not in text
 
 
@@ -118,7 +119,8 @@ def test_every_error_status_is_counted_500s_included(
         assert client.get("/no-such-route").status_code == 404
         assert client.post("/predict", json={**ROW, "load": "x"}).status_code == 422
         text = client.get("/metrics").text
-    assert 'perennial_serve_requests_total{alias="champion",status="500"} 1.0' in text
+    counted = 'perennial_serve_requests_total{alias="champion",protocol="predict",status="500"}'
+    assert f"{counted} 1.0" in text
     assert 'perennial_serve_error_responses_total{route="/predict",status="500"} 1.0' in text
     assert 'perennial_serve_error_responses_total{route="/predict",status="422"} 1.0' in text
     assert 'perennial_serve_error_responses_total{route="other",status="404"} 1.0' in text
@@ -142,7 +144,7 @@ def test_an_unhandled_exception_is_counted_as_a_500() -> None:
     async def boom() -> None:
         raise RuntimeError("unexpected")
 
-    app.add_middleware(ErrorCounter, metrics=metrics, routes=frozenset({"/boom"}))
+    app.add_middleware(ErrorCounter, metrics=metrics)
     with TestClient(app, raise_server_exceptions=False) as client:
         assert client.get("/boom").status_code == 500
     assert metrics.errors.labels("/boom", "500")._value.get() == 1

@@ -257,7 +257,8 @@ def test_app_scores_refuses_and_reports(
         assert 0.15 <= arms.count(CHALLENGER) / 1000 <= 0.25
         text = client.get("/metrics").text
         assert 'perennial_serve_model_version{alias="champion"} 1.0' in text
-        assert 'perennial_serve_requests_total{alias="none",status="422"} 3.0' in text
+        counted = 'perennial_serve_requests_total{alias="none",protocol="predict",status="422"}'
+        assert f"{counted} 3.0" in text
         assert "perennial_serve_request_seconds_bucket" in text
 
 
