@@ -61,8 +61,8 @@ def monitor(
     label = result.label
     if label:
         lines.append(
-            f"  label positive rate {label.batch_rate:.3f} vs {label.reference_rate:.3f} "
-            f"in the reference ({label.shift:+.3f})"
+            f"  label {label.statistic} {label.batch_rate:.4g} vs {label.reference_rate:.4g} "
+            f"in the reference ({label.shift:+.4g})"
         )
     if result.estimated:
         lines.append(_estimate_line(result.estimated))
@@ -77,20 +77,11 @@ def monitor(
 
 
 def _estimate_line(estimated: Estimate) -> str:
-    """The champion's AUC estimated before labels, said to be an estimate, with how far to
-    trust it and, once labels are in, the real AUC beside it."""
-    from tasks.watch.estimate import trust_text
+    """The champion's metric estimated before labels, said to be an estimate, with how far to
+    trust it and, once labels are in, the real value beside it; or why there is no number."""
+    from tasks.watch.estimate import estimate_text
 
-    real, error = estimated.realised_auc, estimated.error
-    return (
-        f"  champion AUC estimated before labels (CBPE): {estimated.estimated_auc:.4f}"
-        + trust_text(estimated)
-        + (
-            f"; real AUC {real:.4f} ({error:+.4f})"
-            if real is not None and error is not None
-            else ""
-        )
-    )
+    return "  " + estimate_text(estimated)
 
 
 def _shadow_lines(shadow: ShadowReport | None) -> list[str]:

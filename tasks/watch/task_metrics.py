@@ -1,0 +1,191 @@
+"""The target's task in monitoring: the metric the champion is judged by, its value on labelled
+rows, the interval of its holdout value, what the label looked like and the values of the
+predictions the drift profile bins, for each kind of target (tasks/core/metrics.py).
+
+- binary: the champion's AUC (and log loss), the label's positive rate, the scores;
+- multiclass: its macro one-vs-rest AUC (and log loss), the share of each class, the class it
+  predicts (a row's most probable class);
+- regression: its RMSE or MAE (and the other), the label's mean and binned distribution, the
+  predicted values.
+
+A person reads the metric's title (`Metric.title`: AUC, macro AUC, RMSE, ...), never a name
+that belongs to another task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tasks.core.config import PerennialConfig
+from tasks.core.metrics import METRICS, TASK_METRICS, Metric, bootstrap_interval
+from tasks.watch.binning import numeric_shares, psi, quantile_edges
+
+POSITIVE_RATE = "positive rate"
+
+
+def judged_metric(config: PerennialConfig) -> Metric:
+    """The metric the champion is judged by: the config's primary metric."""
+    return METRICS[config.primary_metric]
+
+
+def champion_scores(model: Any, x: pd.DataFrame, config: PerennialConfig) -> np.ndarray:
+    """The model's output in the task's shape (tasks/registry/metrics.py `scores`)."""
+    from tasks.registry.metrics import scores
+
+    return scores(model, x, config.target.task)
+
+
+def known_labels(
+    labels: pd.Series | np.ndarray, scores: np.ndarray, config: PerennialConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and scores of the rows a metric can judge: a multiclass label outside
+    `target.classes` (index -1, which the gate reports) has no probability to judge."""
+    y = np.asarray(labels)
+    if config.target.task != "multiclass":
+        return y, scores
+    keep = y >= 0
+    return y[keep], scores[keep]
+
+
+def realised_metrics(
+    labels: pd.Series | np.ndarray, scores: np.ndarray, config: PerennialConfig
+) -> dict[str, float]:
+    """Each of the task's metrics on labelled rows (MAPE only when it is the primary metric:
+    near-zero labels make it meaningless), the rows, the label's statistic and the mean
+    prediction. Binary keys are the ones monitoring always recorded (`roc_auc`, `log_loss`,
+    `label_rate`, `mean_prediction`, `rows`)."""
+    task = config.target.task
+    y, s = known_labels(labels, scores, config)
+    found: dict[str, float] = {}
+    for name in TASK_METRICS[task]:
+        if name == "mape" and config.primary_metric != "mape":
+            continue
+        found[name] = METRICS[name].compute(y, s) if len(y) else float("nan")
+    if task == "binary":
+        found["label_rate"] = float(np.mean(y)) if len(y) else float("nan")
+    elif task == "regression":
+        found["label_mean"] = float(np.mean(y)) if len(y) else float("nan")
+    if task != "multiclass":
+        found["mean_prediction"] = float(np.mean(s)) if len(s) else float("nan")
+    found["rows"] = len(y)
+    return found
+
+
+def holdout_interval(
+    model: Any, x_holdout: pd.DataFrame, y_holdout: pd.Series, config: PerennialConfig
+) -> tuple[float, float] | None:
+    """The bootstrap interval of the model's judged metric on its holdout (the holdout's noise:
+    a batch scored inside it is no worse than the holdout was), None if it cannot be had."""
+    y, s = known_labels(y_holdout, champion_scores(model, x_holdout, config), config)
+    if len(y) < 2 or (config.target.task != "regression" and len(np.unique(y)) < 2):
+        return None
+    policy = config.promotion
+    low, high = bootstrap_interval(
+        judged_metric(config), y, s, policy.bootstrap_samples, policy.confidence, config.hpo.seed
+    )
+    return None if not (np.isfinite(low) and np.isfinite(high)) else (low, high)
+
+
+# -- predictions, as the drift profile bins them -------------------------------------------------
+
+
+def prediction_values(scores: np.ndarray) -> np.ndarray:
+    """What the prediction drift bins: the score or value, or a multiclass row's predicted
+    class (its most probable one), as a float."""
+    values = np.asarray(scores, dtype=np.float64)
+    return values.argmax(axis=1).astype(np.float64) if values.ndim == 2 else values
+
+
+def prediction_edges(scores: np.ndarray, bins: int) -> list[float]:
+    """Bin edges of the predictions: quantiles, or one bin per class (k - 1 edges half-way
+    between class indexes) for multiclass."""
+    values = np.asarray(scores)
+    if values.ndim == 2:
+        return [k + 0.5 for k in range(values.shape[1] - 1)]
+    return quantile_edges(prediction_values(values), bins)
+
+
+# -- the label, as the drift profile records it ----------------------------------------------------
+
+
+@dataclass
+class LabelShift:
+    """A statistic of a batch's labels against the reference's, and the PSI of the two label
+    distributions: the positive rate (binary), the mean (regression), or the share of the
+    class that moved most (multiclass)."""
+
+    reference_rate: float
+    batch_rate: float
+    shift: float  # batch minus reference
+    psi: float
+    statistic: str = POSITIVE_RATE
+
+
+def label_profile(y: pd.Series | np.ndarray, config: PerennialConfig) -> dict[str, Any]:
+    """The profile's record of the training labels: `label_rate` (binary, as always), or
+    `label` with the classes' shares (multiclass) or the mean and binned values (regression)."""
+    labels, task = np.asarray(y), config.target.task
+    if task == "binary":
+        return {"label_rate": float(np.mean(labels))}
+    if task == "multiclass":
+        return {"label": {"task": task, "shares": class_shares(labels, config).tolist()}}
+    values = labels.astype(np.float64)
+    edges = quantile_edges(values, config.drift.bins)
+    return {
+        "label": {
+            "task": task,
+            "mean": float(np.nanmean(values)),
+            "edges": edges,
+            "shares": numeric_shares(values, edges).tolist(),
+        }
+    }
+
+
+def class_shares(labels: np.ndarray, config: PerennialConfig) -> np.ndarray:
+    """Share of each class, then of labels outside the classes (index -1)."""
+    k = len(config.target.classes or [])
+    index = np.where(labels < 0, k, labels).astype(np.int64)
+    return np.bincount(index, minlength=k + 1)[: k + 1] / max(len(labels), 1)
+
+
+def label_shift(
+    profile: dict[str, Any], labels: pd.Series | np.ndarray, config: PerennialConfig | None
+) -> LabelShift | None:
+    """The batch's labels against the profile's (None when the profile has no label record)."""
+    y = np.asarray(labels)
+    recorded = profile.get("label")
+    if recorded is None or config is None:
+        if "label_rate" not in profile:
+            return None
+        rate, expected = float(np.mean(y)), float(profile["label_rate"])
+        return LabelShift(
+            expected, rate, rate - expected, psi([1 - expected, expected], [1 - rate, rate])
+        )
+    if recorded["task"] == "regression":
+        values = y.astype(np.float64)
+        shares = numeric_shares(values, recorded["edges"])
+        mean = float(np.nanmean(values)) if len(values) else float("nan")
+        drift = psi(recorded["shares"], shares)
+        return LabelShift(recorded["mean"], mean, mean - recorded["mean"], drift, "mean")
+    expected = np.asarray(recorded["shares"], dtype=np.float64)
+    actual = class_shares(y, config)
+    moved = int(np.argmax(np.abs(actual - expected)))
+    names = [*(config.target.classes or []), "(not a class)"]
+    return LabelShift(
+        float(expected[moved]),
+        float(actual[moved]),
+        float(actual[moved] - expected[moved]),
+        psi(expected, actual),
+        f"share of {names[moved]}",
+    )
+
+
+def shown(value: float, signed: bool = False) -> str:
+    """A metric's value as people read it: four decimals for values below 10 (AUC 0.7120, log
+    loss 0.4500), four significant digits above (RMSE 44.13 minutes)."""
+    sign = "+" if signed else ""
+    return f"{value:{sign}.4f}" if abs(value) < 10 else f"{value:{sign}.4g}"
