@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.core.config import PerennialConfig
-from tasks.core.metrics import METRICS, TASK_METRICS, Metric, bootstrap_interval
+from tasks.core.metrics import METRICS, TASK_METRICS, Metric, TaskKind, bootstrap_interval
 from tasks.watch.binning import numeric_shares, psi, quantile_edges
 
 POSITIVE_RATE = "positive rate"
@@ -189,3 +189,22 @@ def shown(value: float, signed: bool = False) -> str:
     loss 0.4500), four significant digits above (RMSE 44.13 minutes)."""
     sign = "+" if signed else ""
     return f"{value:{sign}.4f}" if abs(value) < 10 else f"{value:{sign}.4g}"
+
+
+def task_of(metric: str) -> TaskKind:
+    """The task a metric judges (a metric belongs to one task's list)."""
+    return next(task for task, names in TASK_METRICS.items() if metric in names)
+
+
+def companion(metric: str) -> str:
+    """The task's other everyday metric, shown beside the judged one (log loss beside AUC, MAE
+    beside RMSE, RMSE beside MAE or MAPE)."""
+    names = [n for n in TASK_METRICS[task_of(metric)] if n not in (metric, "mape")]
+    return names[0]
+
+
+# The label's statistic a monitored batch records, by task: (record key, what people read).
+LABEL_STATISTIC: dict[str, tuple[str, str]] = {
+    "binary": ("label_rate", POSITIVE_RATE),
+    "regression": ("label_mean", "label mean"),
+}

@@ -138,9 +138,7 @@ def test_labels_and_a_performance_drop_are_reported(config: PerennialConfig) -> 
         profile, "b", reference, scores_of(reference), labels, config.drift, 0.72, 0.61
     )
     assert report.label is not None and report.label.batch_rate == 1.0
-    assert report.performance == pytest.approx(
-        {"batch": 0.61, "holdout": 0.72, "worsening": 0.11}
-    )
+    assert report.performance == pytest.approx({"batch": 0.61, "holdout": 0.72, "worsening": 0.11})
     assert report.status == ALERT
     # all-positive labels against an all-negative reference are label drift too
     assert report.reasons[0].startswith("label drift") and "champion AUC" in report.reasons[1]
