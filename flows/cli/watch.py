@@ -98,13 +98,17 @@ def _shadow_lines(shadow: ShadowReport | None) -> list[str]:
 
 def arms_lines(arms: ArmsReport | None) -> list[str]:
     """The A/B arms of the batch's live traffic, one line each (the policy decides promotion)."""
+    from tasks.core.metrics import METRICS
+    from tasks.watch.task_metrics import shown
+
     if not arms:
         return []
     lines = [f"A/B arms on {arms.rows:,} labelled live rows:"]
     for alias, arm in (("champion", arms.champion), ("challenger", arms.challenger)):
         if arm:
             versions = ", ".join(f"v{v}" for v in arm.versions)
-            lines.append(f"  {alias} {versions}: {arm.rows:,} rows, AUC {arm.roc_auc:.4f}")
+            title = METRICS[arm.metric].title
+            lines.append(f"  {alias} {versions}: {arm.rows:,} rows, {title} {shown(arm.value)}")
     return lines
 
 

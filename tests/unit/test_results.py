@@ -155,8 +155,8 @@ KEYS: dict[type, list[str]] = {
     ShadowReport: ["batch", "rows", "champion", "challenger", "gain"],
     ShadowGain: ["roc_auc", "log_loss", "worst_slice_auc"],
     ArmsReport: ["batch", "live_rows", "rows", "champion", "challenger", "gain"],
-    ArmMetrics: ["versions", "rows", "roc_auc", "log_loss", "label_rate", "mean_score"],
-    ArmsGain: ["roc_auc", "log_loss"],
+    ArmMetrics: ["versions", "rows", "metric", "value", "metrics"],
+    ArmsGain: ["metric", "value"],
     ReportSummary: [
         "model",
         "key",
