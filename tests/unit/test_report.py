@@ -235,7 +235,7 @@ def test_a_replay_adds_its_figure_and_table() -> None:
         "policies": {
             name: {
                 "per_batch": [0.70 - i * 0.01, 0.69, 0.71],
-                "mean_realized_auc": 0.70 - i * 0.003,
+                "mean_realized": 0.70 - i * 0.003,
                 "interval": [0.69, 0.71],
                 "retrains": 3 - i,
                 "promotions": 2,

@@ -168,10 +168,10 @@ KEYS: dict[type, list[str]] = {
         "quarantines",
         "costs",
     ],
-    ReplaySummary: ["dataset", "batches", "seeds", "policies", "seconds", "generated_at"],
+    ReplaySummary: ["dataset", "metric", "batches", "seeds", "policies", "seconds", "generated_at"],
     PolicyRecord: [
         "per_batch",
-        "mean_realized_auc",
+        "mean_realized",
         "interval",
         "retrains",
         "promotions",
