@@ -6,7 +6,8 @@
                     bearer token, when PERENNIAL_SERVE_TOKEN is set)
     GET  /version   the served versions
     GET  /metrics   Prometheus text: requests, error responses, latency histogram, served
-                    versions, swap failures
+                    versions, swap failures; and what monitoring last saw (the champion's
+                    judged metric, labelled by its name: tasks/watch/monitor_metrics.py)
     GET  /docs, /openapi.json   only with `serve.docs: true` (and the token, when one is set)
 
 A request may carry `X-Request-Key`: the same key is always scored by the same arm (A/B with
@@ -41,6 +42,7 @@ from tasks.registry.client import CHALLENGER, CHAMPION
 from tasks.serve.native_scoring import ServedModel
 from tasks.serve.serving import AliasPoller, Arms, ModelSlot, route
 from tasks.watch.live import LiveSampler
+from tasks.watch.monitor_metrics import MonitoringCollector
 
 log = logging.getLogger("perennial.serve")
 
@@ -191,6 +193,8 @@ def create_app(
     Sampled rows (`serve.live_sample_rate`) are written to storage in the background and at
     shutdown."""
     metrics = ServeMetrics()
+    # What monitoring last saw (the judged metric as a label: tasks/watch/monitor_metrics.py).
+    metrics.registry.register(MonitoringCollector(config, open_storage(config.home)))
     if sampler is None:
         sampler = LiveSampler(config, open_storage(config.home))
     slot = poller.slot if poller else ModelSlot()

@@ -158,12 +158,12 @@ def label_shift(
     """The batch's labels against the profile's (None when the profile has no label record)."""
     y = np.asarray(labels)
     recorded = profile.get("label")
-    if recorded is None or config is None:
+    if recorded is None:
         if "label_rate" not in profile:
             return None
-        rate, expected = float(np.mean(y)), float(profile["label_rate"])
+        rate, reference = float(np.mean(y)), float(profile["label_rate"])
         return LabelShift(
-            expected, rate, rate - expected, psi([1 - expected, expected], [1 - rate, rate])
+            reference, rate, rate - reference, psi([1 - reference, reference], [1 - rate, rate])
         )
     if recorded["task"] == "regression":
         values = y.astype(np.float64)
@@ -171,6 +171,8 @@ def label_shift(
         mean = float(np.nanmean(values)) if len(values) else float("nan")
         drift = psi(recorded["shares"], shares)
         return LabelShift(recorded["mean"], mean, mean - recorded["mean"], drift, "mean")
+    if config is None:
+        return None  # the class names are the config's
     expected = np.asarray(recorded["shares"], dtype=np.float64)
     actual = class_shares(y, config)
     moved = int(np.argmax(np.abs(actual - expected)))

@@ -5,6 +5,7 @@ reads of them says "AUC" unless the metric is one."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -148,4 +149,35 @@ def test_the_report_page_of_a_regression_model_says_rmse(minutes: PerennialConfi
     text = page.split("<img")[0] + "".join(
         part.split(">", 1)[-1] for part in page.split("<img")[1:]
     )
+    no_auc(text)
+
+
+def test_metrics_carry_the_judged_metric_as_a_label(
+    minutes: PerennialConfig, tmp_path: Path
+) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from tasks.core.storage import Storage
+    from tasks.watch.estimate import Estimate
+    from tasks.watch.monitor_metrics import MonitoringCollector
+    from tasks.watch.report import save_batch_record
+
+    storage = Storage(tmp_path)
+    registry = CollectorRegistry()
+    registry.register(MonitoringCollector(minutes, storage))
+    assert "perennial_champion_metric" not in generate_latest(registry).decode()  # none yet
+    x = inputs(minutes, 1)
+    profile = build_profile(x, x["temp"].to_numpy(), x["temp"].to_numpy(), minutes, "3")
+    labels = pd.Series(x["temp"].to_numpy() + 3.0)
+    report = compare(profile, "2013-05", x, x["temp"].to_numpy(), labels, minutes.drift)
+    report.labelled = realised_metrics(labels, x["temp"].to_numpy(), minutes)
+    report.estimated = Estimate("DLE", "rmse", 2.5, 3.0, -0.5)
+    report.metric = "rmse"
+    save_batch_record(storage, minutes, batch_record(report))
+    fresh = CollectorRegistry()
+    fresh.register(MonitoringCollector(minutes, storage))
+    text = generate_latest(fresh).decode()
+    assert 'perennial_champion_metric{kind="realised",metric="rmse"} 3.0' in text
+    assert 'perennial_champion_metric{kind="estimated",metric="rmse"} 2.5' in text
+    assert "perennial_monitored_batch_champion_version 3.0" in text
     no_auc(text)
