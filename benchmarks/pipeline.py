@@ -28,7 +28,7 @@ imports,
 Prefect server start, MLflow set-up) is `outside_stages_s`.
 
 The regression row (`--task regression`, or `both`) is the same measurement for the arrival
-delay in minutes: `perennial train --config configs/flights-delay-minutes.yaml` with the same
+delay in minutes: `perennial train --config configs/flights_delay_minutes.yaml` with the same
 features, search and seeds against `python ../shared/anchors/bare_regression.py 12 40` (XGBoost
 squared error, Optuna on validation RMSE, holdout December). It is written under `regression`:
 both holdout RMSEs, the script's naive baseline (the training months' mean delay), the script's

@@ -24,7 +24,7 @@ JOBS: dict[str, dict[str, Any]] = {
     "binary": {"anchor": "bare_pipeline.py", "config": None, "metric": ("auc", "roc_auc", True)},
     "regression": {
         "anchor": "bare_regression.py",
-        "config": "configs/flights-delay-minutes.yaml",
+        "config": "configs/flights_delay_minutes.yaml",
         "metric": ("rmse", "rmse", False),
     },
 }

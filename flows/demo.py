@@ -15,27 +15,32 @@ from tasks.core.artifacts import artifact_key
 from tasks.core.batches import expand_range
 from tasks.core.config import DEFAULT_DATASET, dataset_config
 from tasks.core.config_training import checked_trials
+from tasks.core.metrics import metric
 from tasks.data.validate import GateRefusedError, gate_batches_task
 from tasks.registry.promotion import RerunSummary, TrainingSummary
 from tasks.serve.predict import ScoringSummary, score_batch_task
 from tasks.watch.drift import measure_drift_task
 from tasks.watch.report import record_batch_task
 
-COLUMNS = (
-    "month",
-    "rows",
-    "gate",
-    "scored by",
-    "champion AUC",
-    "challenger AUC",
-    "promoted",
-    "champion",
-    "monitor",
-)
+
+def columns(title: str) -> tuple[str, ...]:
+    """The table's columns; `title`: the primary metric's (AUC, RMSE, macro AUC)."""
+    return (
+        "month",
+        "rows",
+        "gate",
+        "scored by",
+        f"champion {title}",
+        f"challenger {title}",
+        "promoted",
+        "champion",
+        "monitor",
+    )
 
 
 def _scored(scoring: ScoringSummary | None) -> str:
-    """Which champion scored the month before retraining, and its mean predicted probability."""
+    """Which champion scored the month before retraining, and its mean answer (probability,
+    value, or the first class's probability)."""
     if scoring is None:
         return "-"
     champion = scoring.champion
@@ -49,6 +54,7 @@ def _row(
     result: TrainingSummary | RerunSummary | None,
     scoring: ScoringSummary | None = None,
     monitored: str = "-",
+    primary: str = "roc_auc",
 ) -> tuple[str, ...]:
     if result is None:
         return (month, str(rows or "-"), gate, _scored(scoring), "-", "-", "-", "-", monitored)
@@ -58,8 +64,8 @@ def _row(
         str(rows),
         gate,
         _scored(scoring),
-        f"{champion.roc_auc:.4f}" if champion else "-",
-        f"{challenger.roc_auc:.4f}" if challenger else "-",
+        champion.shown(primary) if champion else "-",
+        challenger.shown(primary) if challenger else "-",
         "yes" if result.promoted else "no",
         f"v{result.champion_version}",
         monitored,
@@ -76,6 +82,8 @@ def demo(
 ) -> list[tuple[str, ...]]:
     checked_trials(trials)
     config = dataset_config(dataset, configs_dir)
+    primary = config.primary_metric
+    header = columns(metric(primary).title)
     console = Console()
     opening = expand_range(first, config.time)
     later = [m for m in expand_range(f"{opening[0]}..{last}", config.time) if m not in opening]
@@ -89,7 +97,7 @@ def demo(
             kept.append(f"{row[0]}: " + "; ".join(blockers or result.reasons))
         console.print(
             "[bold]"
-            + " | ".join(f"{name}: {value}" for name, value in zip(COLUMNS, row, strict=True))
+            + " | ".join(f"{name}: {value}" for name, value in zip(header, row, strict=True))
         )
 
     console.rule(f"[bold]first champion: {first}")
@@ -101,7 +109,7 @@ def demo(
         configs_dir=configs_dir,
     )
     holdout_rows = result.rows.holdout if isinstance(result, TrainingSummary) else None
-    show(_row(opening[-1], holdout_rows, "passed", result), result)
+    show(_row(opening[-1], holdout_rows, "passed", result, primary=primary), result)
     for index, month in enumerate(later, start=1):
         console.rule(f"[bold]{month} ({index}/{len(later)})")
         gate = gate_batches_task(config, [month], "the demo", refuse=False)[month]
@@ -109,9 +117,11 @@ def demo(
             show(_row(month, gate.rows, "quarantined", None))
             continue
         scoring = score_batch_task(config, month)  # the champion scores the month first
-        report = measure_drift_task(config, month)  # ... and the monitor judges it on the labels
-        record_batch_task(config, report)
-        monitored = report.status
+        monitored = "-"
+        if config.target.task == "binary":  # the monitor judges binary models only, so far
+            report = measure_drift_task(config, month)  # ... judged on the month's labels
+            record_batch_task(config, report)
+            monitored = report.status
         try:
             result = training(
                 batches=f"{opening[0]}..{month}",
@@ -122,12 +132,12 @@ def demo(
             )
         except GateRefusedError as exc:  # an earlier month was quarantined
             console.print(f"[red]{exc}")
-            show(_row(month, gate.rows, "passed", None, scoring, monitored))
+            show(_row(month, gate.rows, "passed", None, scoring, monitored, primary))
             continue
-        show(_row(month, gate.rows, "passed", result, scoring, monitored), result)
+        show(_row(month, gate.rows, "passed", result, scoring, monitored, primary), result)
 
     table = Table(title=f"{config.model_name}: the year replayed")
-    for name in COLUMNS:
+    for name in header:
         table.add_column(name)
     for row in rows:
         table.add_row(*row)
@@ -136,7 +146,7 @@ def demo(
         console.print("[bold]Champion kept[/bold] (what the challenger failed):")
         for line in kept:
             console.print(f"  {line}")
-    markdown = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
+    markdown = "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
     markdown += "\n".join("| " + " | ".join(row) + " |" for row in rows)
     if kept:
         markdown += "\n\n**Champion kept** (what the challenger failed):\n\n"

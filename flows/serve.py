@@ -39,6 +39,7 @@ from pydantic import ValidationError
 from tasks.core.config import PerennialConfig
 from tasks.core.storage import open_storage
 from tasks.registry.client import CHALLENGER, CHAMPION
+from tasks.registry.metrics import one_per_row
 from tasks.serve.native_scoring import ServedModel
 from tasks.serve.serving import AliasPoller, Arms, ModelSlot, route
 from tasks.watch.live import LiveSampler
@@ -286,15 +287,10 @@ def create_app(
         started: float,
     ) -> Response:
         scores = model.score(rows)
-        sampler.offer(rows, scores, model, request_key)
+        sampler.offer(rows, one_per_row(scores), model, request_key)
         predictions = [
-            {
-                "score": score,
-                "label": int(score >= threshold),
-                "version": model.version,
-                "alias": model.alias,
-            }
-            for score in scores.tolist()
+            {**answer, "version": model.version, "alias": model.alias}
+            for answer in model.answers(scores, threshold)
         ]
         if request.query_params.get("explain", "").lower() in ("true", "1"):
             for prediction, reasons in zip(predictions, model.reasons(rows), strict=True):

@@ -152,17 +152,21 @@ def registry_status_by_mlflow(cfg: PerennialConfig) -> dict[str, Any]:
 @app.command()
 def status(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
     """Show the champion and challenger, their holdout metrics, and the latest decisions."""
+    from tasks.core.metrics import metric
+
     cfg = runner.read_config(config)
     found = registry_status(cfg)
+    judge = metric(cfg.primary_metric)
     lines = [f"model {found.model}"]
     for alias, entry in (("champion", found.champion), ("challenger", found.challenger)):
         if entry is None:
             lines.append(f"  {alias}: none")
             continue
-        auc = entry.metrics.get("holdout_roc_auc")
+        value = entry.metrics.get(f"holdout_{judge.name}")
         lines.append(
-            f"  {alias}: v{entry.version} holdout AUC {auc:.4f}"
-            if auc is not None
+            f"  {alias}: v{entry.version} holdout {judge.title} "
+            f"{judge.show(value, cfg.target.unit)}"
+            if value is not None
             else f"  {alias}: v{entry.version}"
         )
         seen = entry.trained_on

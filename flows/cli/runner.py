@@ -98,6 +98,7 @@ def rejections() -> tuple[type[BaseException], ...]:
     from tasks.data.filecheck import FileCheckError
     from tasks.data.raw_files import IngestError
     from tasks.data.validate import GateRefusedError
+    from tasks.learn.study import StudyDirectionError
     from tasks.registry.client import RegistryError
     from tasks.registry.model_store import ModelIntegrityError
     from tasks.registry.promotion import PolicyRefusedError
@@ -117,6 +118,7 @@ def rejections() -> tuple[type[BaseException], ...]:
         NoSuiteError,
         FileCheckError,
         DriftError,
+        StudyDirectionError,
     )
 
 

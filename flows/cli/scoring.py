@@ -14,7 +14,10 @@ from flows.cli.app import ConfigOption, JsonOption, app
 def predict(
     batch: str = typer.Option(..., "--batch", "-b", help="Batch to score."),
     explain: bool = typer.Option(
-        False, "--explain", help="Add each row's top three reasons (SHAP values, log-odds)."
+        False,
+        "--explain",
+        help="Add each row's top three reasons (SHAP values in the model's margin: "
+        "log-odds, the value, or the chosen class's).",
     ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
@@ -32,9 +35,12 @@ def predict(
     lines = [f"batch {batch}: {result.rows} rows scored -> {result.key}"]
     if explain:
         lines.append("  with the champion's top three reasons per row (reason_1..3 columns)")
+    mean = {"binary": "mean score", "regression": "mean value"}.get(
+        cfg.target.task, f"mean probability of {(cfg.target.classes or ['?'])[0]}"
+    )
     for alias, scored_by in (("champion", result.champion), ("challenger", result.challenger)):
         if scored_by is not None:
-            lines.append(f"  {alias} v{scored_by.version}: mean score {scored_by.mean_score:.4f}")
+            lines.append(f"  {alias} v{scored_by.version}: {mean} {scored_by.mean_score:.4f}")
     runner.emit(result, as_json, "\n".join(lines))
 
 

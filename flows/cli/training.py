@@ -30,6 +30,7 @@ def train(
 ) -> None:
     """Train a challenger and promote it if it beats the champion."""
     from flows.training import training
+    from tasks.core.metrics import metric
 
     cfg = runner.trainable(config, batches)
     result = runner.run(
@@ -44,9 +45,11 @@ def train(
     # An identical rerun reports the version found; its numbers may be missing (e.g. it was
     # registered by a concurrent run that had not recorded its decision yet).
     challenger, champion = result.challenger, result.champion
-    numbers = f"AUC {challenger.roc_auc:.4f}" if challenger else "AUC not recorded"
+    primary = cfg.primary_metric
+    title = metric(primary).title
+    numbers = f"{title} {challenger.shown(primary)}" if challenger else f"{title} not recorded"
     if champion:
-        numbers += f" vs champion {champion.roc_auc:.4f}"
+        numbers += f" vs champion {champion.shown(primary)}"
     seen = result.trained_on
     trained = f"; trained on {seen[0]}..{seen[-1]}" if seen else ""
     human = (

@@ -23,7 +23,13 @@ from tasks.core.config_alerts import AlertsConfig
 from tasks.core.config_cost import CostConfig
 from tasks.core.config_dataset import FeaturesConfig, SourceConfig, TargetConfig, TimeConfig
 from tasks.core.config_drift import DriftConfig
-from tasks.core.config_promotion import GuardMetric, PromotionConfig, default_guards
+from tasks.core.config_promotion import (
+    TASK_DEFAULT_GUARDS,
+    TASK_GUARDS,
+    GuardMetric,
+    PromotionConfig,
+    default_guards,
+)
 from tasks.core.config_section import ConfigError
 from tasks.core.config_serving import ServeConfig
 from tasks.core.config_training import HpoConfig, SplitConfig, TrainingConfig
@@ -104,6 +110,19 @@ class PerennialConfig(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _guards_fit_the_task(self) -> PerennialConfig:
+        task = self.target.task
+        if "guard_metrics" not in self.model_fields_set:
+            self.guard_metrics = list(TASK_DEFAULT_GUARDS[task])
+        wrong = [g for g in self.guard_metrics if g not in TASK_GUARDS[task]]
+        if wrong:
+            raise ValueError(
+                f"guard_metrics {wrong} do not guard a {task} target: use some of "
+                f"{list(TASK_GUARDS[task])}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _slices_are_features(self) -> PerennialConfig:
         unknown = sorted(set(self.promotion.slices) - set(self.features.categorical))
         if unknown:
@@ -177,8 +196,29 @@ class PerennialConfig(BaseSettings):
             mode="json", exclude={"home", "mlflow_uri", "optuna_storage", "config_path"}
         )
         shaping["validation"].pop("gx_root", None)
+        _drop_other_tasks_fields(shaping, self.target.task)
         blob = json.dumps(shaping, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# Fields only some tasks read: left out of the fingerprint of the others, so that a binary
+# config keeps the fingerprint (and its studies and training keys) it had before they existed.
+TASK_ONLY_FIELDS = {
+    "target": {
+        "classes": "multiclass",
+        "bins": "multiclass",
+        "regression_objective": "regression",
+        "unit": "regression",
+    },
+    "promotion": {"min_skill": "regression", "max_bias_share": "regression"},
+}
+
+
+def _drop_other_tasks_fields(shaping: dict[str, Any], task: str) -> None:
+    for section, owners in TASK_ONLY_FIELDS.items():
+        for name, owner in owners.items():
+            if owner != task:
+                shaping[section].pop(name, None)
 
 
 def _resolve_relative(raw: dict[str, Any], base: Path) -> None:

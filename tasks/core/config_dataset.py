@@ -86,6 +86,9 @@ class TargetConfig(Section):
         description="regression: XGBoost's loss, reg:squarederror or reg:pseudohubererror "
         "(less pulled by outliers).",
     )
+    unit: str = Field(
+        "", max_length=16, description="regression: the label's unit, printed after its values."
+    )
 
     @field_validator("expression")
     @classmethod

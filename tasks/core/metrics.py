@@ -30,6 +30,18 @@ class Metric:
     title: str  # what a person reads, e.g. `AUC`, `RMSE`
     higher_is_better: bool
     compute: Callable[[np.ndarray, np.ndarray], float]  # (labels, scores) -> value
+    # How a value reads: `score` (4 decimals: AUC, log loss), `units` (2 decimals and the
+    # label's unit: RMSE, MAE), `share` (a percentage: MAPE).
+    style: Literal["score", "units", "share"] = "score"
+
+    def show(self, value: float, unit: str = "", signed: bool = False) -> str:
+        """`value` as decision lines and summaries print it, e.g. `0.7123`, `+1.23 min`."""
+        sign = "+" if signed else ""
+        if self.style == "share":
+            return f"{value:{sign}.1%}"
+        if self.style == "units":
+            return f"{value:{sign}.2f}" + (f" {unit}" if unit else "")
+        return f"{value:{sign}.4f}"
 
     def gain(self, new: float, old: float) -> float:
         """How much better `new` is than `old`: positive when better, whatever the direction."""
@@ -90,9 +102,9 @@ METRICS: dict[str, Metric] = {
         Metric("log_loss", "log loss", False, _binary_log_loss),
         Metric("macro_auc", "macro AUC", True, _macro_auc),
         Metric("multiclass_log_loss", "log loss", False, _multiclass_log_loss),
-        Metric("rmse", "RMSE", False, _rmse),
-        Metric("mae", "MAE", False, _mae),
-        Metric("mape", "MAPE", False, _mape),
+        Metric("rmse", "RMSE", False, _rmse, "units"),
+        Metric("mae", "MAE", False, _mae, "units"),
+        Metric("mape", "MAPE", False, _mape, "share"),
     )
 }
 

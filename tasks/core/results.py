@@ -19,7 +19,10 @@ ABSENT_IF_NONE = {_ABSENT: True}
 
 def jsonable(value: Any) -> Any:
     """`value` as plain JSON data: dataclasses as dicts of their fields (without the absent
-    ones), lists, tuples and dicts walked through, anything else as it is."""
+    ones), or as their `json_form()` when they have one; lists, tuples and dicts walked through,
+    anything else as it is."""
+    if hasattr(value, "json_form") and not isinstance(value, type):
+        return jsonable(value.json_form())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
             field.name: jsonable(getattr(value, field.name))

@@ -28,7 +28,7 @@ import pandas as pd
 from tasks.core.config import PerennialConfig
 from tasks.core.config_training import TrainingConfig
 from tasks.learn.device import training_device, xgboost_module
-from tasks.learn.model import native_params
+from tasks.learn.model import native_params, task_objective
 
 
 def _local_threads(training: TrainingConfig) -> int:
@@ -99,7 +99,9 @@ def train_on_dask(
     del matrix  # on the workers now
     data = dxgb.DaskQuantileDMatrix(client, x_parts, y_parts, **columns)
     # nthread: each worker uses its own threads (xgboost.dask sets it per worker).
-    fixed = native_params(params, 0, config.hpo.seed, training_device(config))
+    fixed = native_params(
+        params, 0, config.hpo.seed, training_device(config), task_objective(config)
+    )
     fixed.pop("nthread")
     output = dxgb.train(client, fixed, data, num_boost_round=rounds)
     return output["booster"]

@@ -1,9 +1,12 @@
 """Explain: why a model decides, with SHAP values computed by XGBoost itself (`pred_contribs`).
 
-A row's contributions plus the bias sum to the model's margin (log-odds) for that row, so a
-reason reads "this feature moved the log-odds by +0.4". Contributions are reported per original
-feature: the columns the encoder makes from one feature (its ordinal code today, one column per
-value were it one-hot) are summed, so a user never sees an encoded column name.
+A row's contributions plus the bias sum to the model's margin for that row: the log-odds of a
+binary model ("this feature moved the log-odds by +0.4"), the predicted value of a regression
+("... moved the delay by +4.2 minutes"), and for a multiclass model the margin of the class it
+chose for that row (its reasons are that class's; a version's importance is measured likewise).
+Contributions are reported per original feature: the columns the encoder makes from one feature
+(its ordinal code today, one column per value were it one-hot) are summed, so a user never
+sees an encoded column name.
 
 Exact SHAP costs about 3 to 6 ms per row on a 300-round model, so the global importance
 of a version is measured on a fixed sample of its holdout, and a big batch is explained with
@@ -73,7 +76,9 @@ def group_contributions(contributions: np.ndarray, index: np.ndarray, width: int
 def booster_contributions(
     booster: Any, matrix: np.ndarray, columns: Sequence[str], rounds: tuple[int, int], approx: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """SHAP values (rows x columns) and bias (rows) of the booster on its own input matrix."""
+    """SHAP values (rows x columns) and bias (rows) of the booster on its own input matrix; a
+    multiclass booster's have one more axis, the class: rows x classes x columns, rows x
+    classes."""
     DMatrix = xgboost_module().DMatrix
 
     # The booster's own column types: category codes of a model with categorical splits.
@@ -89,7 +94,7 @@ def booster_contributions(
         booster.predict(data, pred_contribs=True, approx_contribs=approx, iteration_range=rounds),
         dtype=np.float64,
     )
-    return out[:, :-1], out[:, -1]
+    return out[..., :-1], out[..., -1]
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,10 @@ def contributions(
         model.iteration_range,
         len(x) > APPROX_ABOVE if approx is None else approx,
     )
+    if values.ndim == 3:  # multiclass: the contributions to each row's chosen class
+        rows = np.arange(len(values))
+        chosen = np.argmax(bias + values.sum(axis=2), axis=1)
+        values, bias = values[rows, chosen], bias[rows, chosen]
     names, index = feature_groups(columns, config.features.columns)
     return Contributions(names, group_contributions(values, index, len(names)), bias)
 
@@ -176,7 +185,13 @@ def global_importance(contrib: Contributions) -> pd.Series:
     )
 
 
-def importance_png(importance: pd.Series, title: str, path: Path) -> Path:
+# What a contribution is measured in, by task (the plot's axis).
+MARGIN_UNITS = {"binary": "log-odds", "multiclass": "chosen class's margin", "regression": "value"}
+
+
+def importance_png(
+    importance: pd.Series, title: str, path: Path, units: str = MARGIN_UNITS["binary"]
+) -> Path:
     """A horizontal bar chart of mean |SHAP|, largest on top."""
     import matplotlib
 
@@ -186,7 +201,7 @@ def importance_png(importance: pd.Series, title: str, path: Path) -> Path:
     shown = importance.head(20)[::-1]
     figure, axes = plt.subplots(figsize=(7, 0.35 * len(shown) + 1.2))
     axes.barh(list(shown.index), shown.to_numpy())
-    axes.set_xlabel("mean |SHAP value| (log-odds)")
+    axes.set_xlabel(f"mean |SHAP value| ({units})")
     axes.set_title(title)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
@@ -217,6 +232,7 @@ def explain_version(model: Scorer, config: PerennialConfig, x_holdout: pd.DataFr
         importance,
         f"{config.model_name}: mean |SHAP| on {len(sample)} holdout rows",
         folder / "shap_importance.png",
+        MARGIN_UNITS[model.task],
     )
     return Explanation(importance, len(sample), plot)
 

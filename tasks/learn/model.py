@@ -1,6 +1,7 @@
 """Model: what a Perennial model is, for the search and the final fit alike: category encoding
-then an XGBoost classifier, which training returns as a `tasks.learn.scorer.Scorer` (the
-encoder's state and the booster: what the registry stores, with no pickle).
+then an XGBoost model whose objective follows the target's task (`task_objective`), which
+training returns as a `tasks.learn.scorer.Scorer` (the encoder's state and the booster: what
+the registry stores, with no pickle).
 
 Training does not push its rows through a scikit-learn pipeline: `fit_encoder` fits scikit-learn's
 encoder on one row per category combination and keeps its state, whose `encode` turns a frame into
@@ -110,14 +111,63 @@ def xgb_classifier(
     )
 
 
+BINARY_OBJECTIVE: dict[str, Any] = {"objective": "binary:logistic"}
+
+# XGBoost's evaluation metric that tracks each primary metric during the search (early stopping
+# and pruning watch it, and it is the trial's value). Multiclass `auc` is XGBoost's one-vs-rest
+# AUC weighted by class share; the holdout judges by the macro AUC.
+SEARCH_METRICS = {
+    "roc_auc": "auc",
+    "log_loss": "logloss",
+    "macro_auc": "auc",
+    "multiclass_log_loss": "mlogloss",
+    "rmse": "rmse",
+    "mae": "mae",
+    "mape": "mape",
+}
+
+
+# How a person reads each search metric (the trial values, `validation_<metric>` on a version).
+SEARCH_TITLES = {
+    "auc": "AUC",
+    "logloss": "log loss",
+    "mlogloss": "log loss",
+    "rmse": "RMSE",
+    "mae": "MAE",
+    "mape": "MAPE",
+}
+
+
+def task_objective(config: PerennialConfig) -> dict[str, Any]:
+    """XGBoost's objective for the target's task: binary:logistic; multi:softprob with one
+    probability per class; reg:squarederror or reg:pseudohubererror
+    (`target.regression_objective`)."""
+    target = config.target
+    if target.task == "multiclass":
+        return {"objective": "multi:softprob", "num_class": len(target.classes or [])}
+    if target.task == "regression":
+        return {"objective": f"reg:{target.regression_objective}"}
+    return dict(BINARY_OBJECTIVE)
+
+
+def search_metric(config: PerennialConfig) -> str:
+    """XGBoost's `eval_metric` for the search: the one that tracks `primary_metric`."""
+    return SEARCH_METRICS[config.primary_metric]
+
+
 def native_params(
-    params: dict[str, Any], threads: int, seed: int, device: str = "cpu"
+    params: dict[str, Any],
+    threads: int,
+    seed: int,
+    device: str = "cpu",
+    objective: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Booster parameters of `xgb_classifier(params, ...)` for `xgboost.train` (the scikit-learn
     names are aliases XGBoost accepts), so both APIs grow the same trees. `device`: as
-    `tasks.learn.device.training_device` checked it (the stored booster predicts on the CPU)."""
+    `tasks.learn.device.training_device` checked it (the stored booster predicts on the CPU).
+    `objective`: `task_objective` of the config (default: binary)."""
     return {
-        "objective": "binary:logistic",
+        **(objective or BINARY_OBJECTIVE),
         "tree_method": "hist",
         "device": device,
         "nthread": threads,

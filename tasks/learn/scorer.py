@@ -12,9 +12,15 @@ imports nothing of Perennial and nothing heavier than numpy, pandas and XGBoost 
 only when MLflow runs it). Perennial imports it as `tasks.learn.scorer` and reads the two files
 with this, its own copy, never the code in the store (`tasks.registry.model_store.load_model`).
 
-The pyfunc's `predict` returns the probability of the positive class, one float per row (what
-`perennial predict` writes as `champion_score`), not the 0/1 label that MLflow's scikit-learn
-flavour returned for Perennial's earlier pickled models.
+What the model answers follows its task, which the booster itself records (its objective; a
+multiclass booster also carries its class names as the attribute `perennial_classes`):
+- binary: `score` is the probability of the positive class, one float per row (what
+  `perennial predict` writes as `champion_score`, and the pyfunc's `predict`), not the 0/1 label
+  that MLflow's scikit-learn flavour returned for Perennial's earlier pickled models;
+- regression: `score` (and `predict`) is the predicted value;
+- multiclass: `score` (and `predict_proba`) is one probability per class, in the classes' order;
+  the pyfunc answers a frame with one probability column per class and the chosen class.
+`outputs` builds each task's answer columns: the pyfunc, batch predictions and serving use it.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -32,6 +38,11 @@ ENCODER_FORMAT = "perennial.encoder/1"
 BOOSTER_FILE, ENCODER_FILE = "booster.ubj", "encoder.json"
 CATEGORY, NUMBER = "c", "float"  # XGBoost's feature types of category codes and of numbers
 ENCODE_BLOCK_ROWS = 16_384  # rows x 21 float32 columns: about 1.4 MB, a cache's worth
+CLASSES_ATTR = "perennial_classes"  # booster attribute: a multiclass model's class names (JSON)
+Task = Literal["binary", "multiclass", "regression"]  # as tasks.core.metrics.TaskKind
+# The task of a booster's objective: what its scores mean.
+OBJECTIVE_TASKS: dict[str, Task] = {"binary:logistic": "binary", "multi:softprob": "multiclass"}
+CHOSEN_CLASS = "predicted_class"  # the multiclass answer's column of the chosen class
 
 
 class ModelFileError(ValueError):
@@ -145,8 +156,49 @@ def _numeric_values(column: pd.Series) -> np.ndarray:
     return column.to_numpy(dtype=np.float32, na_value=np.nan)
 
 
+def label_classes(booster: Any, classes: list[str]) -> None:
+    """Record a multiclass booster's class names (in output order) in the booster itself."""
+    booster.set_attr(**{CLASSES_ATTR: json.dumps(list(classes))})
+
+
+def booster_task(booster: Any) -> tuple[Task, tuple[str, ...]]:
+    """(task, class names) of a booster: binary, multiclass or regression by its objective."""
+    objective = str(json.loads(booster.save_config())["learner"]["objective"]["name"])
+    task: Task
+    if objective in OBJECTIVE_TASKS:
+        task = OBJECTIVE_TASKS[objective]
+    elif objective.startswith("reg:"):
+        task = "regression"
+    else:
+        raise ModelFileError(f"{BOOSTER_FILE}: objective {objective} is not one Perennial trains")
+    if task != "multiclass":
+        return task, ()
+    try:
+        classes = json.loads(booster.attr(CLASSES_ATTR) or "null")
+    except ValueError:
+        classes = None
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise ModelFileError(f"{BOOSTER_FILE}: a multiclass booster without its class names")
+    return task, tuple(classes)
+
+
+def outputs(scores: np.ndarray, task: str, classes: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A model's answer per row, by task, as named columns (the one place each task's answer
+    is built: the pyfunc, batch predictions and every serving protocol call it): `score`, the
+    positive class's probability (binary); `value` (regression); `probability_<class>` for each
+    class and `predicted_class`, the most probable (multiclass)."""
+    if task == "binary":
+        return pd.DataFrame({"score": scores})
+    if task == "regression":
+        return pd.DataFrame({"value": scores})
+    columns = {f"probability_{name}": scores[:, i] for i, name in enumerate(classes)}
+    chosen = np.asarray(classes, dtype=object)[np.argmax(scores, axis=1)]
+    return pd.DataFrame({**columns, CHOSEN_CLASS: chosen})
+
+
 class Scorer:
-    """A fitted binary classifier: the encoder's state and the XGBoost booster it feeds."""
+    """A fitted model: the encoder's state and the XGBoost booster it feeds; `task` (binary,
+    multiclass, regression) and `classes` come from the booster."""
 
     def __init__(self, encoder: EncoderState, booster: Any) -> None:
         if list(booster.feature_names or []) != list(encoder.columns) or list(
@@ -156,6 +208,7 @@ class Scorer:
                 "the booster's feature names and types are not the encoder's columns"
             )
         self.encoder, self.booster = encoder, booster
+        self.task, self.classes = booster_task(booster)
 
     @property
     def iteration_range(self) -> tuple[int, int]:
@@ -165,16 +218,37 @@ class Scorer:
         return (0, int(best) + 1) if best is not None else (0, 0)
 
     def score(self, x: pd.DataFrame) -> np.ndarray:
-        """Probability of the positive class of each row of model inputs `x`."""
+        """The task's scores of each row of model inputs `x`: the positive class's probability
+        (binary, (n,)), each class's probability (multiclass, (n, k)), the value (regression)."""
         scores = self.booster.inplace_predict(
             self.encoder.encode(x), iteration_range=self.iteration_range, missing=np.nan
         )
-        return np.asarray(scores, dtype=np.float64).reshape(-1)
+        scores = np.asarray(scores, dtype=np.float64)
+        return scores.reshape(len(x), -1) if self.task == "multiclass" else scores.reshape(-1)
 
     def predict_proba(self, x: pd.DataFrame) -> np.ndarray:
-        """Rows x (negative, positive) probabilities, as a scikit-learn classifier gives them."""
-        positive = self.score(x)
-        return np.column_stack([1.0 - positive, positive])
+        """Rows x class probabilities, as a scikit-learn classifier gives them (binary: negative,
+        positive). A regression model has none."""
+        if self.task == "regression":
+            raise TypeError("a regression model predicts values (predict), not probabilities")
+        scores = self.score(x)
+        return scores if self.task == "multiclass" else np.column_stack([1.0 - scores, scores])
+
+    def predict(self, x: pd.DataFrame) -> np.ndarray:
+        """The predicted value (regression), or the most probable class's index (classifiers)."""
+        scores = self.score(x)
+        if self.task == "regression":
+            return scores
+        return np.argmax(scores, axis=1) if self.task == "multiclass" else (scores > 0.5) * 1
+
+    def outputs(self, x: pd.DataFrame) -> pd.DataFrame:
+        """`outputs` of this model's scores of `x`."""
+        return outputs(self.score(x), self.task, self.classes)
+
+    def pyfunc_output(self, x: pd.DataFrame) -> np.ndarray | pd.DataFrame:
+        """What the registered model's pyfunc `predict` answers (its MLflow signature's output):
+        the scores (binary, regression), or the `outputs` frame (multiclass)."""
+        return self.outputs(x) if self.task == "multiclass" else self.score(x)
 
     def write(self, folder: Path) -> dict[str, Path]:
         """The two files in `folder`, by role: MLflow's `artifacts=` of the pyfunc model."""
@@ -203,8 +277,9 @@ def _set_mlflow_model() -> None:
     import mlflow.models
     from mlflow.pyfunc import PythonModel
 
-    class PositiveClassProbability(PythonModel):
-        """`predict`: the probability of the positive class of each input row."""
+    class PerennialModel(PythonModel):
+        """`predict`: the probability of the positive class of each input row (binary), the
+        value (regression), or each class's probability and the chosen class (multiclass)."""
 
         scorer: Scorer
 
@@ -213,10 +288,10 @@ def _set_mlflow_model() -> None:
 
         def predict(
             self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
-        ) -> np.ndarray:
-            return self.scorer.score(model_input)
+        ) -> np.ndarray | pd.DataFrame:
+            return self.scorer.pyfunc_output(model_input)
 
-    mlflow.models.set_model(PositiveClassProbability())
+    mlflow.models.set_model(PerennialModel())
 
 
 # MLflow runs this file under a name of its own; imported by Perennial, it is this module.

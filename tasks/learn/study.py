@@ -12,7 +12,7 @@ import socket
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tasks.core.config import PerennialConfig
 from tasks.core.config_training import HpoConfig
@@ -104,19 +104,41 @@ def sampler_for(hpo: HpoConfig, worker_index: int, workers: int) -> Any:
     return optuna.samplers.TPESampler(seed=hpo.seed + worker_index, constant_liar=parallel)
 
 
+class StudyDirectionError(ValueError):
+    """An existing study optimises the other way from the config's primary metric."""
+
+
+def study_direction(config: PerennialConfig) -> Literal["maximize", "minimize"]:
+    """Optuna's direction for the config's primary metric: AUC up, log loss and errors down."""
+    from tasks.core.metrics import metric
+
+    return "maximize" if metric(config.primary_metric).higher_is_better else "minimize"
+
+
 def create_study(config: PerennialConfig, name: str, storage: Any | None = None) -> Any:
-    """Create or load the study `name` (on `storage`, else on the config's storage URL)."""
+    """Create or load the study `name` (on `storage`, else on the config's storage URL). A study
+    found with the other direction is refused: its trials' values are another metric's, and
+    resuming it would pick the worst trial as the best (the study name carries the config's
+    fingerprint, so only a name given by hand can meet one)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(
+    direction = study_direction(config)
+    study = optuna.create_study(
         study_name=name,
         storage=storage or open_optuna_storage(config.optuna_storage_url),
         load_if_exists=True,
-        direction="maximize",
+        direction=direction,
         sampler=sampler_for(config.hpo, 0, 1),
         pruner=pruner_for(config.hpo),
     )
+    found = study.direction.name.lower()
+    if found != direction:
+        raise StudyDirectionError(
+            f"study {name} exists and is set to {found}, but primary_metric "
+            f"{config.primary_metric} needs {direction}: give the search another study name"
+        )
+    return study
 
 
 def fail_stale_trials(study: Any, storage: Any) -> int:

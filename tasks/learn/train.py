@@ -20,8 +20,8 @@ from prefect.cache_policies import NO_CACHE
 from tasks.core.config import PerennialConfig
 from tasks.data.features import Datasets
 from tasks.learn.device import training_device, xgboost_module
-from tasks.learn.model import fit_encoder, matrix_spec, native_params
-from tasks.learn.scorer import Scorer
+from tasks.learn.model import fit_encoder, matrix_spec, native_params, task_objective
+from tasks.learn.scorer import Scorer, label_classes
 from tasks.learn.tune import TuneResult, cores
 
 
@@ -48,6 +48,8 @@ def fit_model(
         booster = train_local(encoder.encode(x), y, columns, params, rounds, config, threads)
     # The registered booster predicts on the CPU, wherever it was trained.
     booster.set_param({"device": "cpu"})
+    if config.target.task == "multiclass":
+        label_classes(booster, config.target.classes or [])
     return Scorer(encoder, booster)
 
 
@@ -70,7 +72,9 @@ def train_local(
         nthread=threads,
     )
     del matrix  # binned now: the float32 rows can go as soon as the caller lets them
-    fixed = native_params(params, threads, config.hpo.seed, training_device(config))
+    fixed = native_params(
+        params, threads, config.hpo.seed, training_device(config), task_objective(config)
+    )
     return xgb.train(fixed, data, num_boost_round=rounds)
 
 

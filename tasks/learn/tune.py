@@ -31,7 +31,7 @@ from tasks.core.config_training import FloatRange, HpoConfig
 from tasks.core.run_logging import PROGRESS, run_logger
 from tasks.data.features import Datasets
 from tasks.learn.device import training_device, xgboost_module
-from tasks.learn.model import fit_encoder, matrix_spec
+from tasks.learn.model import fit_encoder, matrix_spec, search_metric, task_objective
 from tasks.learn.study import (
     FINISHED_STATES,
     SEED_ATTR,
@@ -102,7 +102,9 @@ def typed_warm_start(params: dict[str, Any], hpo: HpoConfig) -> dict[str, Any] |
 
 
 def make_objective(data: Datasets, config: PerennialConfig, threads: int) -> Any:
-    """Objective: validation AUC of XGBoost fit on the train batches, pruned per round.
+    """Objective: the validation value of the primary metric's XGBoost counterpart
+    (`search_metric`: auc, mlogloss, rmse...) of XGBoost fit on the train batches with the
+    task's objective, pruned per round; the study's direction follows the metric's.
 
     The matrices are built once per worker, not once per trial: the native API trains on a
     prepared QuantileDMatrix, which saves the quantile sketch that `XGBClassifier.fit` redoes
@@ -130,9 +132,10 @@ def make_objective(data: Datasets, config: PerennialConfig, threads: int) -> Any
         ref=train,
         nthread=threads,
     )
+    watched = search_metric(config)
     fixed = {
-        "objective": "binary:logistic",
-        "eval_metric": "auc",
+        **task_objective(config),
+        "eval_metric": watched,
         "tree_method": "hist",
         "device": device,
         "nthread": threads,
@@ -149,7 +152,7 @@ def make_objective(data: Datasets, config: PerennialConfig, threads: int) -> Any
             num_boost_round=hpo.max_rounds,
             evals=[(valid, "validation")],
             early_stopping_rounds=hpo.early_stopping_rounds,
-            callbacks=[XGBoostPruningCallback(trial, "validation-auc")],
+            callbacks=[XGBoostPruningCallback(trial, f"validation-{watched}")],
             verbose_eval=False,
         )
         trial.set_user_attr("best_rounds", int(booster.best_iteration) + 1)

@@ -21,6 +21,13 @@ def scores(model: Any, x: pd.DataFrame, task: TaskKind) -> np.ndarray:
     return probabilities[:, 1] if task == "binary" else probabilities
 
 
+def one_per_row(found: np.ndarray) -> np.ndarray:
+    """One number a row of a model's scores, for the profiles that follow a score's spread
+    (drift reference, live sample): the scores themselves, or a multiclass model's probability
+    of the class it chose."""
+    return found.max(axis=1) if found.ndim == 2 else found
+
+
 def predict(model: Any, x: pd.DataFrame) -> np.ndarray:
     """Probability of the positive class (a binary model's `scores`)."""
     return np.asarray(model.predict_proba(x), dtype=np.float64)[:, 1]

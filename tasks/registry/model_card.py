@@ -9,10 +9,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.core.config import PerennialConfig
+from tasks.core.metrics import metric
+from tasks.learn.model import SEARCH_TITLES, search_metric
 from tasks.registry.cost import RunCost
 from tasks.registry.evaluate import Comparison
+from tasks.registry.holdout import Metrics
+from tasks.registry.slices import slice_key
 
 METRIC_ROWS = ("roc_auc", "log_loss", "worst_slice_auc", "mean_prediction", "label_rate", "rows")
+
+
+def metric_rows(challenger: Metrics) -> list[str]:
+    """The holdout table's rows: a binary model's as always, another task's every number."""
+    if challenger.task == "binary":
+        return list(METRIC_ROWS)
+    record = challenger.as_dict()
+    return [k for k, v in record.items() if isinstance(v, (int, float)) and k != "finite"]
 
 
 @dataclass
@@ -90,7 +102,8 @@ def render(config: PerennialConfig, facts: CardFacts, comparison: Comparison) ->
         "",
         "## Search",
         f"- Optuna study `{facts.study}`: {facts.trials_total} trials, {facts.trials_pruned} "
-        f"pruned; best #{facts.best_trial}, validation AUC {facts.best_value:.4f} on "
+        f"pruned; best #{facts.best_trial}, validation "
+        f"{SEARCH_TITLES[search_metric(config)]} {facts.best_value:.4f} on "
         f"{facts.validation}, {facts.best_rounds} boosting rounds",
         f"- parameters: `{json.dumps(facts.best_params, default=float)}`",
         "",
@@ -98,15 +111,20 @@ def render(config: PerennialConfig, facts: CardFacts, comparison: Comparison) ->
         f"| metric | v{facts.version} | {against} |",
         "|---|---|---|",
     ]
-    for key in METRIC_ROWS:
-        theirs = getattr(comparison.champion, key) if comparison.champion else None
-        lines.append(
-            f"| {key} | {_number(getattr(comparison.challenger, key))} | {_number(theirs)} |"
-        )
+    for key in metric_rows(comparison.challenger):
+        theirs = comparison.champion.as_dict().get(key) if comparison.champion else None
+        ours = comparison.challenger.as_dict().get(key)
+        lines.append(f"| {key} | {_number(ours)} | {_number(theirs)} |")
     if decision.interval:
         low, high = decision.interval
-        lines += ["", f"Paired bootstrap interval of the AUC gain: [{low:+.4f}, {high:+.4f}]"]
-    lines += _slice_lines(comparison, against)
+        title = metric(config.primary_metric).title
+        lines += ["", f"Paired bootstrap interval of the {title} gain: [{low:+.4f}, {high:+.4f}]"]
+    key = slice_key(config.target.task, config.primary_metric)
+    lines += (
+        _slice_lines(comparison, against)
+        if key == "auc"
+        else _task_slice_lines(comparison, against, key)
+    )
     if facts.shap_importance:
         lines += [
             "",
@@ -136,12 +154,36 @@ def _slice_lines(comparison: Comparison, against: str) -> list[str]:
     )
     return [
         "",
-        f"## Slices (best minus worst AUC: {_number(comparison.slice_auc_gap)})",
+        f"## Slices (best minus worst AUC: {_number(comparison.slice_gap)})",
         f"| slice | rows | positive rate | mean score | ECE | AUC | {against} AUC |",
         "|---|---|---|---|---|---|---|",
         *[
             f"| {row['slice']} | {row['rows']} | {_number(row['positive_rate'])} | "
             f"{_number(row['mean_score'])} | {_number(row['ece'])} | {_number(row['auc'])} | "
+            f"{_number(theirs.get(row['slice']))} |"
+            for row in ordered
+        ],
+    ]
+
+
+def _task_slice_lines(comparison: Comparison, against: str, key: str) -> list[str]:
+    """Per slice of a multiclass or regression model: its rows and primary metric beside the
+    champion's, worst first."""
+    if not comparison.slice_metrics:
+        return []
+    judge = metric(key)
+    theirs = {row["slice"]: row[f"champion_{key}"] for row in comparison.slices}
+    ordered = sorted(
+        comparison.slice_metrics,
+        key=lambda row: (row[key] != row[key], row[key] if judge.higher_is_better else -row[key]),
+    )
+    return [
+        "",
+        f"## Slices (best minus worst {judge.title}: {_number(comparison.slice_gap)})",
+        f"| slice | rows | {judge.title} | {against} {judge.title} |",
+        "|---|---|---|---|",
+        *[
+            f"| {row['slice']} | {row['rows']} | {_number(row[key])} | "
             f"{_number(theirs.get(row['slice']))} |"
             for row in ordered
         ],

@@ -195,7 +195,7 @@ def _log_model_files(
             name="model",
             python_model=str(CODE_FILE),
             artifacts={role: str(path) for role, path in files.items()},
-            signature=infer_signature(example, model.score(example)),
+            signature=infer_signature(example, model.pyfunc_output(example)),
             input_example=example,
             # Explicit requirements: inferring them costs about 12 s per model.
             pip_requirements=pip_requirements(package_versions()),

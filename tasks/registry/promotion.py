@@ -41,7 +41,7 @@ from tasks.registry.client import (
 from tasks.registry.cost import RunCost
 from tasks.registry.evaluate import Comparison, Decision, Metrics, compare
 from tasks.registry.lineage import batches_seen
-from tasks.registry.metrics import predict
+from tasks.registry.metrics import one_per_row, scores
 from tasks.registry.model_card import CardFacts, render
 from tasks.registry.model_store import load_model
 from tasks.registry.registration import DECISION_TAG, TrainingRun
@@ -135,8 +135,10 @@ def decide_task(
 
 @task(name="fit-scores", cache_policy=NO_CACHE)
 def fit_scores_task(model: Any, data: Datasets) -> np.ndarray:
-    """The model's scores on its own training rows: the drift reference's score profile."""
-    return predict(model, data.x_fit)
+    """The model's scores on its own training rows (`scores`, by the model's task): the drift
+    reference's score profile, one number a row (a multiclass model's: the probability of the
+    class it chose)."""
+    return one_per_row(scores(model, data.x_fit, model.task))
 
 
 @dataclass
@@ -313,7 +315,9 @@ def check_manual_promotion_task(
         config.guard_metrics,
         config.promotion,
         config.hpo.seed,
-    )
+        task=config.target.task,
+        unit=config.target.unit,
+    )  # no naive baseline here: the version's training rows are not at hand
     if holdout in seen:
         blocker = (
             f"every validated batch was trained on by one of the two ({holdout}: "

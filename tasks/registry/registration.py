@@ -27,6 +27,7 @@ from tasks.core.storage import content_hash
 from tasks.data.features import Datasets
 from tasks.data.verdict import GateResult
 from tasks.learn.explain import Explanation
+from tasks.learn.model import search_metric
 from tasks.learn.scorer import Scorer
 from tasks.learn.study import render_study_figures, study_name_for_batches
 from tasks.learn.train import ServedModel
@@ -43,7 +44,7 @@ from tasks.registry.evaluate import Comparison
 from tasks.registry.lineage import JUDGED_ON_TAG, TRAINED_ON_TAG, lineage_tags
 from tasks.registry.model_signing import signing_key
 from tasks.registry.model_store import PickledModelError, load_model, log_and_register
-from tasks.registry.slices import slices_csv
+from tasks.registry.slices import slice_key, slices_csv
 
 DECISION_TAG = "perennial.decision"
 
@@ -138,8 +139,9 @@ def registration_inputs(
         for k, v in comparison.challenger.as_dict().items()
         if isinstance(v, (int, float))
     }
-    metrics["validation_auc"] = tuned.best_value
-    metrics["holdout_slice_auc_gap"] = comparison.slice_auc_gap
+    metrics[f"validation_{search_metric(config)}"] = tuned.best_value
+    key = slice_key(config.target.task, config.primary_metric)
+    metrics[f"holdout_slice_{key}_gap"] = comparison.slice_gap
     params = {
         **tuned.best_params,
         "n_estimators": served.rounds,

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from tasks.core.config import PerennialConfig
 from tasks.learn.explain import booster_contributions, feature_groups, top_reasons
-from tasks.learn.scorer import Scorer
+from tasks.learn.scorer import Scorer, Task
 from tasks.registry.model_store import load_model
 from tasks.serve.request import RequestSchema
 
@@ -65,6 +65,8 @@ class ServedModel:
     zone: ZoneInfo
     features: tuple[str, ...] = ()  # original features, for explanations
     feature_index: tuple[int, ...] = ()  # booster column -> its index in `features`
+    task: Task = "binary"  # the registered model's (tasks.learn.scorer.booster_task)
+    classes: tuple[str, ...] = ()  # a multiclass model's, in output order
 
     def matrix(self, rows: Sequence[BaseModel]) -> np.ndarray:
         """The booster's input for validated rows: float64, NaN = missing (a null, or a category
@@ -90,13 +92,31 @@ class ServedModel:
         return out
 
     def score(self, rows: Sequence[BaseModel]) -> np.ndarray:
-        """Probability of the positive class for each row."""
-        return np.asarray(
+        """Each row's scores, as `Scorer.score` gives them: the positive class's probability
+        (binary), the value (regression), each class's probability (multiclass, rows x k)."""
+        found = np.asarray(
             self.booster.inplace_predict(
                 self.matrix(rows), iteration_range=self.iteration_range, missing=np.nan
             ),
             dtype=np.float64,
-        ).reshape(-1)
+        )
+        return found.reshape(len(rows), -1) if self.task == "multiclass" else found.reshape(-1)
+
+    def answers(self, scores: np.ndarray, threshold: float) -> list[dict[str, Any]]:
+        """Each row's answer, by task: the one place a served prediction is built (every
+        protocol calls it). Binary: `score` and `label` (score >= threshold); regression:
+        `value`; multiclass: `probabilities` by class and the chosen `class`."""
+        if self.task == "regression":
+            return [{"value": value} for value in scores.tolist()]
+        if self.task == "multiclass":
+            return [
+                {
+                    "probabilities": dict(zip(self.classes, row, strict=True)),
+                    "class": self.classes[int(np.argmax(row))],
+                }
+                for row in scores.tolist()
+            ]
+        return [{"score": score, "label": int(score >= threshold)} for score in scores.tolist()]
 
     def reasons(self, rows: Sequence[BaseModel]) -> list[Any]:
         """Each row's top reasons: the original features with the largest SHAP values (signed,
@@ -105,9 +125,12 @@ class ServedModel:
         from tasks.learn.explain import APPROX_ABOVE_SERVED, group_contributions
 
         approx = len(rows) > APPROX_ABOVE_SERVED
-        values, _ = booster_contributions(
+        values, bias = booster_contributions(
             self.booster, self.matrix(rows), self.columns, self.iteration_range, approx
         )
+        if values.ndim == 3:  # multiclass: the reasons for each row's chosen class
+            chosen = np.argmax(bias + values.sum(axis=2), axis=1)
+            values = values[np.arange(len(values)), chosen]
         grouped = group_contributions(
             values, np.asarray(self.feature_index, dtype=np.intp), len(self.features)
         )
@@ -136,6 +159,8 @@ def served_model(config: PerennialConfig, model: Scorer, alias: str, version: st
         zone=ZoneInfo(config.time.timezone),
         features=tuple(features),
         feature_index=tuple(int(i) for i in index),
+        task=model.task,
+        classes=model.classes,
     )
 
 
@@ -165,7 +190,7 @@ def warm_up(
     import pandas as pd
 
     from tasks.data.features import model_inputs
-    from tasks.registry.metrics import predict
+    from tasks.registry.metrics import scores
 
     raw = warm_up_rows(config, encoder_categories(scorer))
     rows = [schema.row.model_validate(row, strict=False) for row in raw]
@@ -175,7 +200,7 @@ def warm_up(
     frame = pd.DataFrame(raw)
     if config.features.time:
         frame[config.time.column] = pd.to_datetime(frame[config.time.column], utc=True)
-    batch = predict(scorer, model_inputs(frame, config))
+    batch = scores(scorer, model_inputs(frame, config), scorer.task)
     if not np.all(np.isfinite(fast)) or not np.allclose(
         fast, batch, rtol=0, atol=WARM_UP_TOLERANCE
     ):

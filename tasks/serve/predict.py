@@ -1,9 +1,12 @@
 """Predict: batch scoring with the registry's champion, and shadow scoring with its challenger.
 
 Predictions land in `predictions/<dataset>/<batch>.parquet`, one row per input row, with the
-model version in every row. When a `challenger` alias exists the same rows are scored by it too
-(the evidence for a later promotion); once the batch's labels arrive, the monitor compares the
-two on them (`compare_shadow`).
+model version in every row. Each model's answer is the columns `tasks.learn.scorer.outputs` builds
+for its task, prefixed with the alias: `champion_score` (binary: the positive class's
+probability), `champion_value` (regression), `champion_probability_<class>` for each class and
+`champion_predicted_class` (multiclass). When a `challenger` alias exists the same rows are
+scored by it too (the evidence for a later promotion); once the batch's labels arrive, the
+monitor compares the two on them (`compare_shadow`).
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from tasks.core.run_logging import run_logger
 from tasks.core.storage import Storage
 from tasks.data.features import features_and_label, model_inputs
 from tasks.learn.explain import contributions, reason_columns, top_reasons
+from tasks.learn.scorer import outputs
 from tasks.registry.client import CHALLENGER, CHAMPION, RegistryError, version_by_alias
 from tasks.registry.evaluate import Metrics, metrics_from
-from tasks.registry.metrics import predict
+from tasks.registry.metrics import scores
 from tasks.registry.model_store import load_model
 
 
@@ -86,21 +90,37 @@ def score_frame(
     models: dict[str, tuple[str, Any]],
     explain: bool = False,
 ) -> pd.DataFrame:
-    """Scores of every row by each model: `<alias>_score` and `<alias>_version` columns; with
-    `explain`, the champion's top three reasons per row (`reason_<k>_feature` and
-    `reason_<k>_contribution`, SHAP values in log-odds)."""
+    """The answer of every row by each model (`<alias>_<output>` columns, see the module's
+    docstring) and `<alias>_version`; with `explain`, the champion's top three reasons per row
+    (`reason_<k>_feature` and `reason_<k>_contribution`, SHAP values in the model's margin:
+    log-odds, the value, or the chosen class's margin)."""
     x = model_inputs(frame, config)
     out = pd.DataFrame(
         {"row": np.arange(len(frame)), config.time.column: frame[config.time.column]}
     )
     for alias, (version, model) in models.items():
-        out[f"{alias}_score"] = predict(model, x)
+        answer = outputs(scores(model, x, config.target.task), config.target.task, classes(config))
+        for column in answer.columns:
+            out[f"{alias}_{column}"] = answer[column].to_numpy()
         out[f"{alias}_version"] = version
     if explain:
         shap = contributions(models[CHAMPION][1], config, x)
         for column, values in reason_columns(top_reasons(shap.values, shap.features)).items():
             out[column] = values
     return out
+
+
+def classes(config: PerennialConfig) -> tuple[str, ...]:
+    return tuple(config.target.classes or ())
+
+
+def headline_column(config: PerennialConfig, alias: str) -> str:
+    """The predictions' column a summary averages: the score (binary), the value (regression),
+    the first class's probability (multiclass)."""
+    task = config.target.task
+    if task == "multiclass":
+        return f"{alias}_probability_{classes(config)[0]}"
+    return f"{alias}_{'value' if task == 'regression' else 'score'}"
 
 
 def registry_models(config: PerennialConfig) -> dict[str, tuple[str, Any]]:
@@ -122,10 +142,12 @@ def shadow_report(
     its predictions, when the caller has read them already)."""
     if scored is None:
         scored = storage.read_parquet(catalog.key("predictions", config, batch=batch))
+    if config.target.task != "binary":  # the shadow comparison is binary's for now
+        return ShadowReport(batch, 0)
     frame = storage.read_parquet(catalog.key("validated", config, batch=batch))
     labelled = frame[config.target.column].notna().to_numpy()
     x, y = features_and_label(frame, config)
-    scores: dict[str, VersionMetrics] = {}
+    found: dict[str, VersionMetrics] = {}
     for alias in (CHAMPION, CHALLENGER):
         if f"{alias}_score" not in scored.columns:
             continue
@@ -137,8 +159,8 @@ def shadow_report(
             config.promotion.min_slice_rows,
         )
         version = str(scored[f"{alias}_version"].iloc[0])
-        scores[alias] = VersionMetrics(**metrics.as_dict(), version=version)
-    return ShadowReport(batch, int(labelled.sum()), scores.get(CHAMPION), scores.get(CHALLENGER))
+        found[alias] = VersionMetrics(**vars(metrics), version=version)
+    return ShadowReport(batch, int(labelled.sum()), found.get(CHAMPION), found.get(CHALLENGER))
 
 
 def compare_shadow(storage: Storage, config: PerennialConfig, batch: str) -> ShadowReport | None:
@@ -218,7 +240,8 @@ def score_batch_task(config: PerennialConfig, batch: str, explain: bool = False)
     storage.write_parquet(catalog.key("predictions", config, batch=batch), scored)
     by = {
         alias: AliasScore(
-            str(scored[f"{alias}_version"].iloc[0]), float(scored[f"{alias}_score"].mean())
+            str(scored[f"{alias}_version"].iloc[0]),
+            float(scored[headline_column(config, alias)].mean()),
         )
         for alias in (CHAMPION, CHALLENGER)
         if f"{alias}_version" in scored.columns

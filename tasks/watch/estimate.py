@@ -210,6 +210,9 @@ def fit_calibration_task(
 
 
 def _task_of(model: Any) -> TaskKind:
+    task = getattr(model, "task", None)  # a registered model keeps its task
+    if task in ("binary", "multiclass", "regression"):
+        return task
     if not hasattr(model, "predict_proba"):
         return "regression"
     classes = getattr(model, "n_classes_", None) or len(getattr(model, "classes_", [0, 1]))

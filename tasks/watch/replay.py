@@ -116,6 +116,15 @@ class _Run:
             self.models.scores[key] = champion_scores(model, self.data.x[batch], self.config)
         return self.models.scores[key]
 
+    def baseline(self, holdout: str) -> float | None:
+        """Regression: the naive model's prediction for `holdout`, the mean label of the batches
+        before it (what the challenger was fitted on); None for a classifier."""
+        if self.config.target.task != "regression":
+            return None
+        before = self.data.ids[: self.data.ids.index(holdout)]
+        _, y = self.data.training_rows(before, self.config)
+        return float(np.asarray(y, dtype=np.float64).mean())
+
     def judged(self, labels: Any, scores: np.ndarray) -> float:
         """The judged metric (`primary_metric`) of scores against labels."""
         y, s = known_labels(labels, scores, self.config)
@@ -173,6 +182,9 @@ def _decide(
         promotion,
         run.seed,
         refit=not policy.holdout_shape,
+        task=config.target.task,
+        baseline=run.baseline(holdout),
+        unit=config.target.unit,
     )
     return [] if comparison.decision.promote else comparison.decision.blockers
 

@@ -3,8 +3,8 @@ rows, the interval of its holdout value, what the label looked like and the valu
 predictions the drift profile bins, for each kind of target (tasks/core/metrics.py).
 
 - binary: the champion's AUC (and log loss), the label's positive rate, the scores;
-- multiclass: its macro one-vs-rest AUC (and log loss), the share of each class, the class it
-  predicts (a row's most probable class);
+- multiclass: its macro one-vs-rest AUC (and log loss), the share of each class, the
+  probability of the class it chose;
 - regression: its RMSE or MAE (and the other), the label's mean and binned distribution, the
   predicted values.
 
@@ -94,19 +94,16 @@ def holdout_interval(
 
 
 def prediction_values(scores: np.ndarray) -> np.ndarray:
-    """What the prediction drift bins: the score or value, or a multiclass row's predicted
-    class (its most probable one), as a float."""
-    values = np.asarray(scores, dtype=np.float64)
-    return values.argmax(axis=1).astype(np.float64) if values.ndim == 2 else values
+    """What the prediction drift bins, one number a row: the score or value, or the probability
+    of the class a multiclass model chose (`one_per_row`, as training profiles it)."""
+    from tasks.registry.metrics import one_per_row
+
+    return np.asarray(one_per_row(np.asarray(scores, dtype=np.float64)), dtype=np.float64)
 
 
 def prediction_edges(scores: np.ndarray, bins: int) -> list[float]:
-    """Bin edges of the predictions: quantiles, or one bin per class (k - 1 edges half-way
-    between class indexes) for multiclass."""
-    values = np.asarray(scores)
-    if values.ndim == 2:
-        return [k + 0.5 for k in range(values.shape[1] - 1)]
-    return quantile_edges(prediction_values(values), bins)
+    """Quantile bin edges of the predictions (`prediction_values`)."""
+    return quantile_edges(prediction_values(scores), bins)
 
 
 # -- the label, as the drift profile records it ----------------------------------------------------

@@ -84,3 +84,22 @@ def test_the_engine_in_the_config_trains_on_its_own_cluster_and_stops_it(
         if child.pid not in before and child.is_running()
     ]
     assert not [cmd for cmd in left if "resource_tracker" not in cmd], left
+
+
+@pytest.mark.parametrize("task", ["regression", "multiclass"])
+def test_the_dask_engine_trains_each_kind_of_target(task: str, tmp_path: object) -> None:
+    from tests.unit.test_target_training import BAND, MINUTES, task_config, task_datasets
+
+    path = MINUTES if task == "regression" else BAND
+    config = task_config(path, tmp_path).model_copy(update={"training": TWO_WORKERS})  # type: ignore[arg-type]
+    data = task_datasets(config, rows=2000)
+    model = fit_model(data.x_train, data.y_train, PARAMS, 30, config)
+    assert model.task == task
+    labels = data.y_holdout.to_numpy()
+    if task == "regression":
+        values = model.predict(data.x_holdout)
+        assert ((values - labels) ** 2).mean() ** 0.5 < 0.6 * labels.std()
+    else:
+        probabilities = model.predict_proba(data.x_holdout)
+        assert probabilities.shape == (len(labels), 3)
+        assert (probabilities.argmax(axis=1) == labels).mean() > 0.6

@@ -235,7 +235,7 @@ def test_racing_promotions_leave_one_champion_and_both_decisions(first: Training
     config = load_config(FLIGHTS)
     current = champion()
     racers = [v for v in versions() if v != current][:2]
-    numbers = Metrics(0.9, 0.3, 0.2, 0.2, 100, True, 0.8, "carrier=UA")
+    numbers = Metrics.binary(0.9, 0.3, 0.2, 0.2, 100, True, 0.8, "carrier=UA")
     outcomes: dict[str, Decision] = {}
 
     def race(version: str) -> None:

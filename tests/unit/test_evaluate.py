@@ -15,7 +15,7 @@ POLICY = PromotionConfig(
 
 
 def metrics(auc: float, loss: float = 0.45, mean: float = 0.2, finite: bool = True) -> Metrics:
-    return Metrics(
+    return Metrics.binary(
         roc_auc=auc, log_loss=loss, mean_prediction=mean, label_rate=0.2, rows=100, finite=finite
     )
 

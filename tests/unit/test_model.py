@@ -157,7 +157,7 @@ def test_the_model_code_imports_nothing_of_perennial_nor_anything_heavy() -> Non
     loaded = modules_after(
         "from mlflow.models.utils import _load_model_code_path\n"
         "model = _load_model_code_path('tasks/learn/scorer.py', None)\n"
-        "assert type(model).__name__ == 'PositiveClassProbability', model"
+        "assert type(model).__name__ == 'PerennialModel', model"
     )
     assert not [m for m in loaded if m.startswith(HEAVY)]
     # As Perennial imports it: plain classes, no MLflow, no XGBoost until a booster is read.

@@ -183,9 +183,19 @@ KEYS: dict[type, list[str]] = {
 }
 
 
+def json_keys(result: type) -> list[str]:
+    """A result's JSON keys: its fields, or for a holdout record (which has a `json_form`) the
+    keys of a binary one, whose fields hold its metrics by name."""
+    if not hasattr(result, "json_form"):
+        return [f.name for f in fields(result)]
+    binary = vars(Metrics.binary(0.7, 0.5, 0.2, 0.2, 10, True))
+    extra = {"version": "1"} if result is VersionMetrics else {}
+    return list(jsonable(result(**binary, **extra)))
+
+
 @pytest.mark.parametrize("result", KEYS, ids=lambda result: result.__name__)
 def test_each_result_keeps_the_keys_its_json_always_had(result: type) -> None:
-    assert [f.name for f in fields(result)] == KEYS[result]
+    assert json_keys(result) == KEYS[result]
 
 
 @dataclass
