@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -108,21 +105,6 @@ def auc_difference(pairs: list[dict[str, Any]]) -> dict[str, Any]:
     return found
 
 
-def timing(pairs: list[dict[str, Any]], server_start: float) -> dict[str, Any]:
-    """The time ratio Perennial / script of each pair, their median and range, the median wall
-    times, and the ratio of a first command (the server's start added)."""
-    ratios = [pair["ratio"] for pair in pairs]
-    walls = {w: statistics.median(p[w]["wall_s"] for p in pairs) for w in RUNS}
-    return {
-        "median_ratio": round(statistics.median(ratios), 2),
-        "ratio_min": min(ratios),
-        "ratio_max": max(ratios),
-        "median_wall_s": walls,
-        "server_start_s": server_start,
-        "first_command_ratio": round((walls["perennial"] + server_start) / walls["script"], 2),
-    }
-
-
 def regression_row(
     args: argparse.Namespace, pairs: list[dict[str, Any]], server_start: float
 ) -> dict[str, Any]:
@@ -149,60 +131,16 @@ def regression_row(
     }
 
 
-def write_result(
-    args: argparse.Namespace,
-    started: datetime,
-    server_start: float,
-    pairs: dict[str, list[dict[str, Any]]],
-) -> None:
-    """Write the tasks measured now; a task not run keeps its figures from the file."""
-    result: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    if "binary" in pairs:
-        result.update(binary_row(args, pairs["binary"], server_start))
-    if "regression" in pairs:
-        result["regression"] = regression_row(args, pairs["regression"], server_start)
-    result.update(
-        {
-            "cores": len(os.sched_getaffinity(0)),
-            "python": platform.python_version(),
-            "measured_at": started.isoformat(timespec="seconds"),
-            "tasks_measured_at_that_time": sorted(pairs),
-            "machine_note": "each run's load averages say what else ran; the two commands "
-            "alternate so that both see the same conditions",
-        }
-    )
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    shown = {k: result[k] for k in ("median_ratio", "auc_difference") if "binary" in pairs}
-    if "regression" in pairs:
-        row = result["regression"]
-        keys = ("median_ratio", "mean_rmse", "naive_rmse", "script_rmse_ci95")
-        shown["regression"] = {
-            k: row[k] for k in (*keys, "perennial_within_script_interval_or_better")
-        }
-    print(json.dumps(shown))
-
-
-def binary_row(
-    args: argparse.Namespace, pairs: list[dict[str, Any]], server_start: float
-) -> dict[str, Any]:
-    """The binary job's figures, at the top of the file as they always were."""
+def timing(pairs: list[dict[str, Any]], server_start: float) -> dict[str, Any]:
+    """The time ratio Perennial / script of each pair, their median and range, the median wall
+    times, and the ratio of a first command (the server's start added)."""
+    ratios = [pair["ratio"] for pair in pairs]
+    walls = {w: statistics.median(p[w]["wall_s"] for p in pairs) for w in RUNS}
     return {
-        "command_perennial": f"perennial train --batches {BATCHES} --trials {args.trials} "
-        f"(PERENNIAL_SPLIT__MAX_TRAIN_ROWS={MAX_TRAIN_ROWS}, PERENNIAL_FEATURES__NUMERIC: the "
-        "script's numeric features, PERENNIAL_HPO__*: the script's search, fresh home)",
-        "features_numeric": SCRIPT_NUMERIC,
-        "search": SCRIPT_HPO,
-        "command_script": f"python ../shared/anchors/bare_pipeline.py 12 {args.trials} (TPE "
-        "seed replaced per pair: SEEDED_ANCHOR)",
-        "seeds": [p["seed"] for p in pairs],
-        "pairs_run": args.pairs,
-        **timing(pairs, server_start),
-        "median_auc": {
-            w: round(statistics.median(p[w]["holdout_auc"] for p in pairs), 4) for w in RUNS
-        },
-        "mean_auc": {
-            w: round(statistics.fmean(p[w]["holdout_auc"] for p in pairs), 4) for w in RUNS
-        },
-        "auc_difference": auc_difference(pairs),
-        "pairs": pairs,
+        "median_ratio": round(statistics.median(ratios), 2),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "median_wall_s": walls,
+        "server_start_s": server_start,
+        "first_command_ratio": round((walls["perennial"] + server_start) / walls["script"], 2),
     }
