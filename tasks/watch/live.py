@@ -281,14 +281,14 @@ def measure_live(
     batch: str,
     profile: dict[str, Any],
     model: Any,
-    holdout_auc: float | None = None,
+    holdout_value: float | None = None,
 ) -> DriftReport:
     """Drift of a live batch against the champion's reference profile, as for a landed batch:
     the same features, the same bins, the same PSI; the prediction PSI uses the champion's
     scores of the rows (some were served by the challenger)."""
     from tasks.data.features import model_inputs
-    from tasks.registry.metrics import predict
     from tasks.watch.profile import compare, unmonitored
+    from tasks.watch.task_metrics import champion_scores
 
     frame = read_live(storage, config, batch)
     if frame.empty:
@@ -302,9 +302,10 @@ def measure_live(
         profile,
         batch,
         x,
-        predict(model, x),
+        champion_scores(model, x, config),
         None,
         config.drift,
-        holdout_auc,
+        holdout_value,
         exclude=unmonitored(config),  # time-derived features, as for batches
+        config=config,
     )
