@@ -74,10 +74,10 @@ def main() -> None:
         scores = predict(model, x)
         saved[f"{batch}_scores"], saved[f"{batch}_labels"] = scores, np.asarray(y)
         found = estimate_auc(calibration, scores, float(roc_auc_score(y, scores)))
-        assert found is not None and found.realised_auc is not None and found.error is not None
-        real, error = found.realised_auc, found.error
+        assert found is not None and found.realised is not None and found.error is not None
+        real, error = found.realised, found.error
         shown = with_past_errors(found, [r["error"] for r in rows])
-        corrected = shown.corrected_auc
+        corrected = shown.corrected
         corrected_error = None if corrected is None else corrected - real
         rows.append(
             {
@@ -86,7 +86,7 @@ def main() -> None:
                 "label_rate": round(float(np.mean(y)), 4),
                 # CBPE's expected positive rate: far from the label rate = the relation moved.
                 "expected_label_rate": round(float(np.mean(calibrate(calibration, scores))), 4),
-                "estimated_auc": round(found.estimated_auc, 4),
+                "estimated_auc": round(found.value, 4),
                 "real_auc": round(real, 4),
                 "error": round(error, 4),
                 "within_tolerance": abs(error) <= TOLERANCE,
@@ -108,7 +108,7 @@ def main() -> None:
         "rounds": args.rounds,
         "holdout_auc": round(float(roc_auc_score(y_holdout, holdout_scores)), 4),
         # In-sample check of the method: on the data it was calibrated on it must be close.
-        "holdout_estimated_auc": round(in_sample.estimated_auc, 4),
+        "holdout_estimated_auc": round(in_sample.value, 4),
         "calibration_breakpoints": len(calibration["scores"]),
         "tolerance": TOLERANCE,
         "months": rows,

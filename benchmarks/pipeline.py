@@ -27,9 +27,18 @@ holdout AUCs are recorded, and Perennial's time per stage from its run's MLflow 
 imports,
 Prefect server start, MLflow set-up) is `outside_stages_s`.
 
+The regression row (`--task regression`, or `both`) is the same measurement for the arrival
+delay in minutes: `perennial train --config configs/flights_delay_minutes.yaml` with the same
+features, search and seeds against `python ../shared/anchors/bare_regression.py 12 40` (XGBoost
+squared error, Optuna on validation RMSE, holdout December). It is written under `regression`:
+both holdout RMSEs, the script's naive baseline (the training months' mean delay), the script's
+mean RMSE with its 95% t interval over seeds, whether Perennial's mean RMSE is within it or
+better (lower), the paired differences and the time ratio as for the binary job. A run of one
+task keeps the other's figures in the file.
+
 Writes benchmarks/results/pipeline.json with the 1-minute load average around each run.
 
-    .venv/bin/python benchmarks/pipeline.py [--pairs 12] [--trials 40]
+    .venv/bin/python benchmarks/pipeline.py [--pairs 12] [--trials 40] [--task both]
 """
 
 from __future__ import annotations
@@ -50,48 +59,21 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-ANCHOR_PATH = Path("..") / "shared" / "anchors" / "bare_pipeline.py"  # relative to the repository
+
+from benchmarks.pipeline_jobs import (  # noqa: E402
+    BATCHES,
+    JOBS,
+    MAX_TRAIN_ROWS,
+    RUNS,
+    SCRIPT_HPO,
+    SCRIPT_NUMERIC,
+    auc_difference,
+    regression_row,
+)
+
 RESULTS = ROOT / "benchmarks" / "results" / "pipeline.json"
-BATCHES = "2013-01..2013-12"
-MAX_TRAIN_ROWS = "400000"
-# The same job means the same features: the script's (its `day` and `dow` are Perennial's time
-# features day_of_month and day_of_week). The demo config also uses the aircraft's year and seats
-# (planes table), which the script does not join. They cost 0.0046 AUC on holdout 2013-12 and
-# gain 0.0016 and 0.0011 on 2013-06 and -09 (`feature_sets.py`, means over 3 study names): a
-# choice of features, not of the pipeline, so it is held equal here.
-SCRIPT_NUMERIC = [
-    "sched_dep_time",
-    "sched_arr_time",
-    "hour",
-    "minute",
-    "distance",
-    "temp",
-    "dewp",
-    "humid",
-    "wind_dir",
-    "wind_speed",
-    "wind_gust",
-    "precip",
-    "pressure",
-    "visib",
-]
-# The same job means the same search: the script's limits and space, in its order of suggestion,
-# under Perennial's (scikit-learn) parameter names.
-SCRIPT_HPO = {
-    "PERENNIAL_HPO__MAX_ROUNDS": "400",
-    "PERENNIAL_HPO__EARLY_STOPPING_ROUNDS": "30",
-    "PERENNIAL_HPO__SEARCH_SPACE": json.dumps(
-        {
-            "max_depth": {"low": 3, "high": 10},
-            "learning_rate": {"low": 0.02, "high": 0.3, "log": True},
-            "subsample": {"low": 0.5, "high": 1.0},
-            "colsample_bytree": {"low": 0.5, "high": 1.0},
-            "min_child_weight": {"low": 1.0, "high": 50.0, "log": True},
-            "reg_lambda": {"low": 0.001, "high": 10.0, "log": True},
-        }
-    ),
-}
-RUNS = ("perennial", "script")
+ANCHORS = Path("..") / "shared" / "anchors"  # relative to the repository
+ANCHOR_PATH = ANCHORS / "bare_pipeline.py"
 FIRST_SEED = 42  # the script's own
 # Runs the anchor as `python -c SEEDED_ANCHOR SEED ANCHOR ARGS...`: the anchor's TPESampler(seed=42)
 # gets SEED; nothing else of it changes.
@@ -184,7 +166,9 @@ def server(action: str, prefect_home: Path) -> float:
     return round(time.perf_counter() - start, 1)
 
 
-def perennial_run(trials: int, seed: int, prefect_home: Path) -> dict[str, Any]:
+def perennial_run(
+    trials: int, seed: int, prefect_home: Path, task: str = "binary"
+) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="perennial-bench-pipeline-"))
     env = {
         **prefect_env(prefect_home),
@@ -195,6 +179,9 @@ def perennial_run(trials: int, seed: int, prefect_home: Path) -> dict[str, Any]:
         "PERENNIAL_HPO__SEED": str(seed),
     }
     command = [PERENNIAL, "train", "--batches", BATCHES, "--trials", str(trials), "--json"]
+    job = JOBS[task]
+    if job["config"]:
+        command += ["--config", str(ROOT / job["config"])]
     run = run_measured(command, env)
     # The Data Docs worker the gate started finishes after the command (its work is off the
     # critical path, at low priority): wait for it, so that it does not run into the next
@@ -206,31 +193,31 @@ def perennial_run(trials: int, seed: int, prefect_home: Path) -> dict[str, Any]:
     run["data_docs_after_command_s"] = round(time.perf_counter() - waited, 1)
     summary = json.loads(run.pop("stdout"))
     stages = stage_seconds(home, summary["model"], summary["version"])
+    name, theirs, _ = job["metric"]
     return {
         **run,
-        "holdout_auc": round(summary["challenger"]["roc_auc"], 4),
+        f"holdout_{name}": round(summary["challenger"][theirs], 4),
         "trials_pruned": summary["trials"]["pruned"],
         "stages_s": stages,
         "outside_stages_s": round(run["wall_s"] - sum(stages.values()), 1),
     }
 
 
-def script_run(anchor: Path, trials: int, seed: int) -> dict[str, Any]:
+def script_run(anchor: Path, trials: int, seed: int, task: str = "binary") -> dict[str, Any]:
     command = [sys.executable, "-c", SEEDED_ANCHOR, str(seed), str(anchor), "12", str(trials)]
     run = run_measured(command, dict(os.environ))
     line = json.loads(run.pop("stdout").strip().splitlines()[-1])
-    return {
-        **run,
-        "holdout_auc": line["holdout_auc"],
-        "trials_pruned": line["pruned"],
-        "script_seconds": line["seconds"],
-    }
+    name = JOBS[task]["metric"][0]
+    found = {f"holdout_{name}": line[f"holdout_{name}"]}
+    if "naive_rmse" in line:  # the regression script's baseline: the training months' mean
+        found["naive_rmse"] = line["naive_rmse"]
+    return {**run, **found, "trials_pruned": line["pruned"], "script_seconds": line["seconds"]}
 
 
-def anchor_script() -> Path:
-    """`../shared/anchors/bare_pipeline.py` beside the repository; from a git worktree elsewhere,
-    beside the main checkout that owns it."""
-    candidates = [ROOT / ANCHOR_PATH]
+def anchor_script(name: str = "bare_pipeline.py") -> Path:
+    """`../shared/anchors/<name>` beside the repository; from a git worktree elsewhere, beside
+    the main checkout that owns it."""
+    candidates = [ROOT / ANCHORS / name]
     common = subprocess.run(
         ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
         cwd=ROOT,
@@ -238,13 +225,13 @@ def anchor_script() -> Path:
         text=True,
     )
     if common.returncode == 0 and common.stdout.strip():
-        candidates.append(Path(common.stdout.strip()).parent / ANCHOR_PATH)
+        candidates.append(Path(common.stdout.strip()).parent / ANCHORS / name)
     for candidate in candidates:
         if candidate.is_file():
             return candidate.resolve()
     raise SystemExit(
         f"the bare script is missing: looked for {', '.join(map(str, candidates))}; put "
-        "bare_pipeline.py in ../shared/anchors/ beside the repository, then rerun"
+        f"{name} in ../shared/anchors/ beside the repository, then rerun"
     )
 
 
@@ -252,19 +239,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=12)
     parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--task", choices=["binary", "regression", "both"], default="both")
     args = parser.parse_args()
-    anchor = anchor_script()
+    tasks = ["binary", "regression"] if args.task == "both" else [args.task]
+    anchors = {task: anchor_script(JOBS[task]["anchor"]) for task in tasks}
     started = datetime.now(UTC)
     prefect_home = Path(tempfile.mkdtemp(prefix="perennial-bench-prefect-"))
     try:
         server_start = server("start", prefect_home)
-        pairs = run_pairs(anchor, args.pairs, args.trials, prefect_home)
+        pairs = {
+            task: run_pairs(anchors[task], args.pairs, args.trials, prefect_home, task)
+            for task in tasks
+        }
     finally:
         server("stop", prefect_home)
     write_result(args, started, server_start, pairs)
 
 
-def run_pairs(anchor: Path, count: int, trials: int, prefect_home: Path) -> list[dict[str, Any]]:
+def run_pairs(
+    anchor: Path, count: int, trials: int, prefect_home: Path, task: str = "binary"
+) -> list[dict[str, Any]]:
     pairs = []
     for index in range(count):
         first_perennial = index % 2 == 0  # alternate the order
@@ -272,11 +266,11 @@ def run_pairs(anchor: Path, count: int, trials: int, prefect_home: Path) -> list
         runs = {}
         for which in ("perennial", "script") if first_perennial else ("script", "perennial"):
             runs[which] = (
-                perennial_run(trials, seed, prefect_home)
+                perennial_run(trials, seed, prefect_home, task)
                 if which == "perennial"
-                else script_run(anchor, trials, seed)
+                else script_run(anchor, trials, seed, task)
             )
-            print(which, json.dumps(runs[which]), flush=True)
+            print(task, which, json.dumps(runs[which]), flush=True)
         pairs.append(
             {
                 "seed": seed,
@@ -289,32 +283,47 @@ def run_pairs(anchor: Path, count: int, trials: int, prefect_home: Path) -> list
     return pairs
 
 
-def auc_difference(pairs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean of the paired holdout-AUC differences (Perennial - script), its 95% t interval, and
-    what it says: lower, higher, or no difference found."""
-    from scipy import stats
-
-    differences = [p["perennial"]["holdout_auc"] - p["script"]["holdout_auc"] for p in pairs]
-    mean = statistics.fmean(differences)
-    if len(differences) < 2:
-        return {"mean": round(mean, 4), "ci95": None, "verdict": "one pair: no interval"}
-    count = len(differences)
-    half = stats.t.ppf(0.975, count - 1) * statistics.stdev(differences) / count**0.5
-    low, high = mean - half, mean + half
-    verdict = "Perennial lower" if high < 0 else "Perennial higher" if low > 0 else "no difference"
-    return {
-        "mean": round(mean, 4),
-        "ci95": [round(low, 4), round(high, 4)],
-        "verdict": f"{verdict} at 95% over {count} seeds",
-    }
-
-
 def write_result(
-    args: argparse.Namespace, started: datetime, server_start: float, pairs: list[dict[str, Any]]
+    args: argparse.Namespace,
+    started: datetime,
+    server_start: float,
+    pairs: dict[str, list[dict[str, Any]]],
 ) -> None:
-    ratios = [pair["ratio"] for pair in pairs]
-    walls = {w: statistics.median(p[w]["wall_s"] for p in pairs) for w in RUNS}
-    result = {
+    """Write the tasks measured now; a task not run keeps its figures from the file."""
+    result: dict[str, Any] = {}
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for key, value in previous.items():  # a task not measured now keeps its figures
+        result[key] = value
+    if "binary" in pairs:
+        result.update(binary_row(args, pairs["binary"], server_start))
+    if "regression" in pairs:
+        result["regression"] = regression_row(args, pairs["regression"], server_start)
+    result.update(
+        {
+            "cores": len(os.sched_getaffinity(0)),
+            "python": platform.python_version(),
+            "measured_at": started.isoformat(timespec="seconds"),
+            "tasks_measured_at_that_time": sorted(pairs),
+            "machine_note": "each run's load averages say what else ran; the two commands "
+            "alternate so that both see the same conditions",
+        }
+    )
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    shown = {k: result[k] for k in ("median_ratio", "auc_difference") if "binary" in pairs}
+    if "regression" in pairs:
+        row = result["regression"]
+        keys = ("median_ratio", "mean_rmse", "naive_rmse", "script_rmse_ci95")
+        shown["regression"] = {
+            k: row[k] for k in (*keys, "perennial_within_script_interval_or_better")
+        }
+    print(json.dumps(shown))
+
+
+def binary_row(
+    args: argparse.Namespace, pairs: list[dict[str, Any]], server_start: float
+) -> dict[str, Any]:
+    """The binary job's figures, at the top of the file as they always were."""
+    return {
         "command_perennial": f"perennial train --batches {BATCHES} --trials {args.trials} "
         f"(PERENNIAL_SPLIT__MAX_TRAIN_ROWS={MAX_TRAIN_ROWS}, PERENNIAL_FEATURES__NUMERIC: the "
         "script's numeric features, PERENNIAL_HPO__*: the script's search, fresh home)",
@@ -324,12 +333,7 @@ def write_result(
         "seed replaced per pair: SEEDED_ANCHOR)",
         "seeds": [p["seed"] for p in pairs],
         "pairs_run": args.pairs,
-        "median_ratio": round(statistics.median(ratios), 2),
-        "ratio_min": min(ratios),
-        "ratio_max": max(ratios),
-        "median_wall_s": walls,
-        "server_start_s": server_start,
-        "first_command_ratio": round((walls["perennial"] + server_start) / walls["script"], 2),
+        **binary_timing(pairs, server_start),
         "median_auc": {
             w: round(statistics.median(p[w]["holdout_auc"] for p in pairs), 4) for w in RUNS
         },
@@ -338,15 +342,22 @@ def write_result(
         },
         "auc_difference": auc_difference(pairs),
         "pairs": pairs,
-        "cores": len(os.sched_getaffinity(0)),
-        "python": platform.python_version(),
-        "measured_at": started.isoformat(timespec="seconds"),
-        "machine_note": "each run's load averages say what else ran; the two commands alternate "
-        "so that both see the same conditions",
     }
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    keys = ("median_ratio", "ratio_min", "ratio_max", "first_command_ratio", "auc_difference")
-    print(json.dumps({k: result[k] for k in keys}))
+
+
+def binary_timing(pairs: list[dict[str, Any]], server_start: float) -> dict[str, Any]:
+    """The time ratio Perennial / script of each pair, their median and range, the median wall
+    times, and the ratio of a first command (the server's start added)."""
+    ratios = [pair["ratio"] for pair in pairs]
+    walls = {w: statistics.median(p[w]["wall_s"] for p in pairs) for w in RUNS}
+    return {
+        "median_ratio": round(statistics.median(ratios), 2),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "median_wall_s": walls,
+        "server_start_s": server_start,
+        "first_command_ratio": round((walls["perennial"] + server_start) / walls["script"], 2),
+    }
 
 
 if __name__ == "__main__":

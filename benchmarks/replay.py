@@ -109,7 +109,7 @@ def run_all(config: Any, data: Any, seeds: int, rounds: int, threads: int) -> di
                 models=caches.setdefault(shaped.split.max_train_rows, ModelCache()),
             )
             results[name].append(result)
-            line = {"seed": seed, "policy": name, "mean_realized_auc": result.mean_realized_auc}
+            line = {"seed": seed, "policy": name, "mean_realized_auc": result.mean_realized}
             line["retrains"], line["wall_s"] = (
                 len(result.retrained_after),
                 time.perf_counter() - clock,
@@ -123,13 +123,11 @@ def described(results: list[Any], policy: Any, cap: int | None) -> dict[str, Any
 
     summary = summarize(results)
     return {
-        "mean_realized_auc": round(summary.mean_realized_auc, 4),
+        "mean_realized_auc": round(summary.mean_realized, 4),
         "interval_t95": [round(v, 4) for v in summary.interval_t95],
         "seed_min": round(summary.seed_min, 4),
         "seed_max": round(summary.seed_max, 4),
-        "per_batch_realized_auc": {
-            b: round(v, 4) for b, v in summary.per_batch_realized_auc.items()
-        },
+        "per_batch_realized_auc": {b: round(v, 4) for b, v in summary.per_batch_realized.items()},
         "retrains": summary.retrains,
         "promotions": summary.promotions,
         "alerts": summary.alerts,
@@ -139,7 +137,7 @@ def described(results: list[Any], policy: Any, cap: int | None) -> dict[str, Any
         "per_seed": [
             {
                 "seed": r.seed,
-                "mean_realized_auc": round(r.mean_realized_auc, 4),
+                "mean_realized_auc": round(r.mean_realized, 4),
                 "champion_version": r.champion_version,
                 "alerted_after": r.alerted_after,
                 "retrained_after": r.retrained_after,

@@ -3,8 +3,8 @@ a dataset's history (`perennial replay --batches 2013-01..2013-12`).
 
 Each batch goes through the gate first (landed from the source if needed, quarantined ones
 refused), then each policy is replayed over the validated history for each seed; the summary
-(realized AUC per batch and its mean over seeds, retrains, promotions, alerts, seconds) is stored
-as `reports/<dataset>/replay.json`, and the report page draws it.
+(the realized judged metric per batch and its mean over seeds, retrains, promotions, alerts,
+seconds) is stored as `reports/<dataset>/replay.json`, and the report page draws it.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def replay(
 
     Args:
         batches: The history to replay, e.g. 2013-01..2013-12; default: every landed batch.
-        seeds: Seeds per policy (the interval of the mean realized AUC is over them).
+        seeds: Seeds per policy (the interval of the mean realized metric is over them).
         dataset: Name of a dataset YAML in configs/, e.g. flights (the demo).
         configs_dir: Folder of the dataset YAML, as a CLI run with `--config DIR/x.yaml`
             names it; empty: the operator's (configs/, or PERENNIAL_CONFIGS_DIR).

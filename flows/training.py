@@ -91,7 +91,7 @@ def training(
         if not registered.created:  # an identical run elsewhere registered first: it decides
             return existing_summary_task(config, registered)
         fit_scores = fit_scores_task(served.model, data)
-        calibration = fit_calibration_task(model, data)  # out of sample: the judged model
+        calibration = fit_calibration_task(model, data, config)  # out of sample: the judged model
         save_reference_task(
             config,
             registered.version,

@@ -2,8 +2,8 @@
 commands so that `--help` is instant.
 
 The commands live in modules by what they act on (`data`, `training`, `registry`, `scoring`,
-`watch`, `server`), each registering on the one Typer `app` (`flows/cli/app.py`) and sharing
-`flows/cli/runner.py`; they import those two, never each other.
+`watch`, `server`, `privacy`), each registering on the one Typer `app` (`flows/cli/app.py`) and
+sharing `flows/cli/runner.py`; they import those two, never each other.
 
 Exit codes: 0 success, 1 rejected input or failed gate (reason printed), 2 usage error.
 """
@@ -15,7 +15,16 @@ import sys
 import typer
 
 # A command module registers its commands on `app` when it is imported (hence the noqa).
-from flows.cli import data, registry, runner, scoring, server, training, watch  # noqa: F401
+from flows.cli import (  # noqa: F401
+    data,
+    privacy,
+    registry,
+    runner,
+    scoring,
+    server,
+    training,
+    watch,
+)
 from flows.cli.app import app
 
 __all__ = ["app", "main"]
@@ -37,6 +46,7 @@ HELP_ORDER = (
     "init",
     "report",
     "replay",
+    "forget",
 )
 
 

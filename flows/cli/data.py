@@ -168,17 +168,24 @@ def init(
     out: Path | None = typer.Option(
         None, "--out", help="Where to write the draft (default: configs/NAME.yaml)."
     ),
+    target: str | None = typer.Option(
+        None,
+        "--target",
+        help="Column to predict: the draft proposes its task (binary, multiclass, regression).",
+    ),
 ) -> None:
     """Draft a dataset YAML from a sample of your file: columns and types, time column and
-    period, candidate targets and likely leaks. Review it and set the target; never overwrites."""
+    period, candidate targets and likely leaks; with --target, the target and its task from the
+    column's values. Review it (and set the target if not given); never overwrites."""
     from tasks.data.draft_config import DraftError, write_draft
 
     try:
-        written = write_draft(source, name, out)
+        written = write_draft(source, name, out, target)
     except DraftError as exc:
         runner.fail(f"refused: {exc}")
+    what = "the target's task" if target else "the target"
     typer.echo(
-        f"drafted {written}: review it, set time.timezone and the target, then "
+        f"drafted {written}: review it, set time.timezone and {what}, then "
         f"`perennial ingest --config {written} --batches FIRST..LAST --no-validate` and "
         "`perennial validate --profile FIRST..LAST`"
     )

@@ -3,7 +3,7 @@ registry holds."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +11,7 @@ import typer
 
 from flows.cli import runner
 from flows.cli.app import ConfigOption, JsonOption, app
+from tasks.core.results import ABSENT_IF_NONE
 
 if TYPE_CHECKING:
     from tasks.core.config import PerennialConfig
@@ -91,6 +92,8 @@ class RegistryStatus:
     challenger: AliasStatus | None
     decisions: list[dict[str, Any]]
     costs: list[dict[str, Any]]
+    # Versions trained on rows `perennial forget` erased; absent from the JSON when none are.
+    erased: list[dict[str, Any]] | None = field(default=None, metadata=ABSENT_IF_NONE)
 
 
 def registry_status(cfg: PerennialConfig) -> RegistryStatus:
@@ -118,6 +121,7 @@ def status_of(model: str, found: dict[str, Any]) -> RegistryStatus:
         challenger=entry(found["challenger"]),
         decisions=found["decisions"],
         costs=found["costs"],
+        erased=found.get("erased") or None,
     )
 
 
@@ -146,6 +150,9 @@ def registry_status_by_mlflow(cfg: PerennialConfig) -> dict[str, Any]:
         found[alias] = None if info is None else vars(info)
     found["decisions"] = recent_decisions(cfg)
     found["costs"] = recent_costs(cfg)
+    from tasks.registry.erasure_marks import erased_versions
+
+    found["erased"] = erased_versions(cfg)
     return found
 
 
@@ -187,4 +194,7 @@ def status(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> No
             f"{run.get('cpu_seconds', 0):.1f} CPU s, peak {run.get('peak_rss_mb', 0):,.0f} MB, "
             f"estimated ${run.get('usd', 0):.6f}"
         )
+    for item in found.erased or []:
+        when = ", ".join(f"{e['at']} ({','.join(e['batches'])})" for e in item["erasures"])
+        lines.append(f"  v{item['version']} was trained on erased rows: {when}; retrain")
     runner.emit(found, as_json, "\n".join(lines))

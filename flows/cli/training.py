@@ -154,9 +154,11 @@ def replay(
     as_json: bool = JsonOption,
 ) -> None:
     """Replay the dataset's history under the configured retrain policy and simple alternatives
-    (every batch, never, every 3 batches): realized AUC of the model in production per batch,
-    retrains, promotions, alerts. The report page draws it."""
+    (every batch, never, every 3 batches): the realized metric (the target's: AUC, RMSE, ...) of
+    the model in production per batch, retrains, promotions, alerts. The report page draws it."""
     from flows.replay import replay as replay_flow
+    from tasks.core.metrics import METRICS
+    from tasks.watch.task_metrics import shown
 
     cfg = runner.read_config(config)
     if batches:
@@ -171,10 +173,12 @@ def replay(
     lines = [
         f"replay of {result.dataset} over {len(result.batches)} batches, {len(result.seeds)} seeds:"
     ]
+    title = METRICS[result.metric].title
     for name, summary in result.policies.items():
         low, high = summary.interval
         lines.append(
-            f"  {name:<12} realized AUC {summary.mean_realized_auc:.4f} [{low:.4f}, {high:.4f}]"
+            f"  {name:<12} realized {title} {shown(summary.mean_realized)} "
+            f"[{shown(low)}, {shown(high)}]"
             f", {summary.retrains:g} retrains, {summary.promotions:g} promotions, "
             f"{summary.alerts:g} alerts"
         )

@@ -61,8 +61,8 @@ def monitor(
     label = result.label
     if label:
         lines.append(
-            f"  label positive rate {label.batch_rate:.3f} vs {label.reference_rate:.3f} "
-            f"in the reference ({label.shift:+.3f})"
+            f"  label {label.statistic} {label.batch_rate:.4g} vs {label.reference_rate:.4g} "
+            f"in the reference ({label.shift:+.4g})"
         )
     if result.estimated:
         lines.append(_estimate_line(result.estimated))
@@ -81,20 +81,11 @@ def monitor(
 
 
 def _estimate_line(estimated: Estimate) -> str:
-    """The champion's AUC estimated before labels, said to be an estimate, with how far to
-    trust it and, once labels are in, the real AUC beside it."""
-    from tasks.watch.estimate import trust_text
+    """The champion's metric estimated before labels, said to be an estimate, with how far to
+    trust it and, once labels are in, the real value beside it; or why there is no number."""
+    from tasks.watch.estimate import estimate_text
 
-    real, error = estimated.realised_auc, estimated.error
-    return (
-        f"  champion AUC estimated before labels (CBPE): {estimated.estimated_auc:.4f}"
-        + trust_text(estimated)
-        + (
-            f"; real AUC {real:.4f} ({error:+.4f})"
-            if real is not None and error is not None
-            else ""
-        )
-    )
+    return "  " + estimate_text(estimated)
 
 
 def _shadow_lines(shadow: ShadowReport | None) -> list[str]:
@@ -111,13 +102,17 @@ def _shadow_lines(shadow: ShadowReport | None) -> list[str]:
 
 def arms_lines(arms: ArmsReport | None) -> list[str]:
     """The A/B arms of the batch's live traffic, one line each (the policy decides promotion)."""
+    from tasks.core.metrics import METRICS
+    from tasks.watch.task_metrics import shown
+
     if not arms:
         return []
     lines = [f"A/B arms on {arms.rows:,} labelled live rows:"]
     for alias, arm in (("champion", arms.champion), ("challenger", arms.challenger)):
         if arm:
             versions = ", ".join(f"v{v}" for v in arm.versions)
-            lines.append(f"  {alias} {versions}: {arm.rows:,} rows, AUC {arm.roc_auc:.4f}")
+            title = METRICS[arm.metric].title
+            lines.append(f"  {alias} {versions}: {arm.rows:,} rows, {title} {shown(arm.value)}")
     return lines
 
 

@@ -34,6 +34,8 @@ Entry = Literal[
     "report_page",
     "replay",
     "source_cache",
+    "erasure_journal",
+    "erasure_audit",
 ]
 CATALOG: dict[Entry, str] = {
     # batches that passed the gate, and the gate's summary of each
@@ -63,6 +65,10 @@ CATALOG: dict[Entry, str] = {
     "replay": "reports/{dataset}/replay.json",
     # Parquet copies of package-table sources (a cache: deleting it costs one slower read)
     "source_cache": "cache/sources",
+    # `perennial forget`: an erasure in progress (what it has done so far, so that a rerun
+    # resumes), and the audit log, one entry per erasure (who, when, why, which files; no values)
+    "erasure_journal": "audit/{dataset}/erasures/{erasure}.pending.json",
+    "erasure_audit": "audit/{dataset}/erasures/{erasure}.json",
 }
 
 

@@ -24,6 +24,7 @@ from tasks.core.config_cost import CostConfig
 from tasks.core.config_dataset import FeaturesConfig, SourceConfig, TargetConfig, TimeConfig
 from tasks.core.config_drift import DriftConfig
 from tasks.core.config_fairness import FairnessConfig
+from tasks.core.config_privacy import PrivacyConfig
 from tasks.core.config_promotion import (
     TASK_DEFAULT_GUARDS,
     TASK_GUARDS,
@@ -96,6 +97,9 @@ class PerennialConfig(BaseSettings):
     cost: CostConfig = Field(default_factory=CostConfig, exclude=True)  # type: ignore[arg-type]
     # Nor do the groups a model is judged on: sensitive columns are never features.
     fairness: FairnessConfig = Field(default_factory=FairnessConfig, exclude=True)  # type: ignore[arg-type]
+    # Declared columns are never features, so the declaration shapes no model; the gate's
+    # fingerprint holds it (tasks/data/validate.py).
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, exclude=True)
     config_path: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -165,6 +169,27 @@ class PerennialConfig(BaseSettings):
                 f"fairness needs a binary target for now (target.task is {self.target.task!r}): "
                 "remove the fairness section or predict a yes/no outcome"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _personal_columns_are_never_used(self) -> PerennialConfig:
+        roles = {
+            "a feature": self.features.numeric + self.features.categorical,
+            "the target column": [self.target.column],
+            "the time column": [self.time.column],
+            "a key column (it is dropped)": [
+                c for c in self.validation.key_columns if self.privacy.columns.get(c) == "drop"
+            ],
+            "a fairness.sensitive column (it is dropped)": [
+                c for c in self.fairness.sensitive if self.privacy.columns.get(c) == "drop"
+            ],
+        }
+        for role, columns in roles.items():
+            if clash := sorted(set(self.privacy.columns) & set(columns)):
+                raise ValueError(
+                    f"privacy.columns {clash} is also {role}: personal data never reaches a "
+                    "model; remove it there, or from privacy.columns"
+                )
         return self
 
     @model_validator(mode="after")

@@ -138,6 +138,23 @@ class Storage:
             raise ValueError(f"refusing to delete raw data {key}")
         self.path(key).unlink(missing_ok=True)
 
+    # -- erasure: the one exception to write-once ----------------------------------------------
+    # Raw landed data is never overwritten or deleted, so that every model can be traced to the
+    # bytes it learned from. A person's right to erasure (GDPR art. 17, CCPA) outranks that
+    # trace: `perennial forget` (tasks/data/erasure.py) is the only caller of the two methods
+    # below, and it first writes the rows it keeps as a new revision and records the erasure in
+    # the audit log (who, when, why, which files; no values). Nothing else may call them.
+
+    def erase(self, key: str) -> None:
+        """Destroy a file's bytes, raw landed data included (for `perennial forget` only). On
+        a local disk the file is unlinked: its blocks are the file system's to reuse."""
+        self.path(key).unlink(missing_ok=True)
+
+    def rewrite_erased(self, key: str, data: bytes) -> None:
+        """Replace a derived file by its erased content (for `perennial forget` only), leaving
+        no earlier content behind (on S3: no earlier object version)."""
+        self.write_bytes(key, data)
+
     def read_json(self, key: str) -> Any:
         return json.loads(self.read_bytes(key))
 
@@ -257,6 +274,32 @@ class S3Storage(Storage):
         if key.startswith(LANDING):
             raise ValueError(f"refusing to delete raw data {key}")
         s3_client().delete_object(Bucket=self.bucket, Key=self._object_key(key))
+
+    def erase(self, key: str) -> None:
+        """Destroy every version of an object (and its delete markers): on a versioned bucket a
+        plain delete only hides the bytes behind a marker. Needs s3:DeleteObjectVersion."""
+        self._delete_versions(self._object_key(key), keep_latest=False)
+
+    def rewrite_erased(self, key: str, data: bytes) -> None:
+        """Write the erased content, then destroy every earlier version of the object."""
+        self.write_bytes(key, data)
+        self._delete_versions(self._object_key(key), keep_latest=True)
+
+    def _delete_versions(self, name: str, *, keep_latest: bool) -> None:
+        client = s3_client()
+        pages = client.get_paginator("list_object_versions").paginate(
+            Bucket=self.bucket, Prefix=name
+        )
+        doomed = [
+            {"Key": item["Key"], "VersionId": item["VersionId"]}
+            for page in pages
+            for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+            if item["Key"] == name and not (keep_latest and item.get("IsLatest"))
+        ]
+        for start in range(0, len(doomed), 1000):  # a batch delete takes at most 1000 keys
+            client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": doomed[start : start + 1000], "Quiet": True}
+            )
 
     def _stored_hash(self, name: str) -> str | None:
         head = head_object(self.bucket, name)

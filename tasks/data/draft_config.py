@@ -2,9 +2,13 @@
 
 The draft is for a person to review, never used blind: it lists the columns as numeric or
 categorical features, guesses the time column and the batch period, leaves the time zone at UTC
-with a note to set it, and leaves the target commented out (the model cannot be guessed), with
-the columns that could be one. Columns that may leak a candidate target are flagged beside them.
-Everything else takes the config model's defaults, so the draft loads once a target is set.
+with a note to set it, and leaves the target commented out (what to predict cannot be guessed),
+with the columns that could be one. Given the target column (`--target`), it writes the target
+with the task its values suggest and leaves the column out of the features, so the draft loads as
+written. The task proposed from a column's values (`propose_target`): two values -> binary, with
+an expression naming the rarer one; a few text labels -> multiclass, with those classes; a number
+with more than two values -> regression. Columns that may leak a candidate target are flagged
+beside them. Everything else takes the config model's defaults.
 
 How leaks are guessed (heuristics: a flag asks for a look, it proves nothing). A candidate
 target is a column with 2 to 10 distinct values, or whose name says target/label/outcome. For
@@ -20,11 +24,13 @@ whatever the target.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +41,7 @@ from tasks.core.config import DATASET_NAME
 from tasks.core.config_drift import DriftConfig
 from tasks.core.config_promotion import PromotionConfig
 from tasks.core.config_training import HpoConfig, SplitConfig
+from tasks.data.draft_target import MAX_CLASSES, DraftError, propose_target, target_lines
 from tasks.data.raw_files import IngestError, raw_extension
 
 SAMPLE_ROWS = 20_000  # rows read from the top of the file
@@ -49,10 +56,6 @@ POST_OUTCOME_WORDS = {"actual", "after", "post", "final", "outcome", "result", "
 GENERIC_WORDS = {"id", "date", "time", "day", "the", "num", "count", "value", "type"}
 
 
-class DraftError(ValueError):
-    """A file that cannot be drafted from, or a draft that would overwrite a file."""
-
-
 @dataclass
 class ColumnPlan:
     """What the draft does with each column of the sample."""
@@ -62,6 +65,7 @@ class ColumnPlan:
     categorical: list[str] = field(default_factory=list)
     left_out: dict[str, str] = field(default_factory=dict)  # column -> why
     targets: dict[str, list[str]] = field(default_factory=dict)  # candidate -> top values
+    proposals: dict[str, dict[str, Any]] = field(default_factory=dict)  # candidate -> target
     leaks: dict[str, list[str]] = field(default_factory=dict)  # column -> why it may leak
 
 
@@ -146,13 +150,18 @@ def _entropy(values: pd.Series) -> float:
     return float(-(shares * np.log(shares)).sum())
 
 
-def plan_columns(frame: pd.DataFrame) -> ColumnPlan:
+def plan_columns(frame: pd.DataFrame, target: str | None = None) -> ColumnPlan:
+    """What the draft does with each column; `target`, the column to predict, is left out of
+    the features (and is the one candidate target)."""
     plan = ColumnPlan()
     plan.time, _ = time_column(frame)
     for column in map(str, frame.columns):
         values = frame[column]
         distinct = values.nunique(dropna=True)
         if column == plan.time:
+            continue
+        if column == target:
+            plan.targets[column] = [str(v) for v in values.value_counts().index[:MAX_CLASSES]]
             continue
         if distinct <= 1:
             plan.left_out[column] = "constant or empty in the sample"
@@ -170,6 +179,8 @@ def plan_columns(frame: pd.DataFrame) -> ColumnPlan:
             distinct <= TARGET_MAX_VALUES or words(column) & TARGET_WORDS
         ):
             plan.targets[column] = [str(v) for v in values.value_counts().index[:TARGET_MAX_VALUES]]
+            with contextlib.suppress(DraftError):
+                plan.proposals[column] = propose_target(frame, column)
     plan.leaks = leak_flags(frame, plan)
     return plan
 
@@ -207,9 +218,13 @@ def leak_flags(frame: pd.DataFrame, plan: ColumnPlan) -> dict[str, list[str]]:
     return flags
 
 
-def draft_yaml(frame: pd.DataFrame, name: str, source: Path, out: Path) -> str:
-    """The YAML text of the draft (comments say what to review)."""
-    plan = plan_columns(frame)
+def draft_yaml(
+    frame: pd.DataFrame, name: str, source: Path, out: Path, target: str | None = None
+) -> str:
+    """The YAML text of the draft (comments say what to review); with `target`, the target
+    section proposed for that column."""
+    chosen = propose_target(frame, target) if target is not None else None
+    plan = plan_columns(frame, target)
     base = out.parent.parent if out.parent.name == "configs" else out.parent
     ext = raw_extension(source.name)
     template = os.path.relpath(source.resolve().parent / f"{{batch}}{ext}", out.parent.resolve())
@@ -227,7 +242,7 @@ def draft_yaml(frame: pd.DataFrame, name: str, source: Path, out: Path) -> str:
         "",
     ]
     lines += _time_lines(frame, plan)
-    lines += _target_lines(plan)
+    lines += target_lines(plan.targets, plan.proposals, chosen)
     lines += _feature_lines(frame, plan)
     batch_rows = _rows_per_batch(frame, plan)
     drift = DriftConfig.model_validate({}).model_dump(mode="json")
@@ -275,27 +290,6 @@ def _time_lines(frame: pd.DataFrame, plan: ColumnPlan) -> list[str]:
         "                             # (e.g. America/Los_Angeles): periods begin and end there",
         "",
     ]
-
-
-def _target_lines(plan: ColumnPlan) -> list[str]:
-    lines = ["# target: what to predict, a yes/no question about one column. Set it, e.g.:"]
-    if plan.targets:
-        column, values = next(iter(plan.targets.items()))
-        value = values[-1] if len(values) == 2 else values[0]
-        literal = value if _is_number(value) else "'" + value.replace("'", "") + "'"
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{column}-{value}").strip("-").lower()
-        lines += [
-            "# target:",
-            f"#   name: {slug}",
-            f"#   column: {column}",
-            f'#   expression: "{column} == {literal}"',
-            "# and remove its column from the features. Candidate targets (few values):",
-        ]
-        lines += [f"#   {c}: {', '.join(v[:6])}" for c, v in plan.targets.items()]
-    else:
-        lines += ["# target:", "#   name: NAME", "#   column: COLUMN"]
-        lines += ['#   expression: "COLUMN > 0"']
-    return [*lines, ""]
 
 
 def _feature_lines(frame: pd.DataFrame, plan: ColumnPlan) -> list[str]:
@@ -356,16 +350,19 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def write_draft(source: Path, name: str | None = None, out: Path | None = None) -> Path:
-    """Write the draft for `source` to `out` (default `configs/<name>.yaml`); never overwrite."""
+def write_draft(
+    source: Path, name: str | None = None, out: Path | None = None, target: str | None = None
+) -> Path:
+    """Write the draft for `source` to `out` (default `configs/<name>.yaml`), with the target
+    proposed for the `target` column if given; never overwrite."""
     name = name or re.sub(r"[^A-Za-z0-9_-]+", "-", source.name.split(".")[0]).strip("-_")
     if not DATASET_NAME.fullmatch(name):
         raise DraftError(f"dataset name {name[:40]!r}: use letters, digits, '-' and '_' (--name)")
-    target = out or Path("configs") / f"{name}.yaml"
-    if target.exists():
-        raise DraftError(f"{target}: already exists; not overwritten (give --out another path)")
-    text = draft_yaml(read_sample(source), name, source, target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("x") as handle:  # "x": a file created meanwhile is not overwritten either
+    written = out or Path("configs") / f"{name}.yaml"
+    if written.exists():
+        raise DraftError(f"{written}: already exists; not overwritten (give --out another path)")
+    text = draft_yaml(read_sample(source), name, source, written, target)
+    written.parent.mkdir(parents=True, exist_ok=True)
+    with written.open("x") as handle:  # "x": a file created meanwhile is not overwritten either
         handle.write(text)
-    return target
+    return written

@@ -12,7 +12,7 @@ in are `tasks/data/raw_files.py`.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from tasks.core.batches import expand_range, period_bounds
 from tasks.core.catalog import LANDED_SUFFIX, landing_folder, landing_key, quarantine_reason_key
 from tasks.core.config import PerennialConfig
 from tasks.core.storage import ImmutableKeyError, Storage, content_hash
+from tasks.data.privacy import without_personal_columns
 from tasks.data.raw_files import IngestError, raw_extension
 from tasks.data.source import extract_from_source, read_source_file
 
@@ -41,6 +42,10 @@ class LandingRecord:
     landed_at: str
     status: str  # "landed", "revised" (a new revision of a quarantined batch) or "unchanged"
     revision: int = 1
+    # Set when declared personal columns were dropped or hashed before landing (tasks/data/
+    # privacy.py): `sha256` is then that of the bytes kept, `arrived_sha256` of those that came.
+    arrived_sha256: str = ""
+    privacy: dict[str, str] = field(default_factory=dict)
 
 
 def landed_history(storage: Storage, config: PerennialConfig, batch: str) -> list[LandingRecord]:
@@ -67,9 +72,12 @@ def land_batch(
     storage: Storage, config: PerennialConfig, batch: str, data: bytes, ext: str, source: str
 ) -> LandingRecord:
     """Land raw bytes for a batch: immutable, idempotent, refused when the batch differs
-    unless the batch is quarantined (then the data lands as the next revision)."""
+    unless the batch is quarantined (then the data lands as the next revision). Declared
+    personal columns are dropped or hashed first: their values are never kept."""
     period_bounds(batch, config.time)  # rejects a malformed batch id before anything is written
-    digest = content_hash(data)
+    kept = without_personal_columns(config, data, f"{batch}{ext}", ext)
+    arrived = content_hash(data) if kept.actions else ""
+    data, ext, digest = kept.data, kept.ext, content_hash(kept.data)
     existing = landed_record(storage, config, batch)
     revision = 1
     if existing is not None:
@@ -92,8 +100,12 @@ def land_batch(
         landed_at=datetime.now(UTC).isoformat(timespec="seconds"),
         status="landed" if revision == 1 else "revised",
         revision=revision,
+        arrived_sha256=arrived,
+        privacy=kept.actions,
     )
-    fields = {k: v for k, v in asdict(record).items() if k != "status"}
+    # A record as before unless something was rewritten (only then the privacy fields).
+    optional = ("arrived_sha256", "privacy")
+    fields = {k: v for k, v in asdict(record).items() if k != "status" and (v or k not in optional)}
     record_key = landing_key(config, batch, LANDED_SUFFIX, revision)
     try:
         # Both writes are write-once in the storage itself (a hard link locally, a conditional

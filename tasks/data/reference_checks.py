@@ -25,7 +25,6 @@ January-March reference and refuse each fault above (tests/integration/test_gate
 
 from __future__ import annotations
 
-import math
 from itertools import permutations
 from typing import Any
 
@@ -33,20 +32,33 @@ import pandas as pd
 
 from tasks.core.config import PerennialConfig
 from tasks.data.expectations import Outcome, profile_command
+from tasks.data.label_checks import (  # noqa: F401 (LABEL_RATE: the rule's name, re-exported)
+    LABEL_RATE,
+    Measure,
+    draft_label,
+    label_measures,
+)
+from tasks.data.reference_stats import (
+    bulk,
+    logit,
+    numbers,
+    outside,
+    rounded,
+    scale,
+    sigmoid,
+    value_range,
+)
 
 PROFILE_KEY = "reference_profile"  # where the profile lives in the suite's meta
 NULL_SHARE, OUTLIERS, MEDIAN = "reference_null_share", "reference_outliers", "reference_median"
-RELATION, RELATION_GAP, LABEL_RATE = "reference_relation", "reference_gap", "reference_label_rate"
+RELATION, RELATION_GAP = "reference_relation", "reference_gap"
 
 NULL_MARGIN = 0.05  # null share may exceed the reference's worst batch by 5 points...
 NULL_LOGIT_MARGIN = 3.0  # ... or by 3 log-odds (a column 75 % null in the reference may reach 98 %)
-OUTLIER_SCALES = 3.0  # "far outside": beyond the 1st/99th percentile by 3 reference scales
 OUTLIER_MARGIN = 0.001  # share of such values allowed above the reference's worst batch
 MEDIAN_MARGIN = 0.15  # median may leave the reference's range by 15 % of the reference scale
 RELATION_MARGIN = 0.001  # share of rows allowed to break a relation, above the reference's
 RELATION_BINDS = 0.02  # a relation binds when 1 % of rows have a gap within 2 % of its scale
-LABEL_LOGIT_MARGIN = 1.5  # positive rate may leave the reference's range by 1.5 log-odds
-MIN_LABELLED_ROWS = 100  # fewer labelled rows: no label check (labels may not have arrived)
 # Fewer reference batches than this show no batch-to-batch range of a median: medians (and gap
 # medians) then only warn. A one-month reference of a weather dataset refused the next month.
 MIN_LOCATION_BATCHES = 3
@@ -62,30 +74,32 @@ def draft_profile(reference: list[pd.DataFrame], config: PerennialConfig) -> dic
     columns: dict[str, Any] = {}
     for column in [*numeric, *config.features.categorical]:
         if column in pooled.columns:
-            columns[column] = {"null_share": _range(f[column].isna().mean() for f in reference)}
+            columns[column] = {
+                "null_share": value_range(f[column].isna().mean() for f in reference)
+            }
     for column in numeric:
         columns[column].update(_numeric_profile(reference, pooled, column))
     return {
         "batches": len(reference),
         "columns": columns,
         "relations": _binding_relations(reference, pooled, numeric),
-        "label": _label_profile(reference, config),
+        "label": draft_label(reference, config),
     }
 
 
 def _numeric_profile(
     reference: list[pd.DataFrame], pooled: pd.DataFrame, column: str
 ) -> dict[str, Any]:
-    values = _numbers(pooled[column])
+    values = numbers(pooled[column])
     if values.empty:
         return {}
-    scale = _scale(values)
-    low, high = _bulk(values, scale)
+    spread = scale(values)
+    low, high = bulk(values, spread)
     return {
-        "median": _range(_numbers(f[column]).median() for f in reference),
-        "scale": scale,
+        "median": value_range(numbers(f[column]).median() for f in reference),
+        "scale": spread,
         "bulk": [low, high],
-        "outlier_share": _range(_outside(_numbers(f[column]), low, high) for f in reference),
+        "outlier_share": value_range(outside(numbers(f[column]), low, high) for f in reference),
     }
 
 
@@ -98,28 +112,23 @@ def _binding_relations(
     temperature, seats above rainfall)."""
     found = []
     for greater, lesser in permutations(numeric, 2):
-        gap = (_numbers(pooled[greater]) - _numbers(pooled[lesser])).dropna()
+        gap = (numbers(pooled[greater]) - numbers(pooled[lesser])).dropna()
         if len(gap) < 100 or (gap < 0).any():
             continue
-        scale = _scale(gap)
-        if float(gap.min()) > 0 or float(gap.quantile(0.01)) > RELATION_BINDS * scale:
+        spread = scale(gap)
+        if float(gap.min()) > 0 or float(gap.quantile(0.01)) > RELATION_BINDS * spread:
             continue
-        gaps = [_numbers(f[greater]) - _numbers(f[lesser]) for f in reference]
+        gaps = [numbers(f[greater]) - numbers(f[lesser]) for f in reference]
         found.append(
             {
                 "greater": greater,
                 "lesser": lesser,
-                "broken_share": _range(float((g.dropna() < 0).mean()) for g in gaps),
-                "gap_median": _range(g.median() for g in gaps),
-                "gap_scale": scale,
+                "broken_share": value_range(float((g.dropna() < 0).mean()) for g in gaps),
+                "gap_median": value_range(g.median() for g in gaps),
+                "gap_scale": spread,
             }
         )
     return found
-
-
-def _label_profile(reference: list[pd.DataFrame], config: PerennialConfig) -> dict[str, Any]:
-    rates = [rate for f in reference if (rate := _positive_rate(f, config)) is not None]
-    return {"positive_rate": _range(rates)} if rates else {}
 
 
 # -- the gate --------------------------------------------------------------------------------
@@ -143,7 +152,7 @@ def check_reference(
         if column not in frame.columns:
             continue  # the suite's column-set expectation reports it
         outcomes.append(judge.null_share(frame[column], column, stats))
-        values = _numbers(frame[column]).dropna() if "median" in stats else None
+        values = numbers(frame[column]).dropna() if "median" in stats else None
         if values is not None and not values.empty:
             outcomes.append(judge.outliers(values, column, stats))
             warn_only = column in seasonal or not settled
@@ -151,15 +160,17 @@ def check_reference(
     for relation in profile.get("relations", []):
         greater, lesser = relation["greater"], relation["lesser"]
         if greater in frame.columns and lesser in frame.columns:
-            gap = (_numbers(frame[greater]) - _numbers(frame[lesser])).dropna()
+            gap = (numbers(frame[greater]) - numbers(frame[lesser])).dropna()
             if not gap.empty:
                 broken, moved = judge.relation(gap, relation)
                 if not settled:
                     moved.severity = "warning"
                 outcomes += [broken, moved]
-    rate = _positive_rate(frame, config)
-    if rate is not None and profile.get("label"):
-        outcomes.append(judge.label_rate(rate, profile["label"]["positive_rate"]))
+    for measure in label_measures(frame, profile.get("label") or {}, config, judge.margin):
+        outcome = judge.outcome_of(measure)
+        if measure.warn_only or (not settled and measure.location):
+            outcome.severity = "warning"
+        outcomes.append(outcome)
     return outcomes
 
 
@@ -175,13 +186,13 @@ class _Judge:
         share, (low, high) = float(column.isna().mean()), stats["null_share"]
         allowed = max(
             high + NULL_MARGIN * self.margin,
-            _sigmoid(_logit(high) + NULL_LOGIT_MARGIN * self.margin),
+            sigmoid(logit(high) + NULL_LOGIT_MARGIN * self.margin),
         )
         return self._outcome(NULL_SHARE, name, share, (0.0, allowed), (low, high), "null share")
 
     def outliers(self, values: pd.Series, name: str, stats: dict[str, Any]) -> Outcome:
         low, high = stats["bulk"]
-        share = _outside(values, low, high)
+        share = outside(values, low, high)
         seen = stats["outlier_share"]
         allowed = (0.0, seen[1] + OUTLIER_MARGIN * self.margin)
         what = f"share of values outside [{low:g}, {high:g}]"
@@ -219,13 +230,19 @@ class _Judge:
             ),
         ]
 
-    def label_rate(self, rate: float, seen: list[float]) -> Outcome:
-        room = LABEL_LOGIT_MARGIN * self.margin
-        allowed = (_sigmoid(_logit(seen[0]) - room), _sigmoid(_logit(seen[1]) + room))
-        target = self.config.target.column
-        return self._outcome(
-            LABEL_RATE, target, rate, allowed, (seen[0], seen[1]), "label positive rate"
+    def outcome_of(self, measure: Measure) -> Outcome:
+        """A label measure's outcome; its own message, when it has one, replaces the generic."""
+        outcome = self._outcome(
+            measure.rule,
+            measure.column,
+            measure.value,
+            measure.allowed,
+            measure.seen,
+            measure.statistic,
         )
+        if not outcome.success and measure.message:
+            outcome.message = measure.message
+        return outcome
 
     def _outcome(
         self,
@@ -239,7 +256,7 @@ class _Judge:
         """The outcome; a failure's message names the column, the statistic, the batch's value,
         the allowed range, the reference's own range and the command that re-profiles."""
         passed = bool(allowed[0] <= value <= allowed[1])
-        outcome = Outcome(rule, column, "critical", passed, observed=_round(value))
+        outcome = Outcome(rule, column, "critical", passed, observed=rounded(value))
         if passed:
             return outcome
         batches = self.reference
@@ -256,73 +273,3 @@ class _Judge:
             f"{seen[1]:.4g}; {advice}"
         )
         return outcome
-
-
-# -- statistics ------------------------------------------------------------------------------
-
-
-def _numbers(column: pd.Series) -> pd.Series:
-    return pd.to_numeric(column, errors="coerce").astype(float)
-
-
-def _scale(values: pd.Series) -> float:
-    """The reference's spread: its 1st-99th percentile span, else its full span, else a tenth
-    of its magnitude (a constant column), never zero."""
-    values = values.dropna()
-    span = float(values.quantile(0.99) - values.quantile(0.01))
-    if span <= 0:
-        span = float(values.max() - values.min())
-    return span if span > 0 else max(abs(float(values.median())) * 0.1, 1e-9)
-
-
-def _bulk(values: pd.Series, scale: float) -> tuple[float, float]:
-    """Values beyond the 1st/99th percentile by `OUTLIER_SCALES` scales (the full span of the
-    reference if wider: heavy tails such as rain) are far outside; never across zero for a column
-    the reference never had negative."""
-    values = values.dropna()
-    reach = OUTLIER_SCALES * max(scale, float(values.max() - values.min()))
-    low = float(values.quantile(0.01)) - reach
-    high = float(values.quantile(0.99)) + reach
-    if float(values.min()) >= 0:
-        low = max(low, 0.0)
-    return _round(low), _round(high)
-
-
-def _outside(values: pd.Series, low: float, high: float) -> float:
-    known = values.dropna()
-    return float(((known < low) | (known > high)).mean()) if len(known) else 0.0
-
-
-def _positive_rate(frame: pd.DataFrame, config: PerennialConfig) -> float | None:
-    """Share of positive labels among the labelled rows, None with too few of them, or for a
-    target that is not binary (its label checks are its own)."""
-    from tasks.data.features import label
-
-    target = config.target.column
-    if target not in frame.columns or config.target.task != "binary":
-        return None
-    labelled = frame[frame[target].notna()]
-    if len(labelled) < MIN_LABELLED_ROWS:
-        return None
-    try:
-        return float(label(labelled, config).mean())
-    except (TypeError, ValueError, KeyError):
-        return None  # a label column of the wrong type: the suite's type check reports it
-
-
-def _range(values: Any) -> list[float]:
-    known = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    return [_round(min(known)), _round(max(known))] if known else [0.0, 0.0]
-
-
-def _round(value: float) -> float:
-    return float(f"{float(value):.6g}")
-
-
-def _logit(share: float) -> float:
-    share = min(max(share, 1e-4), 1 - 1e-4)
-    return math.log(share / (1 - share))
-
-
-def _sigmoid(value: float) -> float:
-    return 1 / (1 + math.exp(-value))

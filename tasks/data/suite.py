@@ -31,6 +31,7 @@ from tasks.data.expectations import (
     writable_context,
 )
 from tasks.data.parse import typed_frame
+from tasks.data.personal_data import refuse_personal_data
 from tasks.data.reference_checks import PROFILE_KEY, draft_profile
 
 RANGE_MARGIN = 1.0  # widen numeric ranges by this share of the observed span on each side
@@ -296,5 +297,6 @@ def profile_reference(
         ext = raw_extension(record.key)
         plain = plain_bytes(storage.read_bytes(record.key), record.key, ext, config.validation)
         frames.append(read_raw(plain, ".parquet" if ext == ".parquet" else ".csv"))
+    refuse_personal_data(frames, config)  # a drafted value set would copy them into the suite
     path = write_suite(frames, config, batches)
     return path, season_warning(frames, config)

@@ -49,6 +49,7 @@ from tasks.data.ingest import (
     landed_record,
 )
 from tasks.data.parse import parse_raw, typed_frame
+from tasks.data.personal_data import holds_personal_data, personal_data, withheld
 from tasks.data.quarantine import archive_reason, quarantine
 from tasks.data.reference_checks import check_reference
 from tasks.data.verdict import GateResult, refusal, report_markdown, stored_verdict
@@ -60,8 +61,8 @@ logger = logging.getLogger("perennial.validate")
 # checks) changes which batches pass, so that batches validated before it are validated again.
 # 3: truncated_file, bounded decompression; 4: times without an offset read in time.timezone;
 # 5: the reference checks (tasks/data/reference_checks.py); 6: their medians only warn on a
-# reference of fewer than 3 batches.
-GATE_VERSION = 6
+# reference of fewer than 3 batches; 7: personal data in text columns (tasks/data/personal_data.py).
+GATE_VERSION = 7
 NATIVE, GREAT_EXPECTATIONS = "native", "great_expectations"  # what decided a batch
 
 
@@ -81,6 +82,7 @@ def gate_fingerprint(config: PerennialConfig) -> str:
         "gate_version": GATE_VERSION,
         "suite_sha256": content_hash(suite_bytes(config)),
         "settings": settings,
+        "privacy": config.privacy.model_dump(mode="json"),  # what a batch may carry
     }
     return content_hash(json.dumps(facts, sort_keys=True).encode())
 
@@ -141,7 +143,9 @@ def gate_batch(storage: Storage, config: PerennialConfig, batch: str) -> GateRes
     else:
         quarantine(storage, config, result, record.key, data)
     timings["write"] = time.perf_counter() - clock
-    if frame is not None and (docs := docs_dir(config)) is not None:
+    # Data Docs show unexpected values: none of a batch found to hold personal data.
+    personal = holds_personal_data(result.outcomes)
+    if frame is not None and not personal and (docs := docs_dir(config)) is not None:
         from tasks.data.data_docs import request_docs
 
         request_docs(docs, config, result)  # GE's result and Data Docs, in the background
@@ -185,15 +189,20 @@ def check_expectations(
 ) -> tuple[list[Outcome], str]:
     """The suite's outcomes on the typed frame (YAML severities applied) and what decided them:
     the native checks, or real GE when the suite holds anything they do not reproduce."""
+    # Personal data is never a matter of severity: it blocks, whatever the YAML says; and GE
+    # keeps no result (with its unexpected values) of a batch that holds it.
+    personal = personal_data(frame, config)
     try:
         outcomes, engine = evaluate_suite(frame, config, batch), NATIVE
     except NotNative as why:
         logger.info("gate %s: %s; Great Expectations decides this batch", batch, why)
-        outcomes, engine = run_suite(frame, config, batch, docs_dir(config)), GREAT_EXPECTATIONS
+        docs = None if holds_personal_data(personal) else docs_dir(config)
+        outcomes, engine = run_suite(frame, config, batch, docs), GREAT_EXPECTATIONS
     # The batch against how the reference batches varied (the suite's meta), whoever decided
     # the expectations: GE has no check of a batch's statistics against a range of batches.
     outcomes += check_reference(frame, load_suite(config).get("meta") or {}, config, batch)
-    return apply_severity(outcomes, config.validation.severity), engine
+    outcomes = withheld(apply_severity(outcomes, config.validation.severity), personal)
+    return [*outcomes, *personal], engine
 
 
 # -- the tasks -----------------------------------------------------------------------------------

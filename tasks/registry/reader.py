@@ -132,6 +132,19 @@ def costs(
     return out
 
 
+def erased(db: sqlite3.Connection, model: str) -> list[dict[str, Any]]:
+    """Versions trained on erased rows (`tasks.registry.erasure_marks.erased_versions`)."""
+    from tasks.registry.erasure_marks import ERASED_TAG, erased_entries
+
+    rows = db.execute(
+        "SELECT t.version, t.value FROM model_version_tags t JOIN model_versions v "
+        "ON v.name = t.name AND v.version = t.version "
+        "WHERE t.name = ? AND t.key = ? AND v.current_stage != ?",
+        (model, ERASED_TAG, DELETED),
+    )
+    return erased_entries({str(version): {ERASED_TAG: value} for version, value in rows})
+
+
 def status_snapshot(tracking_uri: str, model: str, experiment: str) -> dict[str, Any]:
     """champion, challenger, decisions and costs, as `perennial status` shows them."""
     try:
@@ -139,7 +152,7 @@ def status_snapshot(tracking_uri: str, model: str, experiment: str) -> dict[str,
     except sqlite3.Error as exc:
         raise Unreadable(str(exc)) from exc
     if db is None:
-        return {"champion": None, "challenger": None, "decisions": [], "costs": []}
+        return {"champion": None, "challenger": None, "decisions": [], "costs": [], "erased": []}
     try:
         with db:
             return {
@@ -147,6 +160,7 @@ def status_snapshot(tracking_uri: str, model: str, experiment: str) -> dict[str,
                 "challenger": by_alias(db, model, "challenger"),
                 "decisions": decisions(db, model),
                 "costs": costs(db, experiment, model),
+                "erased": erased(db, model),
             }
     except sqlite3.Error as exc:  # an older or newer schema: MLflow knows it
         raise Unreadable(str(exc)) from exc

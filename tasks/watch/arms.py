@@ -1,7 +1,9 @@
 """A/B arms on live traffic: once a batch's labels have landed, the live rows served during its
 period are joined to them on `validation.key_columns`, and each arm (champion, challenger) is
-scored on its own rows with the scores it actually served. The monitor reports; promotion stays
-the policy's decision (as for shadow scoring, `tasks.serve.predict.compare_shadow`).
+scored on its own rows with the scores it actually served, in the target task's judged metric
+(AUC, RMSE, ...; a multiclass row keeps one served score, not each class's probability, so
+multiclass arms are not judged). The monitor reports; promotion stays the policy's decision (as
+for shadow scoring, `tasks.serve.predict.compare_shadow`).
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from prefect.cache_policies import NO_CACHE
 from tasks.core import catalog
 from tasks.core.artifacts import artifact_key
 from tasks.core.config import PerennialConfig
+from tasks.core.metrics import METRICS
 from tasks.core.results import ABSENT_IF_NONE
 from tasks.core.storage import Storage
 from tasks.data.features import label
 from tasks.registry.client import CHALLENGER, CHAMPION
-from tasks.registry.evaluate import metrics_from
 from tasks.watch.live import ARM, SCORE, VERSION, live_batches_within, read_live
 
 LABEL = "_label"
@@ -27,22 +29,23 @@ LABEL = "_label"
 
 @dataclass
 class ArmMetrics:
-    """One arm on its labelled live rows, with the scores it served."""
+    """One arm on its labelled live rows, with the scores it served: the judged `metric`'s
+    `value`, and each of the task's metrics with the label's statistic and the mean score."""
 
     versions: list[str]  # the alias may have moved within the period
     rows: int
-    roc_auc: float
-    log_loss: float
-    label_rate: float
-    mean_score: float
+    metric: str
+    value: float
+    metrics: dict[str, float]
 
 
 @dataclass
 class ArmsGain:
-    """Challenger minus champion (a positive AUC gain: the challenger is better)."""
+    """How much better the challenger is than the champion in the judged metric (positive:
+    better, whatever the metric's direction)."""
 
-    roc_auc: float
-    log_loss: float
+    metric: str
+    value: float
 
 
 @dataclass
@@ -88,26 +91,30 @@ def join_labels(live: pd.DataFrame, frame: pd.DataFrame, config: PerennialConfig
     return left.merge(right, on=keys, how="inner")
 
 
-def arm_metrics(joined: pd.DataFrame, alias: str) -> ArmMetrics | None:
+def arm_metrics(joined: pd.DataFrame, alias: str, config: PerennialConfig) -> ArmMetrics | None:
+    from tasks.watch.task_metrics import realised_metrics
+
     rows = joined[joined[ARM] == alias]
     if rows.empty:
         return None
-    metrics = metrics_from(rows, rows[LABEL], rows[SCORE].to_numpy(dtype="float64"))
+    found = realised_metrics(rows[LABEL], rows[SCORE].to_numpy(dtype="float64"), config)
+    metric = config.primary_metric
     return ArmMetrics(
         versions=sorted(rows[VERSION].astype(str).unique().tolist()),
         rows=len(rows),
-        roc_auc=metrics.roc_auc,
-        log_loss=metrics.log_loss,
-        label_rate=metrics.label_rate,
-        mean_score=metrics.mean_prediction,
+        metric=metric,
+        value=found[metric],
+        metrics={name: value for name, value in found.items() if name != "rows"},
     )
 
 
 def compare_arms(storage: Storage, config: PerennialConfig, batch: str) -> ArmsReport | None:
-    """Each arm's AUC and row count on the live rows of `batch` whose labels are in, or None
-    when there is nothing to compare: no key columns in the config, no labelled batch, no live
-    rows for its period, or none of them labelled yet."""
+    """Each arm's judged metric and row count on the live rows of `batch` whose labels are in,
+    or None when there is nothing to compare: no key columns in the config, no labelled batch,
+    no live rows for its period, none of them labelled yet, or a multiclass target."""
     keys = config.validation.key_columns
+    if config.target.task == "multiclass":
+        return None
     validated = catalog.key("validated", config, batch=batch)
     if not keys or not storage.exists(validated):
         return None
@@ -121,32 +128,37 @@ def compare_arms(storage: Storage, config: PerennialConfig, batch: str) -> ArmsR
     joined = join_labels(live, storage.read_parquet(validated), config)
     if joined.empty:
         return None
-    champion, challenger = arm_metrics(joined, CHAMPION), arm_metrics(joined, CHALLENGER)
+    champion = arm_metrics(joined, CHAMPION, config)
+    challenger = arm_metrics(joined, CHALLENGER, config)
     gain = None
     if champion and challenger:
-        gain = ArmsGain(
-            roc_auc=challenger.roc_auc - champion.roc_auc,
-            log_loss=challenger.log_loss - champion.log_loss,
-        )
+        judged = METRICS[champion.metric]
+        gain = ArmsGain(champion.metric, judged.gain(challenger.value, champion.value))
     return ArmsReport(batch, len(live), len(joined), champion, challenger, gain)
 
 
 def arms_markdown(report: ArmsReport) -> str:
+    from tasks.watch.task_metrics import companion, shown
+
+    arm = report.champion or report.challenger
+    metric = arm.metric if arm else "roc_auc"
+    title, other = METRICS[metric].title, companion(metric)
     lines = [
         f"### A/B arms on live traffic of {report.batch} "
         f"({report.rows:,} of {report.live_rows:,} sampled rows labelled)",
         "",
-        "| arm | versions | rows | ROC AUC | log loss |",
+        f"| arm | versions | rows | {title} | {METRICS[other].title} |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for alias, arm in ((CHAMPION, report.champion), (CHALLENGER, report.challenger)):
-        if arm:
+    for alias, found in ((CHAMPION, report.champion), (CHALLENGER, report.challenger)):
+        if found:
             lines.append(
-                f"| {alias} | {', '.join('v' + v for v in arm.versions)} | {arm.rows:,} | "
-                f"{arm.roc_auc:.4f} | {arm.log_loss:.4f} |"
+                f"| {alias} | {', '.join('v' + v for v in found.versions)} | {found.rows:,} | "
+                f"{shown(found.value)} | {shown(found.metrics.get(other, float('nan')))} |"
             )
     if report.gain:
-        lines += ["", f"Challenger minus champion: ROC AUC {report.gain.roc_auc:+.4f}."]
+        gain = shown(report.gain.value, True)
+        lines += ["", f"Challenger better than champion by {gain} in {title} (negative: worse)."]
     lines += ["", "Reported only: promotion stays the policy's decision (`perennial train`)."]
     return "\n".join(lines)
 

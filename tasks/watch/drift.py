@@ -4,9 +4,10 @@
 What alerts (and emits `perennial.drift.detected`, which the training deployment's trigger
 turns into a retrain) is the champion's performance at risk, not any feature moving:
 
-- with labels, the champion's AUC on the batch below the bootstrap interval of its AUC on its
-  own holdout (stored in the profile): the seasons move the weather's PSI to 1-8 every month
-  while the model does as well as on its holdout;
+- with labels, the champion's judged metric on the batch (the target task's: AUC, macro AUC,
+  RMSE, ...; tasks/watch/task_metrics.py) worse than the bootstrap interval of that metric on
+  its own holdout (stored in the profile): the seasons move the weather's PSI to 1-8 every
+  month while the model does as well as on its holdout;
 - before labels, the PSI of each feature weighted by the champion's use of it (its mean |SHAP|
   share, from registration) above a threshold calibrated on the reference's own month-to-month
   drift (the validation and holdout batches against the fit rows, times `drift_factor`), so a
@@ -55,26 +56,24 @@ def measure_batch(
     batch: str,
     profile: dict[str, Any],
     model: Any,
-    holdout_auc: float | None,
+    holdout_value: float | None,
 ) -> DriftReport:
     """Score a validated batch with the profiled model and compare it with the profile."""
     from tasks.data.features import label, model_inputs
-    from tasks.registry.evaluate import metrics_from
     from tasks.registry.fairness import labelled_fairness
-    from tasks.registry.metrics import predict
-    from tasks.watch.estimate import estimate_auc, with_past_errors
+    from tasks.watch.estimate import estimate_metric, with_past_errors
+    from tasks.watch.task_metrics import champion_scores, realised_metrics
 
     frame = storage.read_parquet(catalog.key("validated", config, batch=batch))
     x = model_inputs(frame, config)
-    scores = predict(model, x)
+    scores = champion_scores(model, x, config)
     labelled = frame[config.target.column].notna().to_numpy()
-    labels, labelled_auc, labelled_metrics = None, None, None
+    metric = str(profile.get("metric", config.primary_metric))
+    labels, realised, labelled_metrics = None, None, None
     if labelled.any():
         labels = label(frame[labelled], config)
-        metrics = metrics_from(x[labelled], labels, scores[labelled])
-        labelled_auc = metrics.roc_auc
-        keep = ("roc_auc", "log_loss", "label_rate", "mean_prediction", "rows")
-        labelled_metrics = {name: getattr(metrics, name) for name in keep}
+        labelled_metrics = realised_metrics(labels, scores[labelled], config)
+        realised = labelled_metrics.get(metric)
     report = compare(
         profile,
         batch,
@@ -82,11 +81,12 @@ def measure_batch(
         scores,
         labels,
         config.drift,
-        holdout_auc,
-        labelled_auc,
+        holdout_value,
+        realised,
         exclude=unmonitored(config),
+        config=config,
     )
-    estimated = estimate_auc(profile.get("calibration"), scores, labelled_auc)
+    estimated = estimate_metric(profile.get("calibration"), metric, scores, x, realised)
     if estimated is not None:
         estimated = with_past_errors(estimated, past_estimate_errors(storage, config, batch))
     report.estimated = estimated
@@ -99,7 +99,8 @@ def measure_batch(
 
 
 def past_estimate_errors(storage: Storage, config: PerennialConfig, batch: str) -> list[float]:
-    """CBPE's error (estimate - real AUC) on each earlier batch monitored with its labels."""
+    """The estimate's error (estimate - real value) on each earlier batch monitored with its
+    labels."""
     from tasks.watch.report import load_batch_records
 
     errors = []
@@ -148,17 +149,12 @@ def table_rows(report: DriftReport, drift: DriftConfig) -> list[dict[str, Any]]:
 
 
 def estimate_line(report: DriftReport) -> str:
-    """The CBPE estimate as a markdown line, marked as an estimate, the real AUC beside it."""
+    """The estimate as a markdown line, marked as an estimate, the real value beside it."""
     if not report.estimated:
         return ""
-    est = report.estimated
-    from tasks.watch.estimate import trust_text
+    from tasks.watch.estimate import estimate_text
 
-    line = f"\n- champion AUC **estimated** (CBPE, before labels): {est.estimated_auc:.4f}"
-    line += trust_text(est)
-    if est.realised_auc is not None and est.error is not None:
-        line += f"; real AUC on the labelled rows {est.realised_auc:.4f} ({est.error:+.4f})"
-    return line
+    return "\n- " + estimate_text(report.estimated).replace("estimated", "**estimated**", 1)
 
 
 def announce_drift(config: PerennialConfig, report: DriftReport, **marks: Any) -> None:
@@ -208,33 +204,18 @@ def save_reference_task(
     importance: pd.Series | None = None,
 ) -> str:
     """Save the profile; given the model, its datasets (tasks/features.Datasets) and its SHAP
-    importance, with the facts the monitor judges by (holdout AUC interval, feature weights,
-    the reference's own recent drift)."""
+    importance, with the facts the monitor judges by (the interval of its judged metric on its
+    holdout, feature weights, the reference's own recent drift)."""
     from tasks.core.storage import open_storage
+    from tasks.watch.task_metrics import holdout_interval
 
     interval, recent = None, None
     if model is not None and data is not None:
-        interval = holdout_auc_interval(model, data.x_holdout, data.y_holdout, config)
+        interval = holdout_interval(model, data.x_holdout, data.y_holdout, config)
         recent = [data.x_valid, data.x_holdout]
     weights = None if importance is None else {str(k): float(v) for k, v in importance.items()}
     profile = build_profile(x, y, scores, config, version, calibration, weights, interval, recent)
     return save_reference(open_storage(config.home), config, profile)
-
-
-def holdout_auc_interval(
-    model: Any, x_holdout: pd.DataFrame, y_holdout: pd.Series, config: PerennialConfig
-) -> tuple[float, float] | None:
-    """The bootstrap interval of the model's AUC on its holdout, None if it cannot be had."""
-    from tasks.registry.metrics import auc_interval, predict
-
-    labels = np.asarray(y_holdout)
-    if config.target.task != "binary" or len(labels) < 2 or len(np.unique(labels)) < 2:
-        return None
-    policy = config.promotion
-    scores = predict(model, x_holdout)
-    return auc_interval(
-        labels, scores, policy.bootstrap_samples, policy.confidence, config.hpo.seed
-    )
 
 
 @task(name="measure-drift", cache_policy=NO_CACHE)
@@ -253,9 +234,10 @@ def measure_drift_task(config: PerennialConfig, batch: str, live: bool = False) 
     storage = open_storage(config.home)
     profile = load_reference(storage, config, champion.version)
     model = load_model(config, version=champion.version)
-    holdout_auc = champion.metrics.get("holdout_roc_auc")
+    metric = str(profile.get("metric", config.primary_metric))
+    holdout_value = champion.metrics.get(f"holdout_{metric}")
     measure = measure_live if live else measure_batch
-    report = measure(storage, config, batch, profile, model, holdout_auc)
+    report = measure(storage, config, batch, profile, model, holdout_value)
     what = "live drift" if live else "drift"
     run_logger().info("%s %s vs v%s: %s", what, batch, champion.version, "; ".join(report.reasons))
     return report

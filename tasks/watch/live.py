@@ -233,6 +233,19 @@ def live_frame(records: list[dict[str, Any]], config: PerennialConfig) -> pd.Dat
     for column in config.validation.key_columns:
         if column in frame.columns and column != config.time.column:
             frame[column] = frame[column].map(lambda value: None if value is None else str(value))
+    return kept_out(frame, config)
+
+
+def kept_out(frame: pd.DataFrame, config: PerennialConfig) -> pd.DataFrame:
+    """A declared personal key column as the landed data holds it (hashed with the same key, so
+    that live rows still join their labels; dropped if declared `drop`): a client sends the
+    value itself, which is never stored."""
+    from tasks.data.privacy import hash_values, privacy_key
+
+    declared = {c: a for c, a in config.privacy.columns.items() if c in frame.columns}
+    frame = frame.drop(columns=[c for c, a in declared.items() if a == "drop"])
+    for column in (c for c, a in declared.items() if a == "hash"):
+        frame[column] = hash_values(privacy_key(config), frame[column])
     return frame
 
 
@@ -268,14 +281,14 @@ def measure_live(
     batch: str,
     profile: dict[str, Any],
     model: Any,
-    holdout_auc: float | None = None,
+    holdout_value: float | None = None,
 ) -> DriftReport:
     """Drift of a live batch against the champion's reference profile, as for a landed batch:
     the same features, the same bins, the same PSI; the prediction PSI uses the champion's
     scores of the rows (some were served by the challenger)."""
     from tasks.data.features import model_inputs
-    from tasks.registry.metrics import predict
     from tasks.watch.profile import compare, unmonitored
+    from tasks.watch.task_metrics import champion_scores
 
     frame = read_live(storage, config, batch)
     if frame.empty:
@@ -289,9 +302,10 @@ def measure_live(
         profile,
         batch,
         x,
-        predict(model, x),
+        champion_scores(model, x, config),
         None,
         config.drift,
-        holdout_auc,
+        holdout_value,
         exclude=unmonitored(config),  # time-derived features, as for batches
+        config=config,
     )

@@ -30,8 +30,6 @@ from tasks.watch.profile import ALERT, OK, WARN
 log = logging.getLogger("perennial.serve")
 
 PIPELINE_REFRESH_SECONDS = 60.0
-# Where a monitoring record keeps the estimate of each primary metric (tasks/watch/estimate.py).
-ESTIMATE_FIELDS = {"roc_auc": "estimated_auc"}
 
 
 @dataclass(frozen=True)
@@ -67,6 +65,17 @@ def registry_facts(config: PerennialConfig) -> tuple[str | None, float | None]:
     return champion, trained
 
 
+def estimate_of(record: dict[str, Any], metric: str) -> float | None:
+    """A monitoring record's estimate of `metric` before labels (tasks/watch/estimate.py), or
+    None (no sound estimate, or one of another metric); records written before every task had
+    an estimate kept the binary one as `estimated_auc`."""
+    estimated = record.get("estimated") or {}
+    if estimated.get("metric", "roc_auc") != metric or estimated.get("unsound"):
+        return None
+    value = estimated.get("value", estimated.get("estimated_auc"))
+    return None if value is None else float(value)
+
+
 def read_pipeline_state(
     config: PerennialConfig,
     storage: Storage,
@@ -87,13 +96,8 @@ def read_pipeline_state(
         ),
         None,
     )  # None too where the monitor records no value of this metric
-    estimate_field = ESTIMATE_FIELDS.get(metric, f"estimated_{metric}")
     estimated = next(
-        (
-            record["estimated"][estimate_field]
-            for record in reversed(records)
-            if (record.get("estimated") or {}).get(estimate_field) is not None
-        ),
+        (value for record in reversed(records) if (value := estimate_of(record, metric))),
         None,
     )
     refusals = sum(

@@ -3,18 +3,17 @@
 The profile (`reference/<dataset>/<version>.json`) holds, from the model's training rows, the
 quantile bin edges and bin frequencies of each numeric feature (missing values get their own
 bin), the frequencies of each categorical feature's most common values (the rest share an
-"other" bin, missing ones a "missing" bin), the label rate and the binned distribution of the
-model's own scores. A batch is then binned on the same edges and compared by the Population
-Stability Index, PSI = sum((a - e) * ln(a / e)), per feature and for the scores (prediction
-drift); with labels, the label rate and the champion's AUC on the batch say whether the
-relation itself moved (concept drift). Binning is np.searchsorted + np.bincount per column:
-about a second for 1M rows x 30 features (benchmarks/drift.py). What alerts is judged in
-`tasks/watch/drift.py`.
+"other" bin, missing ones a "missing" bin), the label's record (positive rate, class shares, or
+mean and binned values: tasks/watch/task_metrics.py) and the binned distribution of the model's
+own predictions. A batch is then binned on the same edges and compared by the Population
+Stability Index (tasks/watch/binning.py) per feature and for the predictions (prediction
+drift); with labels, the label's record and the champion's metric on the batch (the target
+task's: AUC, macro AUC, RMSE, ...) say whether the relation itself moved (concept drift). What
+alerts is judged in `tasks/watch/drift.py`.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,64 +24,36 @@ import pandas as pd
 from tasks.core import catalog
 from tasks.core.config import PerennialConfig
 from tasks.core.config_drift import DriftConfig
+from tasks.core.metrics import METRICS
 from tasks.core.results import ABSENT_IF_NONE, jsonable
 from tasks.core.storage import Storage
+from tasks.watch.binning import (  # noqa: F401 (re-exported: the profile's vocabulary)
+    EPSILON,
+    as_float,
+    categorical_shares,
+    numeric_shares,
+    psi,
+    quantile_edges,
+)
+from tasks.watch.task_metrics import (
+    POSITIVE_RATE,
+    LabelShift,
+    label_profile,
+    label_shift,
+    prediction_edges,
+    prediction_values,
+    shown,
+)
 
 if TYPE_CHECKING:
     from tasks.watch.estimate import Estimate
 
-EPSILON = 1e-4  # floor of a bin's share, so an empty bin gives a large but finite PSI
 OK, WARN, ALERT, TOO_FEW_ROWS = "ok", "warn", "alert", "too_few_rows"
 PREDICTION = "(prediction)"  # name of the score distribution among the features
 
 
 class DriftError(RuntimeError):
     """No reference profile to compare with, or a batch that does not fit the profile."""
-
-
-# -- binning ----------------------------------------------------------------------------------
-
-
-def quantile_edges(values: np.ndarray, bins: int) -> list[float]:
-    """Inner edges splitting the finite values into `bins` equal-count bins (repeats merged)."""
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return []
-    inner = np.quantile(finite, np.linspace(0.0, 1.0, bins + 1)[1:-1])
-    return [float(edge) for edge in np.unique(inner)]
-
-
-def numeric_shares(values: np.ndarray, edges: list[float]) -> np.ndarray:
-    """Share of values per bin: len(edges) + 1 value bins, then one bin for missing values."""
-    index = np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="right")
-    index[np.isnan(values)] = len(edges) + 1
-    counts = np.bincount(index, minlength=len(edges) + 2)
-    return counts / max(len(values), 1)
-
-
-def categorical_shares(values: pd.Series, categories: list[Any]) -> np.ndarray:
-    """Share of values per known category, then "other" (unseen values), then missing."""
-    # Factorise once (fast on string columns), then map the few distinct values to bins:
-    # about 6x faster than pd.Categorical(values, categories) on 1M strings.
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    position = {value: index for index, value in enumerate(categories)}
-    to_bin = np.array(
-        [position.get(value, len(categories)) for value in uniques] + [len(categories) + 1],
-        dtype=np.int64,
-    )
-    counts = np.bincount(to_bin[codes], minlength=len(categories) + 2)  # code -1 -> missing
-    return counts / max(len(values), 1)
-
-
-def psi(expected: np.ndarray | list[float], actual: np.ndarray | list[float]) -> float:
-    """Population Stability Index of two share vectors over the same bins."""
-    e = np.clip(np.asarray(expected, dtype=np.float64), EPSILON, None)
-    a = np.clip(np.asarray(actual, dtype=np.float64), EPSILON, None)
-    return float(np.sum((a - e) * np.log(a / e)))
-
-
-def _as_float(frame: pd.DataFrame, column: str) -> np.ndarray:
-    return np.asarray(frame[column].to_numpy(dtype=np.float64, na_value=np.nan))
 
 
 # -- the reference profile --------------------------------------------------------------------
@@ -99,11 +70,13 @@ def build_profile(
     holdout_interval: tuple[float, float] | None = None,
     recent: list[pd.DataFrame] | None = None,
 ) -> dict[str, Any]:
-    """Reference profile of a model's training rows `x` (model inputs), labels and scores, and
-    the calibration map of its scores fitted on its holdout (tasks/watch/estimate.py), if any.
+    """Reference profile of a model's training rows `x` (model inputs), labels and scores (in
+    the task's shape), and what estimates its metric before labels, fitted on its holdout
+    (`calibration`, tasks/watch/estimate.py), if any.
 
     For the judgement (see the module's docstring): `importance`, the model's mean |SHAP| per
-    feature; `holdout_interval`, the bootstrap interval of its holdout AUC; `recent`, batches
+    feature; `holdout_interval`, the bootstrap interval of its judged metric (the config's
+    primary metric) on its holdout; `recent`, batches
     of model inputs like the ones it will meet (validation, holdout) whose weighted PSI against
     the profile calibrates the alert threshold."""
     drift = config.drift
@@ -114,12 +87,14 @@ def build_profile(
         "version": str(version),
         "rows": len(x),
         "bins": drift.bins,
-        "label_rate": float(np.mean(np.asarray(y))),
+        "task": config.target.task,
+        "metric": config.primary_metric,
+        **label_profile(y, config),
         "numeric": {},
         "categorical": {},
     }
     for column in numeric:
-        values = _as_float(x, column)
+        values = as_float(x, column)
         edges = quantile_edges(values, drift.bins)
         shares = numeric_shares(values, edges)
         profile["numeric"][column] = {"edges": edges, "shares": shares.tolist()}
@@ -128,9 +103,9 @@ def build_profile(
         categories = counts.index[: drift.max_categories].tolist()
         shares = categorical_shares(x[column], categories)
         profile["categorical"][column] = {"categories": categories, "shares": shares.tolist()}
-    score_values = np.asarray(scores, dtype=np.float64)
-    edges = quantile_edges(score_values, drift.bins)
-    profile["scores"] = {"edges": edges, "shares": numeric_shares(score_values, edges).tolist()}
+    edges = prediction_edges(scores, drift.bins)
+    shares = numeric_shares(prediction_values(scores), edges)
+    profile["scores"] = {"edges": edges, "shares": shares.tolist()}
     if calibration:
         profile["calibration"] = calibration
     monitored = [
@@ -142,7 +117,7 @@ def build_profile(
         if total > 0:
             profile["importance"] = {name: value / total for name, value in used.items()}
     if holdout_interval is not None:
-        profile["holdout_auc_interval"] = [float(v) for v in holdout_interval]
+        profile["holdout_interval"] = [float(v) for v in holdout_interval]
     if recent and "importance" in profile:
         usual = [
             weighted_psi(profile, feature_psi(profile, batch, unmonitored(config)))
@@ -180,16 +155,6 @@ def load_reference(storage: Storage, config: PerennialConfig, version: str) -> d
 
 
 @dataclass
-class LabelShift:
-    """The positive rate of a batch's labels against the reference's, and the PSI of the two."""
-
-    reference_rate: float
-    batch_rate: float
-    shift: float  # batch minus reference
-    psi: float
-
-
-@dataclass
 class DriftReport:
     dataset: str
     batch: str
@@ -202,12 +167,15 @@ class DriftReport:
     warned_features: list[str]  # PSI at or above psi_warn, below psi_alert
     reasons: list[str] = field(default_factory=list)
     label: LabelShift | None = None
-    performance: dict[str, float] | None = None  # champion AUC on the batch vs its holdout AUC
-    estimated: Estimate | None = None  # CBPE estimate of the AUC (tasks/watch/estimate.py)
+    # The champion's judged metric on the batch (`batch`) vs on its holdout (`holdout`), and how
+    # much worse the batch is (`worsening`, positive = worse, whatever the metric's direction).
+    performance: dict[str, float] | None = None
+    estimated: Estimate | None = None  # the metric estimated before labels (estimate.py)
     labelled: dict[str, float] | None = None  # champion metrics on the labelled rows
     weighted_psi: float | None = None  # PSI weighted by the champion's use of each feature
     weighted_alert: float | None = None  # the calibrated threshold it is held against
-    holdout_auc_interval: list[float] | None = None  # the champion's AUC interval on its holdout
+    holdout_interval: list[float] | None = None  # the judged metric's interval on its holdout
+    metric: str = "roc_auc"  # the judged metric (tasks/core/metrics.py), named in every reason
     seconds: float = 0.0
     # The champion's group metrics and gaps on the labelled rows (`fairness:`), as
     # tasks/registry/fairness.py `GroupReport.as_dict` gives them; absent from the JSON without
@@ -222,7 +190,8 @@ class DriftReport:
             "reference_version": self.reference_version,
             "reasons": self.reasons,
             "label": jsonable(self.label),
-            "estimated_auc": self.estimated.estimated_auc if self.estimated else None,
+            "metric": self.metric,
+            "estimated": self.estimated.value if self.estimated else None,
             "weighted_psi": None if self.weighted_psi is None else round(self.weighted_psi, 4),
         }
 
@@ -246,7 +215,7 @@ def feature_psi(profile: dict[str, Any], x: pd.DataFrame, exclude: list[str]) ->
     found = {}
     for column, ref in profile["numeric"].items():
         if column not in exclude:
-            found[column] = psi(ref["shares"], numeric_shares(_as_float(x, column), ref["edges"]))
+            found[column] = psi(ref["shares"], numeric_shares(as_float(x, column), ref["edges"]))
     for column, ref in profile["categorical"].items():
         if column not in exclude:
             found[column] = psi(ref["shares"], categorical_shares(x[column], ref["categories"]))
@@ -260,21 +229,23 @@ def compare(
     scores: np.ndarray,
     labels: pd.Series | None,
     drift: DriftConfig,
-    holdout_auc: float | None = None,
-    labelled_auc: float | None = None,
+    holdout_value: float | None = None,
+    labelled_value: float | None = None,
     exclude: list[str] | None = None,
+    config: PerennialConfig | None = None,
 ) -> DriftReport:
     """Drift of a batch (model inputs `x`, champion `scores`, labels if known) vs a profile.
 
-    `labelled_auc` is the champion's AUC on the batch's labelled rows, `holdout_auc` the one it
-    scored on its holdout when it was trained: a drop beyond `auc_drop_alert` is concept drift.
-    `exclude` names the features not measured (default `drift.exclude`; see `unmonitored`).
+    `labelled_value` is the champion's judged metric (the profile's `metric`) on the batch's
+    labelled rows, `holdout_value` the one it scored on its holdout when it was trained.
+    `exclude` names the features not measured (default `drift.exclude`; see `unmonitored`);
+    `config` names the classes of a multiclass label.
     """
     started = time.perf_counter()
     values = feature_psi(profile, x, drift.exclude if exclude is None else exclude)
-    score_values = np.asarray(scores, dtype=np.float64)
     values[PREDICTION] = psi(
-        profile["scores"]["shares"], numeric_shares(score_values, profile["scores"]["edges"])
+        profile["scores"]["shares"],
+        numeric_shares(prediction_values(scores), profile["scores"]["edges"]),
     )
     ordered = dict(sorted(values.items(), key=lambda item: -item[1]))
     drifted = [name for name, v in ordered.items() if v >= drift.psi_alert]
@@ -289,28 +260,24 @@ def compare(
         max_psi=max(ordered.values()),
         drifted_features=drifted,
         warned_features=warned,
+        metric=str(profile.get("metric", "roc_auc")),
     )
     if labels is not None and len(labels):
-        rate = float(np.mean(np.asarray(labels)))
-        expected = profile["label_rate"]
-        report.label = LabelShift(
-            reference_rate=expected,
-            batch_rate=rate,
-            shift=rate - expected,
-            psi=psi([1 - expected, expected], [1 - rate, rate]),
-        )
-    if labelled_auc is not None and holdout_auc is not None and math.isfinite(labelled_auc):
+        report.label = label_shift(profile, labels, config)
+    known = labelled_value is not None and np.isfinite(labelled_value)
+    if known and holdout_value is not None and labelled_value is not None:
         report.performance = {
-            "batch_auc": labelled_auc,
-            "holdout_auc": holdout_auc,
-            "drop": holdout_auc - labelled_auc,
+            "batch": labelled_value,
+            "holdout": holdout_value,
+            "worsening": METRICS[report.metric].worsening(labelled_value, holdout_value),
         }
     if "importance" in profile:
         features = {k: v for k, v in values.items() if k != PREDICTION}
         report.weighted_psi = weighted_psi(profile, features)
         usual = profile.get("recent_weighted_psi", 0.0)
         report.weighted_alert = max(drift.weighted_psi_alert, drift.drift_factor * usual)
-    report.holdout_auc_interval = profile.get("holdout_auc_interval")
+    # Profiles saved before every task had its metric named the interval after AUC.
+    report.holdout_interval = profile.get("holdout_interval", profile.get("holdout_auc_interval"))
     report.status, report.reasons = judge(report, drift)
     report.seconds = time.perf_counter() - started
     return report
@@ -320,7 +287,7 @@ def judge(report: DriftReport, drift: DriftConfig) -> tuple[str, list[str]]:
     """Status and the reasons for it, in words a person reads in the UI or the event."""
     if report.rows < drift.min_rows:
         return TOO_FEW_ROWS, [f"{report.rows} rows < drift.min_rows {drift.min_rows}: not judged"]
-    if report.performance and report.holdout_auc_interval:
+    if report.performance and report.holdout_interval:
         return _judge_performance(report)
     if report.weighted_psi is not None and report.weighted_alert is not None:
         return _judge_weighted(report, drift)
@@ -328,19 +295,27 @@ def judge(report: DriftReport, drift: DriftConfig) -> tuple[str, list[str]]:
     if report.drifted_features:
         listed = ", ".join(f"{n} {report.psi[n]:.3f}" for n in report.drifted_features)
         reasons.append(f"PSI >= {drift.psi_alert}: {listed}")
-    if report.label and abs(report.label.shift) >= drift.label_shift_alert:
-        label = report.label
-        reasons.append(
-            f"label drift: positive rate {label.batch_rate:.3f} vs {label.reference_rate:.3f}"
-            f" in the reference (shift {label.shift:+.3f}, alert at "
-            f"{drift.label_shift_alert})"
+    label = report.label
+    if label and _label_drifted(label, drift):
+        rule = (
+            f"alert at {drift.label_shift_alert}"
+            if label.statistic == POSITIVE_RATE
+            else f"PSI {label.psi:.3f}, alert at {drift.psi_alert}"
         )
-    if report.performance and report.performance["drop"] >= drift.auc_drop_alert:
+        number = shown if label.statistic == "mean" else _share
+        reasons.append(
+            f"label drift: {label.statistic} {number(label.batch_rate)} vs "
+            f"{number(label.reference_rate)} in the reference (shift "
+            f"{number(label.shift, True)}, {rule})"
+        )
+    # The old fixed drop rule is in AUC points: it judges AUC alone.
+    if report.performance and report.metric == "roc_auc":
         perf = report.performance
-        reasons.append(
-            f"champion AUC {perf['batch_auc']:.4f} on the batch vs {perf['holdout_auc']:.4f} on "
-            f"its holdout (drop >= {drift.auc_drop_alert})"
-        )
+        if perf["worsening"] >= drift.auc_drop_alert:
+            reasons.append(
+                f"champion AUC {perf['batch']:.4f} on the batch vs {perf['holdout']:.4f} on "
+                f"its holdout (drop >= {drift.auc_drop_alert})"
+            )
     if reasons:
         return ALERT, reasons
     if report.warned_features:
@@ -349,17 +324,33 @@ def judge(report: DriftReport, drift: DriftConfig) -> tuple[str, list[str]]:
     return OK, [f"max PSI {report.max_psi:.3f} < {drift.psi_warn}"]
 
 
+def _share(value: float, signed: bool = False) -> str:
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def _label_drifted(label: LabelShift, drift: DriftConfig) -> bool:
+    """A positive rate alerts on its shift; a mean or class shares on the PSI of the labels."""
+    if label.statistic == POSITIVE_RATE:
+        return abs(label.shift) >= drift.label_shift_alert
+    return label.psi >= drift.psi_alert
+
+
 def _judge_performance(report: DriftReport) -> tuple[str, list[str]]:
-    """Labels known: the champion's AUC on the batch against its holdout interval decides."""
-    batch_auc = report.performance["batch_auc"] if report.performance else float("nan")
-    low, high = report.holdout_auc_interval or [float("nan")] * 2
+    """Labels known: the champion's metric on the batch against its holdout interval decides
+    (below it for a metric where higher is better, above it for an error such as RMSE)."""
+    judged = METRICS[report.metric]
+    value = report.performance["batch"] if report.performance else float("nan")
+    low, high = report.holdout_interval or [float("nan")] * 2
     where = (
-        f"champion AUC {batch_auc:.4f} on the batch, its holdout interval [{low:.4f}, {high:.4f}]"
+        f"champion {judged.title} {shown(value)} on the batch, its holdout interval "
+        f"[{shown(low)}, {shown(high)}]"
     )
-    if batch_auc < low:
-        return ALERT, [f"{where}: below it, the champion is worse here than when it was chosen"]
+    side = "below" if judged.higher_is_better else "above"
+    worse = value < low if judged.higher_is_better else value > high
+    if worse:
+        return ALERT, [f"{where}: {side} it, the champion is worse here than when it was chosen"]
     moved = _moved(report)
-    return (WARN if moved else OK), [f"{where}: not below it{moved}"]
+    return (WARN if moved else OK), [f"{where}: not {side} it{moved}"]
 
 
 def _judge_weighted(report: DriftReport, drift: DriftConfig) -> tuple[str, list[str]]:
@@ -374,26 +365,30 @@ def _judge_weighted(report: DriftReport, drift: DriftConfig) -> tuple[str, list[
     )
     if value >= threshold:
         return ALERT, [f"{where}" + (f" (PSI >= {drift.psi_alert}: {listed})" if listed else "")]
-    below = _estimate_below(report)
-    if below:
-        return ALERT, [below, where]
+    worse = _estimate_worse(report)
+    if worse:
+        return ALERT, [worse, where]
     moved = _moved(report)
     return (WARN if moved else OK), [f"{where}{moved}"]
 
 
-def _estimate_below(report: DriftReport) -> str | None:
+def _estimate_worse(report: DriftReport) -> str | None:
     """The estimate's reason to alert: even its most favourable reading, given the errors it had
-    on earlier labelled batches, is below the champion's holdout interval. None otherwise."""
-    estimate, interval = report.estimated, report.holdout_auc_interval
+    on earlier labelled batches, is worse than the champion's holdout interval. None otherwise."""
+    estimate, interval = report.estimated, report.holdout_interval
     if not interval or estimate is None or estimate.range is None:
         return None
+    judged = METRICS[report.metric]
     low, high = estimate.range
-    if high >= interval[0] or estimate.corrected_auc is None or estimate.past_errors is None:
+    worse = high < interval[0] if judged.higher_is_better else low > interval[1]
+    if not worse or estimate.corrected is None or estimate.past_errors is None:
         return None
+    side = "below" if judged.higher_is_better else "above"
     return (
-        f"champion AUC estimated before labels {estimate.corrected_auc:.4f} (range {low:.4f} "
-        f"to {high:.4f} from its errors on {estimate.past_errors.batches} earlier batches) "
-        f"below its holdout interval [{interval[0]:.4f}, {interval[1]:.4f}]"
+        f"champion {judged.title} estimated before labels {shown(estimate.corrected)} (range "
+        f"{shown(low)} to {shown(high)} from its errors on {estimate.past_errors.batches} "
+        f"earlier batches) {side} its holdout interval [{shown(interval[0])}, "
+        f"{shown(interval[1])}]"
     )
 
 

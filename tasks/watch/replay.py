@@ -1,14 +1,15 @@
 """Replay: what a retrain policy delivers over a dataset's history.
 
-The model in production for batch m is the champion when m arrives; its AUC on m, once m's
-labels are in, is the *realized* AUC. `replay` walks the batches in order: a first model on the
+The model in production for batch m is the champion when m arrives; its judged metric (the
+config's primary metric: AUC, macro AUC, RMSE, ...) on m, once m's labels are in, is the
+*realized* one. `replay` walks the batches in order: a first model on the
 first `initial_batches`, then for each later batch the champion scores it, its labels arrive,
 and the `Policy` may retrain (and promote) a model that serves from the next batch on.
 
 In: a config (features, encoder, `split.max_train_rows`, `promotion:`), a `BatchData` (each
 batch's features, labels and row times, read once by `load_batches` and shared by every policy:
 `tasks/watch/labelled_batches.py`), a `Policy` (`tasks/watch/retrain_policies.py`) and a seed.
-Out: a `ReplayResult` (realized AUC and champion version per batch, the batches after which it
+Out: a `ReplayResult` (realized metric and champion version per batch, the batches after which it
 alerted, retrained and promoted, seconds of training); `summarize` folds the results of several
 seeds (`tasks/watch/replay_results.py`). Every policy trains with the same fixed XGBoost
 parameters (`FIXED_PARAMS`, no search), so a comparison is about the policy, not the search.
@@ -26,12 +27,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.core.config import PerennialConfig
+from tasks.core.metrics import METRICS, bootstrap_interval
 from tasks.learn.train import fit_model, refit_rounds
 from tasks.registry.evaluate import compare
-from tasks.registry.metrics import auc, auc_interval, predict
 from tasks.watch.labelled_batches import BatchData
 from tasks.watch.replay_results import ReplayResult
 from tasks.watch.retrain_policies import Observation, Policy, policies
+from tasks.watch.task_metrics import champion_scores, known_labels
 
 # benchmarks/cbpe.py's fixed parameters: no search, so every policy trains the same model kind.
 FIXED_PARAMS: dict[str, Any] = {
@@ -55,7 +57,9 @@ DEFAULT_THREADS = 1
 class Champion:
     version: int
     model: Any
-    holdout_auc: float  # on the newest batch it was not trained on (nan: not measured)
+    holdout_value: (
+        float  # the judged metric on the newest batch it was not trained on (nan: not measured)
+    )
     holdout_interval: tuple[float, float]
 
 
@@ -109,8 +113,22 @@ class _Run:
     def score(self, model: Any, batch: str) -> np.ndarray:
         key = (id(model), batch)  # the cache holds the model: its id is not reused meanwhile
         if key not in self.models.scores:
-            self.models.scores[key] = predict(model, self.data.x[batch])
+            self.models.scores[key] = champion_scores(model, self.data.x[batch], self.config)
         return self.models.scores[key]
+
+    def baseline(self, holdout: str) -> float | None:
+        """Regression: the naive model's prediction for `holdout`, the mean label of the batches
+        before it (what the challenger was fitted on); None for a classifier."""
+        if self.config.target.task != "regression":
+            return None
+        before = self.data.ids[: self.data.ids.index(holdout)]
+        _, y = self.data.training_rows(before, self.config)
+        return float(np.asarray(y, dtype=np.float64).mean())
+
+    def judged(self, labels: Any, scores: np.ndarray) -> float:
+        """The judged metric (`primary_metric`) of scores against labels."""
+        y, s = known_labels(labels, scores, self.config)
+        return METRICS[self.config.primary_metric].compute(y, s)
 
 
 def _install(
@@ -120,18 +138,21 @@ def _install(
     holdout numbers on that batch when the policy alerts on them, and the model refit on the
     whole history when the policy trains on the holdout too (the numbers stay the candidate's:
     the refit has no unseen batch left to be measured on)."""
-    holdout_auc, interval = float("nan"), NO_INTERVAL
+    holdout_value, interval = float("nan"), NO_INTERVAL
     if policy.kind == "configured":
         newest = history[-1]
         scores, labels = run.score(candidate, newest), run.data.y[newest]
         promotion = run.config.promotion
         confidence = policy.alert_confidence or promotion.confidence
-        holdout_auc = auc(labels, scores)
-        # As the monitor's profile records it (tasks.watch.drift.holdout_auc_interval), on cached
-        # scores.
-        interval = auc_interval(labels, scores, promotion.bootstrap_samples, confidence, run.seed)
+        holdout_value = run.judged(labels, scores)
+        # As the monitor's profile records it (tasks.watch.task_metrics.holdout_interval), on
+        # cached scores.
+        y, s = known_labels(labels, scores, run.config)
+        judge = METRICS[run.config.primary_metric]
+        samples = promotion.bootstrap_samples
+        interval = bootstrap_interval(judge, y, s, samples, confidence, run.seed)
     model = candidate if policy.holdout_shape else run.fit(history, refit=True)
-    return Champion(version, model, holdout_auc, interval)
+    return Champion(version, model, holdout_value, interval)
 
 
 def _new_champion(run: _Run, history: list[str], policy: Policy, version: int) -> Champion:
@@ -161,6 +182,9 @@ def _decide(
         promotion,
         run.seed,
         refit=not policy.holdout_shape,
+        task=config.target.task,
+        baseline=run.baseline(holdout),
+        unit=config.target.unit,
     )
     return [] if comparison.decision.promote else comparison.decision.blockers
 
@@ -233,25 +257,26 @@ def replay(
     run = _Run(seeded, data, params or FIXED_PARAMS, rounds, seed, initial_batches, threads, cache)
     result = ReplayResult(policy.label, seed, policy.holdout_shape)
     champion = _new_champion(run, data.ids[:initial_batches], policy, version=1)
-    served: list[float] = []  # the champion's realized AUCs so far
+    served: list[float] = []  # the champion's realized metric so far
     for index in range(initial_batches, len(data.ids)):
         batch = data.ids[index]
         scores, labels = run.score(champion.model, batch), np.asarray(data.y[batch])
-        realized = auc(labels, scores)
+        realized = run.judged(labels, scores)
         result.scored.append(batch)
-        result.realized_auc.append(realized)
+        result.realized.append(realized)
         result.champion_version.append(champion.version)
         if index + 1 < len(data.ids):
             observation = Observation(
                 batch,
                 realized,
-                champion.holdout_auc,
+                champion.holdout_value,
                 champion.holdout_interval,
                 scores,
                 labels,
                 data.x[batch],
                 champion.version,
                 tuple(served),
+                higher_is_better=METRICS[config.primary_metric].higher_is_better,
             )
             history = data.ids[: index + 1]
             version = champion.version
@@ -269,10 +294,11 @@ def replay_policy_task(
 
     result = replay(config, data, policies(config)[name], seed)
     run_logger().info(
-        "replay %s seed %d: realized AUC %.4f, %d retrains, %d promotions, %d alerts",
+        "replay %s seed %d: realized %s %.4g, %d retrains, %d promotions, %d alerts",
         name,
         seed,
-        result.mean_realized_auc,
+        METRICS[config.primary_metric].title,
+        result.mean_realized,
         len(result.retrained_after),
         len(result.promoted_after),
         len(result.alerted_after),

@@ -1,4 +1,5 @@
-"""What a replay delivers (`ReplayResult`: realized AUC and champion version per batch, the
+"""What a replay delivers (`ReplayResult`: the realized judged metric and champion version per
+batch, the
 batches after which it alerted, retrained and promoted, seconds of training), the results of one
 policy over several seeds folded (`summarize`), and the summary `perennial replay` stores for the
 report page."""
@@ -23,7 +24,7 @@ class ReplayResult:
     seed: int
     holdout_shape: bool
     scored: list[str] = field(default_factory=list)  # batches served by a champion
-    realized_auc: list[float] = field(default_factory=list)
+    realized: list[float] = field(default_factory=list)
     champion_version: list[int] = field(default_factory=list)  # 1: the first model
     alerted_after: list[str] = field(default_factory=list)  # batches whose labels triggered
     retrained_after: list[str] = field(default_factory=list)
@@ -34,21 +35,21 @@ class ReplayResult:
     train_seconds: float = 0.0
 
     @property
-    def mean_realized_auc(self) -> float:
-        return statistics.fmean(self.realized_auc)
+    def mean_realized(self) -> float:
+        return statistics.fmean(self.realized)
 
 
 @dataclass
 class PolicySummary:
-    """One policy over several seeds: means, and the spread of the mean realized AUC."""
+    """One policy over several seeds: means, and the spread of the mean realized metric."""
 
     policy: str
     seeds: list[int]
-    mean_realized_auc: float
+    mean_realized: float
     interval_t95: tuple[float, float]  # 95% t interval of the per-seed means
     seed_min: float
     seed_max: float
-    per_batch_realized_auc: dict[str, float]  # mean over seeds
+    per_batch_realized: dict[str, float]  # mean over seeds
     retrains: float  # means over seeds
     promotions: float
     alerts: float
@@ -59,20 +60,20 @@ def summarize(results: list[ReplayResult]) -> PolicySummary:
     """Fold the replays of one policy under several seeds."""
     from scipy import stats
 
-    means = [r.mean_realized_auc for r in results]
+    means = [r.mean_realized for r in results]
     mean = statistics.fmean(means)
     half = float("nan")
     if len(means) > 1:
         half = stats.t.ppf(0.975, len(means) - 1) * statistics.stdev(means) / len(means) ** 0.5
-    per_batch = np.mean([r.realized_auc for r in results], axis=0)
+    per_batch = np.mean([r.realized for r in results], axis=0)
     return PolicySummary(
         policy=results[0].policy,
         seeds=[r.seed for r in results],
-        mean_realized_auc=mean,
+        mean_realized=mean,
         interval_t95=(mean - half, mean + half),
         seed_min=min(means),
         seed_max=max(means),
-        per_batch_realized_auc=dict(zip(results[0].scored, per_batch.tolist(), strict=True)),
+        per_batch_realized=dict(zip(results[0].scored, per_batch.tolist(), strict=True)),
         retrains=statistics.fmean(len(r.retrained_after) for r in results),
         promotions=statistics.fmean(len(r.promoted_after) for r in results),
         alerts=statistics.fmean(len(r.alerted_after) for r in results),
@@ -83,11 +84,11 @@ def summarize(results: list[ReplayResult]) -> PolicySummary:
 @dataclass
 class PolicyRecord:
     """One policy over every seed, as `perennial replay` prints it and the report page draws
-    it: the mean realized AUC per batch, its mean and the 95% interval over seeds, and the mean
+    it: the mean realized metric per batch, its mean and the 95% interval over seeds, and the mean
     counts per seed."""
 
     per_batch: list[float]
-    mean_realized_auc: float
+    mean_realized: float
     interval: list[float]
     retrains: float
     promotions: float
@@ -100,6 +101,7 @@ class ReplaySummary:
     """What `perennial replay` returns and stores (`reports/<dataset>/replay.json`)."""
 
     dataset: str
+    metric: str  # the judged metric realized (tasks/core/metrics.py), e.g. roc_auc, rmse
     batches: list[str]  # the batches scored
     seeds: list[int]
     policies: dict[str, PolicyRecord]
@@ -121,8 +123,8 @@ def summary_record(
     for name, found in by_policy.items():
         summary = summarize(found)
         policies[name] = PolicyRecord(
-            per_batch=list(summary.per_batch_realized_auc.values()),
-            mean_realized_auc=summary.mean_realized_auc,
+            per_batch=list(summary.per_batch_realized.values()),
+            mean_realized=summary.mean_realized,
             interval=list(summary.interval_t95),
             retrains=summary.retrains,
             promotions=summary.promotions,
@@ -131,6 +133,7 @@ def summary_record(
         )
     return ReplaySummary(
         dataset=config.dataset,
+        metric=config.primary_metric,
         batches=results[0].scored if results else [],
         seeds=sorted({r.seed for r in results}),
         policies=policies,

@@ -1,7 +1,8 @@
 """Performance over time, and the report that shows it.
 
 Monitoring records what it saw of each batch with the champion of the moment (drift per
-feature, the CBPE estimate and, when the batch has labels, the champion's real metrics) as a
+feature, the estimate before labels and, when the batch has labels, the champion's real
+metrics, named by the target task's metric: tasks/watch/task_metrics.py) as a
 small JSON, `monitoring/<dataset>/<model>/<batch>.v<version>.json`, written once per (version,
 batch). `perennial report` gathers those records with the registry's promotion decisions and
 champion moves, the quarantined batches and the cost of each training run, and writes one
@@ -41,9 +42,10 @@ def batch_record(report: DriftReport) -> dict[str, Any]:
         "model_version": report.reference_version,
         "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "rows": report.rows,
-        "labelled": report.labelled,  # AUC, log loss, positive rate, rows; None before labels
+        "metric": report.metric,  # the judged metric, e.g. roc_auc, macro_auc, rmse
+        "labelled": report.labelled,  # the task's metrics, label statistic, rows; None before
+        "estimated": jsonable(report.estimated),  # with the real value beside it when labelled
         "fairness": report.fairness,  # the champion's group metrics and gaps, with labels
-        "estimated": jsonable(report.estimated),  # CBPE, with the real AUC beside it when labelled
         "drift": {
             "status": report.status,
             "max_psi": report.max_psi,
@@ -108,8 +110,9 @@ def load_quarantines(storage: Storage, config: PerennialConfig) -> list[dict[str
     return sorted(found, key=lambda q: (q["batch"], q["revision"]))
 
 
-def decision_of(version: Any) -> dict[str, Any]:
-    """A model version's promotion decision, from its tags (tasks/registry.py `_decision_tags`)."""
+def decision_of(version: Any, metric: str = "roc_auc") -> dict[str, Any]:
+    """A model version's promotion decision, from its tags (tasks/registry.py `_decision_tags`):
+    challenger and champion in the judged `metric`."""
     tags = version.tags
     numbers = json.loads(tags.get("perennial.decision_numbers", "{}"))
     challenger = numbers.get("challenger") or {}
@@ -120,8 +123,8 @@ def decision_of(version: Any) -> dict[str, Any]:
         "decided_at": tags.get("perennial.decided_at", ""),
         "holdout": tags.get("perennial.batches", "").split(",")[-1],
         "compared_with": tags.get("perennial.compared_with", "none"),
-        "challenger_auc": challenger.get("roc_auc"),
-        "champion_auc": champion.get("roc_auc"),
+        "challenger_value": challenger.get(metric),
+        "champion_value": champion.get(metric),
         "reasons": json.loads(tags.get("perennial.decision_reasons", "[]")),
     }
 
@@ -140,7 +143,8 @@ def gather_registry(config: PerennialConfig) -> dict[str, list[dict[str, Any]]]:
         moves = champion_moves(client, config.model_name) if versions else []
     except MlflowException:  # no registered model yet
         versions, moves = [], []
-    decisions = [decision_of(v) for v in sorted(versions, key=lambda v: int(v.version))]
+    ordered = sorted(versions, key=lambda v: int(v.version))
+    decisions = [decision_of(v, config.primary_metric) for v in ordered]
     costs = list(reversed(recent_costs(config, limit=MAX_RUNS)))
     return {"decisions": decisions, "moves": moves, "costs": costs}
 
@@ -156,6 +160,7 @@ def gather(storage: Storage, config: PerennialConfig) -> dict[str, Any]:
     return {
         "model": config.model_name,
         "dataset": config.dataset,
+        "metric": config.primary_metric,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "psi_warn": config.drift.psi_warn,
         "psi_alert": config.drift.psi_alert,

@@ -11,6 +11,8 @@ import math
 from collections.abc import Callable
 from typing import Any, ParamSpec
 
+from tasks.core.metrics import METRICS
+
 P = ParamSpec("P")
 
 GREEN, RED, GREY, BLUE, ORANGE, INK = "#2e8b57", "#c0392b", "#95a5a6", "#2c6fbb", "#e67e22", "#333"
@@ -72,38 +74,43 @@ def champion_changes(batches: list[dict[str, Any]]) -> list[int]:
 
 
 @styled
-def metrics_figure(batches: list[dict[str, Any]]) -> str | None:
-    """Real AUC and CBPE estimate per batch (top), positive rate and mean score (bottom), with a
-    line where the champion changed."""
+def metrics_figure(batches: list[dict[str, Any]], metric: str = "roc_auc") -> str | None:
+    """The judged metric, real and estimated before labels, per batch (top); the label's
+    statistic and the mean prediction (bottom); a line where the champion changed."""
+    from tasks.watch.task_metrics import LABEL_STATISTIC, task_of
+
     if not batches:
         return None
     plt = _pyplot()
+    title = METRICS[metric].title
     x = list(range(len(batches)))
     labelled = [b.get("labelled") or {} for b in batches]
     estimated = [b.get("estimated") or {} for b in batches]
     figure, (top, bottom) = plt.subplots(
         2, 1, figsize=(10, 5.2), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
     )
-    real = [m.get("roc_auc", math.nan) for m in labelled]
-    guess = [e.get("estimated_auc", math.nan) for e in estimated]
-    top.plot(x, real, "o-", color=BLUE, label="AUC on the batch's labels")
-    top.plot(x, guess, "s--", color=ORANGE, label="AUC estimated before labels (CBPE)")
-    top.set_ylabel("AUC")
+    real = [m.get(metric, math.nan) for m in labelled]
+    guess = [e.get("value", e.get("estimated_auc", math.nan)) for e in estimated]
+    guess = [math.nan if g is None else g for g in guess]
+    top.plot(x, real, "o-", color=BLUE, label=f"{title} on the batch's labels")
+    top.plot(x, guess, "s--", color=ORANGE, label=f"{title} estimated before labels")
+    top.set_ylabel(title)
+    key, statistic = LABEL_STATISTIC.get(task_of(metric), ("", "label"))
     bottom.plot(
         x,
-        [m.get("label_rate", math.nan) for m in labelled],
+        [m.get(key, math.nan) for m in labelled],
         "o-",
         color=INK,
-        label="positive rate (labels)",
+        label=f"{statistic} (labels)",
     )
     bottom.plot(
         x,
         [m.get("mean_prediction", math.nan) for m in labelled],
         "^:",
         color=GREY,
-        label="mean score",
+        label="mean prediction",
     )
-    bottom.set_ylabel("rate")
+    bottom.set_ylabel(statistic)
     for axes in (top, bottom):
         for i in champion_changes(batches):
             axes.axvline(i - 0.5, color=GREEN, linestyle=":", linewidth=1.5)
@@ -128,45 +135,50 @@ def metrics_figure(batches: list[dict[str, Any]]) -> str | None:
 
 @styled
 def replay_figure(replay: dict[str, Any]) -> str | None:
-    """Realized AUC per batch (the champion's of the moment, on the batch's labels), one line per
-    retrain policy replayed over the history (`perennial replay`)."""
+    """The realized metric per batch (the champion's of the moment, on the batch's labels), one
+    line per retrain policy replayed over the history (`perennial replay`)."""
     policies = replay.get("policies") or {}
     batches = replay.get("batches") or []
     if not policies or not batches:
         return None
     plt = _pyplot()
+    title = METRICS[replay.get("metric", "roc_auc")].title
     figure, axes = plt.subplots(figsize=(10, 3.8))
     x = list(range(len(batches)))
     for name, summary in policies.items():
-        mean = summary.get("mean_realized_auc", math.nan)
+        mean = summary.get("mean_realized", summary.get("mean_realized_auc", math.nan))
         axes.plot(x, summary["per_batch"], "o-", label=f"{name} (mean {mean:.4f})")
     axes.set_xticks(x, batches, rotation=45 if len(x) > 8 else 0)
-    axes.set_ylabel("realized AUC")
+    axes.set_ylabel(f"realized {title}")
     axes.grid(axis="y", alpha=0.3)
     axes.legend(loc="lower left", frameon=False, fontsize=8)
-    axes.set_title("Replay: AUC of the model in production on each batch, per policy", loc="left")
+    axes.set_title(
+        f"Replay: {title} of the model in production on each batch, per policy", loc="left"
+    )
     return png(figure)
 
 
 @styled
-def decisions_figure(decisions: list[dict[str, Any]]) -> str | None:
-    """Challenger against champion on the same holdout, one column per decision."""
-    shown = [d for d in decisions if finite(d["challenger_auc"])]
+def decisions_figure(decisions: list[dict[str, Any]], title: str = "AUC") -> str | None:
+    """Challenger against champion on the same holdout in the judged metric (`title`), one
+    column per decision."""
+    shown = [d for d in decisions if finite(d["challenger_value"])]
     if not shown:
         return None
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(10, 3.4))
     for i, d in enumerate(shown):
         promoted = d["decision"] == "promoted"
-        if finite(d["champion_auc"]):
-            axes.plot([i, i], [d["champion_auc"], d["challenger_auc"]], color=GREY, zorder=1)
-            axes.scatter(i, d["champion_auc"], s=60, facecolor="white", edgecolor=INK, zorder=2)
-        axes.scatter(i, d["challenger_auc"], s=60, color=GREEN if promoted else RED, zorder=3)
+        champion, challenger = d["champion_value"], d["challenger_value"]
+        if finite(champion):
+            axes.plot([i, i], [champion, challenger], color=GREY, zorder=1)
+            axes.scatter(i, champion, s=60, facecolor="white", edgecolor=INK, zorder=2)
+        axes.scatter(i, challenger, s=60, color=GREEN if promoted else RED, zorder=3)
     axes.scatter([], [], s=60, facecolor="white", edgecolor=INK, label="champion")
     axes.scatter([], [], color=GREEN, label="challenger, promoted")
     axes.scatter([], [], color=RED, label="challenger, kept out")
     axes.set_xticks(range(len(shown)), [f"v{d['version']}\n{d['holdout']}" for d in shown])
-    axes.set_ylabel("holdout AUC")
+    axes.set_ylabel(f"holdout {title}")
     axes.set_title("Challenger vs champion at each decision (same holdout)", loc="left")
     axes.grid(axis="y", alpha=0.3)
     axes.legend(loc="best", frameon=False)

@@ -9,6 +9,7 @@ from html import escape
 from string import Template
 from typing import Any
 
+from tasks.core.metrics import METRICS
 from tasks.watch.report_fairness import fairness_figure, fairness_rows
 from tasks.watch.report_figures import (
     champion_changes,
@@ -21,6 +22,7 @@ from tasks.watch.report_figures import (
     replay_figure,
     run_name,
 )
+from tasks.watch.task_metrics import LABEL_STATISTIC, companion, task_of
 
 # -- HTML -------------------------------------------------------------------------------------
 
@@ -89,9 +91,16 @@ def empty(text: str) -> str:
     return f'<p class="empty">{escape(text)}</p>'
 
 
-def batches_section(batches: list[dict[str, Any]]) -> str:
+def estimated_value(estimated: dict[str, Any]) -> Any:
+    """An estimate's number, as recorded now or (`estimated_auc`) before every task had one."""
+    return estimated.get("value", estimated.get("estimated_auc"))
+
+
+def batches_section(batches: list[dict[str, Any]], metric: str) -> str:
     if not batches:
         return empty("No monitored batch yet: `perennial monitor --batch B` records one.")
+    title, other = METRICS[metric].title, companion(metric)
+    statistic = LABEL_STATISTIC.get(task_of(metric))
     changes = set(champion_changes(batches))
     rows = []
     for i, b in enumerate(batches):
@@ -102,11 +111,11 @@ def batches_section(batches: list[dict[str, Any]]) -> str:
             td(b["batch"]),
             td(f"v{b['model_version']}"),
             td(f"{b['rows']:,}", "n"),
-            td(number(real.get("roc_auc")), "n"),
-            td(number(est.get("estimated_auc")), "n estimate"),
+            td(number(real.get(metric)), "n"),
+            td(number(estimated_value(est)), "n estimate"),
             td(f"{error:+.4f}" if finite(error) else "-", "n"),
-            td(number(real.get("log_loss")), "n"),
-            td(number(real.get("label_rate"), 3), "n"),
+            td(number(real.get(other)), "n"),
+            *([td(number(real.get(statistic[0]), 3), "n")] if statistic else []),
             td(f"{drift['status']} ({drift['max_psi']:.2f})", drift["status"]),
         ]
         rows.append((cells, "change" if i in changes else ""))
@@ -114,18 +123,21 @@ def batches_section(batches: list[dict[str, Any]]) -> str:
         "batch",
         "champion",
         "rows",
-        "AUC",
-        "AUC estimated (CBPE)",
+        title,
+        f"{title} estimated",
         "estimate - real",
-        "log loss",
-        "positive rate",
+        METRICS[other].title,
+        *([statistic[1]] if statistic else []),
         "drift (max PSI)",
     ]
+    method = "DLE, a model of its error" if task_of(metric) == "regression" else "CBPE"
     note = (
-        "<p>The estimate is made from the champion's own calibrated scores before labels "
-        "(CBPE); the real AUC is measured once the batch's labels are in.</p>"
+        f"<p>The estimate is made before labels from the champion's own outputs ({method}, "
+        f"fitted on its holdout); the real {escape(title)} is measured once the batch's labels "
+        "are in.</p>"
     )
-    return image(metrics_figure(batches), "AUC per batch") + note + table(head, rows)
+    figure = metrics_figure(batches, metric)
+    return image(figure, f"{title} per batch") + note + table(head, rows)
 
 
 def fairness_section(batches: list[dict[str, Any]]) -> str:
@@ -145,23 +157,26 @@ def fairness_section(batches: list[dict[str, Any]]) -> str:
     )
 
 
-def decisions_section(decisions: list[dict[str, Any]]) -> str:
+def decisions_section(decisions: list[dict[str, Any]], metric: str) -> str:
     if not decisions:
         return empty("No model version registered yet: `perennial train` makes one.")
     rows = []
     for d in decisions:
         compared = d["compared_with"]
+        champion = number(d["champion_value"]) + ("" if compared == "none" else f" (v{compared})")
         cells = [
             td(f"v{d['version']}"),
             td(d["holdout"]),
             td(d["decision"], d["decision"]),
-            td(number(d["challenger_auc"]), "n"),
-            td(number(d["champion_auc"]) + ("" if compared == "none" else f" (v{compared})"), "n"),
+            td(number(d["challenger_value"]), "n"),
+            td(champion, "n"),
             td("; ".join(d["reasons"])),
         ]
         rows.append((cells, ""))
-    head = ["version", "holdout", "decision", "its AUC", "champion AUC", "reasons"]
-    return image(decisions_figure(decisions), "challenger vs champion") + table(head, rows)
+    title = METRICS[metric].title
+    head = ["version", "holdout", "decision", f"its {title}", f"champion {title}", "reasons"]
+    figure = decisions_figure(decisions, title)
+    return image(figure, "challenger vs champion") + table(head, rows)
 
 
 def quarantines_section(quarantines: list[dict[str, Any]]) -> str:
@@ -205,29 +220,31 @@ def costs_section(costs: list[dict[str, Any]], prices_as_of: str) -> str:
 
 
 def replay_section(replay: dict[str, Any] | None) -> str:
-    """The replay's figure and its table (mean realized AUC, retrains, promotions, alerts)."""
+    """The replay's figure and its table (mean realized metric, retrains, promotions, alerts)."""
     figure = replay_figure(replay) if replay else None
     if not replay or not figure:
         return empty("No replay yet: `perennial replay --batches FIRST..LAST` fills this in.")
+    title = METRICS[replay.get("metric", "roc_auc")].title
     rows = []
     for name, summary in replay["policies"].items():
         low, high = summary.get("interval") or [None, None]
+        mean = summary.get("mean_realized", summary.get("mean_realized_auc"))
         cells = [
             td(name),
-            td(number(summary.get("mean_realized_auc"))),
+            td(number(mean)),
             td(f"[{number(low)}, {number(high)}]"),
             *(td(f"{summary.get(k, 0):g}") for k in ("retrains", "promotions", "alerts")),
         ]
         rows.append((cells, ""))
     head = [
         "policy",
-        "mean realized AUC",
+        f"mean realized {title}",
         "interval over seeds",
         "retrains",
         "promotions",
         "alerts",
     ]
-    return image(figure, "realized AUC per policy") + table(head, rows)
+    return image(figure, f"realized {title} per policy") + table(head, rows)
 
 
 def tiles(data: dict[str, Any]) -> str:
@@ -236,10 +253,13 @@ def tiles(data: dict[str, Any]) -> str:
     moves = data["moves"]
     champion = moves[-1]["to"] if moves else last.get("model_version")
     promoted = sum(d["decision"] == "promoted" for d in decisions)
+    metric = data.get("metric", "roc_auc")
+    title = METRICS[metric].title
+    real = (last.get("labelled") or {}).get(metric)
     shown = [
         ("champion", f"v{champion}" if champion else "none"),
-        (f"AUC on {last.get('batch', '-')}", number((last.get("labelled") or {}).get("roc_auc"))),
-        ("AUC estimated (CBPE)", number((last.get("estimated") or {}).get("estimated_auc"))),
+        (f"{title} on {last.get('batch', '-')}", number(real)),
+        (f"{title} estimated", number(estimated_value(last.get("estimated") or {}))),
         ("batches monitored", str(len(batches))),
         ("promoted / decisions", f"{promoted} / {len(decisions)}"),
         ("quarantined", str(len(data["quarantines"]))),
@@ -259,9 +279,9 @@ def render_page(data: dict[str, Any]) -> str:
         dataset=escape(data["dataset"]),
         generated=escape(data["generated_at"]),
         tiles=tiles(data),
-        metrics=batches_section(data["batches"]),
+        metrics=batches_section(data["batches"], data.get("metric", "roc_auc")),
         fairness=fairness_section(data["batches"]),
-        decisions=decisions_section(data["decisions"]),
+        decisions=decisions_section(data["decisions"], data.get("metric", "roc_auc")),
         drift=image(drift, "PSI heat map") if drift else empty("No monitored batch yet."),
         replay=replay_section(data.get("replay")),
         quarantines=quarantines_section(data["quarantines"]),

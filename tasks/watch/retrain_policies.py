@@ -17,39 +17,50 @@ from tasks.core.config import PerennialConfig
 
 @dataclass(frozen=True)
 class Observation:
-    """What the monitor knows once a batch's labels are in: the champion's realized AUC on it,
-    its scores, the labels and model inputs, and the champion's AUC on its own holdout with the
-    bootstrap interval of that AUC (`promotion.bootstrap_samples`, `promotion.confidence`)."""
+    """What the monitor knows once a batch's labels are in: the champion's realized metric on it
+    (the judged one: AUC, RMSE, ...), its scores, the labels and model inputs, and the
+    champion's value of that metric on its own holdout with its bootstrap interval
+    (`promotion.bootstrap_samples`, `promotion.confidence`). `higher_is_better`: the metric's
+    direction (False for an error such as RMSE)."""
 
     batch: str
-    realized_auc: float
-    champion_holdout_auc: float
+    realized: float
+    champion_holdout: float
     champion_interval: tuple[float, float]
     scores: np.ndarray
     labels: np.ndarray
     features: pd.DataFrame
     champion_version: int
-    served: tuple[float, ...] = ()  # the champion's realized AUC on each batch it served before
+    served: tuple[float, ...] = ()  # the champion's realized metric on each batch it served before
+    higher_is_better: bool = True
+
+    def worse(self, value: float, than: float) -> bool:
+        """`value` is worse than `than` in the metric's direction."""
+        return value < than if self.higher_is_better else value > than
 
 
 AlertRule = Callable[[Observation], bool]
 
 
 def below_holdout_interval(observation: Observation) -> bool:
-    """Default alert: the realized AUC fell below the low end of the champion's holdout interval
-    (the batch scores worse than the noise of the holdout explains)."""
-    return observation.realized_auc < observation.champion_interval[0]
+    """Default alert: the realized metric is worse than the champion's holdout interval (below
+    its low end for AUC, above its high end for RMSE): the batch scores worse than the noise of
+    the holdout explains."""
+    low, high = observation.champion_interval
+    return observation.worse(observation.realized, low if observation.higher_is_better else high)
 
 
 def below_previous_batch(observation: Observation) -> bool:
-    """The realized AUC fell below what the champion scored on the batch before (its holdout
-    AUC on the first batch it serves) by more than the noise of a difference of two batch AUCs:
+    """The realized metric is worse than what the champion scored on the batch before (its
+    holdout value on the first batch it serves) by more than the noise of a difference of two:
     sqrt(2) x the half-width of its holdout interval. A champion is judged against itself a
     month earlier, not against its holdout month alone, so one hard holdout month does not
     silence every later alert."""
     low, high = observation.champion_interval
-    previous = observation.served[-1] if observation.served else observation.champion_holdout_auc
-    return observation.realized_auc < previous - SQRT2 * (high - low) / 2
+    previous = observation.served[-1] if observation.served else observation.champion_holdout
+    noise = SQRT2 * (high - low) / 2
+    bar = previous - noise if observation.higher_is_better else previous + noise
+    return observation.worse(observation.realized, bar)
 
 
 SQRT2 = 2**0.5
@@ -86,8 +97,8 @@ class Policy:
         return self.name or self.kind
 
 
-# The pipeline's own policy is `Policy("configured")`: the monitor alerts when the champion's AUC
-# on a labelled batch is below its holdout interval (tasks/watch/drift.py), and the retrain it
+# The pipeline's own policy is `Policy("configured")`: the monitor alerts when the champion's metric
+# on a labelled batch is worse than its holdout interval (tasks/watch/drift.py), and the retrain it
 # starts is promoted by the YAML's `promotion:` settings. A candidate for its defaults, measured by
 # benchmarks/replay.py (issue #25): alert when the champion scores below its own previous batch
 # by more than the noise of the difference, and, the champion being shown stale, promote a

@@ -143,7 +143,7 @@ CASES = [
         "expect_column_values_to_be_between",
         "distance",
         words=(
-            "2 of 130 checks failed: expect_column_values_to_be_between on distance; "
+            "2 of 131 checks failed: expect_column_values_to_be_between on distance; "
             "reference_outliers on distance",
             "distance: 5,666 values below (-",
             ") the reference range [0, 9966] drafted from 2013-01..2013-03; "

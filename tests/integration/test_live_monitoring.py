@@ -149,7 +149,8 @@ def test_live_traffic_feeds_drift_and_the_ab_arms(
         assert {v for a, v, *_ in served if a == alias} == {version}
         assert arms[alias]["versions"] == [version] and arms[alias]["rows"] == len(mine)
         expected = roc_auc_score([labels[r] for r, _ in mine], [s for _, s in mine])
-        assert arms[alias]["roc_auc"] == pytest.approx(expected, abs=1e-12)
+        assert arms[alias]["metric"] == "roc_auc"
+        assert arms[alias]["value"] == pytest.approx(expected, abs=1e-12)
     # The JSON reads back as the result it printed; its human lines name each arm.
     found = ArmsReport(
         arms["batch"],

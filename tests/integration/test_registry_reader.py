@@ -55,6 +55,12 @@ def build_registry(config: Any, artifacts: Path) -> None:
             client.set_model_version_tag(
                 config.model_name, version.version, "perennial.decision_reasons", reasons
             )
+    # `perennial forget` marked versions 1 and 3 (3, deleted, is listed by neither reader).
+    erased = json.dumps(
+        [{"erasure": "0123abcd", "at": "2026-12-08T00:00:00", "batches": ["2013-01"]}]
+    )
+    for version in ("1", "3"):
+        client.set_model_version_tag(config.model_name, version, "perennial.erased", erased)
     client.set_registered_model_alias(config.model_name, "champion", "1")
     client.set_registered_model_alias(config.model_name, "challenger", "2")
     client.delete_model_version(config.model_name, "3")
@@ -69,7 +75,9 @@ def test_status_read_with_sqlite_is_what_mlflow_returns(
 ) -> None:
     config = load_config(FLIGHTS)
     empty = registry_reader.status_snapshot(config.tracking_uri, config.model_name, "flights")
-    assert empty == {"champion": None, "challenger": None, "decisions": [], "costs": []}
+    assert empty == {
+        "champion": None, "challenger": None, "decisions": [], "costs": [], "erased": []
+    }  # fmt: skip
     build_registry(config, tmp_path / "artifacts")
 
     # The reader itself: a query it gets wrong raises here instead of falling back to MLflow.
@@ -78,6 +86,9 @@ def test_status_read_with_sqlite_is_what_mlflow_returns(
     assert read["champion"]["metrics"]["holdout_roc_auc"] == pytest.approx(0.60)
     assert read["champion"]["tags"]["perennial.decision"] == "promoted"
     assert [d["version"] for d in read["decisions"]] == ["2", "1"]
+    assert [(e["version"], e["erasures"][0]["batches"]) for e in read["erased"]] == [
+        ("1", ["2013-01"])
+    ]
     assert len(read["costs"]) == 2  # the deleted run and the run without a cost are left out
     by_mlflow = status_of(config.model_name, registry_status_by_mlflow(config))
     assert comparable(status_of(config.model_name, read)) == comparable(by_mlflow)

@@ -50,7 +50,7 @@ def test_replay_compares_the_policies_and_the_report_draws_them(
     assert policies["every_3"]["retrains"] == 0  # its first retrain would follow W06
     for summary in policies.values():
         assert len(summary["per_batch"]) == 3
-        assert 0.5 < summary["mean_realized_auc"] <= 1.0
+        assert 0.5 < summary["mean_realized"] <= 1.0
     assert storage.read_json("reports/sensors/replay.json")["policies"] == policies
 
     page = runner.invoke(app, ["report", "--json", "-c", str(config_path)])
@@ -80,6 +80,6 @@ def test_the_refit_policy_loses_nothing_on_the_second_dataset(tmp_path: Path) ->
         now.append(replay(config, data, configured_policy(config), seed, models=models))
         before.append(replay(config, data, Policy("configured"), seed, models=models))
     assert all(r.retrained_after for r in now)  # the monthly schedule: every 4 weekly batches
-    gain = fmean(r.mean_realized_auc for r in now) - fmean(r.mean_realized_auc for r in before)
+    gain = fmean(r.mean_realized for r in now) - fmean(r.mean_realized for r in before)
     print(f"sensors: realized AUC, refit policy minus the one before: {gain:+.4f}")
     assert gain >= -0.002

@@ -68,7 +68,7 @@ def test_monitoring_records_performance_and_perennial_report_shows_the_history(
     labelled = record["labelled"]
     assert 0.5 < labelled["roc_auc"] <= 1 and labelled["log_loss"] > 0
     assert 0 < labelled["label_rate"] < 1 and labelled["rows"] == 1500
-    assert record["estimated"]["realised_auc"] == pytest.approx(labelled["roc_auc"])
+    assert record["estimated"]["realised"] == pytest.approx(labelled["roc_auc"])
     assert "load" in record["drift"]["psi"]
 
     out = tmp_path / "shared" / "sensors.html"

@@ -73,6 +73,6 @@ def test_training_records_its_cost_and_monitoring_estimates_auc_before_labels(
     report = monitoring(batch="2024-W05", dataset="sensors")
     estimated = report.estimated
     assert estimated is not None and estimated.method == "CBPE"
-    assert estimated.realised_auc is not None
+    assert estimated.realised is not None
     # Same relation in every week (no concept drift): the estimate holds.
-    assert abs(estimated.estimated_auc - estimated.realised_auc) < 0.03
+    assert abs(estimated.value - estimated.realised) < 0.03

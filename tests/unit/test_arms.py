@@ -78,9 +78,9 @@ def test_arms_join_labels_on_typed_keys_and_score_each_arm(config: PerennialConf
         assert found is not None and found.versions == [version]
         assert found.rows == int(mine.sum())
         expected = roc_auc_score(peak[mine] > 80, score[mine])
-        assert found.roc_auc == pytest.approx(expected, abs=1e-12)
+        assert found.metric == "roc_auc" and found.value == pytest.approx(expected, abs=1e-12)
     assert report.gain is not None and report.champion and report.challenger
-    assert report.gain.roc_auc == pytest.approx(report.challenger.roc_auc - report.champion.roc_auc)
+    assert report.gain.value == pytest.approx(report.challenger.value - report.champion.value)
 
 
 def test_nothing_to_compare_gives_none(config: PerennialConfig) -> None:

@@ -94,3 +94,63 @@ def test_init_never_overwrites_and_refuses_in_one_line(tmp_path: Path) -> None:
     assert missing.exit_code == 1 and "file not found" in missing.output
     with pytest.raises(DraftError, match="dataset name"):
         write_draft(data, "../evil", tmp_path / "x.yaml")
+
+
+def delays(rows: int = 400, seed: int = 2) -> pd.DataFrame:
+    """Flights with a delay in minutes, its band as text labels and a yes/no column."""
+    rng = np.random.default_rng(seed)
+    delay = rng.gumbel(-5, 25, rows).round()
+    return pd.DataFrame(
+        {
+            "scheduled": pd.date_range("2013-01-01", periods=rows, freq="D").strftime("%Y-%m-%d"),
+            "distance": rng.integers(100, 2500, rows),
+            "carrier": rng.choice(["AA", "B6", "UA"], rows),
+            "arr_delay": delay,
+            "band": np.array(["on time", "late", "very late"])[np.digitize(delay, [15, 60])],
+            "diverted": np.where(rng.random(rows) < 0.1, "yes", "no"),
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("column", "task", "line"),
+    [
+        ("arr_delay", "regression", 'name: "arr-delay"'),
+        ("band", "multiclass", 'classes: ["on time", "late", "very late"]'),
+        ("diverted", "binary", "expression: \"diverted == 'yes'\""),
+    ],
+)
+def test_init_with_a_target_proposes_its_task_and_the_draft_loads(
+    tmp_path: Path, column: str, task: str, line: str
+) -> None:
+    data = tmp_path / "flights.csv"
+    delays().to_csv(data, index=False)
+    out = tmp_path / "configs" / "flights.yaml"
+    result = CliRunner().invoke(
+        app, ["init", "--from", str(data), "--out", str(out), "--target", column]
+    )
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert f"target:                      # {task}" in text and line in text
+    config = load_config(out)  # loads as written: the target column is not a feature
+    assert config.target.task == task and config.target.column == column
+    assert column not in config.features.columns
+    assert config.primary_metric == {"regression": "rmse", "multiclass": "macro_auc"}.get(
+        task, "roc_auc"
+    )
+
+
+def test_without_a_target_each_candidate_shows_its_proposed_task(tmp_path: Path) -> None:
+    data = tmp_path / "flights.csv"
+    delays().to_csv(data, index=False)
+    text = write_draft(data, "flights", tmp_path / "flights.yaml").read_text()
+    assert '#   task: "multiclass"' in text or '#   task: "binary"' in text
+    too_many = CliRunner().invoke(
+        app,
+        ["init", "--from", str(data), "--out", str(tmp_path / "x.yaml"), "--target", "scheduled"],
+    )
+    assert too_many.exit_code == 1 and "distinct text values" in too_many.output
+    missing = CliRunner().invoke(
+        app, ["init", "--from", str(data), "--out", str(tmp_path / "y.yaml"), "--target", "nope"]
+    )
+    assert missing.exit_code == 1 and "not in the file" in missing.output

@@ -138,9 +138,7 @@ def test_labels_and_a_performance_drop_are_reported(config: PerennialConfig) -> 
         profile, "b", reference, scores_of(reference), labels, config.drift, 0.72, 0.61
     )
     assert report.label is not None and report.label.batch_rate == 1.0
-    assert report.performance == pytest.approx(
-        {"batch_auc": 0.61, "holdout_auc": 0.72, "drop": 0.11}
-    )
+    assert report.performance == pytest.approx({"batch": 0.61, "holdout": 0.72, "worsening": 0.11})
     assert report.status == ALERT
     # all-positive labels against an all-negative reference are label drift too
     assert report.reasons[0].startswith("label drift") and "champion AUC" in report.reasons[1]
@@ -218,11 +216,11 @@ def test_with_labels_the_holdout_interval_decides(
 ) -> None:
     hot = inputs(config, seed=2, shift=8.0)  # would alert on drift alone
     within = compare(
-        weighted_profile, "b", hot, scores_of(hot), None, config.drift, 0.72, labelled_auc=0.705
+        weighted_profile, "b", hot, scores_of(hot), None, config.drift, 0.72, labelled_value=0.705
     )
     assert within.status != ALERT, within.reasons
     assert "not below it" in within.reasons[0]
     below = compare(
-        weighted_profile, "b", hot, scores_of(hot), None, config.drift, 0.72, labelled_auc=0.69
+        weighted_profile, "b", hot, scores_of(hot), None, config.drift, 0.72, labelled_value=0.69
     )
     assert below.status == ALERT and "below it" in below.reasons[0], below.reasons

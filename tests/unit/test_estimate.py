@@ -37,11 +37,11 @@ def test_estimate_after_isotonic_calibration_on_a_reference_of_distorted_scores(
     realised = float(roc_auc_score(y_batch, raw))
     found = estimate_auc(calibration, raw, realised)
     assert found is not None
-    assert abs(found.estimated_auc - realised) < 0.02
-    assert found.realised_auc == realised
-    assert found.error == pytest.approx(found.estimated_auc - realised)
+    assert abs(found.value - realised) < 0.02
+    assert found.realised == realised
+    assert found.error == pytest.approx(found.value - realised)
     # Miscalibrated scores used as if they were probabilities give a worse estimate.
-    assert abs(expected_auc(raw, raw) - realised) > abs(found.estimated_auc - realised)
+    assert abs(expected_auc(raw, raw) - realised) > abs(found.value - realised)
 
 
 def test_ties_count_as_one_threshold() -> None:
@@ -74,7 +74,7 @@ def test_matches_nannyml_cbpe_on_a_pinned_case() -> None:
     reference_scores, reference_labels, batch_scores = synthetic_case()
     found = estimate_auc(fit_calibration(reference_scores, reference_labels), batch_scores)
     assert found is not None
-    assert found.estimated_auc == pytest.approx(0.7971, abs=5e-4)
+    assert found.value == pytest.approx(0.7971, abs=5e-4)
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,7 @@ def test_monitor_prints_the_estimate_as_an_estimate(
         {"scores": [0.0, 1.0], "probabilities": [0.0, 1.0]}, np.array([0.2, 0.8]), realised
     )
     assert estimated is not None
-    estimated.estimated_auc = 0.7012
+    estimated.value = 0.7012
     if realised is not None:
         estimated.error = 0.7012 - realised
     report = MonitoringSummary(
@@ -123,19 +123,19 @@ def test_an_estimate_is_corrected_by_its_past_errors_and_given_their_range() -> 
     from tasks.core.results import jsonable
     from tasks.watch.estimate import Estimate, trust_text, with_past_errors
 
-    estimate = Estimate(method="CBPE", estimated_auc=0.70, realised_auc=None, error=None)
+    estimate = Estimate(method="CBPE", metric="roc_auc", value=0.70, realised=None, error=None)
     assert with_past_errors(estimate, [0.05]) == estimate  # one earlier batch says too little
     found = with_past_errors(estimate, [0.03, 0.05, 0.07, float("nan")])
     assert jsonable(found.past_errors) == pytest.approx(
         {"batches": 3, "mean": 0.05, "low": 0.03, "high": 0.07}
     )
-    assert found.corrected_auc == pytest.approx(0.65)
+    assert found.corrected == pytest.approx(0.65)
     assert found.range == pytest.approx([0.63, 0.67])
     assert "corrected 0.6500, likely 0.6300 to 0.6700" in trust_text(found)
     assert trust_text(estimate) == ""
     # Stored and printed as before: the correction's keys only once there is one.
-    assert list(jsonable(estimate)) == ["method", "estimated_auc", "realised_auc", "error"]
-    assert list(jsonable(found))[4:] == ["past_errors", "corrected_auc", "range"]
+    assert list(jsonable(estimate)) == ["method", "metric", "value", "realised", "error"]
+    assert list(jsonable(found))[5:] == ["past_errors", "corrected", "range"]
 
 
 def test_past_errors_come_from_earlier_labelled_batches_only(home: Path) -> None:
@@ -151,7 +151,7 @@ def test_past_errors_come_from_earlier_labelled_batches_only(home: Path) -> None
         ("2013-06", 0.05),
         ("2013-08", 0.09),
     ]:
-        estimated = {"estimated_auc": 0.7, "realised_auc": None, "error": error}
+        estimated = {"value": 0.7, "realised": None, "error": error}
         record = {
             "batch": batch,
             "model_version": "1",

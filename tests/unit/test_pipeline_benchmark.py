@@ -65,3 +65,32 @@ def test_the_auc_verdict_follows_the_interval(pipeline: Any) -> None:
     assert mixed["ci95"][0] < 0 < mixed["ci95"][1]
     assert mixed["verdict"] == "no difference at 95% over 4 seeds"
     assert pipeline.auc_difference(pairs([0.001]))["ci95"] is None
+
+
+def regression_pairs(perennial: list[float], script: list[float]) -> list[dict[str, Any]]:
+    return [
+        {
+            "seed": 42 + i,
+            "ratio": 3.0,
+            "perennial": {"holdout_rmse": p, "wall_s": 60.0},
+            "script": {"holdout_rmse": s, "naive_rmse": 46.9, "wall_s": 20.0},
+        }
+        for i, (p, s) in enumerate(zip(perennial, script, strict=True))
+    ]
+
+
+def test_the_regression_row_holds_perennial_against_the_script_interval(pipeline: Any) -> None:
+    from argparse import Namespace
+
+    args = Namespace(trials=40, pairs=4)
+    script = [44.0, 44.3, 43.9, 44.2]
+    within = pipeline.regression_row(args, regression_pairs([44.2, 44.1, 44.4, 44.0], script), 5.0)
+    assert within["perennial_within_script_interval_or_better"] is True
+    assert within["script_rmse_ci95"][0] < 44.1 < within["script_rmse_ci95"][1]
+    assert within["naive_rmse"] == 46.9 and within["median_ratio"] == 3.0  # 60 s / 20 s
+    better = pipeline.regression_row(args, regression_pairs([43.0, 43.1, 42.9, 43.2], script), 5.0)
+    assert better["perennial_within_script_interval_or_better"] is True
+    assert better["rmse_difference"]["verdict"].startswith("Perennial lower (better)")
+    worse = pipeline.regression_row(args, regression_pairs([46.0, 46.2, 45.9, 46.1], script), 5.0)
+    assert worse["perennial_within_script_interval_or_better"] is False
+    assert worse["rmse_difference"]["verdict"].startswith("Perennial higher (worse)")

@@ -153,14 +153,14 @@ def test_each_batch_is_scored_by_a_model_that_never_saw_it(
         Policy("configured", holdout_shape=holdout_shape, should_alert=always),
     ):
         result = run(own_feature, policy, cache)
-        assert max(result.realized_auc) < 0.7, (policy.label, result.realized_auc)
+        assert max(result.realized) < 0.7, (policy.label, result.realized)
 
 
 def test_configured_without_alerts_is_never(own_feature: BatchData, cache: ModelCache) -> None:
     quiet = run(own_feature, Policy("configured", should_alert=never), cache)
     first_only = run(own_feature, Policy("never"), cache)
     assert quiet.retrained_after == quiet.alerted_after == []
-    assert quiet.realized_auc == first_only.realized_auc
+    assert quiet.realized == first_only.realized
 
 
 def test_the_alert_rule_sees_the_batch_just_scored(own_feature: BatchData) -> None:
@@ -172,10 +172,10 @@ def test_the_alert_rule_sees_the_batch_just_scored(own_feature: BatchData) -> No
 
     result = run(own_feature, Policy("configured", should_alert=record))
     assert [o.batch for o in seen] == MONTHS[3:11]  # December's labels come after the end
-    assert [o.realized_auc for o in seen] == result.realized_auc[:8]
+    assert [o.realized for o in seen] == result.realized[:8]
     low, high = seen[0].champion_interval
     # The first model holds out March, whose label (f2 > 0) it never saw.
-    assert 0.3 < low <= seen[0].champion_holdout_auc <= high < 0.7
+    assert 0.3 < low <= seen[0].champion_holdout <= high < 0.7
     assert len(seen[0].scores) == len(seen[0].labels) == len(seen[0].features) == ROWS
 
 
@@ -200,27 +200,27 @@ def test_a_promoted_challenger_serves_from_the_next_batch(holdout_shape: bool) -
     assert result.promoted_after[0] == "2013-05"
     june = result.scored.index("2013-06")
     assert result.champion_version[june] == 2
-    assert result.realized_auc[june] > 0.7 > max(result.realized_auc[:2])
+    assert result.realized[june] > 0.7 > max(result.realized[:2])
     assert len(result.promoted_after) <= len(result.retrained_after)
 
 
 def test_shared_cache_changes_no_result(own_feature: BatchData, cache: ModelCache) -> None:
     shared = run(own_feature, Policy("every_k", k=3), cache)
     alone = run(own_feature, Policy("every_k", k=3), None)
-    assert shared.realized_auc == alone.realized_auc
+    assert shared.realized == alone.realized
     assert shared.train_seconds > 0 and alone.train_seconds > 0
 
 
 def test_summary_folds_seeds(own_feature: BatchData, cache: ModelCache) -> None:
     results = [run(own_feature, Policy("every_k", k=3), cache, seed) for seed in (0, 1, 2)]
     summary = summarize(results)
-    means = [r.mean_realized_auc for r in results]
+    means = [r.mean_realized for r in results]
     assert summary.seeds == [0, 1, 2]
     assert summary.seed_min == min(means) and summary.seed_max == max(means)
     low, high = summary.interval_t95
-    assert low <= summary.mean_realized_auc <= high
+    assert low <= summary.mean_realized <= high
     assert summary.retrains == 2 and summary.alerts == 0
-    assert list(summary.per_batch_realized_auc) == MONTHS[3:]
+    assert list(summary.per_batch_realized) == MONTHS[3:]
 
 
 def test_replay_needs_a_batch_to_hold_out_and_one_to_serve(own_feature: BatchData) -> None:
@@ -267,7 +267,7 @@ def test_served_holds_the_champions_own_past_batches() -> None:
     result = run(data, Policy("configured", should_alert=record))
     assert result.promoted_after == ["2013-05"]
     assert [len(o.served) for o in seen] == [0, 1, 0, 1, 2, 3, 4, 5]
-    assert seen[1].served == (result.realized_auc[0],)
+    assert seen[1].served == (result.realized[0],)
 
 
 def test_on_alert_replaces_promotion_settings_and_guards() -> None:
@@ -343,5 +343,5 @@ def test_a_refit_champion_serves_what_the_holdout_month_taught() -> None:
     refit = run_newest(Policy("every_batch", holdout_shape=False))
     kept_out = run_newest(Policy("every_batch"))
     second_months = [refit.scored.index(m) for m in ("2013-05", "2013-07", "2013-09", "2013-11")]
-    assert min(refit.realized_auc[i] for i in second_months) > 0.8
-    assert max(kept_out.realized_auc[i] for i in second_months) < 0.7
+    assert min(refit.realized[i] for i in second_months) > 0.8
+    assert max(kept_out.realized[i] for i in second_months) < 0.7

@@ -39,7 +39,7 @@ def drift_report(batch: str, version: str, labelled: bool = True) -> DriftReport
         max_psi=0.02,
         drifted_features=[],
         warned_features=[],
-        estimated=Estimate(method="CBPE", estimated_auc=0.7, realised_auc=0.68, error=0.02),
+        estimated=Estimate(method="CBPE", metric="roc_auc", value=0.7, realised=0.68, error=0.02),
         labelled={
             "roc_auc": 0.68,
             "log_loss": 0.5,
@@ -71,7 +71,7 @@ def test_a_batch_is_recorded_once_per_model_version(config: PerennialConfig) -> 
         ("2013-05", "4"),
     ]
     assert records[1]["labelled"]["log_loss"] == 0.5
-    assert records[1]["estimated"]["estimated_auc"] == 0.7
+    assert records[1]["estimated"]["value"] == 0.7
 
 
 def test_a_record_made_before_labels_is_completed_when_they_land(config: PerennialConfig) -> None:
@@ -131,23 +131,23 @@ def history(hostile: str = "distance") -> dict[str, Any]:
                 "version": "1",
                 "holdout": "2013-03",
                 "compared_with": "none",
-                "challenger_auc": 0.69,
-                "champion_auc": None,
+                "challenger_value": 0.69,
+                "champion_value": None,
             },
             {
                 **decision,
                 "version": "2",
                 "holdout": "2013-04",
                 "decision": "rejected",
-                "challenger_auc": 0.67,
-                "champion_auc": 0.64,
+                "challenger_value": 0.67,
+                "champion_value": 0.64,
             },
             {
                 **decision,
                 "version": "3",
                 "holdout": "2013-05",
-                "challenger_auc": 0.76,
-                "champion_auc": 0.70,
+                "challenger_value": 0.76,
+                "champion_value": 0.70,
             },
         ],
         "moves": [{"action": "train", "from": "1", "to": "3"}],
@@ -235,7 +235,7 @@ def test_a_replay_adds_its_figure_and_table() -> None:
         "policies": {
             name: {
                 "per_batch": [0.70 - i * 0.01, 0.69, 0.71],
-                "mean_realized_auc": 0.70 - i * 0.003,
+                "mean_realized": 0.70 - i * 0.003,
                 "interval": [0.69, 0.71],
                 "retrains": 3 - i,
                 "promotions": 2,
