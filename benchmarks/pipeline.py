@@ -47,6 +47,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -169,7 +170,14 @@ def server(action: str, prefect_home: Path) -> float:
 def perennial_run(
     trials: int, seed: int, prefect_home: Path, task: str = "binary"
 ) -> dict[str, Any]:
-    home = Path(tempfile.mkdtemp(prefix="perennial-bench-pipeline-"))
+    # Each run's home is removed once measured (it holds a whole pipeline's state).
+    with tempfile.TemporaryDirectory(prefix="perennial-bench-pipeline-") as folder:
+        return measured_train(Path(folder), trials, seed, prefect_home, task)
+
+
+def measured_train(
+    home: Path, trials: int, seed: int, prefect_home: Path, task: str
+) -> dict[str, Any]:
     env = {
         **prefect_env(prefect_home),
         "PERENNIAL_HOME": str(home),
@@ -253,6 +261,7 @@ def main() -> None:
         }
     finally:
         server("stop", prefect_home)
+        shutil.rmtree(prefect_home, ignore_errors=True)
     write_result(args, started, server_start, pairs)
 
 
